@@ -1,0 +1,93 @@
+"""procframe: process-based parallelism with the multiprocessing API, on pluggable backends.
+
+``import procframe as mp`` is a drop-in for ``import multiprocessing as mp``.
+Module-level names use the default backend, chosen by ``set_backend`` (alias
+``set_start_method``), else ``PROCFRAME_BACKEND``, else the platform default;
+``get_context(name)`` gives the same API bound to one backend.
+"""
+
+from __future__ import annotations
+
+from procframe.api.context import (
+    Context,
+    get_all_start_methods,
+    get_context,
+    get_start_method,
+    set_backend,
+)
+from procframe.api.errors import (
+    AuthenticationError,
+    BackendError,
+    BufferTooShort,
+    ProcessError,
+    ProcessPicklingError,
+    ProcessStateError,
+    TimeoutError,
+)
+from procframe.api.process import (
+    Process,
+    active_children,
+    current_process,
+    parent_process,
+)
+from procframe.api.system import cpu_count
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use so that a spawned child does not pay for pluggy.
+    if name == "hookimpl":
+        from procframe.hookspecs import hookimpl
+
+        return hookimpl
+    raise AttributeError(f"module 'procframe' has no attribute {name!r}")
+
+
+def set_start_method(method: str | None, force: bool = False) -> None:
+    """Alias of :func:`set_backend`, the ``multiprocessing`` name."""
+    set_backend(method, force=force)  # type: ignore[arg-type]
+
+
+def set_forkserver_preload(module_names: list[str]) -> None:
+    """Modules the fork server imports once, before it forks any child."""
+    from procframe.backends.forkserver import set_forkserver_preload as set_preload
+
+    set_preload(module_names)
+
+
+def set_executable(executable: str) -> None:
+    """The Python interpreter that spawn-style backends start."""
+    from procframe.backends.spawn import set_executable as set_exe
+
+    set_exe(executable)
+
+
+def freeze_support() -> None:
+    """Accepted for compatibility; procframe needs no support for frozen programs on POSIX."""
+
+
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "BufferTooShort",
+    "Context",
+    "Process",
+    "ProcessError",
+    "ProcessPicklingError",
+    "ProcessStateError",
+    "TimeoutError",
+    "active_children",
+    "cpu_count",
+    "current_process",
+    "freeze_support",
+    "get_all_start_methods",
+    "get_context",
+    "get_start_method",
+    "hookimpl",
+    "parent_process",
+    "set_backend",
+    "set_executable",
+    "set_forkserver_preload",
+    "set_start_method",
+]

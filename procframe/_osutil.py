@@ -1,0 +1,80 @@
+"""Small operating-system helpers shared by the launchers and their children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+_PR_SET_PDEATHSIG = 1
+PARENT_POLL_INTERVAL = 0.25
+"""Seconds between checks of the parent pid where the kernel cannot signal its death."""
+
+
+def death_signal(daemon: bool) -> int:
+    """The signal a child gets when its parent dies: SIGKILL if daemonic, else SIGTERM."""
+    return int(signal.SIGKILL if daemon else signal.SIGTERM)
+
+
+def arm_parent_death(signum: int, parent_pid: int, kernel_may_signal: bool) -> None:
+    """Have ``signum`` delivered to this process once ``parent_pid`` has died.
+
+    On Linux the kernel does it (``PR_SET_PDEATHSIG``), but it signals when the
+    parent *thread* that created us exits, so the launcher passes
+    ``kernel_may_signal=False`` when it ran on a thread that may end before its
+    process; a daemon thread then watches the parent pid instead.
+    """
+    if kernel_may_signal and sys.platform.startswith("linux"):
+        if _prctl_pdeathsig(signum):
+            if os.getppid() != parent_pid:  # it died before we armed the signal
+                os.kill(os.getpid(), signum)
+            return
+    _start_parent_watcher(signum, parent_pid)
+
+
+def _prctl_pdeathsig(signum: int) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
+    except (OSError, AttributeError, ImportError):
+        return False
+
+
+def _start_parent_watcher(signum: int, parent_pid: int) -> None:
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(PARENT_POLL_INTERVAL):
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signum)
+                return
+
+    threading.Thread(target=watch, name="procframe-parent-watcher", daemon=True).start()
+
+
+def launched_from_main_thread() -> bool:
+    """True if the caller is the main thread, which lives as long as the process."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    """Read ``size`` bytes from ``fd``; raise ``EOFError`` if it ends sooner."""
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError(f"stream ended {remaining} bytes short of {size}")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,1 @@
+"""The public classes of procframe, independent of any backend."""

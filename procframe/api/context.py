@@ -1,0 +1,275 @@
+"""Backend selection and the :class:`Context`: one factory per public name, bound to one backend.
+
+Selection order: ``get_context(name)`` > ``set_backend(name)`` >
+``PROCFRAME_BACKEND`` > the platform default.  A child runs under the backend
+that launched it: the launcher passes the name and the child calls
+:func:`_adopt_backend`, so the environment is never read again there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from procframe.api.errors import BackendError
+
+if TYPE_CHECKING:
+    from pluggy import HookCaller
+
+    from procframe.api.backend import BackendInfo, Launcher
+    from procframe.api.process import BaseProcess, _ParentProcess
+
+BACKEND_ENV = "PROCFRAME_BACKEND"
+
+_lock = threading.RLock()
+_chosen: str | None = None  # set_backend() / inherited from the launching parent
+_contexts: dict[str, Context] = {}
+_backends: dict[str, BackendInfo] | None = None
+
+
+def platform_default() -> str:
+    """forkserver on Linux (fork is unsafe once a process has threads), spawn elsewhere."""
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def backends() -> dict[str, BackendInfo]:
+    """Every declared backend, available or not, by name."""
+    global _backends
+    found = _backends
+    if found is None:
+        with _lock:
+            if _backends is None:
+                _backends = _declared_backends()
+            found = _backends
+    return found
+
+
+def _declared_backends() -> dict[str, BackendInfo]:
+    from procframe.api.backend import BackendInfo
+    from procframe.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    found: dict[str, BackendInfo] = {}
+    for info in reversed(pm.hook.procframe_declare_backend()):
+        if not isinstance(info, BackendInfo):
+            raise TypeError(
+                f"procframe_declare_backend of plugin {pm.get_name(info) or info!r} "
+                f"returned {type(info).__name__}, expected BackendInfo"
+            )
+        if info.name in found:
+            first, second = pm.get_name(found[info.name].plugin), pm.get_name(info.plugin)
+            raise BackendError(
+                f"two plugins declare backend {info.name!r}: {first} and {second}; "
+                "uninstall or block one of them"
+            )
+        found[info.name] = info
+    return found
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here, the default first."""
+    names = sorted(name for name, info in backends().items() if info.available)
+    default = platform_default()
+    if default in names:
+        names.remove(default)
+        names.insert(0, default)
+    return names
+
+
+def _resolve(name: str, source: str) -> BackendInfo:
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a string, got {type(name).__name__}")
+    known = backends()
+    info = known.get(name)
+    if info is None:
+        listed = ", ".join(sorted(known)) or "none"
+        raise BackendError(
+            f"unknown procframe backend {name!r} ({source}); backends that exist: {listed}. "
+            "A third-party backend is found once its package, which declares an entry point "
+            "in the 'procframe' group, is installed; `python -m procframe info` lists them"
+        )
+    if not info.available:
+        listed = ", ".join(available_backends()) or "none"
+        raise BackendError(
+            f"procframe backend {name!r} ({source}) is not available here: {info.reason}. "
+            f"Available: {listed}"
+        )
+    return info
+
+
+def default_backend_name() -> str:
+    """The name the default context uses: set_backend > PROCFRAME_BACKEND > platform default."""
+    if _chosen is not None:
+        return _chosen
+    from_env = os.environ.get(BACKEND_ENV, "").strip()
+    if from_env:
+        _resolve(from_env, f"from the environment variable {BACKEND_ENV}")
+        return from_env
+    return platform_default()
+
+
+def get_context(method: str | None = None) -> Context:
+    """The context of backend ``method``, or of the default backend when ``None``."""
+    name = default_backend_name() if method is None else method
+    context = _contexts.get(name)
+    if context is None:
+        with _lock:
+            context = _contexts.get(name)
+            if context is None:
+                source = "asked for by name" if method is not None else "the default"
+                context = Context(_resolve(name, source))
+                _contexts[name] = context
+    return context
+
+
+def set_backend(name: str, force: bool = False) -> None:
+    """Choose the default backend for this process, once (``force=True`` to change it)."""
+    global _chosen
+    with _lock:
+        if _chosen is not None and not force and name != _chosen:
+            raise RuntimeError(
+                f"the procframe backend was already set to {_chosen!r}; "
+                "pass force=True to change it"
+            )
+        if name is None:
+            if not force:
+                raise ValueError("set_backend(None) needs force=True (it clears the choice)")
+            _chosen = None
+            return
+        _resolve(name, "passed to set_backend")
+        _chosen = name
+
+
+def get_start_method(allow_none: bool = False) -> str | None:
+    """The default backend's name; with ``allow_none``, ``None`` unless it was set."""
+    if _chosen is None and allow_none:
+        return None
+    return default_backend_name()
+
+
+def get_all_start_methods() -> list[str]:
+    """The available backends, the platform default first."""
+    return available_backends()
+
+
+def _adopt_backend(name: str) -> None:
+    """Make ``name`` this process's default (in a child: the backend that launched it)."""
+    global _chosen
+    _chosen = name
+
+
+def _forget_contexts() -> None:
+    """Drop cached contexts and backend declarations (the plugin set changed)."""
+    global _backends
+    with _lock:
+        _contexts.clear()
+        _backends = None
+
+
+class Context:
+    """The public API bound to one backend; ``procframe.get_context(name)`` returns one."""
+
+    def __init__(self, backend: BackendInfo) -> None:
+        self._backend = backend
+        self._process_class: type[BaseProcess] | None = None
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def backend(self) -> BackendInfo:
+        """What the backend declared: name, capabilities, plugin."""
+        return self._backend
+
+    @property
+    def name(self) -> str:
+        return self._backend.name
+
+    def get_start_method(self, allow_none: bool = False) -> str:
+        """The backend's name (``multiprocessing`` calls backends start methods)."""
+        return self._backend.name
+
+    def get_context(self, method: str | None = None) -> Context:
+        """Another context, or this one when ``method`` is ``None``."""
+        return self if method is None else get_context(method)
+
+    def __repr__(self) -> str:
+        return f"<procframe Context backend={self.name!r}>"
+
+    # -- factories -------------------------------------------------------------
+
+    @property
+    def Process(self) -> type[BaseProcess]:  # noqa: N802 - the multiprocessing name
+        """The Process class whose instances start under this backend."""
+        if self._process_class is None:
+            from procframe.api.process import bound_process_class
+
+            self._process_class = bound_process_class(self.name)
+        return self._process_class
+
+    def current_process(self) -> BaseProcess:
+        from procframe.api.process import current_process
+
+        return current_process()
+
+    def parent_process(self) -> _ParentProcess | None:
+        from procframe.api.process import parent_process
+
+        return parent_process()
+
+    def active_children(self) -> list[BaseProcess]:
+        from procframe.api.process import active_children
+
+        return active_children()
+
+    def cpu_count(self) -> int:
+        from procframe.api.system import cpu_count
+
+        return cpu_count()
+
+    def set_forkserver_preload(self, module_names: list[str]) -> None:
+        """Modules the fork server imports once, before it forks any child."""
+        from procframe.backends.forkserver import set_forkserver_preload
+
+        set_forkserver_preload(module_names)
+
+    def set_executable(self, executable: str) -> None:
+        """The Python interpreter that spawn-style backends start."""
+        from procframe.backends.spawn import set_executable
+
+        set_executable(executable)
+
+    # -- hook dispatch (creation time only) -----------------------------------
+
+    def _hook(self, name: str) -> HookCaller:
+        """``name`` called on this backend's plugin and every plugin that is not a backend."""
+        from procframe.plugins import get_plugin_manager
+
+        others = [info.plugin for info in backends().values() if info.plugin is not self._backend.plugin]
+        pm = get_plugin_manager()
+        if not others:
+            caller: HookCaller = getattr(pm.hook, name)
+            return caller
+        return pm.subset_hook_caller(name, remove_plugins=others)
+
+    def _launch(self, process: BaseProcess) -> Launcher:
+        launcher = self._hook("procframe_launch_process")(process=process, backend=self._backend)
+        if launcher is None:
+            raise BackendError(
+                f"backend {self.name!r} ({type(self._backend.plugin).__name__}) "
+                "did not implement procframe_launch_process"
+            )
+        return launcher  # type: ignore[no-any-return]
+
+    def _notify_started(self, process: BaseProcess) -> None:
+        self._hook("procframe_process_started")(process=process, backend=self._backend)
+
+    def _notify_exited(self, process: BaseProcess, exitcode: int) -> None:
+        self._hook("procframe_process_exited")(process=process, exitcode=exitcode)
+
+    def _notify_bootstrap(self, process: BaseProcess) -> None:
+        self._hook("procframe_child_bootstrap")(process=process, backend=self._backend)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return get_context, (self.name,)

@@ -1,0 +1,37 @@
+"""The exceptions of the public API (the names ``multiprocessing`` uses, plus a few)."""
+
+from __future__ import annotations
+
+import pickle
+
+
+class ProcessError(Exception):
+    """Base class of procframe's own errors (as ``multiprocessing.ProcessError``)."""
+
+
+class BufferTooShort(ProcessError):
+    """A receive buffer was too small for the message."""
+
+
+class TimeoutError(ProcessError):  # noqa: A001 - the multiprocessing name
+    """An operation did not finish within its timeout."""
+
+
+class AuthenticationError(ProcessError):
+    """A peer failed the authentication challenge."""
+
+
+class ProcessStateError(ProcessError, AssertionError, RuntimeError):
+    """A Process method was called in a state that forbids it (start twice, join before start).
+
+    It is an ``AssertionError`` as in ``multiprocessing`` and a ``RuntimeError``
+    as in ``threading``, so code written for either catches it.
+    """
+
+
+class ProcessPicklingError(pickle.PicklingError, TypeError):
+    """An object handed to a new process cannot be pickled for its backend."""
+
+
+class BackendError(ValueError):
+    """An unknown or unavailable backend was asked for."""

@@ -1,0 +1,575 @@
+"""``Process`` and the process-wide bookkeeping around it.
+
+The API of ``multiprocessing.Process``; a process is launched through the
+backend of its context, by the ``procframe_launch_process`` hook, once per
+``start()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from procframe.api.errors import ProcessStateError
+
+if TYPE_CHECKING:
+    from procframe.api.backend import Launcher
+    from procframe.api.context import Context
+
+__all__ = [
+    "AuthenticationString",
+    "BaseProcess",
+    "Process",
+    "active_children",
+    "current_process",
+    "parent_process",
+]
+
+DAEMON_STOP_GRACE = 3.0
+"""Seconds a daemonic child gets to exit after SIGTERM at parent exit, before SIGKILL."""
+
+_spawning = threading.local()
+
+
+class AuthenticationString(bytes):
+    """The authkey: bytes that refuse to be pickled except to launch a child."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if not getattr(_spawning, "active", False):
+            raise TypeError(
+                "pickling an AuthenticationString is refused for security reasons; "
+                "it only travels to a child being started"
+            )
+        return AuthenticationString, (bytes(self),)
+
+
+class spawning_payload:  # noqa: N801 - used as a context manager, reads like a statement
+    """Within this block an authkey may be pickled (the payload of a new child)."""
+
+    def __enter__(self) -> None:
+        _spawning.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        _spawning.active = False
+
+
+def _check_closed(method: Callable[..., Any]) -> Callable[..., Any]:
+    def checked(self: BaseProcess, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise ValueError(f"process object {self._name!r} is closed")
+        return method(self, *args, **kwargs)
+
+    checked.__name__ = method.__name__
+    checked.__qualname__ = method.__qualname__
+    checked.__doc__ = method.__doc__
+    return checked
+
+
+class BaseProcess:
+    """A process object: a target run in a new OS process; the API of ``threading.Thread``."""
+
+    _context_name: str | None = None
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        if group is not None:
+            raise ValueError("group must be None: process groups are not implemented")
+        if target is not None and not callable(target):
+            raise TypeError(f"target must be callable, got {type(target).__name__}: {target!r}")
+        me = _current_process
+        self._identity: tuple[int, ...] = (*me._identity, next(me._counter))
+        self._config: dict[str, Any] = dict(me._config)
+        self._parent_pid = os.getpid()
+        self._parent_name = me.name
+        self._launcher: Launcher | None = None
+        self._exitcode: int | None = None
+        self._closed = False
+        self._target = target
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs or {})
+        self._counter = itertools.count(1)
+        self._name = (
+            str(name)
+            if name is not None
+            else f"{type(self).__name__}-{':'.join(map(str, self._identity))}"
+        )
+        if daemon is not None:
+            self.daemon = daemon
+
+    # -- the part a subclass overrides ---------------------------------------
+
+    def run(self) -> None:
+        """Method to be run in the child; by default calls ``target(*args, **kwargs)``."""
+        if self._target is not None:
+            self._target(*self._args, **self._kwargs)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @_check_closed
+    def start(self) -> None:
+        """Start the child process; at most once per process object."""
+        if self._launcher is not None:
+            raise ProcessStateError(f"cannot start a process twice ({self._name!r})")
+        if self._parent_pid != os.getpid():
+            raise ProcessStateError(
+                "can only start a process object created by the current process"
+            )
+        if _current_process._config.get("daemon"):
+            raise ProcessStateError("daemonic processes are not allowed to have children")
+        _reap_children()
+        context = self._get_context()
+        self._launcher = context._launch(self)
+        _register_child(self)
+        # The child has its own copies now; drop ours so they can be freed.
+        del self._target, self._args, self._kwargs
+        context._notify_started(self)
+
+    def _get_context(self) -> Context:
+        from procframe.api import context
+
+        return context.get_context(self._context_name)
+
+    @_check_closed
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the process exits, or until ``timeout`` seconds have passed."""
+        if self._parent_pid != os.getpid():
+            raise ProcessStateError("can only join a child process")
+        launcher = self._launcher
+        if launcher is None:
+            raise ProcessStateError(f"can only join a started process ({self._name!r})")
+        code = launcher.wait(timeout)
+        if code is not None:
+            self._note_exit(code)
+
+    @_check_closed
+    def is_alive(self) -> bool:
+        """True from ``start()`` until the process exits."""
+        if self is _current_process:
+            return True
+        if self._parent_pid != os.getpid():
+            raise ProcessStateError("can only test a child process")
+        if self._launcher is None or self._exitcode is not None:
+            return False
+        code = self._launcher.poll()
+        if code is None:
+            return True
+        self._note_exit(code)
+        return False
+
+    def _note_exit(self, code: int) -> None:
+        if self._exitcode is None:
+            self._exitcode = code
+            _children.discard(self)
+            self._get_context()._notify_exited(self, code)
+
+    @_check_closed
+    def terminate(self) -> None:
+        """Send SIGTERM to the process."""
+        self._require_started("terminate").terminate()
+
+    @_check_closed
+    def kill(self) -> None:
+        """Send SIGKILL to the process."""
+        self._require_started("kill").kill()
+
+    @_check_closed
+    def interrupt(self) -> None:
+        """Send SIGINT to the process (``KeyboardInterrupt`` in the child)."""
+        self._require_started("interrupt").interrupt()
+
+    def _require_started(self, what: str) -> Launcher:
+        if self._launcher is None:
+            raise ProcessStateError(f"cannot {what} a process that was never started")
+        return self._launcher
+
+    def close(self) -> None:
+        """Release the resources held for the process; it must have exited."""
+        if self._closed:
+            return
+        if self._launcher is not None:
+            if self.is_alive():
+                raise ValueError(
+                    f"cannot close process {self._name!r} while it is still running; "
+                    "join() it first"
+                )
+            self._launcher.close()
+            self._launcher = None
+        _children.discard(self)
+        self._closed = True
+
+    # -- attributes -----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self._name = name
+
+    @property
+    def daemon(self) -> bool:
+        """Whether the process is daemonic: terminated when its parent exits."""
+        return bool(self._config.get("daemon", False))
+
+    @daemon.setter
+    def daemon(self, daemonic: bool) -> None:
+        if self._launcher is not None:
+            raise ProcessStateError("cannot set the daemon flag of a started process")
+        self._config["daemon"] = bool(daemonic)
+
+    @property
+    def authkey(self) -> AuthenticationString:
+        """The key used to authenticate connections between processes."""
+        key: AuthenticationString = self._config["authkey"]
+        return key
+
+    @authkey.setter
+    def authkey(self, authkey: bytes) -> None:
+        if not isinstance(authkey, (bytes, bytearray)):
+            raise TypeError(f"authkey must be bytes, got {type(authkey).__name__}")
+        self._config["authkey"] = AuthenticationString(authkey)
+
+    @property
+    @_check_closed
+    def exitcode(self) -> int | None:
+        """``None`` while running; the exit code after; ``-N`` if killed by signal N."""
+        if self._launcher is None:
+            return None
+        if self._exitcode is None:
+            code = self._launcher.poll()
+            if code is not None:
+                self._note_exit(code)
+        return self._exitcode
+
+    @property
+    @_check_closed
+    def pid(self) -> int | None:
+        """The OS process id, ``None`` before ``start()``."""
+        if self is _current_process:
+            return os.getpid()
+        return None if self._launcher is None else self._launcher.pid
+
+    ident = pid
+
+    @property
+    @_check_closed
+    def sentinel(self) -> int:
+        """A file descriptor that becomes readable when the process exits."""
+        return self._require_started("get the sentinel of").sentinel
+
+    def __repr__(self) -> str:
+        if self is _current_process:
+            status = "started"
+        elif self._closed:
+            status = "closed"
+        elif self._parent_pid != os.getpid():
+            status = "unknown"
+        elif self._launcher is None:
+            status = "initial"
+        else:
+            code = self.exitcode
+            status = "started" if code is None else f"stopped exitcode={code}"
+            if code is not None and code < 0:
+                try:
+                    status = f"stopped exitcode=-{signal.Signals(-code).name}"
+                except ValueError:
+                    pass
+        daemon = " daemon" if self.daemon else ""
+        pid = f" pid={self._launcher.pid}" if self._launcher is not None else ""
+        return f"<{type(self).__name__} name={self._name!r}{pid} parent={self._parent_pid} {status}{daemon}>"
+
+    # -- pickling (a spawned child receives the process object) ---------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_launcher"] = None
+        state["_counter"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._counter = itertools.count(1)
+
+    # -- the child side -------------------------------------------------------
+
+    def _bootstrap(self, notify_bootstrap: bool = True) -> int:
+        """Run the process in the child; return the exit code.  Never raises."""
+        exitcode = 1
+        try:
+            _become_child(self)
+            if notify_bootstrap:
+                self._get_context()._notify_bootstrap(self)
+            try:
+                self.run()
+                exitcode = 0
+            finally:
+                _at_exit()
+        except SystemExit as exc:
+            exitcode = _exit_code_of(exc)
+        except BaseException:
+            exitcode = 1
+            import traceback
+
+            sys.stderr.write(f"Process {self._name}:\n")
+            traceback.print_exc()
+        finally:
+            _flush_standard_streams()
+        return exitcode
+
+
+class Process(BaseProcess):
+    """A process launched by the default backend, or by its context's (``ctx.Process``)."""
+
+
+class _MainProcess(BaseProcess):
+    def __init__(self) -> None:
+        self._identity = ()
+        self._name = "MainProcess"
+        self._parent_pid = None  # type: ignore[assignment]
+        self._launcher = None
+        self._exitcode = None
+        self._closed = False
+        self._counter = itertools.count(1)
+        self._config = {"authkey": AuthenticationString(os.urandom(32)), "semprefix": "/pf"}
+
+    def close(self) -> None:
+        pass
+
+
+class _ParentProcess:
+    """The parent, as seen from a child (``parent_process()``)."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name = name
+        self.pid = self.ident = pid
+        self._sentinel: int | None = None
+
+    @property
+    def sentinel(self) -> int:
+        """A descriptor readable once the parent has exited (Linux: a pidfd)."""
+        if self._sentinel is None:
+            if not hasattr(os, "pidfd_open"):
+                raise NotImplementedError("the parent's sentinel needs os.pidfd_open (Linux)")
+            self._sentinel = os.pidfd_open(self.pid)
+            if os.getppid() != self.pid:  # it died before we opened the pidfd
+                os.close(self._sentinel)
+                self._sentinel = _closed_pipe_read_end()
+        return self._sentinel
+
+    def is_alive(self) -> bool:
+        """True while the parent runs."""
+        return os.getppid() == self.pid or _pid_exists(self.pid)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the parent exits, or until ``timeout`` seconds have passed."""
+        from procframe._fdwait import wait_readable
+
+        wait_readable([self.sentinel], timeout)
+
+    @property
+    def exitcode(self) -> None:
+        return None
+
+    @property
+    def daemon(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        state = "started" if self.is_alive() else "stopped"
+        return f"<_ParentProcess name={self.name!r} pid={self.pid} {state}>"
+
+
+def _closed_pipe_read_end() -> int:
+    r, w = os.pipe()
+    os.close(w)
+    return r
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_current_process: BaseProcess = _MainProcess()
+_parent_process: _ParentProcess | None = None
+_children: set[BaseProcess] = set()
+_exit_handler_installed = False
+
+
+def current_process() -> BaseProcess:
+    """The process object of the calling process."""
+    return _current_process
+
+
+def parent_process() -> _ParentProcess | None:
+    """The parent of the calling process, or ``None`` in the main process."""
+    return _parent_process
+
+
+def active_children() -> list[BaseProcess]:
+    """The children of this process still running (joining those that have exited)."""
+    _reap_children()
+    return list(_children)
+
+
+def _reap_children() -> None:
+    for child in list(_children):
+        launcher = child._launcher
+        if launcher is None:
+            _children.discard(child)
+            continue
+        code = launcher.poll()
+        if code is not None:
+            child._note_exit(code)
+
+
+def _register_child(process: BaseProcess) -> None:
+    _children.add(process)
+    _install_exit_handler()
+
+
+_after_children: list[Callable[[], None]] = []
+
+
+def on_exit_after_children(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at interpreter exit, after the children were stopped or joined.
+
+    For services the children use (a fork server): they must outlive them.
+    """
+    if callback not in _after_children:
+        _after_children.append(callback)
+    _install_exit_handler()
+
+
+def _install_exit_handler() -> None:
+    global _exit_handler_installed
+    if not _exit_handler_installed:
+        import atexit
+
+        atexit.register(_at_exit)
+        _exit_handler_installed = True
+
+
+def _at_exit() -> None:
+    try:
+        _stop_children()
+    finally:
+        for callback in reversed(_after_children):
+            callback()
+
+
+def _become_child(process: BaseProcess) -> None:
+    """Make ``process`` the current process (called first thing in a new child)."""
+    global _current_process, _parent_process, _children
+    _parent_process = _ParentProcess(process._parent_name, process._parent_pid)
+    _current_process = process
+    _children = set()
+    _after_children.clear()
+    process._launcher = None
+    process._counter = itertools.count(1)
+    _detach_stdin()
+
+
+def _detach_stdin() -> None:
+    if sys.stdin is not None:
+        try:
+            sys.stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as sys.stdin
+        except OSError:
+            pass
+
+
+def _stop_children() -> None:
+    """Terminate daemonic children, then join the others (at exit, and at a child's end)."""
+    daemons = [p for p in list(_children) if p.daemon and p._launcher is not None]
+    for child in daemons:
+        if child.is_alive():
+            child.terminate()
+    for child in daemons:
+        child.join(DAEMON_STOP_GRACE)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    for child in list(_children):
+        if child._launcher is not None:
+            child.join()
+
+
+def _exit_code_of(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class _BoundProcessClasses:
+    """``ctx.Process`` classes, one per backend, reachable by name so pickle finds them."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[BaseProcess]] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, backend: str) -> type[BaseProcess]:
+        if backend.startswith("__"):
+            raise AttributeError(backend)
+        with self._lock:
+            cls = self._classes.get(backend)
+            if cls is None:
+                title = "".join(part.capitalize() for part in backend.split("_"))
+                cls = type(
+                    f"{title}Process",
+                    (Process,),
+                    {
+                        "_context_name": backend,
+                        "__module__": __name__,
+                        "__qualname__": f"_bound_classes.{backend}",
+                        "__doc__": f"A Process started by the {backend!r} backend.",
+                    },
+                )
+                self._classes[backend] = cls
+            return cls
+
+
+_bound_classes = _BoundProcessClasses()
+
+
+def bound_process_class(backend: str) -> type[BaseProcess]:
+    """The Process subclass whose instances always start under ``backend``."""
+    cls: type[BaseProcess] = getattr(_bound_classes, backend)
+    return cls

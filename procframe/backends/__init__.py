@@ -1,0 +1,20 @@
+"""The built-in backends: fork, spawn and forkserver.
+
+A third-party backend subclasses :class:`procframe.backends.posix.ProcessBackend`
+(or a built-in backend) and registers an instance through the ``procframe``
+entry-point group.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from procframe.backends.posix import ProcessBackend
+
+
+def builtin_backends() -> list[ProcessBackend]:
+    """The plugin objects of the built-in backends."""
+    from procframe.backends import fork, forkserver, spawn
+
+    return [fork.plugin, spawn.plugin, forkserver.plugin]

@@ -1,0 +1,118 @@
+"""The child side of a fresh-interpreter start: apply the preparation, then run the process.
+
+Kept light on purpose: a spawned child imports this module first, and
+nothing here imports pluggy unless a plugin must see the bootstrap.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import sys
+import types
+from typing import Any
+
+from procframe import _osutil
+from procframe.api import context
+from procframe.api.process import BaseProcess
+
+MAIN_ALIAS = "__mp_main__"
+
+
+def spawn_main(payload_fd: int, sentinel_fd: int) -> None:
+    """Entry point of a spawned interpreter: read the payload from ``payload_fd`` and run.
+
+    ``sentinel_fd`` stays open until the process ends; the parent sees it close.
+    """
+    del sentinel_fd
+    try:
+        with open(payload_fd, "rb", closefd=True) as stream:
+            process, prep = load(stream)
+    except BaseException as exc:  # the child cannot start: say why, then fail
+        _report_start_failure(exc)
+        sys.exit(1)
+    sys.exit(process._bootstrap(prep["bootstrap_hooks"]))
+
+
+def run_payload(payload: bytes, os_parent_pid: int) -> int:
+    """Run a process from an in-memory payload (a forked fork-server child); return its exit code.
+
+    ``os_parent_pid`` is the fork server, whose death the child must not outlive.
+    """
+    try:
+        process, prep = load(io.BytesIO(payload), os_parent_pid)
+    except BaseException as exc:
+        _report_start_failure(exc)
+        return 1
+    return process._bootstrap(prep["bootstrap_hooks"])
+
+
+def load(
+    stream: io.BufferedIOBase | io.BytesIO, os_parent_pid: int | None = None
+) -> tuple[BaseProcess, dict[str, Any]]:
+    """Read the preparation, apply it, then unpickle the process object."""
+    prep = pickle.load(stream)
+    if os_parent_pid is not None:
+        prep["os_parent_pid"] = os_parent_pid
+    prepare(prep)
+    process = pickle.load(stream)
+    return process, prep
+
+
+def prepare(prep: dict[str, Any]) -> None:
+    """Make this interpreter look like the parent: path, cwd, argv, backend, main module."""
+    os_parent = prep.get("os_parent_pid", prep["parent_pid"])
+    _osutil.arm_parent_death(prep["death_signal"], os_parent, prep["kernel_may_signal"])
+    context._adopt_backend(prep["backend"])
+    sys.path[:] = prep["sys_path"]
+    sys.argv[:] = prep["sys_argv"]
+    try:
+        os.chdir(prep["cwd"])
+    except OSError:
+        pass
+    main = prep["main"]
+    if main is not None:
+        import_main(*main)
+
+
+def import_main(kind: str, where: str) -> None:
+    """Import the parent's main module as ``__mp_main__`` (its ``__main__`` guard stays shut)."""
+    current = sys.modules.get(MAIN_ALIAS)
+    if current is not None and getattr(current, "__procframe_main__", None) == (kind, where):
+        sys.modules["__main__"] = current
+        return
+    module = types.ModuleType(MAIN_ALIAS)
+    module.__dict__["__procframe_main__"] = (kind, where)
+    if kind == "module":
+        import importlib.util
+
+        spec = importlib.util.find_spec(where)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot find the parent's main module {where!r}")
+        module.__spec__ = spec
+        module.__file__ = spec.origin
+        module.__loader__ = spec.loader
+        module.__package__ = spec.parent
+        code = spec.loader.get_code(where)  # type: ignore[attr-defined]
+    else:
+        module.__file__ = where
+        with open(where, "rb") as source:
+            code = compile(source.read(), where, "exec")
+    previous_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = sys.modules[MAIN_ALIAS] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        sys.modules.pop(MAIN_ALIAS, None)
+        if previous_main is not None:
+            sys.modules["__main__"] = previous_main
+        raise
+
+
+def _report_start_failure(exc: BaseException) -> None:
+    import traceback
+
+    sys.stderr.write(f"procframe: child process {os.getpid()} could not start:\n")
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    sys.stderr.flush()

@@ -1,0 +1,73 @@
+"""The ``fork`` backend: the child is an ``os.fork`` copy of the parent."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from procframe import _osutil
+from procframe.api import context
+from procframe.api.backend import (
+    INHERITS_PARENT_MEMORY,
+    PARENT_DEATH,
+    POSIX_SIGNALS,
+    BackendInfo,
+    Launcher,
+)
+from procframe.api.process import BaseProcess
+from procframe.backends.posix import ForkedChild, ProcessBackend
+
+# Held from pipe() to the parent's close of the child's end, so that a fork on
+# another thread cannot inherit that end and keep the sentinel from firing.
+_fork_lock = threading.Lock()
+
+
+class ForkBackend(ProcessBackend):
+    """Fast, and the child sees everything the parent had; unsafe once the parent has threads."""
+
+    name = "fork"
+    capabilities = frozenset({INHERITS_PARENT_MEMORY, POSIX_SIGNALS, PARENT_DEATH})
+    description = "os.fork(): the child is a copy of the parent"
+
+    def unavailable_reason(self) -> str:
+        if not hasattr(os, "fork"):
+            return "os.fork() does not exist on this platform"
+        return ""
+
+    def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
+        kernel_may_signal = _osutil.launched_from_main_thread()
+        parent_pid = os.getpid()
+        with _fork_lock:
+            sentinel_r, sentinel_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                _run_forked_child(process, backend, sentinel_r, parent_pid, kernel_may_signal)
+            os.close(sentinel_w)
+        return ForkedChild(pid, sentinel_r)
+
+
+def _run_forked_child(
+    process: BaseProcess,
+    backend: BackendInfo,
+    sentinel_r: int,
+    parent_pid: int,
+    kernel_may_signal: bool,
+) -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()  # the copy inherited from the parent is held
+    code = 1
+    try:
+        os.close(sentinel_r)
+        _osutil.arm_parent_death(
+            _osutil.death_signal(process.daemon), parent_pid, kernel_may_signal
+        )
+        context._adopt_backend(backend.name)
+        code = process._bootstrap()
+    except BaseException:  # pragma: no cover - _bootstrap does not raise
+        sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+    finally:
+        os._exit(code)
+
+
+plugin = ForkBackend()

@@ -1,0 +1,106 @@
+"""What a parent sends a child that starts as a fresh interpreter (spawn, forkserver).
+
+Two pickles in one stream: the *preparation* (plain data: sys.path, the main
+module, the backend name, ...) that the child applies before it can unpickle
+the second, the Process object, whose target may live in ``__main__``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import sys
+from typing import Any
+
+from procframe import _osutil
+from procframe.api.errors import ProcessPicklingError
+from procframe.api.process import BaseProcess, spawning_payload
+
+_LENGTH = struct.Struct("!Q")
+
+
+def main_module_spec() -> tuple[str, str] | None:
+    """How the child can re-import the parent's ``__main__``: ("module", name), ("path", file) or None."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return None
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return ("module", spec.name)
+    path = getattr(main, "__file__", None)
+    if not path or not os.path.isfile(path):  # interactive, -c, or stdin: nothing to re-import
+        return None
+    return ("path", os.path.abspath(path))
+
+
+def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
+    """The plain-data first part of the payload."""
+    from procframe.plugins import get_plugin_manager
+
+    observers = get_plugin_manager().hook.procframe_child_bootstrap.get_hookimpls()
+    return {
+        "backend": backend,
+        "sys_path": list(sys.path),
+        "sys_argv": list(sys.argv),
+        "cwd": os.getcwd(),
+        "main": main_module_spec(),
+        "parent_pid": os.getpid(),
+        "death_signal": _osutil.death_signal(process.daemon),
+        "kernel_may_signal": _osutil.launched_from_main_thread(),
+        # Without observers the child need not load the plugins (pluggy, entry points).
+        "bootstrap_hooks": bool(observers),
+    }
+
+
+def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = None) -> bytes:
+    """Pickle the payload for ``process``; raise :class:`ProcessPicklingError` naming what fails."""
+    prep = preparation(process, backend)
+    if kernel_may_signal is not None:
+        prep["kernel_may_signal"] = kernel_may_signal
+    buffer = io.BytesIO()
+    pickle.dump(prep, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        with spawning_payload():
+            pickle.dump(process, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise _explain(process, backend, exc) from exc
+    return buffer.getvalue()
+
+
+def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPicklingError:
+    culprit = "the process object"
+    parts: list[tuple[str, object]] = [("target", getattr(process, "_target", None))]
+    parts += [(f"args[{i}]", arg) for i, arg in enumerate(getattr(process, "_args", ()))]
+    parts += [(f"kwargs[{k!r}]", v) for k, v in getattr(process, "_kwargs", {}).items()]
+    with spawning_payload():
+        for label, value in parts:
+            try:
+                pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                culprit = f"its {label} ({_short_repr(value)})"
+                break
+    return ProcessPicklingError(
+        f"process {process.name!r} cannot start under the {backend!r} backend: {culprit} "
+        f"cannot be pickled ({type(exc).__name__}: {exc}). Backends that start a fresh "
+        "interpreter send the target and its arguments by pickle: define the target at "
+        "module level and pass picklable arguments, or use a backend whose children "
+        "inherit the parent's memory (fork)"
+    )
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def frame(data: bytes) -> bytes:
+    """``data`` with its length in front, for a stream that carries several messages."""
+    return _LENGTH.pack(len(data)) + data
+
+
+def read_frame(fd: int) -> bytes:
+    """Read one message written with :func:`frame`."""
+    (size,) = _LENGTH.unpack(_osutil.read_exactly(fd, _LENGTH.size))
+    return _osutil.read_exactly(fd, size)

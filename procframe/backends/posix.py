@@ -1,0 +1,136 @@
+"""What the built-in POSIX backends share: the backend plugin base and the launchers.
+
+fork, spawn and forkserver differ only in how a child is launched and what it
+inherits; each overrides :meth:`ProcessBackend.launch` and nothing else.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import subprocess
+from typing import Any, ClassVar
+
+from procframe._fdwait import wait_readable
+from procframe.api.backend import POSIX_SIGNALS, BackendInfo, Launcher
+from procframe.api.process import BaseProcess
+from procframe.hookspecs import hookimpl
+
+
+class ProcessBackend(abc.ABC):
+    """Base of a backend plugin that starts OS processes.
+
+    A subclass sets ``name``, ``capabilities`` and ``description`` and
+    implements :meth:`launch`; a third-party backend may subclass it (or a
+    built-in backend) and register an instance through the ``procframe``
+    entry-point group.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    description: ClassVar[str] = ""
+
+    def unavailable_reason(self) -> str:
+        """Why this backend cannot run here, or ``""`` when it can."""
+        return ""
+
+    def info(self) -> BackendInfo:
+        """The declaration of this backend."""
+        reason = self.unavailable_reason()
+        return BackendInfo(
+            name=self.name,
+            plugin=self,
+            capabilities=self.capabilities,
+            available=not reason,
+            reason=reason,
+            description=self.description,
+        )
+
+    @hookimpl
+    def procframe_declare_backend(self) -> BackendInfo:
+        return self.info()
+
+    @hookimpl
+    def procframe_launch_process(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
+        return self.launch(process, backend)
+
+    @abc.abstractmethod
+    def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
+        """Start ``process`` and return its launcher."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend {self.name!r}>"
+
+
+UNKNOWN_EXITCODE = 255
+"""The exit code reported for a child whose status was collected by someone else."""
+
+
+def exitcode_from_status(status: int) -> int:
+    """A ``waitpid`` status as a ``Process.exitcode``: the exit code, or ``-signum``."""
+    return os.waitstatus_to_exitcode(status)
+
+
+class ChildLauncher(Launcher):
+    """A direct child of this process whose sentinel is a pipe it holds open until it exits."""
+
+    def __init__(self, pid: int, sentinel: int) -> None:
+        self.pid = pid
+        self.sentinel = sentinel
+        self.returncode: int | None = None
+
+    @abc.abstractmethod
+    def _reap(self, block: bool) -> int | None:
+        """Collect the child's exit status, waiting for it if ``block``."""
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._reap(block=False)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None:
+            if timeout is not None and not wait_readable([self.sentinel], timeout):
+                return self.poll()
+            self.returncode = self._reap(block=True)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+
+class ForkedChild(ChildLauncher):
+    """A child made by ``os.fork`` in this process, reaped with ``waitpid``."""
+
+    def _reap(self, block: bool) -> int | None:
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            # Someone else reaped it (a SIGCHLD handler, os.wait() in user code).
+            return UNKNOWN_EXITCODE
+        if pid == 0:
+            return None
+        return exitcode_from_status(status)
+
+
+class SpawnedChild(ChildLauncher):
+    """A child started as a new program; ``subprocess.Popen`` owns its reaping."""
+
+    def __init__(self, popen: subprocess.Popen[Any], sentinel: int) -> None:
+        super().__init__(popen.pid, sentinel)
+        self._popen = popen
+
+    def _reap(self, block: bool) -> int | None:
+        return self._popen.wait() if block else self._popen.poll()
+
+    def send_signal(self, signum: int) -> None:
+        self._popen.send_signal(signum)  # does nothing once the child has been reaped

@@ -1,0 +1,83 @@
+"""The ``spawn`` backend: the child is a fresh Python interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from procframe import _osutil
+from procframe.api.backend import (
+    PARENT_DEATH,
+    PICKLES_PROCESS,
+    POSIX_SIGNALS,
+    REIMPORTS_MAIN,
+    BackendInfo,
+    Launcher,
+)
+from procframe.api.process import BaseProcess
+from procframe.backends import payload
+from procframe.backends.posix import ProcessBackend, SpawnedChild
+
+_executable: str | None = None
+
+
+def set_executable(executable: str) -> None:
+    """Use ``executable`` instead of ``sys.executable`` for new interpreters."""
+    if not os.access(executable, os.X_OK):
+        raise ValueError(f"{executable!r} is not an executable file")
+    global _executable
+    _executable = executable
+
+
+def get_executable() -> str:
+    """The interpreter that spawn-style backends start."""
+    return _executable or sys.executable
+
+
+def interpreter_command(code: str) -> list[str]:
+    """The command line that runs ``code`` in a new interpreter with this one's flags."""
+    flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    return [get_executable(), *flags, "-c", code]
+
+
+def start_interpreter(code: str, pass_fds: tuple[int, ...]) -> subprocess.Popen[Any]:
+    """Start a new interpreter running ``code``; it inherits only ``pass_fds`` and stdio."""
+    return subprocess.Popen(interpreter_command(code), pass_fds=pass_fds, close_fds=True)
+
+
+class SpawnBackend(ProcessBackend):
+    """Safe with threads and portable; each child pays for an interpreter start."""
+
+    name = "spawn"
+    capabilities = frozenset({PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH})
+    description = "a fresh interpreter per child; the target travels by pickle"
+
+    def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
+        data = payload.encode(process, backend.name)
+        payload_r, payload_w = os.pipe()
+        sentinel_r, sentinel_w = os.pipe()
+        try:
+            popen = start_interpreter(
+                "from procframe.backends.child import spawn_main; "
+                f"spawn_main({payload_r}, {sentinel_w})",
+                pass_fds=(payload_r, sentinel_w),
+            )
+        except BaseException:
+            for fd in (payload_w, sentinel_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(payload_r)
+            os.close(sentinel_w)
+        try:
+            _osutil.write_all(payload_w, data)
+        except BrokenPipeError:
+            pass  # the child died before reading; its exit code tells the story
+        finally:
+            os.close(payload_w)
+        return SpawnedChild(popen, sentinel_r)
+
+
+plugin = SpawnBackend()
