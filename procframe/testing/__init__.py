@@ -1,0 +1,28 @@
+"""procframe's conformance kit: a pytest plugin and a suite any backend can be run against.
+
+    pytest -p procframe.testing --procframe-backend NAME
+
+runs the whole suite against backend ``NAME``.  A project can also load the
+plugin from its conftest (``pytest_plugins = ["procframe.testing"]``) and
+use the ``procframe_backend`` and ``ctx`` fixtures in tests of its own.
+"""
+
+from procframe.testing.plugin import (
+    _procframe_no_leaks,
+    ctx,
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_generate_tests,
+    pytest_report_header,
+)
+
+__all__ = [
+    "_procframe_no_leaks",
+    "ctx",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_generate_tests",
+    "pytest_report_header",
+]
