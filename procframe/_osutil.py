@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 PARENT_POLL_INTERVAL = 0.25
@@ -14,6 +16,8 @@ PARENT_POLL_INTERVAL = 0.25
 
 def death_signal(daemon: bool) -> int:
     """The signal a child gets when its parent dies: SIGKILL if daemonic, else SIGTERM."""
+    import signal
+
     return int(signal.SIGKILL if daemon else signal.SIGTERM)
 
 
@@ -33,17 +37,39 @@ def arm_parent_death(signum: int, parent_pid: int, kernel_may_signal: bool) -> N
     _start_parent_watcher(signum, parent_pid)
 
 
-def _prctl_pdeathsig(signum: int) -> bool:
-    try:
-        import ctypes
+_prctl: Callable[..., int] | None = None
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
-    except (OSError, AttributeError, ImportError):
-        return False
+
+def load_prctl() -> Callable[..., int] | None:
+    """The C ``prctl`` function (Linux), loaded once.
+
+    A launcher that forks calls this first, so its children find it loaded.
+    Uses ``_ctypes`` directly: importing all of ``ctypes`` would cost a spawned
+    child more than everything else it imports.
+    """
+    global _prctl
+    if _prctl is None and sys.platform.startswith("linux"):
+        try:
+            import _ctypes
+
+            class _CFunction(_ctypes.CFuncPtr):
+                _flags_ = _ctypes.FUNCFLAG_CDECL
+
+            address = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")  # type: ignore[arg-type]
+            _prctl = _CFunction(address)
+        except (ImportError, OSError, AttributeError):
+            return None
+    return _prctl
+
+
+def _prctl_pdeathsig(signum: int) -> bool:
+    prctl = load_prctl()
+    return prctl is not None and prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
 
 
 def _start_parent_watcher(signum: int, parent_pid: int) -> None:
+    import threading
+
     def watch() -> None:
         stop = threading.Event()
         while not stop.wait(PARENT_POLL_INTERVAL):
@@ -56,6 +82,8 @@ def _start_parent_watcher(signum: int, parent_pid: int) -> None:
 
 def launched_from_main_thread() -> bool:
     """True if the caller is the main thread, which lives as long as the process."""
+    import threading
+
     return threading.current_thread() is threading.main_thread()
 
 

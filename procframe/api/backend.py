@@ -1,4 +1,4 @@
-"""What a backend declares (:class:`BackendInfo`) and what it returns per process (:class:`Launcher`)."""
+"""What a backend declares (:class:`BackendInfo`) and returns per process (:class:`Launcher`)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class Launcher(abc.ABC):
 
     @abc.abstractmethod
     def wait(self, timeout: float | None = None) -> int | None:
-        """Wait up to ``timeout`` seconds (forever if ``None``); return the exit code or ``None``."""
+        """Wait up to ``timeout`` seconds (``None``: forever); return the exit code or ``None``."""
 
     @abc.abstractmethod
     def send_signal(self, signum: int) -> None:

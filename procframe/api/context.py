@@ -8,14 +8,16 @@ that launched it: the launcher passes the name and the child calls
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-from typing import TYPE_CHECKING, Any
 
 from procframe.api.errors import BackendError
 
+TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
+    from typing import Any
+
     from pluggy import HookCaller
 
     from procframe.api.backend import BackendInfo, Launcher
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 BACKEND_ENV = "PROCFRAME_BACKEND"
 
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _chosen: str | None = None  # set_backend() / inherited from the launching parent
 _contexts: dict[str, Context] = {}
 _backends: dict[str, BackendInfo] | None = None
@@ -174,6 +176,7 @@ class Context:
     def __init__(self, backend: BackendInfo) -> None:
         self._backend = backend
         self._process_class: type[BaseProcess] | None = None
+        self._callers: dict[str, HookCaller] = {}
 
     # -- identity -------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class Context:
     # -- factories -------------------------------------------------------------
 
     @property
-    def Process(self) -> type[BaseProcess]:  # noqa: N802 - the multiprocessing name
+    def Process(self) -> type[BaseProcess]:
         """The Process class whose instances start under this backend."""
         if self._process_class is None:
             from procframe.api.process import bound_process_class
@@ -243,15 +246,23 @@ class Context:
     # -- hook dispatch (creation time only) -----------------------------------
 
     def _hook(self, name: str) -> HookCaller:
-        """``name`` called on this backend's plugin and every plugin that is not a backend."""
-        from procframe.plugins import get_plugin_manager
+        """``name`` called on this backend's plugin and every plugin that is not a backend.
 
-        others = [info.plugin for info in backends().values() if info.plugin is not self._backend.plugin]
-        pm = get_plugin_manager()
-        if not others:
-            caller: HookCaller = getattr(pm.hook, name)
-            return caller
-        return pm.subset_hook_caller(name, remove_plugins=others)
+        Cached: the context is dropped whenever procframe.plugins changes the plugin set.
+        """
+        caller = self._callers.get(name)
+        if caller is None:
+            from procframe.plugins import get_plugin_manager
+
+            mine = self._backend.plugin
+            others = [info.plugin for info in backends().values() if info.plugin is not mine]
+            caller = get_plugin_manager().subset_hook_caller(name, remove_plugins=others)
+            self._callers[name] = caller
+        return caller
+
+    def has_observers(self, hook_name: str) -> bool:
+        """True if some plugin implements ``hook_name`` for this backend (skip the call if not)."""
+        return bool(self._hook(hook_name).get_hookimpls())
 
     def _launch(self, process: BaseProcess) -> Launcher:
         launcher = self._hook("procframe_launch_process")(process=process, backend=self._backend)
@@ -263,10 +274,14 @@ class Context:
         return launcher  # type: ignore[no-any-return]
 
     def _notify_started(self, process: BaseProcess) -> None:
-        self._hook("procframe_process_started")(process=process, backend=self._backend)
+        caller = self._hook("procframe_process_started")
+        if caller.get_hookimpls():
+            caller(process=process, backend=self._backend)
 
     def _notify_exited(self, process: BaseProcess, exitcode: int) -> None:
-        self._hook("procframe_process_exited")(process=process, exitcode=exitcode)
+        caller = self._hook("procframe_process_exited")
+        if caller.get_hookimpls():
+            caller(process=process, exitcode=exitcode)
 
     def _notify_bootstrap(self, process: BaseProcess) -> None:
         self._hook("procframe_child_bootstrap")(process=process, backend=self._backend)

@@ -13,7 +13,7 @@ class BufferTooShort(ProcessError):
     """A receive buffer was too small for the message."""
 
 
-class TimeoutError(ProcessError):  # noqa: A001 - the multiprocessing name
+class TimeoutError(ProcessError):
     """An operation did not finish within its timeout."""
 
 

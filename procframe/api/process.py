@@ -7,17 +7,19 @@ backend of its context, by the ``procframe_launch_process`` hook, once per
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from procframe.api.errors import ProcessStateError
 
+# Not typing.TYPE_CHECKING: a spawned child imports this module and typing is slow to import.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from typing import Any
+
     from procframe.api.backend import Launcher
     from procframe.api.context import Context
 
@@ -33,7 +35,7 @@ __all__ = [
 DAEMON_STOP_GRACE = 3.0
 """Seconds a daemonic child gets to exit after SIGTERM at parent exit, before SIGKILL."""
 
-_spawning = threading.local()
+_spawning = _thread._local()
 
 
 class AuthenticationString(bytes):
@@ -48,7 +50,7 @@ class AuthenticationString(bytes):
         return AuthenticationString, (bytes(self),)
 
 
-class spawning_payload:  # noqa: N801 - used as a context manager, reads like a statement
+class spawning_payload:
     """Within this block an authkey may be pickled (the payload of a new child)."""
 
     def __enter__(self) -> None:
@@ -74,6 +76,7 @@ class BaseProcess:
     """A process object: a target run in a new OS process; the API of ``threading.Thread``."""
 
     _context_name: str | None = None
+    _counter: Iterator[int]
 
     def __init__(
         self,
@@ -286,13 +289,16 @@ class BaseProcess:
             code = self.exitcode
             status = "started" if code is None else f"stopped exitcode={code}"
             if code is not None and code < 0:
+                import signal
+
                 try:
                     status = f"stopped exitcode=-{signal.Signals(-code).name}"
                 except ValueError:
                     pass
         daemon = " daemon" if self.daemon else ""
         pid = f" pid={self._launcher.pid}" if self._launcher is not None else ""
-        return f"<{type(self).__name__} name={self._name!r}{pid} parent={self._parent_pid} {status}{daemon}>"
+        parent = f" parent={self._parent_pid}"
+        return f"<{type(self).__name__} name={self._name!r}{pid}{parent} {status}{daemon}>"
 
     # -- pickling (a spawned child receives the process object) ---------------
 
@@ -491,16 +497,30 @@ def _become_child(process: BaseProcess) -> None:
     _detach_stdin()
 
 
+_devnull: Any = None
+
+
+def preopen_devnull() -> None:
+    """Open the ``/dev/null`` a forked child will use as stdin, once, in the parent.
+
+    Opening it in every child costs more than the rest of a forked child's start.
+    """
+    global _devnull
+    if _devnull is None:
+        _devnull = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - kept for the process life
+
+
 def _detach_stdin() -> None:
+    """Give the child an empty stdin, so that it never competes with its parent for input."""
     if sys.stdin is not None:
         try:
             sys.stdin.close()
         except (OSError, ValueError):
             pass
-        try:
-            sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as sys.stdin
-        except OSError:
-            pass
+    try:
+        sys.stdin = _devnull if _devnull is not None else open(os.devnull, encoding="utf-8")  # noqa: SIM115
+    except OSError:
+        pass
 
 
 def _stop_children() -> None:
@@ -543,7 +563,7 @@ class _BoundProcessClasses:
 
     def __init__(self) -> None:
         self._classes: dict[str, type[BaseProcess]] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def __getattr__(self, backend: str) -> type[BaseProcess]:
         if backend.startswith("__"):

@@ -11,11 +11,14 @@ import os
 import pickle
 import sys
 import types
-from typing import Any
 
 from procframe import _osutil
 from procframe.api import context
 from procframe.api.process import BaseProcess
+
+TYPE_CHECKING = False  # typing is slow to import
+if TYPE_CHECKING:
+    from typing import Any
 
 MAIN_ALIAS = "__mp_main__"
 

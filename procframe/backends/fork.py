@@ -15,12 +15,13 @@ from procframe.api.backend import (
     BackendInfo,
     Launcher,
 )
-from procframe.api.process import BaseProcess
+from procframe.api.process import BaseProcess, preopen_devnull
 from procframe.backends.posix import ForkedChild, ProcessBackend
 
 # Held from pipe() to the parent's close of the child's end, so that a fork on
 # another thread cannot inherit that end and keep the sentinel from firing.
 _fork_lock = threading.Lock()
+BOOTSTRAP_HOOK = "procframe_child_bootstrap"
 
 
 class ForkBackend(ProcessBackend):
@@ -37,12 +38,17 @@ class ForkBackend(ProcessBackend):
 
     def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
         kernel_may_signal = _osutil.launched_from_main_thread()
+        _osutil.load_prctl()  # once here, not in every child
+        preopen_devnull()
+        notify_bootstrap = context.get_context(backend.name).has_observers(BOOTSTRAP_HOOK)
         parent_pid = os.getpid()
         with _fork_lock:
             sentinel_r, sentinel_w = os.pipe()
             pid = os.fork()
             if pid == 0:
-                _run_forked_child(process, backend, sentinel_r, parent_pid, kernel_may_signal)
+                _run_forked_child(
+                    process, backend, sentinel_r, parent_pid, kernel_may_signal, notify_bootstrap
+                )
             os.close(sentinel_w)
         return ForkedChild(pid, sentinel_r)
 
@@ -53,6 +59,7 @@ def _run_forked_child(
     sentinel_r: int,
     parent_pid: int,
     kernel_may_signal: bool,
+    notify_bootstrap: bool,
 ) -> None:
     global _fork_lock
     _fork_lock = threading.Lock()  # the copy inherited from the parent is held
@@ -63,9 +70,9 @@ def _run_forked_child(
             _osutil.death_signal(process.daemon), parent_pid, kernel_may_signal
         )
         context._adopt_backend(backend.name)
-        code = process._bootstrap()
+        code = process._bootstrap(notify_bootstrap)
     except BaseException:  # pragma: no cover - _bootstrap does not raise
-        sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+        sys.excepthook(*sys.exc_info())
     finally:
         os._exit(code)
 

@@ -81,8 +81,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._popen = spawn.start_interpreter(
-                "from procframe.backends.forkserver_main import main; "
-                f"main({theirs.fileno()})",
+                f"from procframe.backends.forkserver_main import main; main({theirs.fileno()})",
                 pass_fds=(theirs.fileno(),),
             )
         finally:

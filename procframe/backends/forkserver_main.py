@@ -22,9 +22,7 @@ def main(control_fd: int) -> None:
     setup: dict[str, Any] = pickle.loads(payload.read_frame(control_fd))
     # A Ctrl-C in the terminal goes to the whole process group; the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _osutil.arm_parent_death(
-        int(signal.SIGKILL), setup["parent_pid"], setup["kernel_may_signal"]
-    )
+    _osutil.arm_parent_death(int(signal.SIGKILL), setup["parent_pid"], setup["kernel_may_signal"])
     sys.path[:] = setup["sys_path"]
     _preload(setup)
     Server(control).serve()

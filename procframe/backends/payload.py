@@ -22,7 +22,7 @@ _LENGTH = struct.Struct("!Q")
 
 
 def main_module_spec() -> tuple[str, str] | None:
-    """How the child can re-import the parent's ``__main__``: ("module", name), ("path", file) or None."""
+    """How a child re-imports the parent's ``__main__``: ("module", name), ("path", file), None."""
     main = sys.modules.get("__main__")
     if main is None:
         return None
@@ -37,9 +37,8 @@ def main_module_spec() -> tuple[str, str] | None:
 
 def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
     """The plain-data first part of the payload."""
-    from procframe.plugins import get_plugin_manager
+    from procframe.api.context import get_context
 
-    observers = get_plugin_manager().hook.procframe_child_bootstrap.get_hookimpls()
     return {
         "backend": backend,
         "sys_path": list(sys.path),
@@ -50,7 +49,7 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
         "death_signal": _osutil.death_signal(process.daemon),
         "kernel_may_signal": _osutil.launched_from_main_thread(),
         # Without observers the child need not load the plugins (pluggy, entry points).
-        "bootstrap_hooks": bool(observers),
+        "bootstrap_hooks": get_context(backend).has_observers("procframe_child_bootstrap"),
     }
 
 

@@ -12,7 +12,7 @@ import subprocess
 from typing import Any, ClassVar
 
 from procframe._fdwait import wait_readable
-from procframe.api.backend import POSIX_SIGNALS, BackendInfo, Launcher
+from procframe.api.backend import BackendInfo, Launcher
 from procframe.api.process import BaseProcess
 from procframe.hookspecs import hookimpl
 

@@ -244,7 +244,7 @@ def test_using_a_process_before_start_is_an_error(ctx: procframe.Context) -> Non
 
 
 def test_bad_arguments_are_refused_at_construction(ctx: procframe.Context) -> None:
-    with pytest.raises(TypeError, match="target must be callable.*int"):
+    with pytest.raises(TypeError, match=r"target must be callable.*int"):
         ctx.Process(target=42)
     with pytest.raises(ValueError, match="group"):
         ctx.Process(group="g", target=targets.noop)  # type: ignore[arg-type]
@@ -295,7 +295,7 @@ def test_authkey_refuses_to_be_pickled() -> None:
 def test_unpicklable_target_fails_in_parent_naming_it(ctx: procframe.Context) -> None:
     before = procframe.active_children()
     p = ctx.Process(target=lambda: None)
-    with pytest.raises(procframe.ProcessPicklingError, match="target.*lambda"):
+    with pytest.raises(procframe.ProcessPicklingError, match=r"target.*lambda"):
         p.start()
     assert procframe.active_children() == before
     assert p.pid is None
@@ -354,8 +354,7 @@ def test_process_started_from_a_short_lived_thread_survives_it(
 
 def test_many_children_at_once(ctx: procframe.Context, tmp_path: Path) -> None:
     procs = [
-        ctx.Process(target=targets.write_marker, args=(str(tmp_path / f"m{i}"),))
-        for i in range(8)
+        ctx.Process(target=targets.write_marker, args=(str(tmp_path / f"m{i}"),)) for i in range(8)
     ]
     for p in procs:
         p.start()

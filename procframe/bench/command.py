@@ -1,0 +1,120 @@
+"""The ``bench`` subcommand: options, the choice of backends, the run and its output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+from procframe.bench import report
+from procframe.bench.runner import (
+    DEFAULT_TIMEOUT,
+    BenchError,
+    TableResult,
+    measure_table,
+    run_harness,
+)
+from procframe.bench.tables import STDLIB_METHODS, TABLES, Row
+
+REPEATS = 5
+QUICK_REPEATS = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m procframe bench``."""
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_REPEATS} repeats of fewer iterations"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help=f"runs per implementation and backend (default {REPEATS}, quick {QUICK_REPEATS})",
+    )
+    parser.add_argument(
+        "--iterations", type=int, metavar="K", help="iterations per run, for every row"
+    )
+    parser.add_argument(
+        "--backend",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        dest="backends",
+        help=f"backends to compare (default: those of {', '.join(STDLIB_METHODS)} available)",
+    )
+    parser.add_argument(
+        "--table",
+        action="extend",
+        nargs="+",
+        choices=list(TABLES),
+        dest="tables",
+        help="tables to measure (default: all)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"limit of one harness run (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def comparable_backends() -> list[str]:
+    """procframe's available backends that the standard library also has."""
+    from procframe.api.context import available_backends
+
+    available = set(available_backends())
+    return [name for name in STDLIB_METHODS if name in available]
+
+
+def select_backends(asked: Sequence[str] | None, comparable: Sequence[str]) -> list[str]:
+    """The backends to measure; raise ``ValueError`` for one that cannot be compared."""
+    if not asked:
+        return list(comparable)
+    for name in asked:
+        if name not in comparable:
+            raise ValueError(
+                f"backend {name!r} cannot be compared with the standard library here; "
+                f"choose from: {', '.join(comparable) or 'none'}"
+            )
+    return list(dict.fromkeys(asked))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the chosen tables and print them; 0 even when a row misses its target."""
+    repeats = args.repeat if args.repeat is not None else QUICK_REPEATS if args.quick else REPEATS
+    for option, value in (("--repeat", repeats), ("--iterations", args.iterations)):
+        if value is not None and value < 1:
+            print(f"procframe bench: error: {option} must be at least 1", file=sys.stderr)
+            return 2
+    try:
+        backends = select_backends(args.backends, comparable_backends())
+    except ValueError as exc:
+        print(f"procframe bench: error: {exc}", file=sys.stderr)
+        return 2
+
+    def iterations(row: Row) -> int:
+        if args.iterations is not None:
+            return int(args.iterations)
+        return row.quick_iterations if args.quick else row.iterations
+
+    def progress(message: str) -> None:
+        print(f"procframe bench: {message}", file=sys.stderr, flush=True)
+
+    harness = partial(run_harness, timeout=args.timeout)
+    results: list[TableResult] = []
+    try:
+        for key in args.tables or TABLES:
+            table = TABLES[key]
+            results.append(measure_table(table, backends, repeats, iterations, harness, progress))
+    except BenchError as exc:
+        print(f"procframe bench: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.report_json(results), indent=2))
+    else:
+        print(report.format_report(results))
+    return 0

@@ -1,0 +1,150 @@
+"""Run the harness in fresh interpreters, alternating procframe and the standard library."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from procframe.bench.tables import Row, Table
+
+IMPLEMENTATIONS = ("procframe", "stdlib")
+DEFAULT_TIMEOUT = 120.0
+"""Seconds one harness run may take."""
+
+
+class BenchError(RuntimeError):
+    """A harness run failed or timed out."""
+
+
+RunHarness = Callable[[str, str, str, int], dict[str, Any]]
+"""``(impl, case, method, iterations) -> the harness's JSON result``."""
+
+
+def harness_command(impl: str, case: str, method: str, iterations: int) -> list[str]:
+    """The command line of one harness run."""
+    return [
+        sys.executable,
+        "-m",
+        "procframe.bench.harness",
+        "--impl",
+        impl,
+        "--case",
+        case,
+        "--method",
+        method,
+        "--iterations",
+        str(iterations),
+    ]
+
+
+def run_harness(
+    impl: str, case: str, method: str, iterations: int, timeout: float = DEFAULT_TIMEOUT
+) -> dict[str, Any]:
+    """Run the harness once in a fresh interpreter and return its JSON result."""
+    command = harness_command(impl, case, method, iterations)
+    what = f"{impl} {case} --method {method}"
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(
+            f"benchmark run ({what}) timed out after {timeout:g} s{_stderr_of(exc.stderr)}"
+        ) from exc
+    if done.returncode != 0:
+        raise BenchError(
+            f"benchmark run ({what}) failed with exit code {done.returncode}: "
+            f"{' '.join(command)}{_stderr_of(done.stderr)}"
+        )
+    lines = done.stdout.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+        float(result["median"])
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(
+            f"benchmark run ({what}) printed no result: {done.stdout!r}{_stderr_of(done.stderr)}"
+        ) from exc
+    return result
+
+
+def _stderr_of(stderr: str | bytes | None) -> str:
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    stderr = (stderr or "").strip()
+    return f"\n--- its stderr ---\n{stderr}" if stderr else ""
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """A row measured on both implementations: per-run medians, in seconds per operation."""
+
+    row: Row
+    iterations: int
+    procframe_runs: tuple[float, ...]
+    stdlib_runs: tuple[float, ...]
+
+    @property
+    def procframe(self) -> float:
+        """procframe's value: the median of its per-run medians."""
+        return statistics.median(self.procframe_runs)
+
+    @property
+    def stdlib(self) -> float:
+        """The standard library's value: the median of its per-run medians."""
+        return statistics.median(self.stdlib_runs)
+
+    @property
+    def ratio(self) -> float:
+        """procframe / multiprocessing; lower is better."""
+        return self.procframe / self.stdlib
+
+    @property
+    def ok(self) -> bool:
+        """True if the ratio meets the row's target."""
+        return self.ratio <= self.row.target
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """A table's measured rows."""
+
+    table: Table
+    repeats: int
+    rows: tuple[RowResult, ...]
+
+
+def measure_row(
+    table: Table, row: Row, repeats: int, iterations: int, run: RunHarness
+) -> RowResult:
+    """Measure ``row`` ``repeats`` times on each implementation, alternating them (ABAB...)."""
+    runs: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
+    for _ in range(repeats):
+        for impl in IMPLEMENTATIONS:
+            result = run(impl, table.case, row.backend, iterations)
+            runs[impl].append(float(result["median"]))
+    return RowResult(row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
+
+
+def measure_table(
+    table: Table,
+    backends: Sequence[str],
+    repeats: int,
+    iterations: Callable[[Row], int],
+    run: RunHarness,
+    progress: Callable[[str], None] | None = None,
+) -> TableResult:
+    """Measure the rows of ``table`` whose backend is in ``backends``."""
+    results = []
+    for row in table.rows:
+        if row.backend not in backends:
+            continue
+        count = iterations(row)
+        if progress is not None:
+            progress(f"{table.title}: {row.backend}, {repeats} x 2 runs of {count} iterations")
+        results.append(measure_row(table, row, repeats, count, run))
+    return TableResult(table, repeats, tuple(results))

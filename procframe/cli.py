@@ -1,0 +1,161 @@
+"""The ``procframe`` command (``python -m procframe``): ``info`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+BUILTIN_PLUGIN_PREFIX = "procframe.backends."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``procframe info`` and ``procframe bench``."""
+    from procframe.bench import command as bench
+
+    parser = argparse.ArgumentParser(
+        prog="procframe", description="procframe: multiprocessing on pluggable backends"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    info = commands.add_parser(
+        "info", help="list the declared backends", description="List the declared backends."
+    )
+    info.add_argument("--json", action="store_true", help="print the backends as JSON")
+    info.set_defaults(handler=run_info)
+    bench_parser = commands.add_parser(
+        "bench",
+        help="compare procframe with the standard library's multiprocessing",
+        description="Measure procframe and the standard library's multiprocessing side by "
+        "side, each run in a fresh interpreter, and print procframe / multiprocessing ratios.",
+    )
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(handler=bench.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except BrokenPipeError:  # the reader went away (``procframe info | head``)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lets the exit-time flush succeed
+        return 1
+    return status
+
+
+def backend_records(default: str | None = None) -> list[dict[str, Any]]:
+    """Every declared backend as plain data, ``default`` marked."""
+    from procframe.api.context import backends
+    from procframe.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    return [
+        {
+            "name": name,
+            "plugin": pm.get_name(info.plugin) or repr(info.plugin),
+            "available": info.available,
+            "reason": info.reason,
+            "capabilities": sorted(info.capabilities),
+            "default": name == default,
+            "description": info.description,
+        }
+        for name, info in backends().items()
+    ]
+
+
+def plugin_distributions(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``"project version"`` of the distribution of each entry-point plugin in ``records``."""
+    from procframe.plugins import ENTRY_POINT_GROUP, get_plugin_manager
+
+    pm = get_plugin_manager()
+    found = {
+        name: f"{dist.project_name} {dist.version}"
+        for plugin, dist in pm.list_plugin_distinfo()
+        if (name := pm.get_name(plugin))
+    }
+    missing = [
+        name
+        for name in (record["plugin"] for record in records)
+        if name not in found and not name.startswith(BUILTIN_PLUGIN_PREFIX)
+    ]
+    if missing:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            if ep.name in missing and dist is not None:
+                found[ep.name] = f"{dist.name} {dist.version}"
+    return found
+
+
+def default_source() -> str:
+    """Where the default backend comes from, in words."""
+    from procframe.api.context import BACKEND_ENV
+
+    if os.environ.get(BACKEND_ENV, "").strip():
+        return f"from {BACKEND_ENV}"
+    return "the platform default"
+
+
+def format_info(records: Sequence[dict[str, Any]], distributions: dict[str, str]) -> str:
+    """The backends as an aligned table; ``*`` marks the default."""
+    from procframe.bench.text import align
+
+    lines = [("", "backend", "plugin", "status", "capabilities")]
+    for record in records:
+        plugin = record["plugin"]
+        if plugin in distributions:
+            plugin = f"{plugin} ({distributions[plugin]})"
+        status = "available" if record["available"] else f"unavailable: {record['reason']}"
+        lines.append(
+            (
+                "*" if record["default"] else "",
+                record["name"],
+                plugin,
+                status,
+                ", ".join(record["capabilities"]) or "-",
+            )
+        )
+    table = align(lines, "<<<<<", gap="  ")
+    default = next((record["name"] for record in records if record["default"]), None)
+    if default is not None:
+        table.append(f"\n* default backend: {default} ({default_source()})")
+    return "\n".join(table)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """``procframe info``: 0, or 2 if the plugins or the default backend are broken.
+
+    With an unknown default (``PROCFRAME_BACKEND``) the table is still printed,
+    without a default, before the error.
+    """
+    from procframe.api.context import default_backend_name
+    from procframe.plugins import PluginLoadError
+
+    try:
+        records = backend_records()
+    except (ValueError, TypeError, PluginLoadError) as exc:
+        return fail(exc)
+    try:
+        default = default_backend_name()
+    except ValueError as exc:
+        if not args.json:
+            print(format_info(records, plugin_distributions(records)))
+        return fail(exc)
+    for record in records:
+        record["default"] = record["name"] == default
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(format_info(records, plugin_distributions(records)))
+    return 0
+
+
+def fail(error: Exception) -> int:
+    """Print ``error`` for the user; return the exit status of a usage error."""
+    print(f"procframe: error: {error}", file=sys.stderr)
+    return 2
