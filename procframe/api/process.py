@@ -325,6 +325,7 @@ class BaseProcess:
                 self.run()
                 exitcode = 0
             finally:
+                _join_threads()
                 _at_exit()
         except SystemExit as exc:
             exitcode = _exit_code_of(exc)
@@ -537,6 +538,17 @@ def _stop_children() -> None:
     for child in list(_children):
         if child._launcher is not None:
             child.join()
+
+
+def _join_threads() -> None:
+    """Wait for the non-daemonic threads the child started, as an interpreter does at exit."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not me and not thread.daemon and thread is not threading.main_thread():
+            thread.join()
 
 
 def _exit_code_of(exc: SystemExit) -> int:

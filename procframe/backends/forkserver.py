@@ -22,6 +22,7 @@ import socket
 import struct
 import sys
 import threading
+import weakref
 from typing import Any
 
 from procframe import _osutil
@@ -147,6 +148,8 @@ class ForkServerChild(Launcher):
         self._status = status
         self.sentinel = status.fileno()
         self.returncode: int | None = None
+        self._release = weakref.finalize(self, status.close)
+        self._release.atexit = False  # the exit handler still needs it
 
     def _read_exitcode(self) -> int:
         data = b""
@@ -174,7 +177,7 @@ class ForkServerChild(Launcher):
                 pass
 
     def close(self) -> None:
-        self._status.close()
+        self._release()
         self.sentinel = -1
 
 

@@ -54,6 +54,7 @@ class Server:
     def __init__(self, control: socket.socket) -> None:
         self.control = control
         self.children: dict[int, socket.socket] = {}
+        self.selector: selectors.BaseSelector | None = None
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_w, False)
         os.set_blocking(self.wakeup_r, False)
@@ -61,7 +62,7 @@ class Server:
     def serve(self) -> None:
         signal.set_wakeup_fd(self.wakeup_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        selector = selectors.DefaultSelector()
+        self.selector = selector = selectors.DefaultSelector()
         selector.register(self.control, selectors.EVENT_READ)
         selector.register(self.wakeup_r, selectors.EVENT_READ)
         try:
@@ -88,7 +89,12 @@ class Server:
                 os.close(fd)
             return True
         status = socket.socket(fileno=fds[0])
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            sys.stderr.write(f"procframe fork server: fork failed: {exc}\n")
+            status.close()  # the parent sees the connection close without a pid
+            return True
         if pid == 0:
             self._become_child(status)
         self.children[pid] = status
@@ -106,6 +112,8 @@ class Server:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             server_pid = os.getppid()
             self.control.close()
+            if self.selector is not None:
+                self.selector.close()
             os.close(self.wakeup_r)
             os.close(self.wakeup_w)
             for other in self.children.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import os
 import subprocess
+import weakref
 from typing import Any, ClassVar
 
 from procframe._fdwait import wait_readable
@@ -78,6 +79,9 @@ class ChildLauncher(Launcher):
         self.pid = pid
         self.sentinel = sentinel
         self.returncode: int | None = None
+        # Closes the sentinel if the Process object is dropped without close().
+        self._release = weakref.finalize(self, os.close, sentinel)
+        self._release.atexit = False  # the exit handler still needs it
 
     @abc.abstractmethod
     def _reap(self, block: bool) -> int | None:
@@ -103,9 +107,8 @@ class ChildLauncher(Launcher):
                 pass
 
     def close(self) -> None:
-        if self.sentinel >= 0:
-            os.close(self.sentinel)
-            self.sentinel = -1
+        self._release()
+        self.sentinel = -1
 
 
 class ForkedChild(ChildLauncher):

@@ -146,3 +146,10 @@ def sleep_then_mark(seconds: float, path: str) -> None:
     """Sleep ``seconds``, then write ``done`` to ``path``."""
     time.sleep(seconds)
     Path(path).write_text("done", encoding="utf-8")
+
+
+def leave_a_thread_running(path: str) -> None:
+    """Start a non-daemonic thread that marks ``path`` after a while, and return at once."""
+    import threading
+
+    threading.Thread(target=sleep_then_mark, args=(0.3, path)).start()

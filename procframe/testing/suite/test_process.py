@@ -369,3 +369,12 @@ def test_ctx_process_instances_pickle_by_reference(ctx: procframe.Context) -> No
     assert cls is ctx.Process
     assert pickle.loads(pickle.dumps(cls)) is cls
     assert cls._context_name == ctx.name
+
+
+def test_child_waits_for_its_non_daemonic_threads(ctx: procframe.Context, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    p = ctx.Process(target=targets.leave_a_thread_running, args=(str(marker),))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert marker.read_text() == "done"
