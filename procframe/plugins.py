@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pluggy
@@ -20,6 +20,7 @@ DISABLE_AUTOLOAD_ENV = "PROCFRAME_DISABLE_PLUGIN_AUTOLOAD"
 
 _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
+_origins: dict[str, str] = {}
 
 
 class PluginLoadError(RuntimeError):
@@ -37,21 +38,21 @@ def _autoload_disabled() -> bool:
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    from importlib.metadata import entry_points
+    from procframe._entrypoints import entry_points
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(ENTRY_POINT_GROUP):
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
-        dist = getattr(ep, "dist", None)
-        origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
         try:
             plugin = ep.load()
         except Exception as exc:
             raise PluginLoadError(
-                f"procframe plugin {ep.name!r} ({ep.value}, from {origin}) failed to import: "
-                f"{exc!r}; uninstall it or set {DISABLE_AUTOLOAD_ENV}=1"
+                f"procframe plugin {ep.name!r} ({ep.value}, from {ep.dist_name} "
+                f"{ep.dist_version}) failed to import: {exc!r}; uninstall it or set "
+                f"{DISABLE_AUTOLOAD_ENV}=1"
             ) from exc
         pm.register(plugin, name=ep.name)
+        _origins[ep.name] = f"{ep.dist_name} {ep.dist_version}"
 
 
 def _build() -> pluggy.PluginManager:
@@ -91,11 +92,22 @@ def reset_plugin_manager() -> None:
     context._forget_contexts()
 
 
+def plugin_origin(name: str) -> str:
+    """Where plugin ``name`` came from: "procframe", "<dist> <version>" or "registered in code"."""
+    if name.startswith("procframe."):
+        return "procframe"
+    return _origins.get(name, "registered in code")
+
+
 def register(plugin: object, name: str | None = None) -> str | None:
     """Register ``plugin`` (an object with hookimpls) and validate it."""
     pm = get_plugin_manager()
     registered = pm.register(plugin, name=name)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except Exception:
+        pm.unregister(plugin)  # a rejected plugin must not poison later registrations
+        raise
     _invalidate_backends()
     return registered
 
@@ -120,9 +132,3 @@ def _invalidate_backends() -> None:
     from procframe.api import context
 
     context._forget_contexts()
-
-
-def hook_plugins_outside(plugins: Iterable[object]) -> set[object]:
-    """The registered plugins that are not in ``plugins`` (for subset calls)."""
-    keep = set(map(id, plugins))
-    return {p for p in get_plugin_manager().get_plugins() if id(p) not in keep}

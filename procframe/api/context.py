@@ -56,9 +56,10 @@ def _declared_backends() -> dict[str, BackendInfo]:
     found: dict[str, BackendInfo] = {}
     for info in reversed(pm.hook.procframe_declare_backend()):
         if not isinstance(info, BackendInfo):
+            culprit = _declaring_plugin(info)
             raise TypeError(
-                f"procframe_declare_backend of plugin {pm.get_name(info) or info!r} "
-                f"returned {type(info).__name__}, expected BackendInfo"
+                f"procframe_declare_backend of plugin {culprit!r} returned "
+                f"{type(info).__name__}, expected procframe.api.backend.BackendInfo or None"
             )
         if info.name in found:
             first, second = pm.get_name(found[info.name].plugin), pm.get_name(info.plugin)
@@ -68,6 +69,16 @@ def _declared_backends() -> dict[str, BackendInfo]:
             )
         found[info.name] = info
     return found
+
+
+def _declaring_plugin(answer: object) -> str:
+    """The name of the plugin whose procframe_declare_backend returns ``answer`` (error path)."""
+    from procframe.plugins import get_plugin_manager
+
+    for impl in get_plugin_manager().hook.procframe_declare_backend.get_hookimpls():
+        if impl.function() is answer or impl.function() == answer:
+            return impl.plugin_name
+    return "unknown"
 
 
 def available_backends() -> list[str]:

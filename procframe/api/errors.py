@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import pickle
+# _pickle, not pickle: the same classes, without pickle.py's import of re (a spawned
+# child imports this module before anything else).
+import _pickle
 
 
 class ProcessError(Exception):
@@ -29,7 +31,7 @@ class ProcessStateError(ProcessError, AssertionError, RuntimeError):
     """
 
 
-class ProcessPicklingError(pickle.PicklingError, TypeError):
+class ProcessPicklingError(_pickle.PicklingError, TypeError):
     """An object handed to a new process cannot be pickled for its backend."""
 
 

@@ -7,8 +7,7 @@ entry-point group.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing is slow to import, and every spawned child imports this
 if TYPE_CHECKING:
     from procframe.backends.posix import ProcessBackend
 

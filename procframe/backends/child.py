@@ -6,9 +6,9 @@ nothing here imports pluggy unless a plugin must see the bootstrap.
 
 from __future__ import annotations
 
+import _pickle  # pickle.py's own import of re would slow every spawned child
 import io
 import os
-import pickle
 import sys
 import types
 
@@ -55,11 +55,11 @@ def load(
     stream: io.BufferedIOBase | io.BytesIO, os_parent_pid: int | None = None
 ) -> tuple[BaseProcess, dict[str, Any]]:
     """Read the preparation, apply it, then unpickle the process object."""
-    prep = pickle.load(stream)
+    prep = _pickle.load(stream)
     if os_parent_pid is not None:
         prep["os_parent_pid"] = os_parent_pid
     prepare(prep)
-    process = pickle.load(stream)
+    process = _pickle.load(stream)
     return process, prep
 
 

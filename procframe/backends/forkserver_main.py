@@ -12,7 +12,7 @@ from typing import Any
 
 from procframe import _osutil
 from procframe.backends import payload
-from procframe.backends.forkserver import EXITCODE, FORK_REQUEST, PID
+from procframe.backends.forkserver_client import EXITCODE, FORK_REQUEST, PID
 from procframe.backends.posix import exitcode_from_status
 
 

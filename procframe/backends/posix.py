@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import abc
 import os
-import subprocess
-import weakref
 from typing import Any, ClassVar
 
 from procframe._fdwait import wait_readable
 from procframe.api.backend import BackendInfo, Launcher
 from procframe.api.process import BaseProcess
 from procframe.hookspecs import hookimpl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 
 class ProcessBackend(abc.ABC):
@@ -79,9 +81,6 @@ class ChildLauncher(Launcher):
         self.pid = pid
         self.sentinel = sentinel
         self.returncode: int | None = None
-        # Closes the sentinel if the Process object is dropped without close().
-        self._release = weakref.finalize(self, os.close, sentinel)
-        self._release.atexit = False  # the exit handler still needs it
 
     @abc.abstractmethod
     def _reap(self, block: bool) -> int | None:
@@ -107,8 +106,12 @@ class ChildLauncher(Launcher):
                 pass
 
     def close(self) -> None:
-        self._release()
-        self.sentinel = -1
+        if self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+    def __del__(self) -> None:  # a Process dropped without close() must not leak its sentinel
+        self.close()
 
 
 class ForkedChild(ChildLauncher):

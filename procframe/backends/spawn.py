@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from typing import Any
 
 from procframe import _osutil
 from procframe.api.backend import (
@@ -19,6 +17,11 @@ from procframe.api.backend import (
 from procframe.api.process import BaseProcess
 from procframe.backends import payload
 from procframe.backends.posix import ProcessBackend, SpawnedChild
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 _executable: str | None = None
 
@@ -38,12 +41,16 @@ def get_executable() -> str:
 
 def interpreter_command(code: str) -> list[str]:
     """The command line that runs ``code`` in a new interpreter with this one's flags."""
+    import subprocess
+
     flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
     return [get_executable(), *flags, "-c", code]
 
 
 def start_interpreter(code: str, pass_fds: tuple[int, ...]) -> subprocess.Popen[Any]:
     """Start a new interpreter running ``code``; it inherits only ``pass_fds`` and stdio."""
+    import subprocess
+
     return subprocess.Popen(interpreter_command(code), pass_fds=pass_fds, close_fds=True)
 
 

@@ -3,7 +3,7 @@
     pytest -p procframe.testing --procframe-backend NAME
 
 runs the whole suite against backend ``NAME``.  A project can also load the
-plugin from its conftest (``pytest_plugins = ["procframe.testing"]``) and
+plugin (``-p procframe.testing``, or ``pytest_plugins`` in a root conftest) and
 use the ``procframe_backend`` and ``ctx`` fixtures in tests of its own.
 """
 

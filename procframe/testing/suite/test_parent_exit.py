@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from procframe.testing.scripts import pid_running, run_script, start_script
-from procframe.testing.targets import read_report
+from procframe._testkit.scripts import pid_running, run_script, start_script
+from procframe._testkit.targets import read_report
 
 DEATH_DEADLINE = 15.0
 
@@ -59,7 +59,7 @@ def test_normal_exit_stops_daemons_and_joins_the_rest(
         tmp_path,
         """
         import procframe
-        from procframe.testing import targets
+        from procframe._testkit import targets
 
         if __name__ == '__main__':
             daemon = procframe.Process(target=targets.sleep_forever, args=('daemon',), daemon=True)
@@ -87,7 +87,7 @@ def test_children_do_not_outlive_a_killed_parent(procframe_backend: str, tmp_pat
         import os, time
         import procframe
         from procframe.backends.forkserver import server_pid
-        from procframe.testing import targets
+        from procframe._testkit import targets
 
         if __name__ == '__main__':
             daemon = procframe.Process(target=targets.sleep_forever, args=('d',), daemon=True)

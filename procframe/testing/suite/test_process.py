@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import procframe
+from procframe._testkit import targets
+from procframe._testkit.targets import read_report
 from procframe.api import context
-from procframe.testing import targets
-from procframe.testing.targets import read_report
 
 
 def test_target_runs_with_args_and_kwargs(ctx: procframe.Context, tmp_path: Path) -> None:

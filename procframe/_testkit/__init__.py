@@ -1,0 +1,1 @@
+"""Helpers of the conformance kit that run in children: importable without pytest."""

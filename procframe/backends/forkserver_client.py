@@ -1,0 +1,179 @@
+"""The parent's side of the fork server: start it, ask it for children, watch them.
+
+The server is a fresh interpreter that imports the preload modules once; its
+children are forks of that clean, single-threaded process.  Protocol, on a
+socketpair per parent (the *control* socket):
+
+* parent -> server, once: the preparation (a framed pickle: sys.path, main
+  module, preload list);
+* parent -> server, per child: one byte with one descriptor attached, the
+  server's end of a new socketpair (the child's *status* socket);
+* on the status socket the parent writes the framed payload; the forked child
+  reads it; the server writes the child's pid, then its exit code.
+
+The server exits when the control socket closes, that is when the parent
+exits or dies; its children then get their parent-death signal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import threading
+from typing import Any
+
+from procframe import _osutil
+from procframe._fdwait import wait_readable
+from procframe.api.backend import Launcher
+from procframe.api.process import on_exit_after_children
+from procframe.backends import payload, spawn
+from procframe.backends.posix import UNKNOWN_EXITCODE
+
+PID = struct.Struct("!q")
+EXITCODE = struct.Struct("!i")
+FORK_REQUEST = b"F"
+
+_preload: list[str] = []
+
+
+class ForkServer:
+    """The parent's handle on its fork server."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner_pid: int | None = None
+        self._control: socket.socket | None = None
+        self._popen: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's pid, if this process has started one."""
+        if self._owner_pid != os.getpid() or self._popen is None:
+            return None
+        pid: int = self._popen.pid
+        return pid
+
+    def _ensure_running(self) -> socket.socket:
+        if self._owner_pid != os.getpid():
+            # Inherited through fork from a parent that had a server: not ours.
+            self._control, self._popen, self._owner_pid = None, None, os.getpid()
+        if self._control is not None and self._popen.poll() is None:
+            return self._control
+        self._stop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._popen = spawn.start_interpreter(
+                f"from procframe.backends.forkserver_main import main; main({theirs.fileno()})",
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        setup = {
+            "sys_path": list(sys.path),
+            "preload": list(_preload),
+            "main": payload.main_module_spec(),
+            "parent_pid": os.getpid(),
+            "kernel_may_signal": _osutil.launched_from_main_thread(),
+        }
+        import pickle
+
+        ours.sendall(payload.frame(pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._control = ours
+        on_exit_after_children(self._stop)
+        return ours
+
+    def _stop(self) -> None:
+        """Close the control socket (the server exits) and reap the server."""
+        control, popen = self._control, self._popen
+        self._control = None
+        if control is not None and self._owner_pid == os.getpid():
+            control.close()
+            try:
+                popen.wait(timeout=5)
+            except Exception:
+                popen.kill()
+                popen.wait()
+
+    def launch(self, process: Any, backend: str) -> ForkServerChild:
+        """Have the server fork a child that runs ``process``."""
+        # Children are forked by the server's only thread, which lives as long as it does.
+        data = payload.encode(process, backend, kernel_may_signal=True)
+        status = self.request_child()
+        try:
+            status.sendall(payload.frame(data))
+            pid_bytes = b""
+            while len(pid_bytes) < PID.size:
+                chunk = status.recv(PID.size - len(pid_bytes))
+                if not chunk:
+                    raise OSError("the fork server closed the connection before reporting a pid")
+                pid_bytes += chunk
+        except BaseException:
+            status.close()
+            raise
+        (pid,) = PID.unpack(pid_bytes)
+        return ForkServerChild(pid, status)
+
+    def request_child(self) -> socket.socket:
+        """Ask the server for a new child; return the parent's end of its status socket."""
+        with self._lock:
+            for attempt in (1, 2):
+                control = self._ensure_running()
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    socket.send_fds(control, [FORK_REQUEST], [theirs.fileno()])
+                    return ours
+                except OSError:
+                    ours.close()
+                    if attempt == 2:
+                        raise
+                    self._stop()  # the server died: start another one
+                finally:
+                    theirs.close()
+        raise AssertionError("unreachable")
+
+
+server = ForkServer()
+
+
+class ForkServerChild(Launcher):
+    """A child of the fork server; its status socket is the sentinel."""
+
+    def __init__(self, pid: int, status: socket.socket) -> None:
+        self.pid = pid
+        self._status = status
+        self.sentinel = status.fileno()
+        self.returncode: int | None = None
+
+    def _read_exitcode(self) -> int:
+        data = b""
+        while len(data) < EXITCODE.size:
+            chunk = self._status.recv(EXITCODE.size - len(data))
+            if not chunk:
+                return UNKNOWN_EXITCODE  # the server died before reporting
+            data += chunk
+        (code,) = EXITCODE.unpack(data)
+        return int(code)
+
+    def poll(self) -> int | None:
+        return self.wait(0.0)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None and wait_readable([self.sentinel], timeout):
+            self.returncode = self._read_exitcode()
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        self._status.close()
+        self.sentinel = -1
+
+    def __del__(self) -> None:  # a Process dropped without close() must not leak its socket
+        self.close()

@@ -1,0 +1,119 @@
+"""procframe is its own implementation: it never imports the standard library's multiprocessing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FORBIDDEN = ("multiprocessing", "concurrent.futures.process")
+BUILTIN = ("fork", "spawn", "forkserver")
+# Not part of the runtime: the bench compares against multiprocessing, testing imports pytest.
+EXCLUDED = ("procframe.bench", "procframe.testing", "procframe.__main__")
+
+SCRIPT = """\
+import importlib
+import json
+import pkgutil
+import sys
+
+import procframe
+
+FORBIDDEN = {forbidden!r}
+WATCHED = (*FORBIDDEN, "pluggy")
+
+
+def loaded(names):
+    return sorted(name for name in names if name in sys.modules)
+
+
+def import_all(package):
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        if not info.name.startswith({excluded!r}):
+            module = importlib.import_module(info.name)
+            if info.ispkg:
+                import_all(module)
+
+
+def report(path):
+    with open(path, "w") as f:
+        json.dump(loaded(WATCHED), f)
+
+
+if __name__ == "__main__":
+    import procframe.plugins
+
+    for name in [*procframe.__all__, "hookimpl"]:
+        getattr(procframe, name)
+    import_all(procframe)
+    procframe.plugins.get_plugin_manager()
+    children = {{}}
+    for backend in {backends!r}:
+        path = sys.argv[1] + "." + backend
+        process = procframe.get_context(backend).Process(target=report, args=(path,))
+        process.start()
+        process.join()
+        with open(path) as f:
+            children[backend] = {{"exitcode": process.exitcode, "loaded": json.load(f)}}
+    print(json.dumps({{"parent": loaded(FORBIDDEN), "children": children}}))
+"""
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("no_mp")
+    script = tmp / "touch_everything.py"
+    script.write_text(
+        SCRIPT.format(forbidden=FORBIDDEN, excluded=EXCLUDED, backends=BUILTIN),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp / "child")],
+        cwd=tmp,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_parent_never_imports_stdlib_multiprocessing(seen: dict[str, Any]) -> None:
+    assert seen["parent"] == []
+
+
+@pytest.mark.parametrize("backend", BUILTIN)
+def test_child_never_imports_stdlib_multiprocessing(seen: dict[str, Any], backend: str) -> None:
+    child = seen["children"][backend]
+    assert child["exitcode"] == 0
+    assert not set(child["loaded"]) & set(FORBIDDEN)
+
+
+def test_spawned_child_does_not_import_pluggy(seen: dict[str, Any]) -> None:
+    assert "pluggy" not in seen["children"]["spawn"]["loaded"]
+
+
+def test_import_procframe_does_not_import_pluggy(tmp_path: Path) -> None:
+    watched = ("pluggy", *FORBIDDEN)
+    code = f"import sys\nimport procframe\nprint([m for m in {watched!r} if m in sys.modules])\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
