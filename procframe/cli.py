@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="procframe", description="procframe: multiprocessing on pluggable backends"
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser(
         "info", help="list the declared backends", description="List the declared backends."
     )
@@ -67,31 +67,6 @@ def backend_records(default: str | None = None) -> list[dict[str, Any]]:
     ]
 
 
-def plugin_distributions(records: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """``"project version"`` of the distribution of each entry-point plugin in ``records``."""
-    from procframe.plugins import ENTRY_POINT_GROUP, get_plugin_manager
-
-    pm = get_plugin_manager()
-    found = {
-        name: f"{dist.project_name} {dist.version}"
-        for plugin, dist in pm.list_plugin_distinfo()
-        if (name := pm.get_name(plugin))
-    }
-    missing = [
-        name
-        for name in (record["plugin"] for record in records)
-        if name not in found and not name.startswith(BUILTIN_PLUGIN_PREFIX)
-    ]
-    if missing:
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist = getattr(ep, "dist", None)
-            if ep.name in missing and dist is not None:
-                found[ep.name] = f"{dist.name} {dist.version}"
-    return found
-
-
 def default_source() -> str:
     """Where the default backend comes from, in words."""
     from procframe.api.context import BACKEND_ENV
@@ -101,15 +76,16 @@ def default_source() -> str:
     return "the platform default"
 
 
-def format_info(records: Sequence[dict[str, Any]], distributions: dict[str, str]) -> str:
+def format_info(records: Sequence[dict[str, Any]]) -> str:
     """The backends as an aligned table; ``*`` marks the default."""
     from procframe.bench.text import align
+    from procframe.plugins import plugin_origin
 
     lines = [("", "backend", "plugin", "status", "capabilities")]
     for record in records:
         plugin = record["plugin"]
-        if plugin in distributions:
-            plugin = f"{plugin} ({distributions[plugin]})"
+        if not plugin.startswith(BUILTIN_PLUGIN_PREFIX):
+            plugin = f"{plugin} ({plugin_origin(plugin)})"
         status = "available" if record["available"] else f"unavailable: {record['reason']}"
         lines.append(
             (
@@ -144,14 +120,14 @@ def run_info(args: argparse.Namespace) -> int:
         default = default_backend_name()
     except ValueError as exc:
         if not args.json:
-            print(format_info(records, plugin_distributions(records)))
+            print(format_info(records))
         return fail(exc)
     for record in records:
         record["default"] = record["name"] == default
     if args.json:
         print(json.dumps(records, indent=2))
     else:
-        print(format_info(records, plugin_distributions(records)))
+        print(format_info(records))
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import procframe.plugins
 from procframe.api.context import backends, platform_default
 from procframe.cli import format_info, main
 
@@ -96,7 +97,10 @@ def test_info_in_process(
     assert row_of(out, platform_default()).startswith("*")
 
 
-def test_format_info_shows_reason_distribution_and_no_capabilities() -> None:
+def test_format_info_shows_reason_distribution_and_no_capabilities(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(procframe.plugins._origins, "toy", "toy_backend 0.1")
     record = {
         "name": "toy",
         "plugin": "toy",
@@ -106,7 +110,7 @@ def test_format_info_shows_reason_distribution_and_no_capabilities() -> None:
         "default": False,
         "description": "",
     }
-    row = row_of(format_info([record], {"toy": "toy_backend 0.1"}), "toy")
+    row = row_of(format_info([record]), "toy")
     assert "toy (toy_backend 0.1)" in row
     assert "unavailable: needs a toy kernel" in row
     assert row.endswith("-")

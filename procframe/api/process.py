@@ -508,7 +508,13 @@ def preopen_devnull() -> None:
     """
     global _devnull
     if _devnull is None:
-        _devnull = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - kept for the process life
+        _devnull = _open_devnull()
+
+
+def _open_devnull() -> Any:
+    # The descriptor outlives the file object, which never closes it: no
+    # ResourceWarning at exit for a stdin nobody closes.
+    return open(os.open(os.devnull, os.O_RDONLY), encoding="utf-8", closefd=False)
 
 
 def _detach_stdin() -> None:
@@ -519,7 +525,7 @@ def _detach_stdin() -> None:
         except (OSError, ValueError):
             pass
     try:
-        sys.stdin = _devnull if _devnull is not None else open(os.devnull, encoding="utf-8")  # noqa: SIM115
+        sys.stdin = _devnull if _devnull is not None else _open_devnull()
     except OSError:
         pass
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from functools import partial
 
@@ -13,6 +14,7 @@ from procframe.bench.runner import (
     DEFAULT_TIMEOUT,
     BenchError,
     TableResult,
+    harness_environment,
     measure_table,
     run_harness,
 )
@@ -104,12 +106,15 @@ def run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"procframe bench: {message}", file=sys.stderr, flush=True)
 
-    harness = partial(run_harness, timeout=args.timeout)
     results: list[TableResult] = []
     try:
-        for key in args.tables or TABLES:
-            table = TABLES[key]
-            results.append(measure_table(table, backends, repeats, iterations, harness, progress))
+        with tempfile.TemporaryDirectory(prefix="procframe-bench-") as cache:
+            harness = partial(run_harness, timeout=args.timeout, env=harness_environment(cache))
+            for key in dict.fromkeys(args.tables or TABLES):
+                table = TABLES[key]
+                results.append(
+                    measure_table(table, backends, repeats, iterations, harness, progress)
+                )
     except BenchError as exc:
         print(f"procframe bench: error: {exc}", file=sys.stderr)
         return 1

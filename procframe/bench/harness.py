@@ -5,8 +5,9 @@
 mp`` or ``import multiprocessing as mp`` and prints one JSON line: the
 per-iteration median and mean in seconds.
 
-Children of spawn-style start methods re-import this file as ``__mp_main__``,
-so its top level imports nothing but ``sys``.
+Children of spawn-style start methods re-import this file by path as
+``__mp_main__``, as they would a user's script, so its top level imports
+nothing but ``sys``.
 """
 
 from __future__ import annotations
@@ -70,11 +71,25 @@ def present_as_script() -> None:
     sys.modules["__main__"].__spec__ = None
 
 
+def summary(impl: str, case: str, method: str, samples: list[float]) -> dict[str, object]:
+    """The JSON result of one run: per-iteration statistics, in seconds."""
+    import statistics
+
+    return {
+        "impl": impl,
+        "case": case,
+        "method": method,
+        "iterations": len(samples),
+        "median": statistics.median(samples),
+        "mean": statistics.fmean(samples),
+        "min": min(samples),
+        "multiprocessing_loaded": "multiprocessing" in sys.modules,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one case and print its result as one JSON line."""
     import argparse
-    import json
-    import statistics
 
     parser = argparse.ArgumentParser(prog="python -m procframe.bench.harness")
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
@@ -88,17 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if __name__ == "__main__":
         present_as_script()
     samples = CASES[args.case](mp, args.method, args.iterations)
-    result = {
-        "impl": args.impl,
-        "case": args.case,
-        "method": args.method,
-        "iterations": len(samples),
-        "median": statistics.median(samples),
-        "mean": statistics.fmean(samples),
-        "min": min(samples),
-        "multiprocessing_loaded": "multiprocessing" in sys.modules,
-    }
-    print(json.dumps(result), flush=True)
+    # Imported only now: every module loaded before the measurement makes each fork dearer.
+    import json
+
+    print(json.dumps(summary(args.impl, args.case, args.method, samples)), flush=True)
     return 0
 
 

