@@ -97,41 +97,65 @@ class ForkServer:
                 popen.wait()
 
     def launch(self, process: Any, backend: str) -> ForkServerChild:
-        """Have the server fork a child that runs ``process``."""
+        """Have the server fork a child that runs ``process``; restart a dead server once."""
         # Children are forked by the server's only thread, which lives as long as it does.
-        data = payload.encode(process, backend, kernel_may_signal=True)
-        status = self.request_child()
-        try:
-            status.sendall(payload.frame(data))
-            pid_bytes = b""
-            while len(pid_bytes) < PID.size:
-                chunk = status.recv(PID.size - len(pid_bytes))
-                if not chunk:
-                    raise OSError("the fork server closed the connection before reporting a pid")
-                pid_bytes += chunk
-        except BaseException:
-            status.close()
-            raise
-        (pid,) = PID.unpack(pid_bytes)
-        return ForkServerChild(pid, status)
+        data = payload.frame(payload.encode(process, backend, kernel_may_signal=True))
+        for attempt in (1, 2):
+            try:
+                status = self._request_child()
+            except OSError:
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                status.sendall(data)
+                pid = _read_pid(status)
+            except OSError:
+                status.close()
+                if attempt == 2 or not self._stop_if_dead():
+                    raise
+                continue
+            except BaseException:
+                status.close()
+                raise
+            return ForkServerChild(pid, status)
+        raise AssertionError("unreachable")
 
-    def request_child(self) -> socket.socket:
+    def _request_child(self) -> socket.socket:
         """Ask the server for a new child; return the parent's end of its status socket."""
         with self._lock:
-            for attempt in (1, 2):
-                control = self._ensure_running()
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    socket.send_fds(control, [FORK_REQUEST], [theirs.fileno()])
-                    return ours
-                except OSError:
-                    ours.close()
-                    if attempt == 2:
-                        raise
-                    self._stop()  # the server died: start another one
-                finally:
-                    theirs.close()
-        raise AssertionError("unreachable")
+            control = self._ensure_running()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                socket.send_fds(control, [FORK_REQUEST], [theirs.fileno()])
+            except OSError:
+                ours.close()
+                self._stop()  # the server died: the next request starts another one
+                raise
+            finally:
+                theirs.close()
+            return ours
+
+    def _stop_if_dead(self) -> bool:
+        """Stop our handle on a server that has died; True if it had."""
+        with self._lock:
+            control = self._control
+            # The server never writes to the control socket: readable means closed.
+            if control is None or wait_readable([control.fileno()], 0.0):
+                self._stop()
+                return True
+            return False
+
+
+def _read_pid(status: socket.socket) -> int:
+    data = b""
+    while len(data) < PID.size:
+        chunk = status.recv(PID.size - len(data))
+        if not chunk:
+            raise OSError("the fork server closed the connection before reporting a pid")
+        data += chunk
+    (pid,) = PID.unpack(data)
+    return int(pid)
 
 
 server = ForkServer()
