@@ -330,6 +330,8 @@ def test_unpicklable_target_works_when_the_child_inherits_memory(
     assert read_report(out) == "ran"
 
 
+# Forking from a thread is what this test is about; Python 3.12+ warns about it, rightly.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_process_started_from_a_short_lived_thread_survives_it(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
