@@ -32,6 +32,13 @@ from procframe.api.process import (
 )
 from procframe.api.system import cpu_count
 
+TYPE_CHECKING = False  # typing is slow to import, and every spawned child imports this
+if TYPE_CHECKING:
+    from typing import Any
+
+    from procframe.api import queues, synchronize
+    from procframe.connection import Connection
+
 __version__ = "0.1.0"
 
 
@@ -42,6 +49,56 @@ def __getattr__(name: str) -> object:
 
         return hookimpl
     raise AttributeError(f"module 'procframe' has no attribute {name!r}")
+
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    """Two connected ends; with ``duplex=False``, (read-only end, write-only end)."""
+    return get_context().Pipe(duplex)
+
+
+def Queue(maxsize: int = 0) -> queues.Queue:
+    """A FIFO queue between processes; ``maxsize > 0`` bounds it."""
+    return get_context().Queue(maxsize)
+
+
+def JoinableQueue(maxsize: int = 0) -> queues.JoinableQueue:
+    """A Queue with ``task_done()`` and ``join()``."""
+    return get_context().JoinableQueue(maxsize)
+
+
+def SimpleQueue() -> queues.SimpleQueue:
+    """A queue with only ``put``, ``get``, ``empty`` and ``close``."""
+    return get_context().SimpleQueue()
+
+
+def Lock() -> synchronize.Lock:
+    """A non-recursive lock shared between processes."""
+    return get_context().Lock()
+
+
+def RLock() -> synchronize.RLock:
+    """A recursive lock shared between processes."""
+    return get_context().RLock()
+
+
+def Semaphore(value: int = 1) -> synchronize.Semaphore:
+    """A semaphore shared between processes."""
+    return get_context().Semaphore(value)
+
+
+def BoundedSemaphore(value: int = 1) -> synchronize.BoundedSemaphore:
+    """A semaphore that refuses to be released above its initial value."""
+    return get_context().BoundedSemaphore(value)
+
+
+def Condition(lock: Any = None) -> synchronize.Condition:
+    """A condition variable shared between processes."""
+    return get_context().Condition(lock)
+
+
+def Event() -> synchronize.Event:
+    """An event flag shared between processes."""
+    return get_context().Event()
 
 
 def set_start_method(method: str | None, force: bool = False) -> None:
@@ -70,12 +127,22 @@ def freeze_support() -> None:
 __all__ = [
     "AuthenticationError",
     "BackendError",
+    "BoundedSemaphore",
     "BufferTooShort",
+    "Condition",
     "Context",
+    "Event",
+    "JoinableQueue",
+    "Lock",
+    "Pipe",
     "Process",
     "ProcessError",
     "ProcessPicklingError",
     "ProcessStateError",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "SimpleQueue",
     "TimeoutError",
     "active_children",
     "cpu_count",

@@ -18,3 +18,10 @@ def wait_readable(fds: Sequence[int], timeout: float | None) -> list[int]:
         events = poller.poll(None if remaining is None else remaining * 1000.0)
         if events or remaining == 0.0:
             return [fd for fd, _ in events]
+
+
+def wait_writable(fd: int, timeout: float | None) -> bool:
+    """True if ``fd`` can be written to (or has failed) within ``timeout``."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(None if timeout is None else max(timeout, 0.0) * 1000.0))

@@ -25,6 +25,7 @@ import pluggy
 if TYPE_CHECKING:
     from procframe.api.backend import BackendInfo, Launcher
     from procframe.api.process import BaseProcess
+    from procframe.connection import Connection
 
 NAME = "procframe"
 
@@ -100,4 +101,39 @@ def procframe_process_exited(process: BaseProcess, exitcode: int) -> None:
     Called once per process, from whichever of ``join``, ``is_alive``,
     ``exitcode`` or ``active_children`` first sees the exit.  ``exitcode`` is
     negative (``-signal``) for a process killed by a signal.  Not firstresult.
+    """
+
+
+# -------------------------------------------------------------------------
+# Backend: objects shared between processes (creation time only)
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def procframe_make_pipe(duplex: bool, backend: BackendInfo) -> tuple[Connection, Connection] | None:
+    """Make the two ends of a ``Pipe(duplex)``.
+
+    Called by ``ctx.Pipe()``.  firstresult.  procframe's POSIX default is a
+    ``trylast`` implementation (a socket pair, or ``os.pipe`` when not duplex);
+    a backend overrides it by implementing this hook.
+    """
+
+
+@hookspec(firstresult=True)
+def procframe_make_queue(kind: str, maxsize: int, backend: BackendInfo) -> object | None:
+    """Make a queue: ``kind`` is ``"Queue"``, ``"SimpleQueue"`` or ``"JoinableQueue"``.
+
+    Called by ``ctx.Queue(maxsize)`` and its siblings (``maxsize`` is 0 for
+    SimpleQueue).  firstresult; procframe's POSIX default is ``trylast``.
+    """
+
+
+@hookspec(firstresult=True)
+def procframe_make_lock(kind: str, args: tuple[object, ...], backend: BackendInfo) -> object | None:
+    """Make a synchronization primitive.
+
+    ``kind`` is ``"Lock"``, ``"RLock"``, ``"Semaphore"``, ``"BoundedSemaphore"``,
+    ``"Condition"`` or ``"Event"``; ``args`` are the constructor's arguments.
+    Called by the context's factory of that name.  firstresult; procframe's
+    POSIX default (unnamed semaphores in shared memory) is ``trylast``.
     """

@@ -28,9 +28,11 @@ class PluginLoadError(RuntimeError):
 
 
 def _builtin_plugins() -> list[tuple[str, object]]:
-    from procframe.backends import builtin_backends
+    from procframe.backends import builtin_backends, defaults
 
-    return [(f"procframe.backends.{backend.name}", backend) for backend in builtin_backends()]
+    plugins: list[tuple[str, object]] = [("procframe.backends.defaults", defaults.plugin)]
+    plugins += [(f"procframe.backends.{b.name}", b) for b in builtin_backends()]
+    return plugins
 
 
 def _autoload_disabled() -> bool:

@@ -172,7 +172,7 @@ def test_autoload_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     plugins.reset_plugin_manager()
     pm = plugins.get_plugin_manager()
     names = {pm.get_name(plugin) for plugin in pm.get_plugins()}
-    assert names == {f"procframe.backends.{n}" for n in ("fork", "spawn", "forkserver")}
+    assert names == {f"procframe.backends.{n}" for n in ("defaults", "fork", "spawn", "forkserver")}
 
 
 # -- observers and wrappers on every backend ------------------------------------

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 
     from pluggy import HookCaller
 
+    from procframe.api import queues, synchronize
     from procframe.api.backend import BackendInfo, Launcher
     from procframe.api.process import BaseProcess, _ParentProcess
+    from procframe.connection import Connection
 
 BACKEND_ENV = "PROCFRAME_BACKEND"
 
@@ -221,6 +223,61 @@ class Context:
 
             self._process_class = bound_process_class(self.name)
         return self._process_class
+
+    def Pipe(self, duplex: bool = True) -> tuple[Connection, Connection]:
+        """Two connected ends; with ``duplex=False``, (read-only end, write-only end)."""
+        return self._make("procframe_make_pipe", "a Pipe", duplex=bool(duplex))  # type: ignore[no-any-return]
+
+    def Queue(self, maxsize: int = 0) -> queues.Queue:
+        """A FIFO queue between processes; ``maxsize > 0`` bounds it."""
+        return self._make("procframe_make_queue", "a Queue", kind="Queue", maxsize=maxsize)  # type: ignore[no-any-return]
+
+    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue:
+        """A Queue with ``task_done()`` and ``join()``."""
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_queue", "a JoinableQueue", kind="JoinableQueue", maxsize=maxsize
+        )
+
+    def SimpleQueue(self) -> queues.SimpleQueue:
+        """A queue with only ``put``, ``get``, ``empty`` and ``close``."""
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_queue", "a SimpleQueue", kind="SimpleQueue", maxsize=0
+        )
+
+    def Lock(self) -> synchronize.Lock:
+        """A non-recursive lock shared between processes."""
+        return self._lock("Lock")  # type: ignore[no-any-return]
+
+    def RLock(self) -> synchronize.RLock:
+        """A recursive lock shared between processes."""
+        return self._lock("RLock")  # type: ignore[no-any-return]
+
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
+        """A semaphore shared between processes."""
+        return self._lock("Semaphore", value)  # type: ignore[no-any-return]
+
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
+        """A semaphore that refuses to be released above its initial value."""
+        return self._lock("BoundedSemaphore", value)  # type: ignore[no-any-return]
+
+    def Condition(self, lock: Any = None) -> synchronize.Condition:
+        """A condition variable shared between processes."""
+        return self._lock("Condition", lock)  # type: ignore[no-any-return]
+
+    def Event(self) -> synchronize.Event:
+        """An event flag shared between processes."""
+        return self._lock("Event")  # type: ignore[no-any-return]
+
+    def _lock(self, kind: str, *args: Any) -> Any:
+        return self._make("procframe_make_lock", f"a {kind}", kind=kind, args=args)
+
+    def _make(self, hook_name: str, what: str, **kwargs: Any) -> Any:
+        made = self._hook(hook_name)(backend=self._backend, **kwargs)
+        if made is None:
+            raise BackendError(
+                f"backend {self.name!r} cannot make {what}: no plugin implements {hook_name}"
+            )
+        return made
 
     def current_process(self) -> BaseProcess:
         from procframe.api.process import current_process

@@ -456,7 +456,18 @@ def _register_child(process: BaseProcess) -> None:
     _install_exit_handler()
 
 
+_flushers: list[Callable[[], None]] = []
 _after_children: list[Callable[[], None]] = []
+
+
+def on_exit_before_services(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at exit after the children were stopped, before the services stop.
+
+    For data this process still has to hand over (a queue's held items).
+    """
+    if callback not in _flushers:
+        _flushers.append(callback)
+    _install_exit_handler()
 
 
 def on_exit_after_children(callback: Callable[[], None]) -> None:
@@ -482,8 +493,12 @@ def _at_exit() -> None:
     try:
         _stop_children()
     finally:
-        for callback in reversed(_after_children):
-            callback()
+        try:
+            while _flushers:
+                _flushers.pop(0)()
+        finally:
+            for callback in reversed(_after_children):
+                callback()
 
 
 def _become_child(process: BaseProcess) -> None:
@@ -492,6 +507,7 @@ def _become_child(process: BaseProcess) -> None:
     _parent_process = _ParentProcess(process._parent_name, process._parent_pid)
     _current_process = process
     _children = set()
+    _flushers.clear()
     _after_children.clear()
     process._launcher = None
     process._counter = itertools.count(1)

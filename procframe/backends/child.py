@@ -12,7 +12,7 @@ import os
 import sys
 import types
 
-from procframe import _osutil
+from procframe import _osutil, reduction
 from procframe.api import context
 from procframe.api.process import BaseProcess
 
@@ -38,13 +38,14 @@ def spawn_main(payload_fd: int, sentinel_fd: int) -> None:
     sys.exit(process._bootstrap(prep["bootstrap_hooks"]))
 
 
-def run_payload(payload: bytes, os_parent_pid: int) -> int:
+def run_payload(payload: bytes, os_parent_pid: int, fds: list[int]) -> int:
     """Run a process from an in-memory payload (a forked fork-server child); return its exit code.
 
-    ``os_parent_pid`` is the fork server, whose death the child must not outlive.
+    ``os_parent_pid`` is the fork server, whose death the child must not
+    outlive; ``fds`` are the descriptors the parent sent along, as received.
     """
     try:
-        process, prep = load(io.BytesIO(payload), os_parent_pid)
+        process, prep = load(io.BytesIO(payload), os_parent_pid, fds)
     except BaseException as exc:
         _report_start_failure(exc)
         return 1
@@ -52,13 +53,16 @@ def run_payload(payload: bytes, os_parent_pid: int) -> int:
 
 
 def load(
-    stream: io.BufferedIOBase | io.BytesIO, os_parent_pid: int | None = None
+    stream: io.BufferedIOBase | io.BytesIO,
+    os_parent_pid: int | None = None,
+    fds: list[int] | None = None,
 ) -> tuple[BaseProcess, dict[str, Any]]:
     """Read the preparation, apply it, then unpickle the process object."""
     prep = _pickle.load(stream)
     if os_parent_pid is not None:
         prep["os_parent_pid"] = os_parent_pid
     prepare(prep)
+    reduction.set_received(prep["fds"] if fds is None else fds)
     process = _pickle.load(stream)
     return process, prep
 

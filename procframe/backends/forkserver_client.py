@@ -99,10 +99,11 @@ class ForkServer:
     def launch(self, process: Any, backend: str) -> ForkServerChild:
         """Have the server fork a child that runs ``process``; restart a dead server once."""
         # Children are forked by the server's only thread, which lives as long as it does.
-        data = payload.frame(payload.encode(process, backend, kernel_may_signal=True))
+        data, fds = payload.encode(process, backend, kernel_may_signal=True)
+        data = payload.frame(data)
         for attempt in (1, 2):
             try:
-                status = self._request_child()
+                status = self._request_child(fds)
             except OSError:
                 if attempt == 2:
                     raise
@@ -121,13 +122,13 @@ class ForkServer:
             return ForkServerChild(pid, status)
         raise AssertionError("unreachable")
 
-    def _request_child(self) -> socket.socket:
-        """Ask the server for a new child; return the parent's end of its status socket."""
+    def _request_child(self, fds: list[int]) -> socket.socket:
+        """Ask the server for a child that gets ``fds``; return our end of its status socket."""
         with self._lock:
             control = self._ensure_running()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                socket.send_fds(control, [FORK_REQUEST], [theirs.fileno()])
+                socket.send_fds(control, [FORK_REQUEST], [theirs.fileno(), *fds])
             except OSError:
                 ours.close()
                 self._stop()  # the server died: the next request starts another one

@@ -14,6 +14,7 @@ from procframe import _osutil
 from procframe.backends import payload
 from procframe.backends.forkserver_client import EXITCODE, FORK_REQUEST, PID
 from procframe.backends.posix import exitcode_from_status
+from procframe.reduction import MAX_FDS
 
 
 def main(control_fd: int) -> None:
@@ -79,24 +80,29 @@ class Server:
 
     def _handle_request(self) -> bool:
         try:
-            message, fds, _flags, _addr = socket.recv_fds(self.control, 1, 1)
+            message, fds, _flags, _addr = socket.recv_fds(self.control, 1, MAX_FDS + 1)
         except OSError:
             return False
         if not message:
             return False  # the parent closed the control socket: stop
-        if message != FORK_REQUEST or len(fds) != 1:
+        if message != FORK_REQUEST or not fds:
             for fd in fds:
                 os.close(fd)
             return True
         status = socket.socket(fileno=fds[0])
+        resources = fds[1:]
         try:
             pid = os.fork()
         except OSError as exc:
             sys.stderr.write(f"procframe fork server: fork failed: {exc}\n")
+            pid = -1
             status.close()  # the parent sees the connection close without a pid
-            return True
         if pid == 0:
-            self._become_child(status)
+            self._become_child(status, resources)
+        for fd in resources:  # the child has its own copies
+            os.close(fd)
+        if pid < 0:
+            return True
         self.children[pid] = status
         try:
             status.sendall(PID.pack(pid))
@@ -104,7 +110,7 @@ class Server:
             pass  # the parent gave up on this child; it will read the payload and fail
         return True
 
-    def _become_child(self, status: socket.socket) -> None:
+    def _become_child(self, status: socket.socket, resources: list[int]) -> None:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -122,7 +128,7 @@ class Server:
             status.close()
             from procframe.backends.child import run_payload
 
-            code = run_payload(data, server_pid)
+            code = run_payload(data, server_pid, resources)
         except BaseException:
             import traceback
 

@@ -7,14 +7,13 @@ the second, the Process object, whose target may live in ``__main__``.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import struct
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
-from procframe import _osutil
+from procframe import _osutil, reduction
 from procframe.api.errors import ProcessPicklingError
 from procframe.api.process import BaseProcess, spawning_payload
 
@@ -53,19 +52,29 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
     }
 
 
-def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = None) -> bytes:
-    """Pickle the payload for ``process``; raise :class:`ProcessPicklingError` naming what fails."""
-    prep = preparation(process, backend)
-    if kernel_may_signal is not None:
-        prep["kernel_may_signal"] = kernel_may_signal
-    buffer = io.BytesIO()
-    pickle.dump(prep, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+class Payload(NamedTuple):
+    """A child's payload and the descriptors that must reach it with it."""
+
+    data: bytes
+    fds: list[int]
+
+
+def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = None) -> Payload:
+    """Pickle the payload for ``process``; raise :class:`ProcessPicklingError` naming what fails.
+
+    The descriptors of Pipe ends, queues and locks among the arguments are
+    collected (:mod:`procframe.reduction`); the launcher must pass them on.
+    """
     try:
-        with spawning_payload():
-            pickle.dump(process, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        with spawning_payload(), reduction.collecting_fds() as fds:
+            pickled_process = pickle.dumps(process, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         raise _explain(process, backend, exc) from exc
-    return buffer.getvalue()
+    prep = preparation(process, backend)
+    prep["fds"] = list(fds)
+    if kernel_may_signal is not None:
+        prep["kernel_may_signal"] = kernel_may_signal
+    return Payload(pickle.dumps(prep, protocol=pickle.HIGHEST_PROTOCOL) + pickled_process, fds)
 
 
 def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPicklingError:
@@ -73,7 +82,7 @@ def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPickl
     parts: list[tuple[str, object]] = [("target", getattr(process, "_target", None))]
     parts += [(f"args[{i}]", arg) for i, arg in enumerate(getattr(process, "_args", ()))]
     parts += [(f"kwargs[{k!r}]", v) for k, v in getattr(process, "_kwargs", {}).items()]
-    with spawning_payload():
+    with spawning_payload(), reduction.collecting_fds():
         for label, value in parts:
             try:
                 pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

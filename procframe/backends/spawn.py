@@ -62,14 +62,14 @@ class SpawnBackend(ProcessBackend):
     description = "a fresh interpreter per child; the target travels by pickle"
 
     def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
-        data = payload.encode(process, backend.name)
+        data, fds = payload.encode(process, backend.name)
         payload_r, payload_w = os.pipe()
         sentinel_r, sentinel_w = os.pipe()
         try:
             popen = start_interpreter(
                 "from procframe.backends.child import spawn_main; "
                 f"spawn_main({payload_r}, {sentinel_w})",
-                pass_fds=(payload_r, sentinel_w),
+                pass_fds=(payload_r, sentinel_w, *fds),  # the same numbers in the child
             )
         except BaseException:
             for fd in (payload_w, sentinel_r):

@@ -1,0 +1,103 @@
+"""The POSIX semaphore under every lock: unnamed, in shared memory reached by descriptor.
+
+``multiprocessing`` opens *named* semaphores (``/dev/shm/sem.mp-...``) so that a
+spawned child can open them again by name, and a killed process leaves the
+name behind.  procframe puts an unnamed semaphore (``sem_init(pshared=1)``)
+in a page of a memfd and hands the *descriptor* to children
+(:mod:`procframe.reduction`); the kernel frees the page when the last process
+holding it exits, however it exits.  The operations themselves are CPython's
+C ``_multiprocessing.SemLock``, rebuilt on our semaphore's address, so
+``acquire``/``release`` cost what they cost in ``multiprocessing``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+import weakref
+from _multiprocessing import SemLock  # type: ignore[import-not-found]
+from typing import Any
+
+from procframe import reduction
+
+RECURSIVE_MUTEX, SEMAPHORE = 0, 1
+SEM_VALUE_MAX: int = SemLock.SEM_VALUE_MAX
+_SEM_SIZE = 64  # sizeof(sem_t) is 32 on 64-bit Linux; one page is mapped anyway
+
+
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _address(region: mmap.mmap) -> tuple[int, Any]:
+    """The address of ``region`` and the object that keeps it exported (and so mapped)."""
+    import ctypes
+
+    anchor = ctypes.c_char.from_buffer(region)
+    return ctypes.addressof(anchor), anchor
+
+
+def _shared_memory_fd(size: int) -> int:
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("procframe-semaphore", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - platforms without memfd: an unlinked file
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="procframe-sem-")
+        os.unlink(path)
+    os.ftruncate(fd, size)
+    return fd
+
+
+class SharedSemaphore:
+    """One process-shared semaphore; ``semlock`` is the C object doing the work."""
+
+    def __init__(self, kind: int, value: int, maxvalue: int, *, _fd: int | None = None) -> None:
+        if kind not in (RECURSIVE_MUTEX, SEMAPHORE):
+            raise ValueError(f"unknown semaphore kind {kind!r}")
+        if not 0 <= value <= SEM_VALUE_MAX:
+            raise ValueError(f"semaphore value must be in 0..{SEM_VALUE_MAX}, got {value}")
+        self.kind = kind
+        self.maxvalue = maxvalue
+        created = _fd is None
+        self._fd = _shared_memory_fd(mmap.PAGESIZE) if _fd is None else _fd
+        self._region = mmap.mmap(self._fd, mmap.PAGESIZE)
+        address, self._anchor = _address(self._region)
+        if created:
+            import ctypes
+
+            if _libc().sem_init(ctypes.c_void_p(address), 1, value) != 0:
+                raise OSError(ctypes.get_errno(), "sem_init failed")
+        self.semlock = SemLock._rebuild(address, kind, maxvalue, None)
+        if kind == RECURSIVE_MUTEX:
+            _recursive.add(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        token = reduction.export_fd(self._fd, type(self).__name__)
+        return _rebuild, (token, self.kind, self.maxvalue)
+
+    def __del__(self, _close: Any = os.close) -> None:  # os may be gone at shutdown
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            self._fd = -1
+            _close(fd)
+
+
+def _rebuild(token: int, kind: int, maxvalue: int) -> SharedSemaphore:
+    return SharedSemaphore(kind, 0, maxvalue, _fd=reduction.import_fd(token))
+
+
+_recursive: weakref.WeakSet[SharedSemaphore] = weakref.WeakSet()
+
+
+def _reset_recursive_counts() -> None:
+    # A forked child does not own the locks its parent's threads held.
+    for semaphore in list(_recursive):
+        semaphore.semlock._after_fork()
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_reset_recursive_counts)

@@ -1,0 +1,239 @@
+"""The Lock family, shared between processes: the API of ``threading`` and ``multiprocessing``.
+
+All of it stands on :class:`~procframe.api.semaphore.SharedSemaphore`.  The
+hot methods (``acquire``, ``release``) are the C methods themselves, bound on
+the instance, with no Python frame in between.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from procframe.api.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
+
+__all__ = ["BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
+
+T = TypeVar("T")
+
+
+class _SemLock:
+    """What every primitive shares: a shared semaphore and its C methods."""
+
+    def __init__(self, kind: int, value: int, maxvalue: int) -> None:
+        self._semaphore = SharedSemaphore(kind, value, maxvalue)
+        self._bind()
+
+    def _bind(self) -> None:
+        semlock = self._semaphore.semlock
+        self.acquire = semlock.acquire
+        self.release = semlock.release
+        self.__enter__ = semlock.__enter__  # type: ignore[method-assign]
+        self.__exit__ = semlock.__exit__  # type: ignore[method-assign]
+
+    # Methods on the class too, for the ``with`` statement (it looks them up on the type).
+    def __enter__(self) -> bool:
+        return bool(self._semaphore.semlock.__enter__())
+
+    def __exit__(self, *exc: object) -> None:
+        self._semaphore.semlock.__exit__(*exc)
+
+    def __getstate__(self) -> SharedSemaphore:
+        return self._semaphore
+
+    def __setstate__(self, state: SharedSemaphore) -> None:
+        self._semaphore = state
+        self._bind()
+
+
+class Semaphore(_SemLock):
+    """A counter: ``acquire`` waits while it is zero and decrements it; ``release`` increments."""
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError(f"semaphore initial value must be >= 0, got {value}")
+        super().__init__(SEMAPHORE, value, SEM_VALUE_MAX)
+
+    def get_value(self) -> int:
+        """The current value (not available on every platform)."""
+        return int(self._semaphore.semlock._get_value())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(value={self.get_value()})>"
+
+
+class BoundedSemaphore(Semaphore):
+    """A Semaphore whose ``release`` above the initial value raises ``ValueError``."""
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError(f"semaphore initial value must be >= 0, got {value}")
+        _SemLock.__init__(self, SEMAPHORE, value, value)
+
+    def __repr__(self) -> str:
+        maxvalue = self._semaphore.maxvalue
+        return f"<BoundedSemaphore(value={self.get_value()}, maxvalue={maxvalue})>"
+
+
+class Lock(_SemLock):
+    """A non-recursive lock; any process or thread may release it."""
+
+    def __init__(self) -> None:
+        super().__init__(SEMAPHORE, 1, 1)
+
+    def locked(self) -> bool:
+        """True if the lock is held."""
+        return bool(self._semaphore.semlock._is_zero())
+
+    def __repr__(self) -> str:
+        return f"<Lock({'locked' if self.locked() else 'unlocked'})>"
+
+
+class RLock(_SemLock):
+    """A recursive lock: its owner may acquire it again; only the owner may release it."""
+
+    def __init__(self) -> None:
+        super().__init__(RECURSIVE_MUTEX, 1, 1)
+
+    def _is_owned(self) -> bool:
+        return bool(self._semaphore.semlock._is_mine())
+
+    def __repr__(self) -> str:
+        semlock = self._semaphore.semlock
+        if semlock._is_mine():
+            owner = f"{os.getpid()}:{threading.current_thread().name}"
+            return f"<RLock(owner={owner}, count={semlock._count()})>"
+        return f"<RLock({'locked' if semlock._is_zero() else 'unlocked'})>"
+
+
+class Condition:
+    """A condition variable between processes (``threading.Condition``'s API)."""
+
+    def __init__(self, lock: Lock | RLock | None = None) -> None:
+        self._lock = lock if lock is not None else RLock()
+        self._sleeping_count = Semaphore(0)
+        self._woken_count = Semaphore(0)
+        self._wait_semaphore = Semaphore(0)
+        self._bind()
+
+    def _bind(self) -> None:
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore = state
+        self._bind()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+    def _check_owned(self) -> None:
+        if not self._lock._semaphore.semlock._is_mine():
+            raise RuntimeError("cannot use a Condition whose lock this thread does not hold")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
+        self._check_owned()
+        self._sleeping_count.release()
+        depth = int(self._lock._semaphore.semlock._count())
+        for _ in range(depth):
+            self._lock.release()
+        try:
+            return bool(self._wait_semaphore.acquire(True, timeout))
+        finally:
+            self._woken_count.release()
+            for _ in range(depth):
+                self._lock.acquire()
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters."""
+        self._check_owned()
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        # Waiters that timed out since the last notify left a woken token each:
+        # they are no longer sleeping.
+        while self._woken_count.acquire(False):
+            self._sleeping_count.acquire(False)
+        woken = 0
+        while woken < n and self._sleeping_count.acquire(False):
+            self._wait_semaphore.release()
+            woken += 1
+        if woken:
+            for _ in range(woken):
+                self._woken_count.acquire()  # until each woken waiter has left wait()
+            while self._wait_semaphore.acquire(False):  # tokens left by waiters that timed out
+                pass
+
+    def notify_all(self) -> None:
+        """Wake every waiter."""
+        self.notify(SEM_VALUE_MAX)
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
+        result = predicate()
+        if result:
+            return result
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not result:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self.wait(remaining)
+            result = predicate()
+        return result
+
+    def __repr__(self) -> str:
+        waiters = self._sleeping_count.get_value() - self._woken_count.get_value()
+        return f"<Condition({self._lock!r}, waiters={waiters})>"
+
+
+class Event:
+    """A flag processes can wait for (``threading.Event``'s API)."""
+
+    def __init__(self) -> None:
+        self._cond = Condition(Lock())
+        self._flag = Semaphore(0)
+
+    def is_set(self) -> bool:
+        """True once ``set()`` and until ``clear()``."""
+        with self._cond:
+            if self._flag.acquire(False):
+                self._flag.release()
+                return True
+            return False
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        with self._cond:
+            self._flag.acquire(False)
+            self._flag.release()
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        with self._cond:
+            self._flag.acquire(False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` passes; return the flag."""
+        with self._cond:
+            if self._flag.acquire(False):
+                self._flag.release()
+                return True
+            self._cond.wait(timeout)
+            if self._flag.acquire(False):
+                self._flag.release()
+                return True
+            return False
+
+    def __repr__(self) -> str:
+        return f"<Event({'set' if self.is_set() else 'unset'})>"

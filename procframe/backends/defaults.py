@@ -1,0 +1,48 @@
+"""The shared POSIX defaults: pipes, queues and locks for every backend.
+
+Registered as a plugin that is not a backend, so it takes part in every
+backend's hook calls; its implementations are ``trylast``, and a backend that
+implements the same hook wins.  A backend that cannot offer these objects
+must say so in its capabilities rather than rely on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procframe.api.backend import BackendInfo
+from procframe.hookspecs import hookimpl
+
+QUEUE_KINDS = ("Queue", "SimpleQueue", "JoinableQueue")
+LOCK_KINDS = ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event")
+
+
+class PosixDefaults:
+    """Pipes over socket pairs, queues over SEQPACKET sockets, locks over unnamed semaphores."""
+
+    @hookimpl(trylast=True)
+    def procframe_make_pipe(self, duplex: bool, backend: BackendInfo) -> Any:
+        from procframe.connection import Pipe
+
+        return Pipe(duplex)
+
+    @hookimpl(trylast=True)
+    def procframe_make_queue(self, kind: str, maxsize: int, backend: BackendInfo) -> Any:
+        from procframe.api import queues
+
+        if kind not in QUEUE_KINDS:
+            raise ValueError(f"unknown queue kind {kind!r}; expected one of {QUEUE_KINDS}")
+        if kind == "SimpleQueue":
+            return queues.SimpleQueue()
+        return getattr(queues, kind)(maxsize)
+
+    @hookimpl(trylast=True)
+    def procframe_make_lock(self, kind: str, args: tuple[Any, ...], backend: BackendInfo) -> Any:
+        from procframe.api import synchronize
+
+        if kind not in LOCK_KINDS:
+            raise ValueError(f"unknown lock kind {kind!r}; expected one of {LOCK_KINDS}")
+        return getattr(synchronize, kind)(*args)
+
+
+plugin = PosixDefaults()

@@ -1,0 +1,66 @@
+"""Objects that hold file descriptors cross to a new child by descriptor.
+
+A Pipe end, a Queue or a lock passed as an argument to a child started by a
+fresh-interpreter backend (spawn, forkserver) is pickled into the child's
+payload.  Its ``__reduce__`` calls :func:`export_fd`, which adds the
+descriptor to the launch in progress and pickles a *token* instead; the
+launcher hands the descriptors to the child (``pass_fds``, or SCM_RIGHTS to
+the fork server), and in the child :func:`import_fd` turns each token back
+into a descriptor.  Nothing is re-opened by name, so nothing named can leak.
+Under fork nothing is pickled: the child inherits the objects and their
+descriptors.
+"""
+
+from __future__ import annotations
+
+import _thread
+
+MAX_FDS = 250
+"""Descriptors one child can receive at start (one SCM_RIGHTS message carries 253)."""
+
+_launch = _thread._local()
+_received: list[int] = []
+
+
+class collecting_fds:
+    """Within this block, :func:`export_fd` collects descriptors for the child being launched."""
+
+    def __enter__(self) -> list[int]:
+        self.fds: list[int] = []
+        _launch.fds = self.fds
+        return self.fds
+
+    def __exit__(self, *exc: object) -> None:
+        _launch.fds = None
+
+
+def export_fd(fd: int, what: str) -> int:
+    """Register ``fd`` (held by ``what``) for the child being launched; return its token."""
+    fds: list[int] | None = getattr(_launch, "fds", None)
+    if fds is None:
+        raise TypeError(
+            f"{what} holds a file descriptor and can only be passed to a child process as an "
+            "argument of Process (or inherited under fork); it cannot be pickled otherwise"
+        )
+    if fd in fds:
+        return fds.index(fd)
+    if len(fds) >= MAX_FDS:
+        raise ValueError(f"a child process can receive at most {MAX_FDS} descriptors at start")
+    fds.append(fd)
+    return len(fds) - 1
+
+
+def import_fd(token: int) -> int:
+    """In a child: the descriptor that ``token`` stands for."""
+    try:
+        return _received[token]
+    except IndexError:
+        raise RuntimeError(
+            f"descriptor token {token} was not received; this object can only be unpickled "
+            "in the child it was sent to"
+        ) from None
+
+
+def set_received(fds: list[int]) -> None:
+    """In a child, before unpickling its payload: the descriptors it was given, in order."""
+    _received[:] = fds
