@@ -1,20 +1,16 @@
 """``Queue``, ``SimpleQueue`` and ``JoinableQueue`` between processes.
 
-Items travel over a ``SOCK_SEQPACKET`` socket pair: each item is one record,
-which the kernel delivers whole to exactly one reader.  So readers need no
-lock, writers need no lock, and a process killed in the middle of a ``put``
-or a ``get`` can never leave half an item behind or a lock held.  An item
-too big for one record travels in a memfd whose descriptor rides in the
-record.  ``put`` pickles in the caller (an unpicklable item fails there, not
-later in a thread) and writes at once; only when the kernel buffer is full
-do items wait in the process, for a feeder thread to send as readers catch up.
+Items travel as atomic packets (:mod:`procframe.api.channel`): no reader or
+writer lock, and no half item left behind by a process killed mid-``put`` or
+mid-``get``.  ``put`` pickles in the caller (an unpicklable item fails there,
+not later in a thread) and writes at once; only when the kernel's buffer is
+full do items wait in the process, sent on by the next ``put`` or by a
+feeder thread as readers catch up.
 """
 
 from __future__ import annotations
 
-import array
 import os
-import socket
 import sys
 import threading
 import time
@@ -24,122 +20,19 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 from queue import Empty, Full
 from typing import Any
 
-from procframe import reduction
-from procframe._fdwait import wait_readable, wait_writable
 from procframe.api import process
+from procframe.api.channel import Channel
 from procframe.api.synchronize import BoundedSemaphore, Condition, Semaphore
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
-INLINE_MAX = 1 << 16
-"""Items whose pickle is larger than this travel in a memfd instead of the record itself."""
-_BIG = b"PROCFRAME-BIG"
-_FD_SIZE = array.array("i").itemsize
-_ANCILLARY = socket.CMSG_SPACE(_FD_SIZE)
+_FEEDER_BATCH_DELAY = 0.0005
+_PUTTER_ACTIVE = 0.002
+"""Seconds since the last held put during which the putting thread counts as busy."""
 _FEEDER_POLL = 0.1
-"""Seconds the feeder sleeps at most between checks of a full socket (and of close)."""
+"""Seconds the feeder sleeps at most between checks of a full queue (and of close)."""
 FLUSH_WARNING_DELAY = 5.0
 """Seconds a process waits at exit for readers of its queued items before it says so."""
-
-
-class Channel:
-    """A SEQPACKET socket pair: one record per item, whole or not at all."""
-
-    def __init__(self, reader: socket.socket | None = None, writer: socket.socket | None = None):
-        if reader is None or writer is None:
-            reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.reader = reader
-        self.writer = writer
-
-    def send(self, data: bytes, flags: int = 0) -> None:
-        """Send one item's pickle; with ``MSG_DONTWAIT``, ``BlockingIOError`` when full."""
-        if len(data) <= INLINE_MAX:
-            self.writer.send(data, flags)
-        else:
-            self._send_big(data, flags)
-
-    def _send_big(self, data: bytes, flags: int) -> None:
-        fd = _item_fd(data)
-        try:
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self.writer.sendmsg([_BIG], rights, flags)
-        finally:
-            os.close(fd)  # the record holds its own reference while in flight
-
-    def receive(self, flags: int = 0) -> bytes:
-        """Receive one item's pickle (blocking unless ``MSG_DONTWAIT``)."""
-        data, ancillary, _msg_flags, _ = self.reader.recvmsg(INLINE_MAX, _ANCILLARY, flags)
-        fds = _received_fds(ancillary)
-        if not fds:
-            if not data:
-                raise EOFError("the queue's channel is closed")
-            return data
-        try:
-            if data != _BIG or len(fds) != 1:
-                raise OSError("malformed big-item record on the queue")
-            return _read_item_fd(fds[0])
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    def readable(self, timeout: float | None) -> bool:
-        return bool(wait_readable([self.reader.fileno()], timeout))
-
-    def close(self) -> None:
-        self.reader.close()
-        self.writer.close()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        reader = reduction.export_fd(self.reader.fileno(), "a queue")
-        writer = reduction.export_fd(self.writer.fileno(), "a queue")
-        return _rebuild_channel, (reader, writer)
-
-
-def _rebuild_channel(reader: int, writer: int) -> Channel:
-    return Channel(
-        socket.socket(fileno=reduction.import_fd(reader)),
-        socket.socket(fileno=reduction.import_fd(writer)),
-    )
-
-
-def _item_fd(data: bytes) -> int:
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("procframe-item", os.MFD_CLOEXEC)
-    else:  # pragma: no cover - an unlinked temporary file where memfd does not exist
-        import tempfile
-
-        fd, path = tempfile.mkstemp(prefix="procframe-item-")
-        os.unlink(path)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _read_item_fd(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    chunks = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
-        if not chunk:
-            raise EOFError("a big queue item was cut short")
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % _FD_SIZE
-            fds.extend(array.array("i", data[:usable]))
-    return fds
 
 
 class SimpleQueue:
@@ -153,13 +46,14 @@ class SimpleQueue:
         """Put ``obj``; an unpicklable one raises here."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        self._channel.send(dumps(obj, HIGHEST_PROTOCOL))
+        channel = self._channel
+        channel.send(channel.packet(dumps(obj, HIGHEST_PROTOCOL)))
 
     def get(self) -> Any:
         """Remove and return an item, waiting for one."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        return loads(self._channel.receive())
+        return loads(self._channel.receive(None))  # type: ignore[arg-type]
 
     def empty(self) -> bool:
         """True if no item is waiting (a snapshot)."""
@@ -169,7 +63,8 @@ class SimpleQueue:
         """Close the queue in this process."""
         if not self._closed:
             self._closed = True
-            self._channel.close()
+            self._channel.close_reader()
+            self._channel.close_writer()
 
     def __getstate__(self) -> dict[str, Any]:
         if self._closed:
@@ -198,6 +93,7 @@ class Queue:
         self._pending: deque[bytes] = deque()
         self._pending_lock = threading.Lock()
         self._feeder: threading.Thread | None = None
+        self._last_hold = 0.0
         self._cancel_join = False
         _live_queues.add(self)
 
@@ -228,26 +124,24 @@ class Queue:
         if self._slots is not None and not self._slots.acquire(block, timeout):
             raise Full
         self._count.release()
-        if not self._pending:
-            try:
-                self._channel.send(data, socket.MSG_DONTWAIT)
-                return
-            except BlockingIOError:
-                pass
-        self._hold(data)
+        packet = self._channel.packet(data)
+        if not self._pending and self._channel.send_now(packet):
+            return
+        self._hold(packet)
 
     def put_nowait(self, obj: Any) -> None:
         """``put(obj, False)``."""
         self.put(obj, False)
 
-    def _hold(self, data: bytes) -> None:
-        """Queue ``data`` behind the items already held, and send what the socket takes now.
+    def _hold(self, packet: bytes) -> None:
+        """Queue ``packet`` behind the items already held, and send what fits now.
 
         The putting thread does the sending while it can, so items flow as fast as
         readers take them; the feeder thread only finishes the job once puts stop.
         """
         with self._pending_lock:
-            self._pending.append(data)
+            self._pending.append(packet)
+            self._last_hold = time.monotonic()
             self._drain()
             if self._pending and self._feeder is None:
                 self._feeder = threading.Thread(
@@ -257,22 +151,26 @@ class Queue:
                 process.on_exit_before_services(self._flush_at_exit)
 
     def _drain(self) -> None:
-        """Send held items until the socket is full (the caller holds ``_pending_lock``)."""
+        """Send held items until the queue is full (the caller holds ``_pending_lock``)."""
         pending = self._pending
-        send = self._channel.send
-        try:
-            while pending:
-                send(pending[0], socket.MSG_DONTWAIT)  # removed only once sent: order kept
-                pending.popleft()
-        except BlockingIOError:
-            pass
+        send_now = self._channel.send_now
+        while pending and send_now(pending[0]):  # removed only once sent: order kept
+            pending.popleft()
 
     def _feed(self) -> None:
         """Send the held items as readers make room, until none are left."""
-        writer = self._channel.writer
+        channel = self._channel
         while True:
+            channel.wait_writable(_FEEDER_POLL)
+            # While a thread keeps putting, it sends held items itself; stay out of its
+            # way (taking the GIL from it on every write would slow it down tenfold).
+            # Once it stops, and between wake-ups, let readers empty more of the
+            # buffer, so that one wake-up sends many items.
+            time.sleep(_FEEDER_BATCH_DELAY)
+            if time.monotonic() - self._last_hold < _PUTTER_ACTIVE:
+                continue
             with self._pending_lock:
-                if writer.fileno() < 0:  # closed: nobody can read them any more
+                if channel.writer_closed:  # closed: nobody can read them any more
                     self._pending.clear()
                 if not self._pending or self._cancel_join:
                     self._feeder = None
@@ -286,7 +184,6 @@ class Queue:
                 if not self._pending:
                     self._feeder = None
                     return
-            wait_writable(writer.fileno(), _FEEDER_POLL)
 
     def _flush_at_exit(self) -> None:
         feeder = self._feeder
@@ -308,26 +205,13 @@ class Queue:
         """Remove and return an item; ``queue.Empty`` if none comes within ``timeout``."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        if block and timeout is None:
-            data = self._channel.receive()
-        else:
-            data = self._receive_within(timeout if block else 0.0)
+        data = self._channel.receive(timeout if block else 0.0)
+        if data is None:
+            raise Empty
         self._count.acquire(False)
         if self._slots is not None:
             self._slots.release()
         return loads(data)
-
-    def _receive_within(self, timeout: float | None) -> bytes:
-        deadline = time.monotonic() + max(timeout or 0.0, 0.0)
-        while True:
-            remaining = deadline - time.monotonic()
-            if not self._channel.readable(max(remaining, 0.0)):
-                raise Empty
-            try:
-                return self._channel.receive(socket.MSG_DONTWAIT)
-            except BlockingIOError:  # another reader took it first
-                if remaining <= 0:
-                    raise Empty from None
 
     def get_nowait(self) -> Any:
         """``get(False)``."""
@@ -352,11 +236,11 @@ class Queue:
         if self._closed:
             return
         self._closed = True
-        self._channel.reader.close()
+        self._channel.close_reader()
         with self._pending_lock:
             idle = self._feeder is None
         if idle:
-            self._channel.writer.close()
+            self._channel.close_writer()
         else:
             threading.Thread(target=self._close_after_flush, daemon=True).start()
 
@@ -364,7 +248,7 @@ class Queue:
         feeder = self._feeder
         if feeder is not None:
             feeder.join()
-        self._channel.writer.close()
+        self._channel.close_writer()
 
     def join_thread(self) -> None:
         """Wait until the items this process put have been handed to the OS (after close())."""
