@@ -19,8 +19,17 @@ POSIX_SIGNALS = "posix_signals"
 """terminate/kill/interrupt deliver SIGTERM/SIGKILL/SIGINT; a killed child's exitcode is -signum."""
 PARENT_DEATH = "parent_death"
 """A child is killed within seconds when its parent dies, even by SIGKILL."""
+PASSES_DESCRIPTORS = "passes_descriptors"
+"""Pipe ends, queues and locks passed as Process arguments reach the child and work there."""
 KNOWN_CAPABILITIES = frozenset(
-    {INHERITS_PARENT_MEMORY, PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH}
+    {
+        INHERITS_PARENT_MEMORY,
+        PICKLES_PROCESS,
+        REIMPORTS_MAIN,
+        POSIX_SIGNALS,
+        PARENT_DEATH,
+        PASSES_DESCRIPTORS,
+    }
 )
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -11,6 +11,7 @@ from procframe.api import context
 from procframe.api.backend import (
     INHERITS_PARENT_MEMORY,
     PARENT_DEATH,
+    PASSES_DESCRIPTORS,
     POSIX_SIGNALS,
     BackendInfo,
     Launcher,
@@ -28,7 +29,9 @@ class ForkBackend(ProcessBackend):
     """Fast, and the child sees everything the parent had; unsafe once the parent has threads."""
 
     name = "fork"
-    capabilities = frozenset({INHERITS_PARENT_MEMORY, POSIX_SIGNALS, PARENT_DEATH})
+    capabilities = frozenset(
+        {PASSES_DESCRIPTORS, INHERITS_PARENT_MEMORY, POSIX_SIGNALS, PARENT_DEATH}
+    )
     description = "os.fork(): the child is a copy of the parent"
 
     def unavailable_reason(self) -> str:

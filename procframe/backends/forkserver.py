@@ -12,6 +12,7 @@ import sys
 
 from procframe.api.backend import (
     PARENT_DEATH,
+    PASSES_DESCRIPTORS,
     PICKLES_PROCESS,
     POSIX_SIGNALS,
     REIMPORTS_MAIN,
@@ -45,7 +46,9 @@ class ForkServerBackend(ProcessBackend):
     """Safe with threads like spawn, and near fork's speed once the server runs."""
 
     name = "forkserver"
-    capabilities = frozenset({PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH})
+    capabilities = frozenset(
+        {PASSES_DESCRIPTORS, PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH}
+    )
     description = "a server process forks each child; the target travels by pickle"
 
     def unavailable_reason(self) -> str:

@@ -167,14 +167,13 @@ class ForkServerChild(Launcher):
 
     def __init__(self, pid: int, status: socket.socket) -> None:
         self.pid = pid
-        self._status = status
-        self.sentinel = status.fileno()
+        self.sentinel = status.detach()  # a bare descriptor: closed by close() or __del__
         self.returncode: int | None = None
 
     def _read_exitcode(self) -> int:
         data = b""
         while len(data) < EXITCODE.size:
-            chunk = self._status.recv(EXITCODE.size - len(data))
+            chunk = os.read(self.sentinel, EXITCODE.size - len(data))
             if not chunk:
                 return UNKNOWN_EXITCODE  # the server died before reporting
             data += chunk
@@ -196,9 +195,10 @@ class ForkServerChild(Launcher):
             except ProcessLookupError:
                 pass
 
-    def close(self) -> None:
-        self._status.close()
-        self.sentinel = -1
+    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
+        if self.sentinel >= 0:
+            fd, self.sentinel = self.sentinel, -1
+            _close(fd)
 
     def __del__(self) -> None:  # a Process dropped without close() must not leak its socket
         self.close()

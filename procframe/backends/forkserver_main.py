@@ -26,7 +26,10 @@ def main(control_fd: int) -> None:
     _osutil.arm_parent_death(int(signal.SIGKILL), setup["parent_pid"], setup["kernel_may_signal"])
     sys.path[:] = setup["sys_path"]
     _preload(setup)
-    Server(control).serve()
+    try:
+        Server(control).serve()
+    finally:
+        control.close()
 
 
 def _preload(setup: dict[str, Any]) -> None:

@@ -105,10 +105,10 @@ class ChildLauncher(Launcher):
             except ProcessLookupError:
                 pass
 
-    def close(self) -> None:
+    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
         if self.sentinel >= 0:
-            os.close(self.sentinel)
-            self.sentinel = -1
+            fd, self.sentinel = self.sentinel, -1
+            _close(fd)
 
     def __del__(self) -> None:  # a Process dropped without close() must not leak its sentinel
         self.close()

@@ -8,6 +8,7 @@ import sys
 from procframe import _osutil
 from procframe.api.backend import (
     PARENT_DEATH,
+    PASSES_DESCRIPTORS,
     PICKLES_PROCESS,
     POSIX_SIGNALS,
     REIMPORTS_MAIN,
@@ -58,7 +59,9 @@ class SpawnBackend(ProcessBackend):
     """Safe with threads and portable; each child pays for an interpreter start."""
 
     name = "spawn"
-    capabilities = frozenset({PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH})
+    capabilities = frozenset(
+        {PASSES_DESCRIPTORS, PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH}
+    )
     description = "a fresh interpreter per child; the target travels by pickle"
 
     def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:

@@ -3,7 +3,8 @@
 ``python -m procframe.bench.harness --impl procframe|stdlib --case start_join
 --method fork --iterations K`` runs the same code against ``import procframe as
 mp`` or ``import multiprocessing as mp`` and prints one JSON line: the
-per-iteration median and mean in seconds.
+per-iteration median and mean in seconds per operation (a table of rates
+inverts them).
 
 Children of spawn-style start methods re-import this file by path as
 ``__mp_main__``, as they would a user's script, so its top level imports
@@ -18,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import ModuleType
+    from typing import Any
 
     Case = Callable[[ModuleType, str, int], list[float]]
 
@@ -48,7 +50,99 @@ def start_join(mp: ModuleType, method: str, iterations: int) -> list[float]:
     return samples
 
 
-CASES: dict[str, Case] = {"start_join": start_join}
+PAYLOAD_SIZE = 256
+"""Characters of each string passed between processes, as in the seed's benchmark."""
+
+
+def produce(channel: Any, method: str, count: int) -> None:
+    """Send ``"ready"``, ``count`` 256-character strings, then ``None``, by ``channel.method``."""
+    put = getattr(channel, method)
+    item = "x" * PAYLOAD_SIZE
+    put("ready")
+    for _ in range(count):
+        put(item)
+    put(None)
+
+
+def consume(get: Callable[[], object], count: int) -> float:
+    """Seconds per item taken by ``get``: the clock runs from ``"ready"`` to the sentinel."""
+    from time import perf_counter
+
+    if get() != "ready":
+        raise RuntimeError("the producer's first item was not 'ready'")
+    began = perf_counter()
+    for _ in range(count):
+        get()
+    last = get()
+    elapsed = perf_counter() - began
+    if last is not None:
+        raise RuntimeError(f"expected the sentinel None after {count} items, got {last!r}")
+    return elapsed / count
+
+
+def pass_between_processes(mp: ModuleType, method: str, count: int, kind: str) -> list[float]:
+    """Seconds per string passed from a child producer to this process through a ``kind``.
+
+    The child starts before the clock does; its first item, ``"ready"``, starts
+    the clock, which stops at the sentinel after ``count`` strings.
+    """
+    ctx = mp.get_context(method)
+    if kind == "Pipe":
+        channel, writer = ctx.Pipe(duplex=False)
+        get, put = channel.recv, "send"
+    else:
+        channel = writer = getattr(ctx, kind)()
+        get, put = channel.get, "put"
+    p = ctx.Process(target=produce, args=(writer, put, count))
+    p.start()
+    if kind == "Pipe":
+        writer.close()
+    seconds = consume(get, count)
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"the benchmark's producer exited with code {p.exitcode}")
+    return [seconds]
+
+
+def thread_queue(mp: ModuleType, method: str, count: int) -> list[float]:
+    """Seconds per string passed between two threads by a ``queue.Queue``: the reference.
+
+    Neither ``mp`` nor ``method`` is used: both implementations run the same
+    standard-library code, so the ratio of this case shows the machine's noise.
+    """
+    import queue
+    import threading
+
+    channel: queue.Queue[object] = queue.Queue()
+    producer = threading.Thread(target=produce, args=(channel, "put", count))
+    producer.start()
+    seconds = consume(channel.get, count)
+    producer.join()
+    return [seconds]
+
+
+def queue_case(mp: ModuleType, method: str, count: int) -> list[float]:
+    """``Queue()``: see :func:`pass_between_processes`."""
+    return pass_between_processes(mp, method, count, "Queue")
+
+
+def simple_queue_case(mp: ModuleType, method: str, count: int) -> list[float]:
+    """``SimpleQueue()``: see :func:`pass_between_processes`."""
+    return pass_between_processes(mp, method, count, "SimpleQueue")
+
+
+def pipe_case(mp: ModuleType, method: str, count: int) -> list[float]:
+    """``Pipe(duplex=False)``, the child writing: see :func:`pass_between_processes`."""
+    return pass_between_processes(mp, method, count, "Pipe")
+
+
+CASES: dict[str, Case] = {
+    "start_join": start_join,
+    "thread_queue": thread_queue,
+    "queue": queue_case,
+    "simple_queue": simple_queue_case,
+    "pipe": pipe_case,
+}
 
 
 def import_implementation(impl: str) -> ModuleType:
@@ -71,15 +165,18 @@ def present_as_script() -> None:
     sys.modules["__main__"].__spec__ = None
 
 
-def summary(impl: str, case: str, method: str, samples: list[float]) -> dict[str, object]:
-    """The JSON result of one run: per-iteration statistics, in seconds."""
+def summary(
+    impl: str, case: str, method: str, iterations: int, samples: list[float]
+) -> dict[str, object]:
+    """The JSON result of one run: statistics of its samples, in seconds per operation."""
     import statistics
 
     return {
         "impl": impl,
         "case": case,
         "method": method,
-        "iterations": len(samples),
+        "iterations": iterations,
+        "samples": len(samples),
         "median": statistics.median(samples),
         "mean": statistics.fmean(samples),
         "min": min(samples),
@@ -106,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported only now: every module loaded before the measurement makes each fork dearer.
     import json
 
-    print(json.dumps(summary(args.impl, args.case, args.method, samples)), flush=True)
+    print(
+        json.dumps(summary(args.impl, args.case, args.method, args.iterations, samples)), flush=True
+    )
     return 0
 
 

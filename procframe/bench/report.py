@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from procframe.bench.runner import RowResult, TableResult
+from procframe.bench.tables import Unit
 from procframe.bench.text import align
 
-HEADER = ("backend", "procframe", "multiprocessing", "ratio", "target", "")
-ALIGN = "<>>>><"
-LEGEND = "ratio = procframe / multiprocessing; MISS: the ratio is above its target"
+LEGEND = (
+    "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
+    "target -: a reference row"
+)
 
 
 def format_duration(seconds: float) -> str:
@@ -27,31 +29,67 @@ def format_duration(seconds: float) -> str:
     return f"{value:.{decimals}f} {unit}"
 
 
+def format_rate(per_second: float) -> str:
+    """``per_second`` to three significant digits, thousands separated: ``612,000``."""
+    if per_second >= 100:
+        return f"{round(per_second, 2 - math.floor(math.log10(per_second))):,.0f}"
+    return f"{per_second:.3g}"
+
+
+def format_value(unit: Unit, value: float) -> str:
+    """A measured value in its table's unit."""
+    return format_rate(value) if unit is Unit.PER_SECOND else format_duration(value)
+
+
+def format_target(unit: Unit, target: float | None) -> str:
+    """``<= 0.80`` for a lower-is-better table, ``>= 2.00`` for a higher-is-better one."""
+    if target is None:
+        return "-"
+    return f"{'>=' if unit.higher_is_better else '<='} {target:.2f}"
+
+
 def verdict(result: RowResult) -> str:
-    """``ok`` if the row meets its target, else ``MISS``."""
-    return "ok" if result.ok else "MISS"
+    """``ok`` if the row meets its target, ``MISS`` if not, nothing without a target."""
+    return {True: "ok", False: "MISS", None: ""}[result.ok]
 
 
-def row_cells(result: RowResult) -> tuple[str, ...]:
+def header(result: TableResult) -> tuple[str, ...]:
+    """The column names of a table: a label column only if its rows have labels."""
+    label = (result.table.label_header,) if result.table.label_header else ()
+    return ("backend", *label, "procframe", "multiprocessing", "ratio", "target", "")
+
+
+def row_cells(result: RowResult, labelled: bool) -> tuple[str, ...]:
     """The text cells of one measured row."""
     return (
         result.row.backend,
-        format_duration(result.procframe),
-        format_duration(result.stdlib),
+        *((result.row.label,) if labelled else ()),
+        format_value(result.unit, result.procframe),
+        format_value(result.unit, result.stdlib),
         f"{result.ratio:.2f}",
-        f"<= {result.row.target:.2f}",
+        format_target(result.unit, result.row.target),
         verdict(result),
     )
 
 
+def format_title(result: TableResult) -> str:
+    """``Title (note; median of 5 runs; higher is better)``."""
+    table = result.table
+    runs = "1 run" if result.repeats == 1 else f"{result.repeats} runs"
+    better = "higher" if table.unit.higher_is_better else "lower"
+    details = [*((table.note,) if table.note else ()), f"median of {runs}", f"{better} is better"]
+    return f"{table.title} ({'; '.join(details)})"
+
+
 def format_table(result: TableResult) -> str:
-    """One table as text: a title, a header and a line per backend."""
-    plural = "1 run" if result.repeats == 1 else f"{result.repeats} runs"
-    title = f"{result.table.title} (median of {plural}; lower is better)"
+    """One table as text: a title, a header and a line per row."""
+    title = format_title(result)
     if not result.rows:
         return f"{title}\n(no backend to compare)"
-    lines = align([HEADER, *(row_cells(row) for row in result.rows)], ALIGN)
-    return "\n".join([title, *lines])
+    labelled = bool(result.table.label_header)
+    cells = [header(result), *(row_cells(row, labelled) for row in result.rows)]
+    alignment = "<" + "<" * labelled + ">>>><"
+    return "\n".join([title, *align(cells, alignment)])
 
 
 def format_report(results: Sequence[TableResult]) -> str:
@@ -60,9 +98,11 @@ def format_report(results: Sequence[TableResult]) -> str:
 
 
 def row_json(result: RowResult) -> dict[str, Any]:
-    """One measured row as plain data (seconds per operation)."""
+    """One measured row as plain data, in its table's unit."""
     return {
         "backend": result.row.backend,
+        "label": result.row.label,
+        "case": result.row.case,
         "iterations": result.iterations,
         "procframe": result.procframe,
         "multiprocessing": result.stdlib,
@@ -81,11 +121,13 @@ def report_json(results: Sequence[TableResult]) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "procframe": __version__,
-        "unit": "seconds",
         "tables": [
             {
                 "key": result.table.key,
                 "title": result.table.title,
+                "note": result.table.note,
+                "unit": result.table.unit.value,
+                "higher_is_better": result.table.unit.higher_is_better,
                 "repeats": result.repeats,
                 "rows": [row_json(row) for row in result.rows],
             }

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from procframe.bench.tables import Row, Table
+from procframe.bench.tables import Row, Table, Unit
 
 IMPLEMENTATIONS = ("procframe", "stdlib")
 DEFAULT_TIMEOUT = 120.0
@@ -105,8 +105,9 @@ def _stderr_of(stderr: str | bytes | None) -> str:
 
 @dataclass(frozen=True)
 class RowResult:
-    """A row measured on both implementations: per-run medians, in seconds per operation."""
+    """A row measured on both implementations: per-run values, in its table's ``unit``."""
 
+    unit: Unit
     row: Row
     iterations: int
     procframe_runs: tuple[float, ...]
@@ -114,23 +115,25 @@ class RowResult:
 
     @property
     def procframe(self) -> float:
-        """procframe's value: the median of its per-run medians."""
+        """procframe's value: the median of its runs."""
         return statistics.median(self.procframe_runs)
 
     @property
     def stdlib(self) -> float:
-        """The standard library's value: the median of its per-run medians."""
+        """The standard library's value: the median of its runs."""
         return statistics.median(self.stdlib_runs)
 
     @property
     def ratio(self) -> float:
-        """procframe / multiprocessing; lower is better."""
+        """procframe / multiprocessing, in the table's unit (which says which way is better)."""
         return self.procframe / self.stdlib
 
     @property
-    def ok(self) -> bool:
-        """True if the ratio, to the two decimals printed, meets the row's target."""
-        return round(self.ratio, 2) <= self.row.target
+    def ok(self) -> bool | None:
+        """Whether the ratio, to the two decimals printed, meets the target; None without one."""
+        if self.row.target is None:
+            return None
+        return self.unit.meets(self.ratio, self.row.target)
 
 
 @dataclass(frozen=True)
@@ -149,14 +152,14 @@ def measure_row(
     runs: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
     for _ in range(repeats):
         for impl in IMPLEMENTATIONS:
-            result = run(impl, table.case, row.backend, iterations)
+            result = run(impl, row.case, row.backend, iterations)
             if impl == "procframe" and result.get("multiprocessing_loaded"):
                 raise BenchError(
-                    f"procframe's run of {table.case} on {row.backend} imported the standard "
+                    f"procframe's run of {row.case} on {row.backend} imported the standard "
                     "library's multiprocessing: procframe must never load it"
                 )
-            runs[impl].append(float(result["median"]))
-    return RowResult(row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
+            runs[impl].append(table.unit.from_seconds(float(result["median"])))
+    return RowResult(table.unit, row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
 
 
 def measure_table(
@@ -174,6 +177,7 @@ def measure_table(
             continue
         count = iterations(row)
         if progress is not None:
-            progress(f"{table.title}: {row.backend}, {repeats} x 2 runs of {count} iterations")
+            what = f"{row.backend} {row.label}".rstrip()
+            progress(f"{table.title}: {what}, {repeats} x 2 runs of {count} iterations")
         results.append(measure_row(table, row, repeats, count, run))
     return TableResult(table, repeats, tuple(results))

@@ -1,48 +1,122 @@
-"""The benchmark's tables: what is measured, on which backends, and the target ratio of each row."""
+"""The benchmark's tables: what is measured, in which unit, and the target ratio of each row.
+
+Every ratio is procframe / multiprocessing in the table's unit.  A table of
+durations is lower-is-better, a table of rates higher-is-better, and a row's
+target bounds its ratio from the matching side.  The rule "no ratio below
+1.0 anywhere" (procframe is never slower than the standard library) is kept by
+the targets themselves: none is on the wrong side of 1.0, which
+:meth:`Table.__post_init__` checks.  Reference rows have no target.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 STDLIB_METHODS = ("fork", "spawn", "forkserver")
 """The start methods of the standard library: the backends that can be compared."""
 
 
+class Unit(enum.Enum):
+    """What a table's values are, which decides which way is better.
+
+    The harness always reports seconds per operation; :meth:`from_seconds`
+    turns them into the table's unit.
+    """
+
+    SECONDS = "seconds per operation"
+    PER_SECOND = "operations per second"
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for a rate, False for a duration."""
+        return self is Unit.PER_SECOND
+
+    def from_seconds(self, seconds: float) -> float:
+        """A harness result, seconds per operation, in this unit."""
+        return 1.0 / seconds if self is Unit.PER_SECOND else seconds
+
+    def meets(self, ratio: float, target: float) -> bool:
+        """True if ``ratio``, to the two decimals printed, is on the good side of ``target``."""
+        shown = round(ratio, 2)
+        return shown >= target if self.higher_is_better else shown <= target
+
+
 @dataclass(frozen=True)
 class Row:
-    """One backend in a table, measured on procframe and on the standard library."""
+    """One thing measured on one backend, on procframe and on the standard library."""
 
     backend: str
+    case: str
+    """The harness case that measures it."""
     iterations: int
+    """Operations per harness run: processes started, objects passed, ..."""
     quick_iterations: int
-    target: float
-    """The highest acceptable ratio procframe / multiprocessing."""
+    target: float | None
+    """The bound of the ratio procframe / multiprocessing; None for a reference row."""
+    label: str = ""
+    """What the row measures within its backend, in the table's label column."""
 
 
 @dataclass(frozen=True)
 class Table:
-    """A set of rows measured by one harness case; values are seconds per operation."""
+    """A set of rows with one unit; ``label_header`` names the rows' labels, if they have any."""
 
     key: str
     title: str
-    case: str
+    unit: Unit
     rows: tuple[Row, ...]
+    label_header: str = ""
+    note: str = ""
+    """What the title leaves out, printed in its parentheses."""
 
-    def row(self, backend: str) -> Row | None:
-        """The row of ``backend``, if the table has one."""
-        return next((row for row in self.rows if row.backend == backend), None)
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if row.target is not None and not self.unit.meets(row.target, 1.0):
+                raise ValueError(
+                    f"{self.key}: the target of {row.backend} {row.label} allows procframe "
+                    "to be slower than the standard library"
+                )
 
 
 START_JOIN = Table(
     key="start_join",
     title="Process start+join latency",
-    case="start_join",
+    unit=Unit.SECONDS,
     rows=(
-        Row("fork", iterations=200, quick_iterations=50, target=1.0),
-        Row("spawn", iterations=20, quick_iterations=6, target=0.8),
-        Row("forkserver", iterations=100, quick_iterations=30, target=1.0),
+        Row("fork", "start_join", iterations=200, quick_iterations=50, target=1.0),
+        Row("spawn", "start_join", iterations=20, quick_iterations=6, target=0.8),
+        Row("forkserver", "start_join", iterations=100, quick_iterations=30, target=1.0),
     ),
 )
 
-TABLES: dict[str, Table] = {table.key: table for table in (START_JOIN,)}
+OBJECTS = (
+    # label, harness case, objects per run (full, quick), target
+    ("queue.Queue", "thread_queue", 200_000, 50_000, None),
+    ("Queue", "queue", 150_000, 40_000, 2.0),
+    ("SimpleQueue", "simple_queue", 200_000, 50_000, 1.5),
+    ("Pipe", "pipe", 200_000, 50_000, 1.5),
+)
+"""The rows of :data:`OBJECTS_PASSED` on every backend.
+
+``queue.Queue`` between two threads of one process is the reference row: the
+same standard-library code runs on both sides, so its ratio shows the
+machine's noise.  It involves no backend, yet it is measured with each
+backend's rows, at the same time as they are.
+"""
+
+OBJECTS_PASSED = Table(
+    key="objects",
+    title="Objects passed between processes per second",
+    note="256-byte strings",
+    unit=Unit.PER_SECOND,
+    label_header="object",
+    rows=tuple(
+        Row(backend, case, iterations=full, quick_iterations=quick, target=target, label=label)
+        for backend in STDLIB_METHODS
+        for label, case, full, quick, target in OBJECTS
+    ),
+)
+
+TABLES: dict[str, Table] = {table.key: table for table in (START_JOIN, OBJECTS_PASSED)}
 """Every table, in the order they are printed."""
