@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from procframe.bench.command import select_backends
-from procframe.bench.report import format_duration, format_report, format_table, report_json
+from procframe.bench.report import (
+    format_duration,
+    format_rate,
+    format_report,
+    format_table,
+    report_json,
+)
 from procframe.bench.runner import (
     BenchError,
     RowResult,
@@ -24,9 +30,9 @@ from procframe.bench.runner import (
     measure_table,
     run_harness,
 )
-from procframe.bench.tables import START_JOIN, TABLES, Row, Table
+from procframe.bench.tables import OBJECTS_PASSED, START_JOIN, TABLES, Row, Table, Unit
 
-HARNESS_KEYS = {"impl", "case", "method", "iterations", "median", "mean", "min"}
+HARNESS_KEYS = {"impl", "case", "method", "iterations", "samples", "median", "mean", "min"}
 
 
 def clean_env() -> dict[str, str]:
@@ -43,8 +49,15 @@ def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def result_of(row: Row, procframe: list[float], stdlib: list[float]) -> RowResult:
-    return RowResult(row, 10, tuple(procframe), tuple(stdlib))
+def result_of(
+    row: Row, procframe: list[float], stdlib: list[float], unit: Unit = Unit.SECONDS
+) -> RowResult:
+    return RowResult(unit, row, 10, tuple(procframe), tuple(stdlib))
+
+
+def objects_row(backend: str, label: str) -> Row:
+    (row,) = (r for r in OBJECTS_PASSED.rows if (r.backend, r.label) == (backend, label))
+    return row
 
 
 # -- the harness, in fresh interpreters -----------------------------------------
@@ -58,6 +71,15 @@ def test_harness_prints_one_json_result(impl: str) -> None:
     assert 0 < result["min"] <= result["median"]
     assert result["mean"] > 0
     assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+@pytest.mark.parametrize("case", ["thread_queue", "queue", "simple_queue", "pipe"])
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_harness_passes_objects_with_the_stdlib(case: str, method: str) -> None:
+    result = run_harness("stdlib", case, method, 50, timeout=60, env=clean_env())
+    assert (result["case"], result["method"], result["iterations"]) == (case, method, 50)
+    assert result["samples"] == 1
+    assert result["median"] > 0
 
 
 def test_failed_harness_run_reports_its_stderr() -> None:
@@ -98,8 +120,29 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
+@pytest.mark.parametrize(
+    ("per_second", "text"),
+    [
+        (612_345.0, "612,000"),
+        (1_234_567.0, "1,230,000"),
+        (23_650.0, "23,600"),
+        (150.4, "150"),
+        (12.34, "12.3"),
+    ],
+)
+def test_format_rate(per_second: float, text: str) -> None:
+    assert format_rate(per_second) == text
+
+
+def test_units_convert_the_harness_seconds_and_say_which_way_is_better() -> None:
+    assert Unit.SECONDS.from_seconds(0.25) == 0.25
+    assert Unit.PER_SECOND.from_seconds(0.25) == 4.0
+    assert not Unit.SECONDS.higher_is_better
+    assert Unit.PER_SECOND.higher_is_better
+
+
 def test_row_result_is_the_median_of_run_medians_and_its_ratio() -> None:
-    row = Row("spawn", iterations=20, quick_iterations=6, target=0.8)
+    row = Row("spawn", "start_join", iterations=20, quick_iterations=6, target=0.8)
     result = result_of(row, [0.030, 0.010, 0.031], [0.040, 0.041, 0.090])
     assert result.procframe == 0.030
     assert result.stdlib == 0.041
@@ -108,10 +151,33 @@ def test_row_result_is_the_median_of_run_medians_and_its_ratio() -> None:
 
 
 def test_target_is_inclusive_and_a_miss_is_marked() -> None:
-    row = Row("fork", iterations=1, quick_iterations=1, target=1.0)
+    row = Row("fork", "start_join", iterations=1, quick_iterations=1, target=1.0)
     assert result_of(row, [2.0], [2.0]).ok
     assert result_of(row, [2.009], [2.0]).ok  # printed as 1.00
     assert not result_of(row, [2.02], [2.0]).ok
+
+
+def test_higher_is_better_target_is_a_lower_bound() -> None:
+    row = Row("fork", "queue", iterations=1, quick_iterations=1, target=2.0)
+    rate = Unit.PER_SECOND
+    assert result_of(row, [500_000.0], [200_000.0], rate).ok  # 2.50
+    assert result_of(row, [399_100.0], [200_000.0], rate).ok  # 1.9955, printed as 2.00
+    assert not result_of(row, [398_000.0], [200_000.0], rate).ok  # 1.99
+    faster = result_of(row, [600_000.0, 100.0, 700_000.0], [300_000.0, 200_000.0, 1e9], rate)
+    assert (faster.procframe, faster.stdlib, faster.ratio) == (600_000.0, 300_000.0, 2.0)
+
+
+def test_a_reference_row_has_no_verdict() -> None:
+    row = objects_row("fork", "queue.Queue")
+    assert row.target is None
+    assert result_of(row, [1.0], [9.0], Unit.PER_SECOND).ok is None
+
+
+@pytest.mark.parametrize(("unit", "target"), [(Unit.SECONDS, 1.2), (Unit.PER_SECOND, 0.9)])
+def test_a_target_may_not_let_procframe_be_slower(unit: Unit, target: float) -> None:
+    row = Row("fork", "queue", iterations=1, quick_iterations=1, target=target)
+    with pytest.raises(ValueError, match="slower than the standard library"):
+        Table("t", "T", unit, (row,))
 
 
 def test_format_table_aligns_ratios_and_marks_misses() -> None:
@@ -133,15 +199,53 @@ def test_format_table_aligns_ratios_and_marks_misses() -> None:
 def test_report_ends_with_the_legend_and_json_has_the_same_numbers() -> None:
     tables = [TableResult(START_JOIN, 3, (result_of(START_JOIN.rows[0], [0.002], [0.001]),))]
     assert format_report(tables).endswith(
-        "ratio = procframe / multiprocessing; MISS: the ratio is above its target"
+        "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
+        "target -: a reference row"
     )
     data = json.loads(json.dumps(report_json(tables)))
     (table,) = data["tables"]
     assert (table["key"], table["repeats"]) == ("start_join", 3)
+    assert (table["unit"], table["higher_is_better"]) == ("seconds per operation", False)
     (row,) = table["rows"]
-    assert row["backend"] == "fork"
+    assert (row["backend"], row["label"], row["case"]) == ("fork", "", "start_join")
     assert (row["procframe"], row["multiprocessing"], row["ratio"]) == (0.002, 0.001, 2.0)
     assert row["ok"] is False
+
+
+def test_format_objects_table_higher_is_better() -> None:
+    rate = Unit.PER_SECOND
+    rows = (
+        result_of(objects_row("fork", "queue.Queue"), [501_000.0], [500_000.0], rate),
+        result_of(objects_row("fork", "Queue"), [612_345.0], [236_000.0], rate),
+        result_of(objects_row("spawn", "Pipe"), [310_000.0], [290_000.0], rate),
+    )
+    text = format_table(TableResult(OBJECTS_PASSED, 5, rows))
+    lines = text.splitlines()
+    assert lines[0] == (
+        "Objects passed between processes per second "
+        "(256-byte strings; median of 5 runs; higher is better)"
+    )
+    assert lines[1].split() == [
+        "backend",
+        "object",
+        "procframe",
+        "multiprocessing",
+        "ratio",
+        "target",
+    ]
+    assert lines[2].split() == ["fork", "queue.Queue", "501,000", "500,000", "1.00", "-"]
+    assert lines[3].split() == ["fork", "Queue", "612,000", "236,000", "2.59", ">=", "2.00", "ok"]
+    assert lines[4].split() == ["spawn", "Pipe", "310,000", "290,000", "1.07", ">=", "1.50", "MISS"]
+    target_end = lines[1].index("target") + len("target")
+    assert lines[2].index("-") + 1 == lines[3].index("2.00") + 4 == target_end
+    data = report_json([TableResult(OBJECTS_PASSED, 5, rows)])
+    (table,) = data["tables"]
+    assert (table["unit"], table["higher_is_better"]) == ("operations per second", True)
+    assert [(r["label"], r["target"], r["ok"]) for r in table["rows"]] == [
+        ("queue.Queue", None, None),
+        ("Queue", 2.0, True),
+        ("Pipe", 1.5, False),
+    ]
 
 
 def test_measure_row_alternates_implementations() -> None:
@@ -158,6 +262,19 @@ def test_measure_row_alternates_implementations() -> None:
     assert (result.procframe, result.stdlib, result.ratio) == (2.0, 4.0, 0.5)
 
 
+def test_measure_row_turns_seconds_into_rates() -> None:
+    medians = {"procframe": iter([0.5, 0.25, 2.0]), "stdlib": iter([1.0, 0.5, 2.0])}
+
+    def fake(impl: str, case: str, method: str, iterations: int) -> dict[str, Any]:
+        assert (case, method) == ("pipe", "spawn")
+        return {"median": next(medians[impl])}
+
+    result = measure_row(OBJECTS_PASSED, objects_row("spawn", "Pipe"), 3, 7, fake)
+    assert result.procframe_runs == (2.0, 4.0, 0.5)
+    assert (result.procframe, result.stdlib, result.ratio) == (2.0, 1.0, 2.0)
+    assert result.ok
+
+
 def test_measure_row_refuses_a_procframe_run_that_loaded_multiprocessing() -> None:
     def fake(impl: str, case: str, method: str, iterations: int) -> dict[str, Any]:
         return {"median": 1.0, "multiprocessing_loaded": True}
@@ -167,7 +284,7 @@ def test_measure_row_refuses_a_procframe_run_that_loaded_multiprocessing() -> No
 
 
 def test_measure_table_measures_only_the_chosen_backends() -> None:
-    table = Table("t", "T", "start_join", START_JOIN.rows)
+    table = Table("t", "T", Unit.SECONDS, START_JOIN.rows)
     seen: list[tuple[str, int]] = []
 
     def fake(impl: str, case: str, method: str, iterations: int) -> dict[str, Any]:
@@ -187,31 +304,64 @@ def test_select_backends() -> None:
         select_backends(["toy"], comparable)
 
 
-def test_every_table_has_a_row_per_stdlib_method_with_a_target() -> None:
+def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     for table in TABLES.values():
-        assert {row.backend for row in table.rows} <= {"fork", "spawn", "forkserver"}
-        assert all(row.target > 0 and row.quick_iterations <= row.iterations for row in table.rows)
+        assert {row.backend for row in table.rows} == {"fork", "spawn", "forkserver"}
+        assert all(0 < row.quick_iterations <= row.iterations for row in table.rows)
+        assert len({(row.backend, row.label) for row in table.rows}) == len(table.rows)
+        # "no ratio below 1.0 anywhere": every target is at least as strict as 1.0
+        for row in table.rows:
+            if row.target is not None:
+                assert table.unit.meets(row.target, 1.0)
+    targets = {row.label: row.target for row in OBJECTS_PASSED.rows}
+    assert targets == {"queue.Queue": None, "Queue": 2.0, "SimpleQueue": 1.5, "Pipe": 1.5}
 
 
 # -- the command, end to end --------------------------------------------------------
 
 
 def test_bench_prints_a_table_with_a_ratio() -> None:
-    done = run_bench("--quick", "--backend", "fork", "--iterations", "3", "--repeat", "1")
+    args = ("--quick", "--backend", "fork", "--iterations", "3", "--repeat", "1")
+    done = run_bench(*args, "--table", "start_join")
     assert done.returncode == 0, done.stderr
     assert "Process start+join latency (median of 1 run; lower is better)" in done.stdout
     assert re.search(r"^backend\s+procframe\s+multiprocessing\s+ratio\s+target$", done.stdout, re.M)
     assert re.search(r"^fork\s+.*\s\d+\.\d\d\s+<= 1\.00\s+(ok|MISS)$", done.stdout, re.M)
     assert not re.search(r"^(spawn|forkserver)\s", done.stdout, re.M)
+    assert "Objects passed" not in done.stdout
+
+
+def test_bench_prints_the_objects_table() -> None:
+    done = run_bench(
+        "--backend", "fork", "--iterations", "20", "--repeat", "1", "--table", "objects"
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Objects passed between processes per second "
+        "(256-byte strings; median of 1 run; higher is better)"
+    ) in done.stdout
+    assert re.search(r"^fork\s+queue\.Queue\s+[\d,]+\s+[\d,]+\s+\d+\.\d\d\s+-$", done.stdout, re.M)
+    assert re.search(
+        r"^fork\s+Pipe\s+[\d,]+\s+[\d,]+\s+\d+\.\d\d\s+>= 1\.50\s+(ok|MISS)$", done.stdout, re.M
+    )
+    assert "start+join" not in done.stdout
 
 
 def test_bench_json() -> None:
     done = run_bench("--backend", "fork", "--iterations", "2", "--repeat", "1", "--json")
     assert done.returncode == 0, done.stderr
-    (table,) = json.loads(done.stdout)["tables"]
-    (row,) = table["rows"]
-    assert row["backend"] == "fork"
-    assert row["ratio"] == pytest.approx(row["procframe"] / row["multiprocessing"])
+    tables = json.loads(done.stdout)["tables"]
+    assert [table["key"] for table in tables] == list(TABLES)
+    for table in tables:
+        assert {row["backend"] for row in table["rows"]} == {"fork"}
+        for row in table["rows"]:
+            assert row["ratio"] == pytest.approx(row["procframe"] / row["multiprocessing"])
+    assert [row["label"] for row in tables[1]["rows"]] == [
+        "queue.Queue",
+        "Queue",
+        "SimpleQueue",
+        "Pipe",
+    ]
 
 
 @pytest.mark.parametrize(
