@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import procframe
+from procframe._testkit.scripts import HELLO_BOB
 from procframe._testkit.targets import describe_self, noop, read_report
 from procframe.api import context
 
@@ -285,17 +286,6 @@ def test_unknown_env_backend_does_not_break_import(tmp_path: Path) -> None:
 
 # -- the seed's first example, as a script -------------------------------------
 
-HELLO = """\
-from procframe import Process
-
-def f(name):
-    print('hello', name)
-
-if __name__ == '__main__':
-    p = Process(target=f, args=('bob',))
-    p.start()
-    p.join()
-"""
 
 HELLO_CONTEXT = """\
 import procframe
@@ -325,7 +315,7 @@ def run_hello(args: list[str], cwd: Path, backend: str | None) -> str:
 
 @pytest.mark.parametrize("backend", BUILTIN)
 def test_seed_example_selected_by_env(tmp_path: Path, backend: str) -> None:
-    (tmp_path / "hello.py").write_text(HELLO, encoding="utf-8")
+    (tmp_path / "hello.py").write_text(HELLO_BOB, encoding="utf-8")
     assert run_hello(["hello.py"], tmp_path, backend) == "hello bob\n"
 
 
@@ -342,5 +332,5 @@ def test_seed_example_run_with_dash_m(tmp_path: Path, backend: str) -> None:
     package = tmp_path / "hellopkg"
     package.mkdir()
     (package / "__init__.py").write_text("", encoding="utf-8")
-    (package / "__main__.py").write_text(HELLO, encoding="utf-8")
+    (package / "__main__.py").write_text(HELLO_BOB, encoding="utf-8")
     assert run_hello(["-m", "hellopkg"], tmp_path, backend) == "hello bob\n"

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from procframe._testkit.scripts import HELLO_BOB
+
 TOY_SOURCE = Path(__file__).parent / "toy_backend" / "toy_backend.py"
 MARKER_ENV = "TOY_BACKEND_MARKER"
 BUILTIN = ("fork", "spawn", "forkserver")
-
-HELLO = """\
-from procframe import Process
-
-def f(name):
-    print('hello', name)
-
-if __name__ == '__main__':
-    p = Process(target=f, args=('bob',))
-    p.start()
-    p.join()
-"""
 
 
 def install(site: Path, module: str, entry_point: str, source: Path | str) -> None:
@@ -94,7 +84,7 @@ print("toy" in procframe.get_all_start_methods(), ctx.backend.description)
 
 
 def test_env_selects_the_toy_backend(site: Path, workdir: Path) -> None:
-    (workdir / "hello.py").write_text(HELLO, encoding="utf-8")
+    (workdir / "hello.py").write_text(HELLO_BOB, encoding="utf-8")
     result = run(["hello.py"], site, workdir, PROCFRAME_BACKEND="toy")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello bob\n"

@@ -8,6 +8,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+HELLO_BOB = """\
+from procframe import Process
+
+def f(name):
+    print('hello', name)
+
+if __name__ == '__main__':
+    p = Process(target=f, args=('bob',))
+    p.start()
+    p.join()
+"""
+"""The seed's first example, with ``procframe`` for ``processing`` and Python 3's print."""
+
 
 def script_env(backend: str) -> dict[str, str]:
     """The environment of a script run: ours, with ``PROCFRAME_BACKEND`` set to ``backend``."""

@@ -26,10 +26,9 @@ from typing import Any
 
 from procframe import _osutil
 from procframe._fdwait import wait_readable
-from procframe.api.backend import Launcher
 from procframe.api.process import on_exit_after_children
 from procframe.backends import payload, spawn
-from procframe.backends.posix import UNKNOWN_EXITCODE
+from procframe.backends.posix import UNKNOWN_EXITCODE, DescriptorLauncher
 
 PID = struct.Struct("!q")
 EXITCODE = struct.Struct("!i")
@@ -162,13 +161,11 @@ def _read_pid(status: socket.socket) -> int:
 server = ForkServer()
 
 
-class ForkServerChild(Launcher):
+class ForkServerChild(DescriptorLauncher):
     """A child of the fork server; its status socket is the sentinel."""
 
     def __init__(self, pid: int, status: socket.socket) -> None:
-        self.pid = pid
-        self.sentinel = status.detach()  # a bare descriptor: closed by close() or __del__
-        self.returncode: int | None = None
+        super().__init__(pid, status.detach())
 
     def _read_exitcode(self) -> int:
         data = b""
@@ -187,18 +184,3 @@ class ForkServerChild(Launcher):
         if self.returncode is None and wait_readable([self.sentinel], timeout):
             self.returncode = self._read_exitcode()
         return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
-        if self.sentinel >= 0:
-            fd, self.sentinel = self.sentinel, -1
-            _close(fd)
-
-    def __del__(self) -> None:  # a Process dropped without close() must not leak its socket
-        self.close()

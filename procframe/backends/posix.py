@@ -74,13 +74,32 @@ def exitcode_from_status(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-class ChildLauncher(Launcher):
-    """A direct child of this process whose sentinel is a pipe it holds open until it exits."""
+class DescriptorLauncher(Launcher):
+    """A launcher whose sentinel is a descriptor it owns; signals go to the pid."""
 
     def __init__(self, pid: int, sentinel: int) -> None:
         self.pid = pid
         self.sentinel = sentinel
         self.returncode: int | None = None
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
+        if self.sentinel >= 0:
+            fd, self.sentinel = self.sentinel, -1
+            _close(fd)
+
+    def __del__(self) -> None:  # a Process dropped without close() must not leak its sentinel
+        self.close()
+
+
+class ChildLauncher(DescriptorLauncher):
+    """A direct child of this process whose sentinel is a pipe it holds open until it exits."""
 
     @abc.abstractmethod
     def _reap(self, block: bool) -> int | None:
@@ -97,21 +116,6 @@ class ChildLauncher(Launcher):
                 return self.poll()
             self.returncode = self._reap(block=True)
         return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
-        if self.sentinel >= 0:
-            fd, self.sentinel = self.sentinel, -1
-            _close(fd)
-
-    def __del__(self) -> None:  # a Process dropped without close() must not leak its sentinel
-        self.close()
 
 
 class ForkedChild(ChildLauncher):

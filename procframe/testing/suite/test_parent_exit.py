@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from procframe._testkit.scripts import pid_running, run_script, start_script
+from procframe._testkit.scripts import HELLO_BOB, pid_running, run_script, start_script
 from procframe._testkit.targets import read_report
 
 DEATH_DEADLINE = 15.0
@@ -34,21 +34,7 @@ def _kill_all(pids: list[int]) -> None:
 
 
 def test_seed_hello_bob(procframe_backend: str, tmp_path: Path) -> None:
-    result = run_script(
-        tmp_path,
-        """
-        from procframe import Process
-
-        def f(name):
-            print('hello', name)
-
-        if __name__ == '__main__':
-            p = Process(target=f, args=('bob',))
-            p.start()
-            p.join()
-        """,
-        procframe_backend,
-    )
+    result = run_script(tmp_path, HELLO_BOB, procframe_backend)
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello bob\n", "")
 
 
