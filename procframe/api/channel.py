@@ -6,13 +6,16 @@ all, and each ``read`` returns exactly one packet to exactly one reader.  So
 readers and writers need no lock, and a process killed in the middle of a
 ``put`` or ``get`` cannot leave half an item behind or a lock held.
 
-A bigger item is written to a memfd, whose descriptor is sent on a side
-``SOCK_SEQPACKET`` socket in a record tagged with a random token; the pipe
-then carries a small *marker* packet with the same token, in the item's place
-in the queue order.  A reader that takes a marker takes the record with that
-token from the side socket, handing back any other record it meets on the way.
+A bigger item is written to a memfd whose descriptor is sent as one record of
+a side ``SOCK_SEQPACKET`` socket; then a one-byte *look* packet goes into the
+pipe, in the item's place in the queue order.  A reader that takes a look
+packet takes whatever record the side socket holds (any record is a whole
+item), and a reader that finds the pipe empty also takes a waiting record: a
+record whose look packet was never written (its writer was killed) or whose
+look packet was taken by a reader that died is still delivered.  Readers never
+write, so a full side socket cannot block them.
 
-Where packet-mode pipes do not exist, every item goes through the side socket.
+Where packet-mode pipes do not exist, every item is a side-socket record.
 """
 
 from __future__ import annotations
@@ -29,18 +32,15 @@ from procframe._fdwait import wait_readable, wait_writable
 
 PACKET_MAX = select.PIPE_BUF
 """Items whose pickle fits travel as one pipe packet."""
-_MARKER = b"\x00PROCFRAME-BIG\x00"
-"""A marker packet: this prefix and a token (a pickle never starts with a zero byte)."""
-_TOKEN_SIZE = 16
+_LOOK = b"\x00"
+"""The packet standing for a big item (a pickle never starts with a zero byte)."""
+_IN_MEMFD = b"\x00"
+"""A side record whose item is in the attached memfd."""
+_SIDE_INLINE_MAX = 1 << 15
+"""Without packet pipes, items up to this size ride in the side record itself."""
 _FD_SIZE = array.array("i").itemsize
 _ANCILLARY = socket.CMSG_SPACE(_FD_SIZE)
 _PIPE_SIZE = 1 << 20
-LOST_ITEM_TIMEOUT = 5.0
-"""Seconds a reader looks for a big item's record before declaring its holder dead."""
-
-
-class ItemLostError(OSError):
-    """A big item's data vanished: a reader holding it was killed."""
 
 
 def _packet_pipe() -> tuple[int, int] | None:
@@ -66,9 +66,10 @@ class Channel:
     def __init__(self, fds: tuple[int, int, int, int] | None = None) -> None:
         if fds is None:
             pipe = _packet_pipe()
-            side_reader, side_writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            self.side_reader, self.side_writer = side_reader, side_writer
             self.read_fd, self.write_fd = pipe if pipe is not None else (-1, -1)
+            self.side_reader, self.side_writer = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET
+            )
         else:
             self.read_fd, self.write_fd = fds[0], fds[1]
             self.side_reader = socket.socket(fileno=fds[2])
@@ -77,134 +78,106 @@ class Channel:
 
     # -- writing -------------------------------------------------------------
 
-    def packet(self, data: bytes) -> bytes:
-        """What goes in the queue order for ``data``: itself, or a marker for a big item.
+    def send_now(self, item: bytes) -> bytes | None:
+        """Send what fits right now of ``item`` (a pickle, or a look packet).
 
-        A big item's record is sent on the side socket here (blocking while the
-        side socket is full).
+        Returns what is still to send, to be passed again later (keeping its
+        place in the order): ``None`` once all of it is sent.
         """
-        if self.packets and len(data) <= PACKET_MAX:
-            return data
-        token = os.urandom(_TOKEN_SIZE)
-        fd = _memfd_with(data)
+        if self.packets and len(item) <= PACKET_MAX:
+            try:
+                os.write(self.write_fd, item)
+            except BlockingIOError:
+                return item
+            return None
+        try:
+            self._send_record(item)
+        except BlockingIOError:
+            return item
+        if not self.packets:
+            return None
+        try:
+            os.write(self.write_fd, _LOOK)
+        except BlockingIOError:
+            return _LOOK
+        return None
+
+    def send(self, item: bytes) -> None:
+        """Send ``item``, waiting for room."""
+        rest = self.send_now(item)
+        while rest is not None:
+            self.wait_writable(None, rest)
+            rest = self.send_now(rest)
+
+    def wait_writable(self, timeout: float | None, item: bytes = _LOOK) -> None:
+        """Wait up to ``timeout`` for room for ``item``."""
+        small = self.packets and len(item) <= PACKET_MAX
+        wait_writable(self.write_fd if small else self.side_writer.fileno(), timeout)
+
+    def _send_record(self, item: bytes) -> None:
+        if not self.packets and len(item) <= _SIDE_INLINE_MAX:
+            self.side_writer.send(item, socket.MSG_DONTWAIT)
+            return
+        fd = _memfd_with(item)
         try:
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self.side_writer.sendmsg([token], rights)
+            self.side_writer.sendmsg([_IN_MEMFD], rights, socket.MSG_DONTWAIT)
         finally:
             os.close(fd)  # the record holds its own reference while in flight
-        return _MARKER + token
-
-    def send_now(self, packet: bytes) -> bool:
-        """Write ``packet`` if there is room right now; False if the queue is full."""
-        if not self.packets:
-            return self._send_side_marker(packet, socket.MSG_DONTWAIT)
-        try:
-            os.write(self.write_fd, packet)
-        except BlockingIOError:
-            return False
-        return True
-
-    def send(self, packet: bytes) -> None:
-        """Write ``packet``, waiting for room."""
-        while not self.send_now(packet):
-            wait_writable(self.write_fd if self.packets else self.side_writer.fileno(), None)
-
-    def _send_side_marker(self, packet: bytes, flags: int) -> bool:
-        try:
-            self.side_writer.send(b"M" + packet, flags)
-        except BlockingIOError:
-            return False
-        return True
-
-    def wait_writable(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for room in the queue."""
-        wait_writable(self.write_fd if self.packets else self.side_writer.fileno(), timeout)
 
     # -- reading -------------------------------------------------------------
 
     def receive(self, timeout: float | None) -> bytes | None:
         """The next item's pickle, or None if none comes within ``timeout`` (None: forever)."""
-        if not self.packets:
-            return self._receive_side_only(timeout)
         read_fd = self.read_fd
         deadline = None
         while True:
-            try:
-                packet = os.read(read_fd, PACKET_MAX)
-            except BlockingIOError:
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                wait_readable([read_fd], remaining)
-                continue
-            if not packet:
-                raise EOFError("the queue is closed")
-            if packet[0]:
-                return packet
-            return self._fetch_big(packet[len(_MARKER) :])
-
-    def readable(self, timeout: float | None) -> bool:
-        """True if an item is waiting (or arrives within ``timeout``)."""
-        fd = self.read_fd if self.packets else self.side_reader.fileno()
-        return bool(wait_readable([fd], timeout))
-
-    def _fetch_big(self, token: bytes) -> bytes:
-        """Take the side record tagged ``token``, handing back the others."""
-        deadline = time.monotonic() + LOST_ITEM_TIMEOUT
-        while True:
-            record = self._take_side_record(deadline)
-            if record is None:
-                raise ItemLostError(
-                    "a big item put on the queue is gone: a process holding it was killed"
-                )
-            data, fds = record
-            if data == token and len(fds) == 1:
+            if read_fd >= 0:
                 try:
-                    return _read_memfd(fds[0])
-                finally:
-                    os.close(fds[0])
-            self._hand_back(data, fds)
+                    packet = os.read(read_fd, PACKET_MAX)
+                except BlockingIOError:
+                    pass
+                else:
+                    if not packet:
+                        raise EOFError("the queue is closed")
+                    if packet[0]:
+                        return packet
+                    # A look packet: its record, unless a reader that found the
+                    # pipe empty took it already.
+            item = self._take_record()
+            if item is not None:
+                return item
+            if deadline is None and timeout is not None:
+                deadline = time.monotonic() + timeout
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            fds = [self.side_reader.fileno()] + ([read_fd] if read_fd >= 0 else [])
+            wait_readable(fds, remaining)
 
-    def _take_side_record(self, deadline: float | None) -> tuple[bytes, list[int]] | None:
-        """The next side record and its descriptors, or None past ``deadline``."""
-        while True:
-            try:
-                data, ancillary, _, _ = self.side_reader.recvmsg(
-                    PACKET_MAX + 1, _ANCILLARY, socket.MSG_DONTWAIT
-                )
-            except BlockingIOError:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                wait_readable([self.side_reader.fileno()], remaining)
-                continue
-            return data, _received_fds(ancillary)
-
-    def _hand_back(self, data: bytes, fds: list[int]) -> None:
-        """Put a side record someone else is looking for back on the side socket."""
+    def _take_record(self) -> bytes | None:
+        """A waiting side record's item, or None if there is none."""
         try:
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-            self.side_writer.sendmsg([data], rights if fds else [])
+            data, ancillary, _, _ = self.side_reader.recvmsg(
+                _SIDE_INLINE_MAX, _ANCILLARY, socket.MSG_DONTWAIT
+            )
+        except BlockingIOError:
+            return None
+        fds = _received_fds(ancillary)
+        try:
+            if not fds:
+                return data
+            if data != _IN_MEMFD or len(fds) != 1:
+                raise OSError("malformed record on a queue's side socket")
+            return _read_memfd(fds[0])
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _receive_side_only(self, timeout: float | None) -> bytes | None:
-        # Without packet pipes, markers ("M" records) and big items' records share
-        # the side socket; a big item's record met here goes back for its reader.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            record = self._take_side_record(deadline)
-            if record is None:
-                return None
-            data, fds = record
-            if data[:1] != b"M" or fds:
-                self._hand_back(data, fds)
-                continue
-            packet = data[1:]
-            return packet if packet[0] else self._fetch_big(packet[len(_MARKER) :])
+    def readable(self, timeout: float | None) -> bool:
+        """True if an item is waiting (or arrives within ``timeout``)."""
+        fds = [self.side_reader.fileno()] + ([self.read_fd] if self.read_fd >= 0 else [])
+        return bool(wait_readable(fds, timeout))
 
     # -- life ------------------------------------------------------------------
 

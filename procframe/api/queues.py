@@ -46,14 +46,15 @@ class SimpleQueue:
         """Put ``obj``; an unpicklable one raises here."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        channel = self._channel
-        channel.send(channel.packet(dumps(obj, HIGHEST_PROTOCOL)))
+        self._channel.send(dumps(obj, HIGHEST_PROTOCOL))
 
     def get(self) -> Any:
         """Remove and return an item, waiting for one."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        return loads(self._channel.receive(None))  # type: ignore[arg-type]
+        data = self._channel.receive(None)
+        assert data is not None  # no timeout: receive() waits for an item
+        return loads(data)
 
     def empty(self) -> bool:
         """True if no item is waiting (a snapshot)."""
@@ -124,23 +125,25 @@ class Queue:
         if self._slots is not None and not self._slots.acquire(block, timeout):
             raise Full
         self._count.release()
-        packet = self._channel.packet(data)
-        if not self._pending and self._channel.send_now(packet):
-            return
-        self._hold(packet)
+        if not self._pending:
+            rest = self._channel.send_now(data)
+            if rest is None:
+                return
+            data = rest
+        self._hold(data)
 
     def put_nowait(self, obj: Any) -> None:
         """``put(obj, False)``."""
         self.put(obj, False)
 
-    def _hold(self, packet: bytes) -> None:
-        """Queue ``packet`` behind the items already held, and send what fits now.
+    def _hold(self, item: bytes) -> None:
+        """Queue ``item`` behind the items already held, and send what fits now.
 
         The putting thread does the sending while it can, so items flow as fast as
         readers take them; the feeder thread only finishes the job once puts stop.
         """
         with self._pending_lock:
-            self._pending.append(packet)
+            self._pending.append(item)
             self._last_hold = time.monotonic()
             self._drain()
             if self._pending and self._feeder is None:
@@ -154,14 +157,19 @@ class Queue:
         """Send held items until the queue is full (the caller holds ``_pending_lock``)."""
         pending = self._pending
         send_now = self._channel.send_now
-        while pending and send_now(pending[0]):  # removed only once sent: order kept
+        while pending:
+            rest = send_now(pending[0])  # removed only once sent: the order is kept
+            if rest is not None:
+                pending[0] = rest
+                return
             pending.popleft()
 
     def _feed(self) -> None:
         """Send the held items as readers make room, until none are left."""
         channel = self._channel
         while True:
-            channel.wait_writable(_FEEDER_POLL)
+            pending = self._pending
+            channel.wait_writable(_FEEDER_POLL, pending[0] if pending else b"")
             # While a thread keeps putting, it sends held items itself; stay out of its
             # way (taking the GIL from it on every write would slow it down tenfold).
             # Once it stops, and between wake-ups, let readers empty more of the
