@@ -106,3 +106,28 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+PIPE_SIZE = 1 << 20
+"""The buffer procframe asks for its pipes (the system may cap it lower)."""
+
+
+def packet_pipe(nonblocking: bool) -> tuple[int, int] | None:
+    """A pipe in packet mode (``O_DIRECT``): each write of up to ``PIPE_BUF`` bytes is one
+    packet, written whole, and each read returns at most one packet.  None where the
+    system has no packet-mode pipes."""
+    direct = getattr(os, "O_DIRECT", 0)
+    if not direct or not hasattr(os, "pipe2"):
+        return None
+    flags = direct | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
+    try:
+        read_fd, write_fd = os.pipe2(flags)
+    except OSError:
+        return None
+    import fcntl
+
+    try:
+        fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except OSError:
+        pass  # the system's limit is lower: the default size works too
+    return read_fd, write_fd

@@ -10,7 +10,9 @@ so a burst of small messages costs one ``read`` for many.  ``poll`` and
 from __future__ import annotations
 
 import hmac
+import mmap
 import os
+import select
 import socket
 import struct
 import weakref
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
-from procframe import reduction
+from procframe import _osutil, reduction
 from procframe._fdwait import wait_readable
 from procframe.api.errors import AuthenticationError, BufferTooShort
 
@@ -45,6 +47,7 @@ class Connection:
         if not (readable or writable):
             raise ValueError("a connection must be readable, writable, or both")
         self._fd = fd
+        self._write_fd = fd
         self._readable = readable
         self._writable = writable
         self._buffer = bytearray()
@@ -139,7 +142,7 @@ class Connection:
     def _write_message(self, data: bytes | memoryview) -> None:
         size = len(data)
         header = _SHORT.pack(size) if size < _ESCAPE else _SHORT.pack(_ESCAPE) + _LONG.pack(size)
-        fd = self._fd
+        fd = self._write_fd
         if size <= _SINGLE_WRITE_LIMIT:
             message = header + data
             written = os.write(fd, message)
@@ -296,6 +299,91 @@ def _rebuild_connection(token: int, readable: bool, writable: bool) -> Connectio
     return Connection(reduction.import_fd(token), readable, writable)
 
 
+_PAGE = max(select.PIPE_BUF, mmap.PAGESIZE)
+"""No packet of a packet-mode pipe is longer than a page."""
+
+
+class PacketConnection(Connection):
+    """A Pipe end over packet-mode pipes: one read per message, nothing read ahead.
+
+    A message of up to a page is one packet; a longer one is split by the kernel
+    into page-sized packets.  With nothing buffered in user space, a Pipe end
+    handed to a child carries every message not yet received, as in
+    ``multiprocessing``.
+    """
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        super().__init__(read_fd if read_fd >= 0 else write_fd, read_fd >= 0, write_fd >= 0)
+        self._write_fd = write_fd
+
+    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
+        if self._fd >= 0:
+            write_fd, self._write_fd = self._write_fd, -1
+            if write_fd >= 0 and write_fd != self._fd:
+                _close(write_fd)
+            super().close(_close)
+
+    def recv(self) -> Any:
+        self._check_readable()
+        return loads(self._read_message(None))
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        self._check_readable()
+        return bool(wait_readable([self._fd], timeout))
+
+    def _has_buffered_data(self) -> bool:
+        return False
+
+    def _read_message(self, maxlength: int | None) -> bytes | bytearray | memoryview:
+        fd = self._fd
+        first = os.read(fd, _PAGE)
+        if not first:
+            raise EOFError("connection closed by the peer")
+        header = 4
+        size = _SHORT.unpack_from(first)[0] if len(first) >= header else 0
+        if size == _ESCAPE:
+            header = 12
+            size = _LONG.unpack_from(first, 4)[0] if len(first) >= header else 0
+        if len(first) < header:
+            self._readable = False
+            raise EOFError(f"a message header cut short ({len(first)} of {header} bytes)")
+        if size > MAX_MESSAGE_SIZE:
+            self._readable = False
+            raise OSError(
+                f"refusing a message of {size} bytes: the length prefix is corrupt "
+                f"(more than {MAX_MESSAGE_SIZE} bytes)"
+            )
+        if maxlength is not None and size > maxlength:
+            self._refuse(size, maxlength)
+        if len(first) - header == size:
+            return first[header:]
+        message = bytearray(first[header:])
+        while len(message) < size:
+            chunk = os.read(fd, _PAGE)
+            if not chunk:
+                raise EOFError(
+                    f"connection closed in the middle of a message ({len(message)} of "
+                    f"{size} bytes arrived)"
+                )
+            message += chunk
+        if len(message) != size:
+            self._readable = False
+            raise OSError(f"corrupt stream: a message of {size} bytes carried {len(message)}")
+        return message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self._check_open()
+        fds = (self._fd if self._readable else -1, self._write_fd)
+        tokens = tuple(reduction.export_fd(fd, "a Connection") if fd >= 0 else -1 for fd in fds)
+        return _rebuild_packet_connection, tokens
+
+
+def _rebuild_packet_connection(read_token: int, write_token: int) -> PacketConnection:
+    read_fd = reduction.import_fd(read_token) if read_token >= 0 else -1
+    write_fd = reduction.import_fd(write_token) if write_token >= 0 else -1
+    return PacketConnection(read_fd, write_fd)
+
+
 def _write_rest(fd: int, *views: memoryview) -> None:
     pending = [v for v in views if len(v)]
     while pending:
@@ -333,6 +421,18 @@ def _enlarge_pipe(fd: int) -> None:
 
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end)."""
+    one_way = _osutil.packet_pipe(nonblocking=False)
+    if one_way is not None:
+        if not duplex:
+            return PacketConnection(one_way[0], -1), PacketConnection(-1, one_way[1])
+        other_way = _osutil.packet_pipe(nonblocking=False)
+        if other_way is not None:
+            return (
+                PacketConnection(one_way[0], other_way[1]),
+                PacketConnection(other_way[0], one_way[1]),
+            )
+        os.close(one_way[0])
+        os.close(one_way[1])
     if duplex:
         left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return Connection(left.detach()), Connection(right.detach())
@@ -457,15 +557,9 @@ class Listener:
         if self._socket.fileno() < 0:
             raise OSError("listener is closed")
         sock, self._last_accepted = self._socket.accept()
-        connection = Connection(sock.detach())
-        if self._authkey is not None:
-            try:
-                deliver_challenge(connection, self._authkey)
-                answer_challenge(connection, self._authkey)
-            except BaseException:
-                connection.close()
-                raise
-        return connection
+        if self._authkey is None:
+            return Connection(sock.detach())
+        return _authenticated(sock, self._authkey, server=True)
 
     def close(self) -> None:
         """Stop listening; remove the socket file of an AF_UNIX listener."""
@@ -499,14 +593,42 @@ def Client(address: Any, family: str | None = None, authkey: bytes | None = None
     except BaseException:
         sock.close()
         raise
-    connection = Connection(sock.detach())
-    if authkey is not None:
-        try:
+    if authkey is None:
+        return Connection(sock.detach())
+    return _authenticated(sock, authkey, server=False)
+
+
+def _authenticated(sock: socket.socket, authkey: bytes, server: bool) -> Connection:
+    """Run the handshake on ``sock`` within ``HANDSHAKE_TIMEOUT``; the Connection, or raise.
+
+    The deadline bounds every read and write of the handshake, so a peer that
+    stops halfway cannot hold a Listener's ``accept()``.
+    """
+    limit = struct.pack("ll", int(HANDSHAKE_TIMEOUT), int(HANDSHAKE_TIMEOUT % 1 * 1e6))
+    no_limit = struct.pack("ll", 0, 0)
+    connection = Connection(sock.fileno())
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+        if server:
+            deliver_challenge(connection, authkey)
+            answer_challenge(connection, authkey)
+        else:
             answer_challenge(connection, authkey)
             deliver_challenge(connection, authkey)
-        except BaseException:
-            connection.close()
-            raise
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, no_limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, no_limit)
+    except BlockingIOError:
+        sock.close()
+        connection._fd = -1
+        raise AuthenticationError(
+            f"the peer did not complete authentication within {HANDSHAKE_TIMEOUT} s"
+        ) from None
+    except BaseException:
+        sock.close()
+        connection._fd = -1
+        raise
+    sock.detach()  # the Connection owns the descriptor now
     return connection
 
 

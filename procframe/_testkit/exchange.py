@@ -1,8 +1,7 @@
 """Child-side helpers of the "exchanging objects" suite: Pipe, Listener/Client, queues.
 
 Children import this module (never a test module, which imports pytest).
-procframe's connection and queue modules are imported inside the functions
-that need them.  A few parent-side helpers (``item_is_intact``, ``reap``)
+A few parent-side helpers (``item_is_intact``, ``numbered_ok``, ``reap``)
 live here too because they pair with the child-side ones.
 """
 
@@ -14,9 +13,21 @@ import random
 import time
 from typing import Any
 
-from procframe._testkit.targets import report
+from procframe._testkit.targets import read_report, report
 
 # -- Pipe / Connection --------------------------------------------------------
+
+
+def recv_n(conn: Any, count: int, report_path: str) -> None:
+    """Receive ``count`` objects and report them (or the error)."""
+    got = []
+    try:
+        for _ in range(count):
+            got.append(conn.recv())
+    except Exception as exc:
+        report(report_path, {"error": type(exc).__name__, "got": got})
+        return
+    report(report_path, {"error": None, "got": got})
 
 
 def send_then_close(conn: Any, *objs: Any) -> None:
@@ -74,11 +85,31 @@ def write_raw_and_die(conn: Any, raw: bytes) -> None:
     With a length prefix that announces more than follows, this is a peer that
     died in the middle of a message.
     """
-    fd = conn.fileno()
+    fd = getattr(conn, "_write_fd", conn.fileno())  # a duplex end's fileno() is for reading
     view = memoryview(raw)
     while view:
         view = view[os.write(fd, view) :]
     os._exit(0)
+
+
+BURST_SIZES = (
+    *(0, 1, 3, 4, 5, 11, 12, 13, 65531, 65532, 131072, 200_003),
+    *(base + delta for base in (4096, 16384, 65536) for delta in (-1, 0, 1)),
+)
+"""Message sizes around the boundaries a framed stream's reader and writer care about:
+the 4- and 12-byte headers, pages, and common read and write chunk sizes."""
+
+
+def burst_message(i: int) -> bytes:
+    """The ``i``-th message of :func:`send_burst` (its size cycles through BURST_SIZES)."""
+    return bytes([i % 251]) * BURST_SIZES[i % len(BURST_SIZES)]
+
+
+def send_burst(conn: Any, count: int) -> None:
+    """Send ``count`` messages of :func:`burst_message` back to back, then close."""
+    for i in range(count):
+        conn.send_bytes(burst_message(i))
+    conn.close()
 
 
 def send_then_sleep(conn: Any, objs: list[Any], ready_path: str) -> None:
@@ -99,8 +130,6 @@ def client_roundtrip(
     """Connect with ``Client``, send ``payload``, receive the reply; report it or the error."""
     from procframe.connection import Client
 
-    if isinstance(address, list):  # JSON-free, but be lenient with (host, port) lists
-        address = tuple(address)
     try:
         with Client(address, family=family, authkey=authkey) as conn:
             conn.send(payload)
@@ -132,12 +161,12 @@ def echo_queue(q_in: Any, q_out: Any) -> None:
 def numbered_item(producer: int, i: int, big_every: int = 0) -> tuple[Any, ...]:
     """``(producer, i)``, or with ``big_every``, every so often ``(producer, i, payload)``.
 
-    The payloads alternate between 6 000 and 150 000 bytes (past a pipe's atomic
-    write size, and past a pipe buffer) and can be checked by :func:`numbered_ok`.
+    Payloads are 6 000 bytes (past a pipe's atomic write size), one in ten of
+    them 150 000 (past a pipe buffer); :func:`numbered_ok` checks them.
     """
     if not big_every or i % big_every:
         return producer, i
-    size = 6_000 if (i // big_every) % 2 else 150_000
+    size = 150_000 if (i // big_every) % 10 == 0 else 6_000
     return producer, i, bytes([(producer * 31 + i) % 256]) * size
 
 
@@ -223,6 +252,18 @@ def put_big_then_cancel(q: Any, count: int, size: int) -> None:
     for seq in range(count):
         q.put(checksummed_item(seq, size))
     q.cancel_join_thread()
+
+
+def cancel_then_put(q: Any, count: int, size: int, done_path: str, stop_path: str) -> None:
+    """``cancel_join_thread()``, put ``count`` items of ``size`` bytes, report, wait for stop.
+
+    The process lives on after its puts: the items must still reach readers.
+    """
+    q.cancel_join_thread()
+    for seq in range(count):
+        q.put(checksummed_item(seq, size))
+    report(done_path, os.getpid())
+    read_report(stop_path, timeout=120)
 
 
 def work_through(q: Any, log_path: str) -> None:

@@ -7,13 +7,14 @@ readers and writers need no lock, and a process killed in the middle of a
 ``put`` or ``get`` cannot leave half an item behind or a lock held.
 
 A bigger item is written to a memfd whose descriptor is sent as one record of
-a side ``SOCK_SEQPACKET`` socket; then a one-byte *look* packet goes into the
-pipe, in the item's place in the queue order.  A reader that takes a look
-packet takes whatever record the side socket holds (any record is a whole
-item), and a reader that finds the pipe empty also takes a waiting record: a
-record whose look packet was never written (its writer was killed) or whose
-look packet was taken by a reader that died is still delivered.  Readers never
-write, so a full side socket cannot block them.
+a side ``SOCK_SEQPACKET`` socket, tagged with a random token; then a *look*
+packet carrying the token goes into the pipe, in the item's place in the
+queue order.  A reader that takes a look packet takes side records until it
+meets its token, handing every other record straight back (writers fill the
+side socket only half way, so a record handed back always has room).  Items
+thus come out in the order of the pipe, whatever the writers' interleaving.
+If the process holding a record is killed, the reader looking for it gets
+:class:`ItemLostError` after ``LOST_ITEM_TIMEOUT`` instead of waiting forever.
 
 Where packet-mode pipes do not exist, every item is a side-socket record.
 """
@@ -27,37 +28,28 @@ import socket
 import time
 from typing import Any
 
-from procframe import reduction
+from procframe import _osutil, reduction
 from procframe._fdwait import wait_readable, wait_writable
 
 PACKET_MAX = select.PIPE_BUF
 """Items whose pickle fits travel as one pipe packet."""
 _LOOK = b"\x00"
-"""The packet standing for a big item (a pickle never starts with a zero byte)."""
+"""The first byte of a look packet (a pickle never starts with a zero byte); a token follows."""
+_TOKEN_SIZE = 16
 _IN_MEMFD = b"\x00"
-"""A side record whose item is in the attached memfd."""
+"""A side record whose item is in the attached memfd (side-socket-only mode)."""
 _SIDE_INLINE_MAX = 1 << 15
 """Without packet pipes, items up to this size ride in the side record itself."""
 _FD_SIZE = array.array("i").itemsize
 _ANCILLARY = socket.CMSG_SPACE(_FD_SIZE)
-_PIPE_SIZE = 1 << 20
+LOST_ITEM_TIMEOUT = 10.0
+"""Seconds a reader searches for a big item's record before declaring it lost."""
+_SIDE_FILL_LIMIT = 0.5
+"""Writers put records in the side socket up to this share of its buffer (room for hand-backs)."""
 
 
-def _packet_pipe() -> tuple[int, int] | None:
-    direct = getattr(os, "O_DIRECT", 0)
-    if not direct or not hasattr(os, "pipe2"):
-        return None
-    try:
-        read_fd, write_fd = os.pipe2(direct | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    import fcntl
-
-    try:
-        fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
-    except OSError:
-        pass  # the system's limit is lower: the default size works too
-    return read_fd, write_fd
+class ItemLostError(OSError):
+    """A big item's record vanished: the process holding it was killed."""
 
 
 class Channel:
@@ -65,7 +57,7 @@ class Channel:
 
     def __init__(self, fds: tuple[int, int, int, int] | None = None) -> None:
         if fds is None:
-            pipe = _packet_pipe()
+            pipe = _osutil.packet_pipe(nonblocking=True)
             self.read_fd, self.write_fd = pipe if pipe is not None else (-1, -1)
             self.side_reader, self.side_writer = socket.socketpair(
                 socket.AF_UNIX, socket.SOCK_SEQPACKET
@@ -90,17 +82,37 @@ class Channel:
             except BlockingIOError:
                 return item
             return None
+        if not self.packets:
+            try:
+                self._send_record(item, b"")
+            except BlockingIOError:
+                return item
+            return None
+        if self._side_too_full():
+            return item
+        token = os.urandom(_TOKEN_SIZE)
         try:
-            self._send_record(item)
+            self._send_record(item, token)
         except BlockingIOError:
             return item
-        if not self.packets:
-            return None
+        look = _LOOK + token
         try:
-            os.write(self.write_fd, _LOOK)
+            os.write(self.write_fd, look)
         except BlockingIOError:
-            return _LOOK
+            return look  # its record is out; the look packet keeps the item's place
         return None
+
+    def _side_too_full(self) -> bool:
+        import fcntl
+        import struct
+        import termios
+
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(self.side_writer, termios.TIOCOUTQ, b"\0" * 4))
+        except OSError:
+            return False
+        capacity = self.side_writer.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        return bool(queued[0] > capacity * _SIDE_FILL_LIMIT)
 
     def send(self, item: bytes) -> None:
         """Send ``item``, waiting for room."""
@@ -114,14 +126,15 @@ class Channel:
         small = self.packets and len(item) <= PACKET_MAX
         wait_writable(self.write_fd if small else self.side_writer.fileno(), timeout)
 
-    def _send_record(self, item: bytes) -> None:
-        if not self.packets and len(item) <= _SIDE_INLINE_MAX:
+    def _send_record(self, item: bytes, token: bytes) -> None:
+        """Send ``item`` as a side record tagged ``token`` (in a memfd unless it is small)."""
+        if not token and len(item) <= _SIDE_INLINE_MAX:
             self.side_writer.send(item, socket.MSG_DONTWAIT)
             return
         fd = _memfd_with(item)
         try:
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self.side_writer.sendmsg([_IN_MEMFD], rights, socket.MSG_DONTWAIT)
+            self.side_writer.sendmsg([token or _IN_MEMFD], rights, socket.MSG_DONTWAIT)
         finally:
             os.close(fd)  # the record holds its own reference while in flight
 
@@ -129,55 +142,88 @@ class Channel:
 
     def receive(self, timeout: float | None) -> bytes | None:
         """The next item's pickle, or None if none comes within ``timeout`` (None: forever)."""
+        if self.read_fd < 0:
+            return self._receive_records(timeout)
         read_fd = self.read_fd
         deadline = None
         while True:
-            if read_fd >= 0:
-                try:
-                    packet = os.read(read_fd, PACKET_MAX)
-                except BlockingIOError:
-                    pass
-                else:
-                    if not packet:
-                        raise EOFError("the queue is closed")
-                    if packet[0]:
-                        return packet
-                    # A look packet: its record, unless a reader that found the
-                    # pipe empty took it already.
-            item = self._take_record()
-            if item is not None:
-                return item
-            if deadline is None and timeout is not None:
-                deadline = time.monotonic() + timeout
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return None
-            fds = [self.side_reader.fileno()] + ([read_fd] if read_fd >= 0 else [])
-            wait_readable(fds, remaining)
+            try:
+                packet = os.read(read_fd, PACKET_MAX)
+            except BlockingIOError:
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                wait_readable([read_fd], remaining)
+                continue
+            if not packet:
+                raise EOFError("the queue is closed")
+            if packet[0]:
+                return packet
+            return self._fetch(packet[len(_LOOK) :])
 
-    def _take_record(self) -> bytes | None:
-        """A waiting side record's item, or None if there is none."""
-        try:
-            data, ancillary, _, _ = self.side_reader.recvmsg(
-                _SIDE_INLINE_MAX, _ANCILLARY, socket.MSG_DONTWAIT
-            )
-        except BlockingIOError:
-            return None
-        fds = _received_fds(ancillary)
-        try:
+    def _fetch(self, token: bytes) -> bytes:
+        """The item of the side record tagged ``token``; other records go straight back."""
+        deadline = time.monotonic() + LOST_ITEM_TIMEOUT
+        while True:
+            record = self._take_record(deadline - time.monotonic())
+            if record is None:
+                raise ItemLostError(
+                    "a big item put on the queue is gone: the process holding it was killed"
+                )
+            tag, fds = record
+            if tag == token and len(fds) == 1:
+                try:
+                    return _read_memfd(fds[0])
+                finally:
+                    os.close(fds[0])
+            try:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                self.side_writer.sendmsg([tag], rights if fds else [])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+    def _receive_records(self, timeout: float | None) -> bytes | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            record = self._take_record(remaining)
+            if record is None:
+                return None
+            data, fds = record
             if not fds:
                 return data
-            if data != _IN_MEMFD or len(fds) != 1:
-                raise OSError("malformed record on a queue's side socket")
-            return _read_memfd(fds[0])
-        finally:
-            for fd in fds:
-                os.close(fd)
+            try:
+                if data != _IN_MEMFD or len(fds) != 1:
+                    raise OSError("malformed record on a queue's side socket")
+                return _read_memfd(fds[0])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+    def _take_record(self, timeout: float | None) -> tuple[bytes, list[int]] | None:
+        """The next side record and its descriptors, arriving within ``timeout``, or None."""
+        side = self.side_reader
+        while True:
+            try:
+                data, ancillary, _, _ = side.recvmsg(
+                    _SIDE_INLINE_MAX, _ANCILLARY, socket.MSG_DONTWAIT
+                )
+            except BlockingIOError:
+                if timeout is not None and timeout <= 0:
+                    return None
+                if not wait_readable([side.fileno()], timeout):
+                    return None
+                timeout = None if timeout is None else 0.0
+                continue
+            return data, _received_fds(ancillary)
 
     def readable(self, timeout: float | None) -> bool:
         """True if an item is waiting (or arrives within ``timeout``)."""
-        fds = [self.side_reader.fileno()] + ([self.read_fd] if self.read_fd >= 0 else [])
-        return bool(wait_readable(fds, timeout))
+        fd = self.read_fd if self.read_fd >= 0 else self.side_reader.fileno()
+        return bool(wait_readable([fd], timeout))
 
     # -- life ------------------------------------------------------------------
 

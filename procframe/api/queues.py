@@ -180,7 +180,7 @@ class Queue:
             with self._pending_lock:
                 if channel.writer_closed:  # closed: nobody can read them any more
                     self._pending.clear()
-                if not self._pending or self._cancel_join:
+                if not self._pending:
                     self._feeder = None
                     return
                 try:

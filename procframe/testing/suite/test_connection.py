@@ -8,6 +8,7 @@ import os
 import pickle
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from procframe._testkit import exchange, targets
 from procframe._testkit.scripts import run_script
 from procframe._testkit.targets import read_report
 from procframe.connection import wait
+
+PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
+"""Tests that hand a Pipe end or a queue to a child as a Process argument."""
 
 MIB = 1 << 20
 BIG_HEADER = struct.pack("!IQ", 0xFFFFFFFF, 2**62)
@@ -73,8 +77,11 @@ def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
             writer.recv_bytes()
         with pytest.raises(OSError):
             writer.poll()
+        with pytest.raises((TypeError, pickle.PicklingError)):
+            writer.send(threading.Lock())  # fails in the caller, writes nothing
         writer.send("still works")
         assert reader.recv() == "still works"
+        assert reader.poll(0) is False
 
 
 @pytest.mark.parametrize(
@@ -271,6 +278,7 @@ def test_an_absurd_length_prefix_is_refused_before_allocating(
 # -- across processes -------------------------------------------------------------
 
 
+@PASSES_DESCRIPTORS
 def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
@@ -293,6 +301,7 @@ def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "[42, None, 'hello']\n", "")
 
 
+@PASSES_DESCRIPTORS
 def test_objects_bigger_than_the_pipe_buffer_cross_both_ways(ctx: procframe.Context) -> None:
     mine, theirs = ctx.Pipe()
     with mine:
@@ -312,6 +321,7 @@ def test_objects_bigger_than_the_pipe_buffer_cross_both_ways(ctx: procframe.Cont
         assert p.exitcode == 0
 
 
+@PASSES_DESCRIPTORS
 def test_one_way_ends_cross_to_a_child_and_eof_propagates(ctx: procframe.Context) -> None:
     r1, w1 = ctx.Pipe(duplex=False)
     r2, w2 = ctx.Pipe(duplex=False)
@@ -335,7 +345,58 @@ def test_one_way_ends_cross_to_a_child_and_eof_propagates(ctx: procframe.Context
         assert p.exitcode == 0
 
 
+@PASSES_DESCRIPTORS
+def test_a_burst_of_messages_of_awkward_sizes(ctx: procframe.Context) -> None:
+    count = 3 * len(exchange.BURST_SIZES)
+    mine, theirs = ctx.Pipe()
+    with mine:
+        p = ctx.Process(target=exchange.send_burst, args=(theirs, count))
+        p.start()
+        theirs.close()
+        try:
+            assert mine.poll(60)
+            for i in range(count):
+                expected = exchange.burst_message(i)
+                if i % 3 == 0:
+                    assert mine.recv_bytes() == expected, i
+                elif i % 3 == 1:
+                    buf = bytearray(len(expected) + 7)
+                    assert mine.recv_bytes_into(buf, 7) == len(expected), i
+                    assert buf[7:] == expected, i
+                else:
+                    assert mine.recv_bytes(len(expected)) == expected, i
+            with pytest.raises(EOFError):
+                mine.recv_bytes()
+            p.join(60)
+        finally:
+            exchange.reap(p)
+        assert p.exitcode == 0
+
+
+@PASSES_DESCRIPTORS
+def test_a_connection_handed_to_a_child_after_a_partial_read(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    # multiprocessing reads exactly one message per recv(); messages not yet received
+    # stay available to whichever process receives next, read-ahead or not.
+    out = tmp_path / "out"
+    a, b = ctx.Pipe()
+    with a, b:
+        for i in range(4):
+            b.send(i)
+        assert a.recv() == 0
+        p = ctx.Process(target=exchange.recv_n, args=(a, 3, str(out)))
+        p.start()
+        try:
+            p.join(60)
+            assert p.exitcode == 0, "the child never received the messages the parent left"
+        finally:
+            exchange.reap(p)
+    assert read_report(out) == {"error": None, "got": [1, 2, 3]}
+
+
 @pytest.mark.timeout(120)
+@PASSES_DESCRIPTORS
 def test_a_256_mib_message(ctx: procframe.Context) -> None:
     size = 256 * MIB
     mine, theirs = ctx.Pipe()
@@ -366,6 +427,7 @@ def test_a_256_mib_message(ctx: procframe.Context) -> None:
     ],
 )
 @pytest.mark.parametrize("how", ["recv", "recv_bytes"])
+@PASSES_DESCRIPTORS
 def test_a_message_cut_short_by_a_dying_peer_raises_eoferror(
     ctx: procframe.Context, raw: bytes, how: str
 ) -> None:
@@ -384,7 +446,7 @@ def test_a_message_cut_short_by_a_dying_peer_raises_eoferror(
             exchange.reap(p)
 
 
-@pytest.mark.requires("posix_signals")
+@pytest.mark.requires("posix_signals", "passes_descriptors")
 def test_a_killed_peer_gives_eof_after_its_buffered_messages(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -439,6 +501,7 @@ def test_wait_counts_a_closed_peer_as_ready(ctx: procframe.Context) -> None:
             a.recv()
 
 
+@PASSES_DESCRIPTORS
 def test_wait_blocks_until_a_child_sends(ctx: procframe.Context) -> None:
     mine, theirs = ctx.Pipe()
     with mine:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import procframe
+from procframe import connection
 from procframe._testkit import exchange
 from procframe._testkit.targets import read_report
 from procframe.connection import Client, Listener
@@ -247,6 +248,40 @@ def test_the_listener_keeps_serving_after_a_garbage_handshake(
             raw.close()
     assert served == "good"
     assert read_report(tmp_path / "good") == {"error": None, "reply": ["echo", "good"]}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_peer_that_stalls_mid_handshake_does_not_hold_the_listener_forever(
+    tmp_path: Path, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A length prefix announcing 100 bytes, 3 of them, and silence: accept() must give
+    # up within the handshake timeout (shortened here), not wait for the rest forever.
+    monkeypatch.setattr(connection, "HANDSHAKE_TIMEOUT", 1.0, raising=False)
+    outcome: list[BaseException | None] = []
+
+    def accept(listener: Any) -> None:
+        try:
+            listener.accept().close()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with Listener(_address(family, tmp_path), family=family, authkey=KEY) as listener:
+        with _raw_socket(family) as raw:
+            raw.connect(listener.address)
+            raw.sendall(struct.pack("!I", 100) + b"abc")
+            thread = threading.Thread(target=accept, args=(listener,), daemon=True)
+            thread.start()
+            thread.join(60)
+            stuck = thread.is_alive()
+        thread.join(60)  # closing the raw socket released it
+        assert not stuck, "accept() waits forever for a peer that stopped mid-handshake"
+        assert len(outcome) == 1 and isinstance(outcome[0], procframe.AuthenticationError)
+        thread = _client_thread(listener.address, family, KEY, tmp_path / "good")
+        try:
+            assert _serve_one(listener) == "good"
+        finally:
+            thread.join(60)
 
 
 def test_client_to_nobody_fails(tmp_path: Path) -> None:

@@ -17,7 +17,10 @@ import pytest
 import procframe
 from procframe._testkit import exchange
 from procframe._testkit.scripts import run_script
-from procframe._testkit.targets import read_report
+from procframe._testkit.targets import read_report, report
+
+PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
+"""Tests that hand a Pipe end or a queue to a child as a Process argument."""
 
 KINDS = ["Queue", "SimpleQueue", "JoinableQueue"]
 TIMED_KINDS = ["Queue", "JoinableQueue"]  # the ones with timeouts, qsize, maxsize
@@ -121,6 +124,31 @@ def test_put_on_a_full_queue_raises_full(ctx: procframe.Context, kind: str) -> N
         assert [q.get(timeout=60), q.get(timeout=60)] == [2, 4]
 
 
+@pytest.mark.parametrize("kind", TIMED_KINDS)
+def test_put_on_an_unbounded_queue_never_blocks(ctx: procframe.Context, kind: str) -> None:
+    # 1000 items of 5 KB (bigger than a pipe's atomic write): more than any kernel
+    # buffer holds, so the queue must keep them until they are read.
+    items = [(i, bytes([i % 256]) * 5000) for i in range(1000)]
+    with _closing(_make(ctx, kind)) as q:
+        putter = threading.Thread(target=exchange.put_all, args=(q, items))
+        putter.start()
+        putter.join(60)
+        blocked = putter.is_alive()
+        got = [q.get(timeout=60) for _ in items]  # (and unblocks a blocked putter)
+        putter.join(60)
+        assert not blocked, "put() blocked on an unbounded queue nobody was reading yet"
+        assert got == items
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_items_of_awkward_sizes(ctx: procframe.Context, kind: str) -> None:
+    with _closing(_make(ctx, kind)) as q:
+        for size in [*range(4000, 4200, 7), *range(65400, 65600, 9), 1 << 20]:
+            item = bytes([size % 256]) * size
+            q.put(item)  # one at a time: a SimpleQueue put may wait for a reader
+            assert _get(q, kind) == item, size
+
+
 UNPICKLABLE = {
     "lock": (threading.Lock, (TypeError, pickle.PicklingError)),
     "lambda": (lambda: lambda: 0, (pickle.PicklingError, AttributeError)),
@@ -185,6 +213,7 @@ def test_join_blocks_until_every_item_is_done(ctx: procframe.Context) -> None:
 # -- across processes -------------------------------------------------------------
 
 
+@PASSES_DESCRIPTORS
 def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
@@ -207,6 +236,7 @@ def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@PASSES_DESCRIPTORS
 def test_items_big_and_small_cross_to_a_child_and_back(ctx: procframe.Context, kind: str) -> None:
     with _closing(_make(ctx, kind)) as q_in, _closing(_make(ctx, kind)) as q_out:
         p = ctx.Process(target=exchange.echo_queue, args=(q_in, q_out))
@@ -223,6 +253,7 @@ def test_items_big_and_small_cross_to_a_child_and_back(ctx: procframe.Context, k
         assert p.exitcode == 0
 
 
+@PASSES_DESCRIPTORS
 def test_a_bounded_queue_makes_a_producer_wait_for_its_consumer(ctx: procframe.Context) -> None:
     with _closing(ctx.Queue(2)) as q:
         p = ctx.Process(target=exchange.put_all, args=(q, list(range(20))))
@@ -235,8 +266,28 @@ def test_a_bounded_queue_makes_a_producer_wait_for_its_consumer(ctx: procframe.C
         assert p.exitcode == 0
 
 
-@pytest.mark.parametrize("big_every", [0, 10], ids=["small", "mixed-sizes"])
+@PASSES_DESCRIPTORS
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_producers_items_arrive_in_order_whatever_their_sizes(
+    ctx: procframe.Context, kind: str
+) -> None:
+    count = 3000
+    with _closing(_make(ctx, kind)) as q:
+        p = ctx.Process(target=exchange.produce_numbered, args=(q, 7, count, 3))
+        p.start()
+        try:
+            got = [_get(q, kind) for _ in range(count)]
+            p.join(60)
+        finally:
+            exchange.reap(p)
+    assert [i for _, i, *_ in got] == list(range(count))
+    assert all(exchange.numbered_ok(item) for item in got)
+    assert p.exitcode == 0
+
+
+@pytest.mark.parametrize("big_every", [0, 3], ids=["small", "mixed-sizes"])
 @pytest.mark.parametrize("kind", ["Queue", "SimpleQueue"])
+@PASSES_DESCRIPTORS
 def test_many_producers_and_consumers_lose_and_duplicate_nothing(
     ctx: procframe.Context, tmp_path: Path, kind: str, big_every: int
 ) -> None:
@@ -278,6 +329,7 @@ def test_many_producers_and_consumers_lose_and_duplicate_nothing(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@PASSES_DESCRIPTORS
 def test_a_child_that_put_items_can_be_joined_before_they_are_read(
     ctx: procframe.Context, kind: str
 ) -> None:
@@ -294,6 +346,7 @@ def test_a_child_that_put_items_can_be_joined_before_they_are_read(
 
 
 @pytest.mark.parametrize("kind", TIMED_KINDS)
+@PASSES_DESCRIPTORS
 def test_cancel_join_thread_lets_a_child_exit_with_its_items_unread(
     ctx: procframe.Context, kind: str
 ) -> None:
@@ -307,6 +360,39 @@ def test_cancel_join_thread_lets_a_child_exit_with_its_items_unread(
             exchange.reap(p)
 
 
+@PASSES_DESCRIPTORS
+def test_items_put_after_cancel_join_thread_still_flow_while_the_child_lives(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    # cancel_join_thread() only means "do not wait for the readers at exit".
+    done, stop = tmp_path / "done", tmp_path / "stop"
+    count = 400
+    with _closing(ctx.Queue()) as q:
+        p = ctx.Process(
+            target=exchange.cancel_then_put, args=(q, count, 60_000, str(done), str(stop))
+        )
+        p.start()
+        try:
+            try:
+                read_report(done, timeout=10)  # all put (more than the kernel holds)
+            except TimeoutError:
+                pass  # put() blocks: another test says so; read anyway
+            received = []
+            try:
+                for _ in range(count):
+                    received.append(q.get(timeout=60))
+            except queue.Empty:
+                pass
+            report(stop, True)
+            p.join(60)
+        finally:
+            exchange.reap(p)
+    assert len(received) == count, f"only {len(received)} of {count} items arrived"
+    assert all(exchange.item_is_intact(item) for item in received)
+    assert [item[0] for item in received] == list(range(count))
+
+
+@PASSES_DESCRIPTORS
 def test_close_and_join_thread_deliver_what_was_put(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"
     items = [1, "x" * MIB, [3]]
@@ -330,7 +416,7 @@ def test_close_and_join_thread_deliver_what_was_put(ctx: procframe.Context, tmp_
 # -- killed peers -----------------------------------------------------------------
 
 
-@pytest.mark.requires("posix_signals")
+@pytest.mark.requires("posix_signals", "passes_descriptors")
 def test_a_producer_killed_mid_put_leaves_only_whole_items(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -370,7 +456,7 @@ def test_a_producer_killed_mid_put_leaves_only_whole_items(
     assert later.exitcode == 0
 
 
-@pytest.mark.requires("posix_signals")
+@pytest.mark.requires("posix_signals", "passes_descriptors")
 @pytest.mark.parametrize("kind", ["Queue", "SimpleQueue"])
 def test_a_consumer_killed_in_get_does_not_block_the_next(
     ctx: procframe.Context, tmp_path: Path, kind: str
