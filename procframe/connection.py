@@ -356,7 +356,7 @@ class PacketConnection(Connection):
         if maxlength is not None and size > maxlength:
             self._refuse(size, maxlength)
         if len(first) - header == size:
-            return first[header:]
+            return memoryview(first)[header:]  # no copy: callers unpickle or copy it once
         message = bytearray(first[header:])
         while len(message) < size:
             chunk = os.read(fd, _PAGE)
