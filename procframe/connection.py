@@ -1,10 +1,11 @@
 """Connections between processes: ``Pipe``, ``Listener``/``Client`` and ``wait``.
 
 The API of ``multiprocessing.connection``.  A message is a 4-byte big-endian
-length (or ``0xFFFFFFFF`` and an 8-byte length) followed by the bytes.  Each
-message is written with one system call; reads fill a buffer in user space,
-so a burst of small messages costs one ``read`` for many.  ``poll`` and
-``wait`` look at that buffer before asking the kernel.
+length (or ``0xFFFFFFFF`` and an 8-byte length) followed by the bytes, written
+with one system call.  Nothing is ever read ahead: a connection handed to a
+child carries every message its parent has not received.  Pipe ends are
+packet-mode pipes (:class:`PacketConnection`), one read per message; sockets
+from ``Listener``/``Client`` read the length, then exactly the message.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import select
 import socket
 import struct
-import weakref
 from collections.abc import Iterable
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
@@ -29,15 +29,12 @@ __all__ = ["Client", "Connection", "Listener", "Pipe", "wait"]
 _SHORT = struct.Struct("!I")
 _LONG = struct.Struct("!Q")
 _ESCAPE = 0xFFFFFFFF
-_READ_SIZE = 1 << 16
 _SINGLE_WRITE_LIMIT = 1 << 14
 """Messages up to this size are written as one copied buffer; bigger ones with writev."""
 MAX_MESSAGE_SIZE = 1 << 40
 """A length prefix above this is refused as corrupt before anything is allocated."""
 _GROWTH_STEP = 1 << 26
 """Big messages are allocated as their bytes arrive, at most this much ahead."""
-
-_live: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 class Connection:
@@ -50,9 +47,6 @@ class Connection:
         self._write_fd = fd
         self._readable = readable
         self._writable = writable
-        self._buffer = bytearray()
-        self._pos = 0
-        _live.add(self)
 
     # -- state ---------------------------------------------------------------
 
@@ -78,8 +72,6 @@ class Connection:
         """Close the connection; further use raises ``OSError``."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
-            self._buffer = bytearray()
-            self._pos = 0
             _close(fd)
 
     def __del__(self) -> None:
@@ -156,18 +148,7 @@ class Connection:
     def recv(self) -> Any:
         """Receive an object sent with ``send``; ``EOFError`` once the peer has closed."""
         self._check_readable()
-        buffer = self._buffer
-        pos = self._pos
-        if len(buffer) - pos >= 4:
-            (size,) = _SHORT.unpack_from(buffer, pos)
-            end = pos + 4 + size
-            if end <= len(buffer) and size != _ESCAPE:  # the whole message is here
-                try:
-                    with memoryview(buffer) as view:
-                        return loads(view[pos + 4 : end])
-                finally:
-                    self._consumed(end)  # consumed even if it does not unpickle
-        return loads(self._read_slow(None))
+        return loads(self._read_message(None))
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """Receive one message as bytes; ``OSError`` if it is longer than ``maxlength``."""
@@ -196,63 +177,13 @@ class Connection:
     def poll(self, timeout: float | None = 0.0) -> bool:
         """True if data can be read now, or arrives within ``timeout`` (``None``: forever)."""
         self._check_readable()
-        if len(self._buffer) > self._pos:
-            return True
         return bool(wait_readable([self._fd], timeout))
-
-    def _has_buffered_data(self) -> bool:
-        return len(self._buffer) > self._pos
-
-    def _consumed(self, end: int) -> None:
-        if end >= len(self._buffer):
-            self._buffer.clear()
-            self._pos = 0
-        else:
-            self._pos = end
-
-    def _read_message(self, maxlength: int | None) -> bytes | bytearray | memoryview:
-        buffer = self._buffer
-        pos = self._pos
-        if len(buffer) - pos >= 4:
-            (size,) = _SHORT.unpack_from(buffer, pos)
-            end = pos + 4 + size
-            if end <= len(buffer) and size != _ESCAPE:
-                if maxlength is not None and size > maxlength:
-                    self._refuse(size, maxlength)
-                message = buffer[pos + 4 : end]
-                self._consumed(end)
-                return message
-        return self._read_slow(maxlength)
 
     def _refuse(self, size: int, maxlength: int) -> None:
         self._readable = False  # the stream is out of step now, as in multiprocessing
         raise OSError(f"message of {size} bytes is longer than maxlength {maxlength}")
 
-    def _fill(self, needed: int) -> None:
-        """Read until ``needed`` bytes past the read position are buffered."""
-        buffer = self._buffer
-        if self._pos:
-            del buffer[: self._pos]
-            self._pos = 0
-        while len(buffer) < needed:
-            chunk = os.read(self._fd, max(_READ_SIZE, needed - len(buffer)))
-            if not chunk:
-                if buffer:
-                    raise EOFError(
-                        f"connection closed in the middle of a message ({len(buffer)} bytes "
-                        "of it arrived)"
-                    )
-                raise EOFError("connection closed by the peer")
-            buffer += chunk
-
-    def _read_slow(self, maxlength: int | None) -> bytes | bytearray:
-        self._fill(4)
-        (size,) = _SHORT.unpack_from(self._buffer, 0)
-        header = 4
-        if size == _ESCAPE:
-            self._fill(12)
-            (size,) = _LONG.unpack_from(self._buffer, 4)
-            header = 12
+    def _check_size(self, size: int, maxlength: int | None) -> None:
         if size > MAX_MESSAGE_SIZE:
             self._readable = False
             raise OSError(
@@ -261,19 +192,36 @@ class Connection:
             )
         if maxlength is not None and size > maxlength:
             self._refuse(size, maxlength)
-        if size <= _GROWTH_STEP:
-            self._fill(header + size)
-            message = self._buffer[header : header + size]
-            self._consumed(header + size)
-            return message
-        return self._read_big(header, size)
 
-    def _read_big(self, header: int, size: int) -> bytearray:
-        """Read a big message straight into its own buffer, growing it as the bytes arrive."""
-        head = self._buffer[header : header + size]
-        self._consumed(header + len(head))
-        message = bytearray(head)
-        received = len(message)
+    def _read_exactly(self, size: int, what: str) -> bytes:
+        chunks = []
+        missing = size
+        while missing:
+            chunk = os.read(self._fd, missing)
+            if not chunk:
+                if missing == size and what == "header":
+                    raise EOFError("connection closed by the peer")
+                raise EOFError(
+                    f"connection closed in the middle of a message {what} "
+                    f"({size - missing} of {size} bytes arrived)"
+                )
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _read_message(self, maxlength: int | None) -> bytes | bytearray | memoryview:
+        (size,) = _SHORT.unpack(self._read_exactly(4, "header"))
+        if size == _ESCAPE:
+            (size,) = _LONG.unpack(self._read_exactly(8, "header"))
+        self._check_size(size, maxlength)
+        if size <= _GROWTH_STEP:
+            return self._read_exactly(size, "body")
+        return self._read_big(size)
+
+    def _read_big(self, size: int) -> bytearray:
+        """Read a big message into a buffer that grows as its bytes arrive."""
+        message = bytearray()
+        received = 0
         while received < size:
             if len(message) == received:
                 message.extend(bytes(min(_GROWTH_STEP, size - received)))
@@ -323,17 +271,6 @@ class PacketConnection(Connection):
                 _close(write_fd)
             super().close(_close)
 
-    def recv(self) -> Any:
-        self._check_readable()
-        return loads(self._read_message(None))
-
-    def poll(self, timeout: float | None = 0.0) -> bool:
-        self._check_readable()
-        return bool(wait_readable([self._fd], timeout))
-
-    def _has_buffered_data(self) -> bool:
-        return False
-
     def _read_message(self, maxlength: int | None) -> bytes | bytearray | memoryview:
         fd = self._fd
         first = os.read(fd, _PAGE)
@@ -347,14 +284,7 @@ class PacketConnection(Connection):
         if len(first) < header:
             self._readable = False
             raise EOFError(f"a message header cut short ({len(first)} of {header} bytes)")
-        if size > MAX_MESSAGE_SIZE:
-            self._readable = False
-            raise OSError(
-                f"refusing a message of {size} bytes: the length prefix is corrupt "
-                f"(more than {MAX_MESSAGE_SIZE} bytes)"
-            )
-        if maxlength is not None and size > maxlength:
-            self._refuse(size, maxlength)
+        self._check_size(size, maxlength)
         if len(first) - header == size:
             return memoryview(first)[header:]  # no copy: callers unpickle or copy it once
         message = bytearray(first[header:])
@@ -398,16 +328,6 @@ def _write_rest(fd: int, *views: memoryview) -> None:
                 written = 0
 
 
-def _forget_inherited_buffers() -> None:
-    # A forked child must not see again what its parent had already read.
-    for connection in list(_live):
-        connection._buffer = bytearray()
-        connection._pos = 0
-
-
-os.register_at_fork(after_in_child=_forget_inherited_buffers)
-
-
 def _enlarge_pipe(fd: int) -> None:
     """Give a pipe 1 MiB of buffer where the system allows (fewer blocked writers)."""
     import fcntl
@@ -445,23 +365,13 @@ def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     """The objects of ``object_list`` that are ready to read (or closed), within ``timeout``.
 
     Objects are connections, sockets, objects with ``fileno()``, descriptors,
-    and ``Process.sentinel`` values.  A connection with data already read
-    into its buffer is ready at once.
+    and ``Process.sentinel`` values.
     """
-    objects = list(object_list)
-    ready = [o for o in objects if isinstance(o, Connection) and o._has_buffered_data()]
     by_fd: dict[int, list[Any]] = {}
-    for obj in objects:
+    for obj in object_list:
         fd = obj if isinstance(obj, int) else obj.fileno()
         by_fd.setdefault(fd, []).append(obj)
-    fds = wait_readable(list(by_fd), 0.0 if ready else timeout)
-    seen = set(map(id, ready))
-    for fd in fds:
-        for obj in by_fd[fd]:
-            if id(obj) not in seen:
-                ready.append(obj)
-                seen.add(id(obj))
-    return ready
+    return [obj for fd in wait_readable(list(by_fd), timeout) for obj in by_fd[fd]]
 
 
 # -- Listener and Client ------------------------------------------------------

@@ -85,7 +85,7 @@ def write_raw_and_die(conn: Any, raw: bytes) -> None:
     With a length prefix that announces more than follows, this is a peer that
     died in the middle of a message.
     """
-    fd = getattr(conn, "_write_fd", conn.fileno())  # a duplex end's fileno() is for reading
+    fd = conn.fileno()  # a one-way writer's: a duplex end's descriptor may be for reading only
     view = memoryview(raw)
     while view:
         view = view[os.write(fd, view) :]

@@ -10,7 +10,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,14 +21,44 @@ import procframe
 from procframe._testkit import exchange, targets
 from procframe._testkit.scripts import run_script
 from procframe._testkit.targets import read_report
-from procframe.connection import wait
+from procframe.connection import Client, Listener, wait
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
-"""Tests that hand a Pipe end or a queue to a child as a Process argument."""
+"""Tests that hand a connection or a queue to a child as a Process argument."""
 
 MIB = 1 << 20
 BIG_HEADER = struct.pack("!IQ", 0xFFFFFFFF, 2**62)
 """A length prefix announcing 4 EiB: to be refused before anything is allocated."""
+
+
+CONNECTIONS = ["pipe", "socket"]
+"""A Pipe, and a Listener/Client pair over an AF_UNIX socket: connections of two kinds
+(one may buffer what it reads ahead, the other not) that must behave the same."""
+
+
+@contextmanager
+def _duplex(ctx: procframe.Context, kind: str, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """Two connected ends, each readable and writable; both closed afterwards."""
+    if kind == "pipe":
+        a, b = ctx.Pipe()
+    else:
+        with Listener(str(tmp_path / "sock"), family="AF_UNIX") as listener:
+            b = Client(listener.address, family="AF_UNIX")
+            a = listener.accept()
+    with a, b:
+        yield a, b
+
+
+@contextmanager
+def _one_way(ctx: procframe.Context, kind: str, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """A reading end and a writing end whose ``fileno()`` takes raw writes."""
+    if kind == "pipe":
+        reader, writer = ctx.Pipe(duplex=False)
+        with reader, writer:
+            yield reader, writer
+    else:
+        with _duplex(ctx, kind, tmp_path) as (reader, writer):
+            yield reader, writer
 
 
 def _which(ready: list[object], named: dict[str, object]) -> list[str]:
@@ -42,9 +75,11 @@ def _which(ready: list[object], named: dict[str, object]) -> list[str]:
 # -- in one process -------------------------------------------------------------
 
 
-def test_duplex_pipe_carries_objects_both_ways(ctx: procframe.Context) -> None:
-    a, b = ctx.Pipe()
-    with a, b:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_a_duplex_connection_carries_objects_both_ways(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
+    with _duplex(ctx, kind, tmp_path) as (a, b):
         assert (a.readable, a.writable, b.readable, b.writable) == (True, True, True, True)
         assert not a.closed and not b.closed
         obj = {"n": [1, 2.5, None], "s": "héllo", "b": b"\x00\xff", "t": (1,)}
@@ -150,9 +185,11 @@ def test_send_bytes_takes_any_buffer_with_offset_and_size(ctx: procframe.Context
         assert not reader.poll(0)  # a refused send wrote nothing
 
 
-def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(ctx: procframe.Context) -> None:
-    reader, writer = ctx.Pipe(duplex=False)
-    with reader, writer:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
+    with _one_way(ctx, kind, tmp_path) as (reader, writer):
         buf = bytearray(10)
         writer.send_bytes(b"hello")
         assert reader.recv_bytes_into(buf) == 5
@@ -176,9 +213,11 @@ def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(ctx: procframe.C
         assert reader.recv_bytes() == b"next"
 
 
-def test_recv_bytes_with_maxlength_refuses_a_longer_message(ctx: procframe.Context) -> None:
-    reader, writer = ctx.Pipe(duplex=False)
-    with reader, writer:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_recv_bytes_with_maxlength_refuses_a_longer_message(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
+    with _one_way(ctx, kind, tmp_path) as (reader, writer):
         writer.send_bytes(b"x" * 100)
         assert reader.recv_bytes(100) == b"x" * 100
         writer.send_bytes(b"y" * 101)
@@ -186,9 +225,9 @@ def test_recv_bytes_with_maxlength_refuses_a_longer_message(ctx: procframe.Conte
             reader.recv_bytes(100)
 
 
-def test_poll(ctx: procframe.Context) -> None:
-    a, b = ctx.Pipe()
-    with a, b:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_poll(ctx: procframe.Context, kind: str, tmp_path: Path) -> None:
+    with _duplex(ctx, kind, tmp_path) as (a, b):
         assert a.poll() is False
         assert a.poll(0) is False
         start = time.monotonic()
@@ -203,11 +242,11 @@ def test_poll(ctx: procframe.Context) -> None:
         assert a.poll() is False
 
 
+@pytest.mark.parametrize("kind", CONNECTIONS)
 def test_poll_and_wait_see_messages_already_read_into_user_space(
-    ctx: procframe.Context,
+    ctx: procframe.Context, kind: str, tmp_path: Path
 ) -> None:
-    a, b = ctx.Pipe()
-    with a, b:
+    with _duplex(ctx, kind, tmp_path) as (a, b):
         for i in range(3):
             b.send(i)
         assert a.recv() == 0
@@ -222,9 +261,11 @@ def test_poll_and_wait_see_messages_already_read_into_user_space(
         assert wait([a], 0) == []
 
 
-def test_eof_once_the_peer_closed_and_the_data_is_consumed(ctx: procframe.Context) -> None:
-    a, b = ctx.Pipe()
-    with a:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_eof_once_the_peer_closed_and_the_data_is_consumed(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
+    with _duplex(ctx, kind, tmp_path) as (a, b):
         b.send(1)
         b.send_bytes(b"two")
         b.close()
@@ -240,9 +281,11 @@ def test_eof_once_the_peer_closed_and_the_data_is_consumed(ctx: procframe.Contex
             a.recv_bytes_into(bytearray(8))
 
 
-def test_wire_format_is_a_big_endian_length_prefix(ctx: procframe.Context) -> None:
-    reader, writer = ctx.Pipe(duplex=False)
-    with reader, writer:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_wire_format_is_a_big_endian_length_prefix(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
+    with _one_way(ctx, kind, tmp_path) as (reader, writer):
         writer.send_bytes(b"hello")
         assert os.read(reader.fileno(), 100) == struct.pack("!I", 5) + b"hello"
         writer.send("obj")
@@ -258,11 +301,11 @@ def test_wire_format_is_a_big_endian_length_prefix(ctx: procframe.Context) -> No
 
 
 @pytest.mark.parametrize("how", ["recv", "recv_bytes", "recv_bytes_maxlength", "recv_bytes_into"])
+@pytest.mark.parametrize("kind", CONNECTIONS)
 def test_an_absurd_length_prefix_is_refused_before_allocating(
-    ctx: procframe.Context, how: str
+    ctx: procframe.Context, how: str, kind: str, tmp_path: Path
 ) -> None:
-    reader, writer = ctx.Pipe(duplex=False)
-    with reader:
+    with _one_way(ctx, kind, tmp_path) as (reader, writer):
         os.write(writer.fileno(), BIG_HEADER + b"some bytes")
         writer.close()  # an implementation that tries to read it all meets EOF, not a hang
         receive = {
@@ -302,9 +345,11 @@ def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
 
 
 @PASSES_DESCRIPTORS
-def test_objects_bigger_than_the_pipe_buffer_cross_both_ways(ctx: procframe.Context) -> None:
-    mine, theirs = ctx.Pipe()
-    with mine:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_objects_bigger_than_the_pipe_buffer_cross_both_ways(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
+    with _duplex(ctx, kind, tmp_path) as (mine, theirs):
         p = ctx.Process(target=exchange.echo_once, args=(theirs,))
         p.start()
         theirs.close()
@@ -346,10 +391,12 @@ def test_one_way_ends_cross_to_a_child_and_eof_propagates(ctx: procframe.Context
 
 
 @PASSES_DESCRIPTORS
-def test_a_burst_of_messages_of_awkward_sizes(ctx: procframe.Context) -> None:
+@pytest.mark.parametrize("kind", CONNECTIONS)
+def test_a_burst_of_messages_of_awkward_sizes(
+    ctx: procframe.Context, kind: str, tmp_path: Path
+) -> None:
     count = 3 * len(exchange.BURST_SIZES)
-    mine, theirs = ctx.Pipe()
-    with mine:
+    with _duplex(ctx, kind, tmp_path) as (mine, theirs):
         p = ctx.Process(target=exchange.send_burst, args=(theirs, count))
         p.start()
         theirs.close()
@@ -374,14 +421,14 @@ def test_a_burst_of_messages_of_awkward_sizes(ctx: procframe.Context) -> None:
 
 
 @PASSES_DESCRIPTORS
+@pytest.mark.parametrize("kind", CONNECTIONS)
 def test_a_connection_handed_to_a_child_after_a_partial_read(
-    ctx: procframe.Context, tmp_path: Path
+    ctx: procframe.Context, tmp_path: Path, kind: str
 ) -> None:
     # multiprocessing reads exactly one message per recv(); messages not yet received
     # stay available to whichever process receives next, read-ahead or not.
     out = tmp_path / "out"
-    a, b = ctx.Pipe()
-    with a, b:
+    with _duplex(ctx, kind, tmp_path) as (a, b):
         for i in range(4):
             b.send(i)
         assert a.recv() == 0
@@ -428,31 +475,31 @@ def test_a_256_mib_message(ctx: procframe.Context) -> None:
 )
 @pytest.mark.parametrize("how", ["recv", "recv_bytes"])
 @PASSES_DESCRIPTORS
+@pytest.mark.parametrize("kind", CONNECTIONS)
 def test_a_message_cut_short_by_a_dying_peer_raises_eoferror(
-    ctx: procframe.Context, raw: bytes, how: str
+    ctx: procframe.Context, raw: bytes, how: str, kind: str, tmp_path: Path
 ) -> None:
-    mine, theirs = ctx.Pipe()
-    with mine:
-        p = ctx.Process(target=exchange.write_raw_and_die, args=(theirs, raw))
+    with _one_way(ctx, kind, tmp_path) as (reader, writer):
+        p = ctx.Process(target=exchange.write_raw_and_die, args=(writer, raw))
         p.start()
-        theirs.close()
+        writer.close()
         try:
             p.join(60)
             assert p.exitcode == 0
-            assert mine.poll(60)
+            assert reader.poll(60)
             with pytest.raises(EOFError):
-                getattr(mine, how)()
+                getattr(reader, how)()
         finally:
             exchange.reap(p)
 
 
 @pytest.mark.requires("posix_signals", "passes_descriptors")
+@pytest.mark.parametrize("kind", CONNECTIONS)
 def test_a_killed_peer_gives_eof_after_its_buffered_messages(
-    ctx: procframe.Context, tmp_path: Path
+    ctx: procframe.Context, tmp_path: Path, kind: str
 ) -> None:
     ready = tmp_path / "ready"
-    mine, theirs = ctx.Pipe()
-    with mine:
+    with _duplex(ctx, kind, tmp_path) as (mine, theirs):
         p = ctx.Process(target=exchange.send_then_sleep, args=(theirs, [1, "two", 3.0], str(ready)))
         p.start()
         theirs.close()

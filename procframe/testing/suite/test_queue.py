@@ -20,7 +20,7 @@ from procframe._testkit.scripts import run_script
 from procframe._testkit.targets import read_report, report
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
-"""Tests that hand a Pipe end or a queue to a child as a Process argument."""
+"""Tests that hand a connection or a queue to a child as a Process argument."""
 
 KINDS = ["Queue", "SimpleQueue", "JoinableQueue"]
 TIMED_KINDS = ["Queue", "JoinableQueue"]  # the ones with timeouts, qsize, maxsize
