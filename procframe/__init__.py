@@ -34,6 +34,7 @@ from procframe.api.system import cpu_count
 
 TYPE_CHECKING = False  # typing is slow to import, and every spawned child imports this
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from procframe.api import queues, synchronize
@@ -96,9 +97,40 @@ def Condition(lock: Any = None) -> synchronize.Condition:
     return get_context().Condition(lock)
 
 
+def Barrier(
+    parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+) -> synchronize.Barrier:
+    """A barrier for ``parties`` processes."""
+    return get_context().Barrier(parties, action, timeout)
+
+
 def Event() -> synchronize.Event:
     """An event flag shared between processes."""
     return get_context().Event()
+
+
+def Value(typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+    """A ctypes object in shared memory behind a lock (``lock=True``: a new RLock).
+
+    ``typecode_or_type`` is an ``array`` typecode (``'i'``, ``'d'``, ``'c'``, ...)
+    or a ctypes type; ``lock=False`` gives the raw object.
+    """
+    return get_context().Value(typecode_or_type, *args, lock=lock)
+
+
+def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+    """A ctypes array in shared memory behind a lock: ``size`` zeros, or the initializer's items."""
+    return get_context().Array(typecode_or_type, size_or_initializer, lock=lock)
+
+
+def RawValue(typecode_or_type: Any, *args: Any) -> Any:
+    """A ctypes object in shared memory, without a lock."""
+    return get_context().RawValue(typecode_or_type, *args)
+
+
+def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
+    """A ctypes array in shared memory, without a lock."""
+    return get_context().RawArray(typecode_or_type, size_or_initializer)
 
 
 def set_start_method(method: str | None, force: bool = False) -> None:
@@ -125,8 +157,10 @@ def freeze_support() -> None:
 
 
 __all__ = [
+    "Array",
     "AuthenticationError",
     "BackendError",
+    "Barrier",
     "BoundedSemaphore",
     "BufferTooShort",
     "Condition",
@@ -141,9 +175,12 @@ __all__ = [
     "ProcessStateError",
     "Queue",
     "RLock",
+    "RawArray",
+    "RawValue",
     "Semaphore",
     "SimpleQueue",
     "TimeoutError",
+    "Value",
     "active_children",
     "cpu_count",
     "current_process",

@@ -133,7 +133,24 @@ def procframe_make_lock(kind: str, args: tuple[object, ...], backend: BackendInf
     """Make a synchronization primitive.
 
     ``kind`` is ``"Lock"``, ``"RLock"``, ``"Semaphore"``, ``"BoundedSemaphore"``,
-    ``"Condition"`` or ``"Event"``; ``args`` are the constructor's arguments.
+    ``"Condition"``, ``"Event"`` or ``"Barrier"``; ``args`` are the constructor's
+    arguments.
     Called by the context's factory of that name.  firstresult; procframe's
     POSIX default (unnamed semaphores in shared memory) is ``trylast``.
+    """
+
+
+@hookspec(firstresult=True)
+def procframe_make_shared(
+    kind: str, args: tuple[object, ...], kwargs: dict[str, object], backend: BackendInfo
+) -> object | None:
+    """Make a ctypes object in memory shared with child processes.
+
+    ``kind`` is ``"Value"``, ``"Array"``, ``"RawValue"`` or ``"RawArray"``;
+    ``args`` are the factory's positional arguments (the typecode or ctypes
+    type first) and ``kwargs`` its keyword arguments (``{"lock": ...}`` for
+    Value and Array, as given: ``True`` asks for a new RLock of this backend).
+    Called by the context's factory of that name.  firstresult; procframe's
+    POSIX default (memfd arenas passed to children by descriptor,
+    :mod:`procframe.sharedctypes`) is ``trylast``.
     """

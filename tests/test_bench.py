@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from procframe.bench.command import select_backends
+from procframe.bench.harness import chunk_sizes
 from procframe.bench.report import (
     format_duration,
     format_rate,
@@ -30,7 +31,16 @@ from procframe.bench.runner import (
     measure_table,
     run_harness,
 )
-from procframe.bench.tables import OBJECTS_PASSED, START_JOIN, TABLES, Row, Table, Unit
+from procframe.bench.tables import (
+    CONDITION_WAITS,
+    LOCK_PAIRS,
+    OBJECTS_PASSED,
+    START_JOIN,
+    TABLES,
+    Row,
+    Table,
+    Unit,
+)
 
 HARNESS_KEYS = {"impl", "case", "method", "iterations", "samples", "median", "mean", "min"}
 
@@ -80,6 +90,37 @@ def test_harness_passes_objects_with_the_stdlib(case: str, method: str) -> None:
     assert (result["case"], result["method"], result["iterations"]) == (case, method, 50)
     assert result["samples"] == 1
     assert result["median"] > 0
+
+
+@pytest.mark.parametrize("case", ["thread_lock", "lock", "thread_rlock", "rlock"])
+@pytest.mark.parametrize("impl", ["procframe", "stdlib"])
+def test_harness_times_lock_pairs(impl: str, case: str) -> None:
+    result = run_harness(impl, case, "spawn", 1000, timeout=60, env=clean_env())
+    assert (result["impl"], result["case"], result["iterations"]) == (impl, case, 1000)
+    assert result["samples"] == 10
+    assert 0 < result["min"] <= result["median"]
+    assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+@pytest.mark.parametrize("case", ["thread_condition", "condition"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("impl", ["procframe", "stdlib"])
+def test_harness_interleaves_condition_waits(impl: str, method: str, case: str) -> None:
+    result = run_harness(impl, case, method, 200, timeout=60, env=clean_env())
+    assert (result["impl"], result["case"], result["method"]) == (impl, case, method)
+    assert result["samples"] == 10
+    assert 0 < result["min"] <= result["median"]
+    assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+@pytest.mark.parametrize(
+    ("iterations", "sizes"),
+    [(1, [1]), (3, [1, 1, 1]), (10, [1] * 10), (25, [3] * 5 + [2] * 5), (1000, [100] * 10)],
+)
+def test_chunk_sizes_split_a_run_into_at_most_ten_samples(
+    iterations: int, sizes: list[int]
+) -> None:
+    assert chunk_sizes(iterations) == sizes
 
 
 def test_failed_harness_run_reports_its_stderr() -> None:
@@ -315,6 +356,12 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
                 assert table.unit.meets(row.target, 1.0)
     targets = {row.label: row.target for row in OBJECTS_PASSED.rows}
     assert targets == {"queue.Queue": None, "Queue": 2.0, "SimpleQueue": 1.5, "Pipe": 1.5}
+    targets = {row.label: row.target for row in LOCK_PAIRS.rows}
+    # issue 4 asks for >= 0.9; the rule above makes it 1.0
+    assert targets == {"threading.Lock": None, "Lock": 1.0, "threading.RLock": None, "RLock": 1.0}
+    targets = {row.label: row.target for row in CONDITION_WAITS.rows}
+    assert targets == {"threading.Condition": None, "Condition": 1.5}
+    assert LOCK_PAIRS.unit is CONDITION_WAITS.unit is Unit.PER_SECOND
 
 
 # -- the command, end to end --------------------------------------------------------
@@ -347,6 +394,37 @@ def test_bench_prints_the_objects_table() -> None:
     assert "start+join" not in done.stdout
 
 
+def test_bench_prints_the_lock_and_condition_tables() -> None:
+    done = run_bench(
+        "--backend",
+        "spawn",
+        "--iterations",
+        "50",
+        "--repeat",
+        "1",
+        "--table",
+        "locks",
+        "conditions",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Lock acquire/release pairs per second (in one process; median of 1 run; higher is better)"
+    ) in done.stdout
+    assert (
+        "Condition waits/notifies per second (interleaved by two processes; the reference by "
+        "two threads; median of 1 run; higher is better)"
+    ) in done.stdout
+    rate = r"[\d,.]+\s+[\d,.]+\s+\d+\.\d\d"
+    for label in ("threading.Lock", "threading.RLock", "threading.Condition"):
+        assert re.search(rf"^spawn\s+{label}\s+{rate}\s+-$", done.stdout, re.M), label
+    for label, target in (("Lock", "1.00"), ("RLock", "1.00"), ("Condition", "1.50")):
+        assert re.search(
+            rf"^spawn\s+{label}\s+{rate}\s+>= {target}\s+(ok|MISS)$", done.stdout, re.M
+        ), label
+    assert not re.search(r"^(fork|forkserver)\s", done.stdout, re.M)
+    assert "Objects passed" not in done.stdout
+
+
 def test_bench_json() -> None:
     done = run_bench("--backend", "fork", "--iterations", "2", "--repeat", "1", "--json")
     assert done.returncode == 0, done.stderr
@@ -362,6 +440,13 @@ def test_bench_json() -> None:
         "SimpleQueue",
         "Pipe",
     ]
+    assert [row["label"] for row in tables[2]["rows"]] == [
+        "threading.Lock",
+        "Lock",
+        "threading.RLock",
+        "RLock",
+    ]
+    assert [row["label"] for row in tables[3]["rows"]] == ["threading.Condition", "Condition"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from procframe.api.errors import BackendError
 
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from pluggy import HookCaller
@@ -267,6 +268,35 @@ class Context:
     def Event(self) -> synchronize.Event:
         """An event flag shared between processes."""
         return self._lock("Event")  # type: ignore[no-any-return]
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """A ctypes object in shared memory behind a lock (``lock=True``: a new RLock).
+
+        ``lock=False`` gives the raw object; any object with ``acquire`` and
+        ``release`` may be given as the lock.
+        """
+        return self._shared("Value", (typecode_or_type, *args), {"lock": lock})
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+        """A ctypes array in shared memory behind a lock (``lock=True``: a new RLock)."""
+        return self._shared("Array", (typecode_or_type, size_or_initializer), {"lock": lock})
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """A ctypes object in shared memory, without a lock."""
+        return self._shared("RawValue", (typecode_or_type, *args), {})
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """A ctypes array in shared memory, without a lock."""
+        return self._shared("RawArray", (typecode_or_type, size_or_initializer), {})
+
+    def _shared(self, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._make("procframe_make_shared", f"a {kind}", kind=kind, args=args, kwargs=kwargs)
+
+    def Barrier(
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> synchronize.Barrier:
+        """A barrier for ``parties`` processes."""
+        return self._lock("Barrier", parties, action, timeout)  # type: ignore[no-any-return]
 
     def _lock(self, kind: str, *args: Any) -> Any:
         return self._make("procframe_make_lock", f"a {kind}", kind=kind, args=args)

@@ -72,8 +72,7 @@ class SharedSemaphore:
             if _libc().sem_init(ctypes.c_void_p(address), 1, value) != 0:
                 raise OSError(ctypes.get_errno(), "sem_init failed")
         self.semlock = SemLock._rebuild(address, kind, maxvalue, None)
-        if kind == RECURSIVE_MUTEX:
-            _recursive.add(self)
+        _live.add(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         token = reduction.export_fd(self._fd, type(self).__name__)
@@ -90,14 +89,15 @@ def _rebuild(token: int, kind: int, maxvalue: int) -> SharedSemaphore:
     return SharedSemaphore(kind, 0, maxvalue, _fd=reduction.import_fd(token))
 
 
-_recursive: weakref.WeakSet[SharedSemaphore] = weakref.WeakSet()
+_live: weakref.WeakSet[SharedSemaphore] = weakref.WeakSet()
 
 
-def _reset_recursive_counts() -> None:
-    # A forked child does not own the locks its parent's threads held.
-    for semaphore in list(_recursive):
+def _forget_ownership() -> None:
+    # A forked child owns none of the locks its parent held (SemLock remembers
+    # the owner by thread id, and the child's thread may have the same id).
+    for semaphore in list(_live):
         semaphore.semlock._after_fork()
 
 
 if sys.platform != "win32":
-    os.register_at_fork(after_in_child=_reset_recursive_counts)
+    os.register_at_fork(after_in_child=_forget_ownership)

@@ -237,3 +237,47 @@ class Event:
 
     def __repr__(self) -> str:
         return f"<Event({'set' if self.is_set() else 'unset'})>"
+
+
+class Barrier(threading.Barrier):
+    """A barrier for ``parties`` processes (``threading.Barrier``'s API and behaviour).
+
+    ``threading.Barrier``'s algorithm, run on a procframe Condition, with its
+    state and count kept in shared memory.
+    """
+
+    def __init__(
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> None:
+        if parties < 1:
+            raise ValueError(f"parties must be >= 1, got {parties}")
+        from procframe.sharedctypes import RawArray
+
+        self.__setstate__((parties, action, timeout, Condition(Lock()), RawArray("i", 2)))
+        self._state = 0
+        self._count = 0
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self._parties, self._action, self._timeout, self._cond, self._shared)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._parties, self._action, self._timeout, self._cond, self._shared = state
+
+    @property
+    def _state(self) -> int:
+        return int(self._shared[0])
+
+    @_state.setter
+    def _state(self, value: int) -> None:
+        self._shared[0] = value
+
+    @property
+    def _count(self) -> int:
+        return int(self._shared[1])
+
+    @_count.setter
+    def _count(self, value: int) -> None:
+        self._shared[1] = value
+
+    def __repr__(self) -> str:
+        return f"<Barrier(parties={self._parties}, waiting={self.n_waiting}, broken={self.broken})>"

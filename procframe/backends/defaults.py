@@ -14,7 +14,8 @@ from procframe.api.backend import BackendInfo
 from procframe.hookspecs import hookimpl
 
 QUEUE_KINDS = ("Queue", "SimpleQueue", "JoinableQueue")
-LOCK_KINDS = ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event")
+LOCK_KINDS = ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier")
+SHARED_KINDS = ("Value", "Array", "RawValue", "RawArray")
 
 
 class PosixDefaults:
@@ -43,6 +44,21 @@ class PosixDefaults:
         if kind not in LOCK_KINDS:
             raise ValueError(f"unknown lock kind {kind!r}; expected one of {LOCK_KINDS}")
         return getattr(synchronize, kind)(*args)
+
+    @hookimpl(trylast=True)
+    def procframe_make_shared(
+        self, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any], backend: BackendInfo
+    ) -> Any:
+        from procframe import sharedctypes
+
+        if kind not in SHARED_KINDS:
+            raise ValueError(f"unknown shared object kind {kind!r}; expected one of {SHARED_KINDS}")
+        if kind in ("Value", "Array"):
+            from procframe.api.context import get_context
+
+            # lock=True: an RLock made through this backend's context (and its hooks).
+            kwargs = {**kwargs, "ctx": get_context(backend.name)}
+        return getattr(sharedctypes, kind)(*args, **kwargs)
 
 
 plugin = PosixDefaults()

@@ -136,12 +136,149 @@ def pipe_case(mp: ModuleType, method: str, count: int) -> list[float]:
     return pass_between_processes(mp, method, count, "Pipe")
 
 
+CHUNKS = 10
+"""Samples per run of the Lock and Condition cases: the run's operations in equal chunks."""
+
+
+def chunk_sizes(iterations: int) -> list[int]:
+    """``iterations`` split into at most :data:`CHUNKS` near-equal positive parts."""
+    chunks = min(CHUNKS, iterations)
+    return [iterations // chunks + (i < iterations % chunks) for i in range(chunks)]
+
+
+LOCK_WARM_UP = 0.2
+"""Seconds of acquire/release before a lock's samples, for both implementations.
+
+Making its first lock under spawn or forkserver, the standard library
+starts its resource tracker, a new interpreter that takes a core for a
+while; measured at once, its lock would be billed for that start, which is
+a cost of creating, not of acquiring.
+"""
+
+
+def acquire_release(lock: Any, iterations: int) -> list[float]:
+    """Seconds per ``lock.acquire()``, ``lock.release()`` pair, one sample per chunk.
+
+    The calls look the methods up every time, as the seed's benchmark and a
+    user's code do.  :data:`LOCK_WARM_UP` seconds of pairs come first.
+    """
+    from time import perf_counter
+
+    warm_until = perf_counter() + LOCK_WARM_UP
+    while perf_counter() < warm_until:
+        for _ in range(1000):
+            lock.acquire()
+            lock.release()
+    samples = []
+    for size in chunk_sizes(iterations):
+        began = perf_counter()
+        for _ in range(size):
+            lock.acquire()
+            lock.release()
+        samples.append((perf_counter() - began) / size)
+    return samples
+
+
+def thread_lock(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``threading.Lock``: the reference (the same code runs for both implementations)."""
+    import threading
+
+    return acquire_release(threading.Lock(), iterations)
+
+
+def thread_rlock(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``threading.RLock``: the reference (the same code runs for both implementations)."""
+    import threading
+
+    return acquire_release(threading.RLock(), iterations)
+
+
+def lock_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``Lock()`` of the ``method`` context, in one process."""
+    return acquire_release(mp.get_context(method).Lock(), iterations)
+
+
+def rlock_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``RLock()`` of the ``method`` context, in one process."""
+    return acquire_release(mp.get_context(method).RLock(), iterations)
+
+
+def condition_partner(cond: Any, iterations: int) -> None:
+    """The other side of :func:`interleave`: notify, then ``iterations`` times wait and notify."""
+    cond.acquire()
+    cond.notify()
+    for _ in range(iterations):
+        cond.wait()
+        cond.notify()
+    cond.release()
+
+
+def interleave(cond: Any, start_partner: Callable[[], Any], iterations: int) -> list[float]:
+    """Seconds per wait on ``cond``, two parties taking turns, one sample per chunk.
+
+    The seed's benchmark: holding the lock, start the partner
+    (:func:`condition_partner`) and wait for its first notify; then
+    ``iterations`` times notify and wait, while the partner waits and
+    notifies.  Each turn is two waits (one per side), each woken by a notify.
+    """
+    from time import perf_counter
+
+    cond.acquire()
+    partner = start_partner()
+    cond.wait()
+    samples = []
+    for size in chunk_sizes(iterations):
+        began = perf_counter()
+        for _ in range(size):
+            cond.notify()
+            cond.wait()
+        samples.append((perf_counter() - began) / (2 * size))
+    cond.release()
+    partner.join()
+    if getattr(partner, "exitcode", 0) != 0:
+        raise RuntimeError(f"the benchmark's partner exited with code {partner.exitcode}")
+    return samples
+
+
+def thread_condition(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``threading.Condition`` between two threads: the reference."""
+    import threading
+
+    cond = threading.Condition()
+
+    def start() -> threading.Thread:
+        thread = threading.Thread(target=condition_partner, args=(cond, iterations))
+        thread.start()
+        return thread
+
+    return interleave(cond, start, iterations)
+
+
+def condition_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``Condition()`` of the ``method`` context between this process and a child."""
+    ctx = mp.get_context(method)
+    cond = ctx.Condition()
+
+    def start() -> Any:
+        p = ctx.Process(target=condition_partner, args=(cond, iterations))
+        p.start()
+        return p
+
+    return interleave(cond, start, iterations)
+
+
 CASES: dict[str, Case] = {
     "start_join": start_join,
     "thread_queue": thread_queue,
     "queue": queue_case,
     "simple_queue": simple_queue_case,
     "pipe": pipe_case,
+    "thread_lock": thread_lock,
+    "lock": lock_case,
+    "thread_rlock": thread_rlock,
+    "rlock": rlock_case,
+    "thread_condition": thread_condition,
+    "condition": condition_case,
 }
 
 
