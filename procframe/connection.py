@@ -249,6 +249,9 @@ def _rebuild_connection(token: int, readable: bool, writable: bool) -> Connectio
 
 _PAGE = max(select.PIPE_BUF, mmap.PAGESIZE)
 """No packet of a packet-mode pipe is longer than a page."""
+_PACKET_PAYLOAD = select.PIPE_BUF - _SHORT.size
+_pack_short = _SHORT.pack
+_unpack_short = _SHORT.unpack_from
 
 
 class PacketConnection(Connection):
@@ -271,9 +274,32 @@ class PacketConnection(Connection):
                 _close(write_fd)
             super().close(_close)
 
-    def _read_message(self, maxlength: int | None) -> bytes | bytearray | memoryview:
+    def send(self, obj: Any) -> None:
+        """Send a picklable object (one packet, one system call, for most objects)."""
+        if self._write_fd < 0 or not self._writable:
+            self._check_writable()
+        data = dumps(obj, HIGHEST_PROTOCOL)
+        size = len(data)
+        if size <= _PACKET_PAYLOAD:  # a write of at most PIPE_BUF bytes is whole
+            os.write(self._write_fd, _pack_short(size) + data)
+        else:
+            self._write_message(data)
+
+    def recv(self) -> Any:
+        """Receive an object sent with ``send``; ``EOFError`` once the peer has closed."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        first = os.read(self._fd, _PAGE)
+        if len(first) >= 4 and _unpack_short(first)[0] == len(first) - 4:  # one whole packet
+            return loads(first[4:])  # a page at most: copying beats a memoryview here
+        return loads(self._read_message(None, first))
+
+    def _read_message(
+        self, maxlength: int | None, first: bytes | None = None
+    ) -> bytes | bytearray | memoryview:
         fd = self._fd
-        first = os.read(fd, _PAGE)
+        if first is None:
+            first = os.read(fd, _PAGE)
         if not first:
             raise EOFError("connection closed by the peer")
         header = 4
@@ -286,7 +312,7 @@ class PacketConnection(Connection):
             raise EOFError(f"a message header cut short ({len(first)} of {header} bytes)")
         self._check_size(size, maxlength)
         if len(first) - header == size:
-            return memoryview(first)[header:]  # no copy: callers unpickle or copy it once
+            return first[header:]
         message = bytearray(first[header:])
         while len(message) < size:
             chunk = os.read(fd, _PAGE)
