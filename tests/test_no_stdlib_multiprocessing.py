@@ -13,8 +13,8 @@ import pytest
 
 FORBIDDEN = ("multiprocessing", "concurrent.futures.process")
 BUILTIN = ("fork", "spawn", "forkserver")
-# Not part of the runtime: the bench compares against multiprocessing, testing imports pytest.
-EXCLUDED = ("procframe.bench", "procframe.testing", "procframe.__main__")
+# Not part of the runtime: testing imports pytest; __main__ runs the command line.
+EXCLUDED = ("procframe.testing", "procframe.__main__")
 
 SCRIPT = """\
 import importlib

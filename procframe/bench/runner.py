@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from procframe.bench.tables import Row, Table, Unit
@@ -26,12 +27,20 @@ RunHarness = Callable[[str, str, str, int], dict[str, Any]]
 """``(impl, case, method, iterations) -> the harness's JSON result``."""
 
 
+HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "harness.py"
+"""The harness script, in the source tree beside the package (it imports multiprocessing)."""
+
+
 def harness_command(impl: str, case: str, method: str, iterations: int) -> list[str]:
     """The command line of one harness run."""
+    if not HARNESS.is_file():
+        raise BenchError(
+            f"the benchmark harness {HARNESS} is missing: the benchmark runs from a source "
+            "checkout of procframe (pip install -e .), not from an installed wheel"
+        )
     return [
         sys.executable,
-        "-m",
-        "procframe.bench.harness",
+        str(HARNESS),
         "--impl",
         impl,
         "--case",

@@ -1,14 +1,16 @@
 """One benchmark measurement, in a fresh interpreter, for procframe or the standard library.
 
-``python -m procframe.bench.harness --impl procframe|stdlib --case start_join
+``python benchmarks/harness.py --impl procframe|stdlib --case start_join
 --method fork --iterations K`` runs the same code against ``import procframe as
 mp`` or ``import multiprocessing as mp`` and prints one JSON line: the
 per-iteration median and mean in seconds per operation (a table of rates
-inverts them).
+inverts them).  ``python -m procframe bench`` runs it.
 
-Children of spawn-style start methods re-import this file by path as
-``__mp_main__``, as they would a user's script, so its top level imports
-nothing but ``sys``.
+It lives outside the procframe package on purpose: it is the one place that
+imports the standard library's ``multiprocessing``, as the reference, and only
+in an interpreter of its own.  It runs as a script, so spawned children
+re-import it by path as ``__mp_main__``, as they would a user's script, and
+its top level imports nothing but ``sys``.
 """
 
 from __future__ import annotations
@@ -293,15 +295,6 @@ def import_implementation(impl: str) -> ModuleType:
     return procframe
 
 
-def present_as_script() -> None:
-    """Make children re-import ``__main__`` by file path, as they would a user's script.
-
-    Re-imported by its module name, this file would pull the procframe package
-    into every child of the standard library too, and bill it for the import.
-    """
-    sys.modules["__main__"].__spec__ = None
-
-
 def summary(
     impl: str, case: str, method: str, iterations: int, samples: list[float]
 ) -> dict[str, object]:
@@ -325,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one case and print its result as one JSON line."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m procframe.bench.harness")
+    parser = argparse.ArgumentParser(prog="python benchmarks/harness.py")
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
     parser.add_argument("--case", choices=sorted(CASES), required=True)
     parser.add_argument("--method", required=True)
@@ -334,8 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
     mp = import_implementation(args.impl)
-    if __name__ == "__main__":
-        present_as_script()
     samples = CASES[args.case](mp, args.method, args.iterations)
     # Imported only now: every module loaded before the measurement makes each fork dearer.
     import json
