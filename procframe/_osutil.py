@@ -131,3 +131,26 @@ def packet_pipe(nonblocking: bool) -> tuple[int, int] | None:
     except OSError:
         pass  # the system's limit is lower: the default size works too
     return read_fd, write_fd
+
+
+def anonymous_memory(name: str, size: int = 0) -> int:
+    """A descriptor of ``size`` zeroed bytes that have no name anywhere (a memfd).
+
+    ``name`` only labels it in ``/proc/PID/fd``.  Where memfd does not exist,
+    an unlinked temporary file stands in.  The memory is freed when the last
+    descriptor and mapping of it are gone, however their holders exit.
+    """
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    else:  # pragma: no cover - platforms without memfd
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix=f"{name}-")
+        os.unlink(path)
+    try:
+        if size:
+            os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -23,7 +23,7 @@ import mmap
 import os
 import threading
 
-from procframe import reduction
+from procframe import _osutil, reduction
 
 ALIGNMENT = 16
 """Every block starts at a multiple of this (``max_align_t`` on 64-bit platforms)."""
@@ -36,23 +36,6 @@ def _round_up(n: int, multiple: int) -> int:
     return (n + multiple - 1) // multiple * multiple
 
 
-def _memory_fd(size: int) -> int:
-    """A descriptor of ``size`` bytes of zeroed memory with no name anywhere."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create(MEMFD_NAME, os.MFD_CLOEXEC)
-    else:  # pragma: no cover - platforms without memfd: an unlinked file
-        import tempfile
-
-        fd, path = tempfile.mkstemp(prefix="procframe-heap-")
-        os.unlink(path)
-    try:
-        os.ftruncate(fd, size)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 class Arena:
     """One shared mapping and the descriptor it came from."""
 
@@ -62,7 +45,7 @@ class Arena:
         self.fd = -1
         self.size = size
         if fd is None:
-            fd = _memory_fd(size)
+            fd = _osutil.anonymous_memory(MEMFD_NAME, size)
         self.fd = fd
         self.map = mmap.mmap(fd, size)  # MAP_SHARED, read and write
 

@@ -268,13 +268,7 @@ def _rebuild_channel(*tokens: int) -> Channel:
 
 
 def _memfd_with(data: bytes) -> int:
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("procframe-item", os.MFD_CLOEXEC)
-    else:  # pragma: no cover - an unlinked temporary file where memfd does not exist
-        import tempfile
-
-        fd, path = tempfile.mkstemp(prefix="procframe-item-")
-        os.unlink(path)
+    fd = _osutil.anonymous_memory("procframe-item")
     try:
         view = memoryview(data)
         while view:

@@ -19,7 +19,7 @@ import weakref
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
 from typing import Any
 
-from procframe import reduction
+from procframe import _osutil, reduction
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 SEM_VALUE_MAX: int = SemLock.SEM_VALUE_MAX
@@ -40,18 +40,6 @@ def _address(region: mmap.mmap) -> tuple[int, Any]:
     return ctypes.addressof(anchor), anchor
 
 
-def _shared_memory_fd(size: int) -> int:
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("procframe-semaphore", os.MFD_CLOEXEC)
-    else:  # pragma: no cover - platforms without memfd: an unlinked file
-        import tempfile
-
-        fd, path = tempfile.mkstemp(prefix="procframe-sem-")
-        os.unlink(path)
-    os.ftruncate(fd, size)
-    return fd
-
-
 class SharedSemaphore:
     """One process-shared semaphore; ``semlock`` is the C object doing the work."""
 
@@ -63,7 +51,9 @@ class SharedSemaphore:
         self.kind = kind
         self.maxvalue = maxvalue
         created = _fd is None
-        self._fd = _shared_memory_fd(mmap.PAGESIZE) if _fd is None else _fd
+        self._fd = (
+            _osutil.anonymous_memory("procframe-semaphore", mmap.PAGESIZE) if _fd is None else _fd
+        )
         self._region = mmap.mmap(self._fd, mmap.PAGESIZE)
         address, self._anchor = _address(self._region)
         if created:
