@@ -116,7 +116,7 @@ def test_harness_interleaves_condition_waits(impl: str, method: str, case: str) 
 def _harness_module() -> Any:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("harness", runner.HARNESS)
+    spec = importlib.util.spec_from_file_location("harness", runner.harness_path())
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

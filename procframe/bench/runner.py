@@ -27,20 +27,29 @@ RunHarness = Callable[[str, str, str, int], dict[str, Any]]
 """``(impl, case, method, iterations) -> the harness's JSON result``."""
 
 
-HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "harness.py"
-"""The harness script, in the source tree beside the package (it imports multiprocessing)."""
+_HARNESS_PLACES = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "harness.py",  # an editable install
+    Path("benchmarks") / "harness.py",  # run from a source checkout
+)
+
+
+def harness_path() -> Path:
+    """The harness script of the source tree (it is not in the package: it imports
+    multiprocessing); ``BenchError`` if neither place has it."""
+    for place in _HARNESS_PLACES:
+        if place.is_file():
+            return place.resolve()
+    raise BenchError(
+        "the benchmark harness benchmarks/harness.py is not here: run the benchmark from a "
+        "source checkout of procframe (its root directory, or after pip install -e .)"
+    )
 
 
 def harness_command(impl: str, case: str, method: str, iterations: int) -> list[str]:
     """The command line of one harness run."""
-    if not HARNESS.is_file():
-        raise BenchError(
-            f"the benchmark harness {HARNESS} is missing: the benchmark runs from a source "
-            "checkout of procframe (pip install -e .), not from an installed wheel"
-        )
     return [
         sys.executable,
-        str(HARNESS),
+        str(harness_path()),
         "--impl",
         impl,
         "--case",
