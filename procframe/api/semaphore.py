@@ -32,12 +32,20 @@ def _libc() -> Any:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _address(region: mmap.mmap) -> tuple[int, Any]:
+def address_of(region: mmap.mmap) -> tuple[int, Any]:
     """The address of ``region`` and the object that keeps it exported (and so mapped)."""
     import ctypes
 
     anchor = ctypes.c_char.from_buffer(region)
     return ctypes.addressof(anchor), anchor
+
+
+def init_semaphore(address: int, value: int) -> None:
+    """``sem_init`` a process-shared semaphore of ``value`` at ``address`` in shared memory."""
+    import ctypes
+
+    if _libc().sem_init(ctypes.c_void_p(address), 1, value) != 0:
+        raise OSError(ctypes.get_errno(), "sem_init failed")
 
 
 class SharedSemaphore:
@@ -55,12 +63,9 @@ class SharedSemaphore:
             _osutil.anonymous_memory("procframe-semaphore", mmap.PAGESIZE) if _fd is None else _fd
         )
         self._region = mmap.mmap(self._fd, mmap.PAGESIZE)
-        address, self._anchor = _address(self._region)
+        address, self._anchor = address_of(self._region)
         if created:
-            import ctypes
-
-            if _libc().sem_init(ctypes.c_void_p(address), 1, value) != 0:
-                raise OSError(ctypes.get_errno(), "sem_init failed")
+            init_semaphore(address, value)
         self.semlock = SemLock._rebuild(address, kind, maxvalue, None)
         _live.add(self)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from procframe.api.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
+from procframe.api.waitroom import CAPACITY, WaitRoom
 
 __all__ = ["BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
 
@@ -110,25 +111,26 @@ class RLock(_SemLock):
 
 
 class Condition:
-    """A condition variable between processes (``threading.Condition``'s API)."""
+    """A condition variable between processes (``threading.Condition``'s API).
+
+    Waiters sleep in a :class:`~procframe.api.waitroom.WaitRoom`: ``notify()``
+    wakes the oldest waiters and returns without waiting for them, and skips
+    waiters whose process has died.
+    """
 
     def __init__(self, lock: Lock | RLock | None = None) -> None:
-        self._lock = lock if lock is not None else RLock()
-        self._sleeping_count = Semaphore(0)
-        self._woken_count = Semaphore(0)
-        self._wait_semaphore = Semaphore(0)
-        self._bind()
-
-    def _bind(self) -> None:
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        if lock is not None and not isinstance(lock, (Lock, RLock)):
+            raise TypeError(f"a Condition needs a procframe Lock or RLock, not {lock!r}")
+        self.__setstate__((lock if lock is not None else RLock(), WaitRoom()))
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
+        return (self._lock, self._room)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore = state
-        self._bind()
+        self._lock, self._room = state
+        self._semlock = self._lock._semaphore.semlock
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
 
     def __enter__(self) -> bool:
         return self._lock.__enter__()
@@ -137,45 +139,38 @@ class Condition:
         self._lock.__exit__(*exc)
 
     def _check_owned(self) -> None:
-        if not self._lock._semaphore.semlock._is_mine():
+        if not self._semlock._is_mine():
             raise RuntimeError("cannot use a Condition whose lock this thread does not hold")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         self._check_owned()
-        self._sleeping_count.release()
-        depth = int(self._lock._semaphore.semlock._count())
+        semlock = self._semlock
+        slot, semaphore = self._room.enter()
+        depth = semlock._count()
         for _ in range(depth):
-            self._lock.release()
+            semlock.release()
         try:
-            return bool(self._wait_semaphore.acquire(True, timeout))
-        finally:
-            self._woken_count.release()
+            woken = semaphore.acquire(True, timeout)
+        except BaseException:
             for _ in range(depth):
-                self._lock.acquire()
+                semlock.acquire()
+            self._room.leave(slot, semaphore, False)
+            raise
+        for _ in range(depth):
+            semlock.acquire()
+        return self._room.leave(slot, semaphore, woken)
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
         self._check_owned()
         if n < 0:
-            raise ValueError("n must be >= 0")
-        # Waiters that timed out since the last notify left a woken token each:
-        # they are no longer sleeping.
-        while self._woken_count.acquire(False):
-            self._sleeping_count.acquire(False)
-        woken = 0
-        while woken < n and self._sleeping_count.acquire(False):
-            self._wait_semaphore.release()
-            woken += 1
-        if woken:
-            for _ in range(woken):
-                self._woken_count.acquire()  # until each woken waiter has left wait()
-            while self._wait_semaphore.acquire(False):  # tokens left by waiters that timed out
-                pass
+            raise ValueError(f"n must be >= 0, got {n}")
+        self._room.wake(n)
 
     def notify_all(self) -> None:
         """Wake every waiter."""
-        self.notify(SEM_VALUE_MAX)
+        self.notify(CAPACITY)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
@@ -192,8 +187,7 @@ class Condition:
         return result
 
     def __repr__(self) -> str:
-        waiters = self._sleeping_count.get_value() - self._woken_count.get_value()
-        return f"<Condition({self._lock!r}, waiters={waiters})>"
+        return f"<Condition({self._lock!r}, waiters={self._room.waiting})>"
 
 
 class Event:
