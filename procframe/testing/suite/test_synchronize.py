@@ -424,6 +424,53 @@ def test_condition_notify_wakes_that_many_threads(ctx: procframe.Context, how: s
     assert results == [True] * 3
 
 
+def test_a_waiter_that_timed_out_does_not_take_a_later_notify(ctx: procframe.Context) -> None:
+    cond = ctx.Condition()
+    with cond:
+        assert cond.wait(0.05) is False
+    threads, results = _waiting_threads(cond, 1)
+    try:
+        with cond:
+            cond.notify()
+        assert _eventually(lambda: results == [True])
+    finally:
+        with cond:
+            cond.notify_all()
+        threads[0].join(PATIENCE)
+
+
+def test_condition_notify_wakes_the_longest_waiting_first(ctx: procframe.Context) -> None:
+    cond = ctx.Condition()
+    waiters = [_waiting_threads(cond, 1) for _ in range(3)]  # one after the other
+    try:
+        for woken in (1, 2, 3):
+            with cond:
+                cond.notify()
+            assert _eventually(lambda woken=woken: sum(map(len, (r for _, r in waiters))) == woken)
+            assert [results for _, results in waiters] == [[True]] * woken + [[]] * (3 - woken)
+    finally:
+        with cond:
+            cond.notify_all()
+        for threads, _ in waiters:
+            threads[0].join(PATIENCE)
+
+
+def test_a_full_condition_refuses_one_more_waiter_by_name(ctx: procframe.Context) -> None:
+    from procframe.api.waitroom import CAPACITY
+
+    cond = ctx.Condition()
+    threads, results = _waiting_threads(cond, CAPACITY)
+    try:
+        with cond, pytest.raises(RuntimeError, match=f"more than {CAPACITY} threads are waiting"):
+            cond.wait(PATIENCE)
+    finally:
+        with cond:
+            cond.notify_all()
+        for thread in threads:
+            thread.join(PATIENCE)
+    assert results == [True] * CAPACITY
+
+
 def test_condition_wait_for_a_predicate_set_by_another_thread(ctx: procframe.Context) -> None:
     cond = ctx.Condition()
     state = {"value": 0}
@@ -809,6 +856,79 @@ def test_a_condition_held_by_the_parent_is_not_the_childs(
         "notify": "RuntimeError",
         "notify_all": "RuntimeError",
     }
+
+
+def _killed_while_waiting(
+    ctx: procframe.Context, wait: Callable[..., None], obj: Any, path: Path
+) -> None:
+    """A child waits on ``obj`` (via ``wait``), is killed in the wait and reaped."""
+    ready = str(path / "killed-ready")
+    p = _start(ctx, wait, obj, ready, str(path / "killed-result"), PATIENCE)
+    try:
+        read_report(ready, timeout=PATIENCE)
+        time.sleep(SHORT)  # from reporting ready into the wait itself
+        p.kill()
+        p.join(PATIENCE)
+    finally:
+        reap(p)
+    assert p.exitcode == -9
+
+
+@PASSES_DESCRIPTORS
+def test_notify_skips_a_waiter_whose_process_was_killed(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    cond = ctx.Condition()
+    _killed_while_waiting(ctx, sync.wait_on, cond, tmp_path)
+    procs, results = _waiting_children(ctx, cond, tmp_path, 1)
+    try:
+
+        def notify() -> None:
+            with cond:
+                cond.notify()
+
+        _in_thread(notify)  # returns: nothing waits for the dead waiter
+        _join(*procs)
+    finally:
+        reap(*procs)
+    assert read_report(results[0])["woken"] is True
+
+
+@PASSES_DESCRIPTORS
+def test_event_set_after_a_waiter_was_killed_wakes_the_others(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    event = ctx.Event()
+    _killed_while_waiting(ctx, sync.wait_event, event, tmp_path)
+    ready, result = str(tmp_path / "ready"), str(tmp_path / "result")
+    p = _start(ctx, sync.wait_event, event, ready, result, PATIENCE)
+    try:
+        read_report(ready, timeout=PATIENCE)
+        _in_thread(event.set)
+        _join(p)
+    finally:
+        reap(p)
+    assert read_report(result)["got"] is True
+
+
+@PASSES_DESCRIPTORS
+def test_a_full_condition_reuses_the_slot_of_a_killed_waiter(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    from procframe.api.waitroom import CAPACITY
+
+    cond = ctx.Condition()
+    _killed_while_waiting(ctx, sync.wait_on, cond, tmp_path)
+    threads, results = _waiting_threads(cond, CAPACITY - 1)
+    try:
+        with cond:
+            assert cond.wait(0.01) is False  # takes the dead waiter's slot
+    finally:
+        with cond:
+            cond.notify_all()
+        for thread in threads:
+            thread.join(PATIENCE)
+    assert results == [True] * (CAPACITY - 1)
 
 
 # -- Event across processes ------------------------------------------------------------------
