@@ -139,7 +139,8 @@ def pipe_case(mp: ModuleType, method: str, count: int) -> list[float]:
 
 
 CHUNKS = 10
-"""Samples per run of the Lock and Condition cases: the run's operations in equal chunks."""
+"""Samples per run of the Lock, Condition and sequence cases: the run's operations in equal
+chunks."""
 
 
 def chunk_sizes(iterations: int) -> list[int]:
@@ -148,13 +149,14 @@ def chunk_sizes(iterations: int) -> list[int]:
     return [iterations // chunks + (i < iterations % chunks) for i in range(chunks)]
 
 
-LOCK_WARM_UP = 0.2
-"""Seconds of acquire/release before a lock's samples, for both implementations.
+WARM_UP = 0.2
+"""Seconds of the measured operation before the samples of a lock or sequence case, for both
+implementations.
 
-Making its first lock under spawn or forkserver, the standard library
-starts its resource tracker, a new interpreter that takes a core for a
-while; measured at once, its lock would be billed for that start, which is
-a cost of creating, not of acquiring.
+Making its first lock under spawn or forkserver (an ``Array`` makes one),
+the standard library starts its resource tracker, a new interpreter that
+takes a core for a while; measured at once, the lock would be billed for
+that start, which is a cost of creating, not of acquiring or reading.
 """
 
 
@@ -162,11 +164,11 @@ def acquire_release(lock: Any, iterations: int) -> list[float]:
     """Seconds per ``lock.acquire()``, ``lock.release()`` pair, one sample per chunk.
 
     The calls look the methods up every time, as the seed's benchmark and a
-    user's code do.  :data:`LOCK_WARM_UP` seconds of pairs come first.
+    user's code do.  :data:`WARM_UP` seconds of pairs come first.
     """
     from time import perf_counter
 
-    warm_until = perf_counter() + LOCK_WARM_UP
+    warm_until = perf_counter() + WARM_UP
     while perf_counter() < warm_until:
         for _ in range(1000):
             lock.acquire()
@@ -203,6 +205,47 @@ def lock_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
 def rlock_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
     """``RLock()`` of the ``method`` context, in one process."""
     return acquire_release(mp.get_context(method).RLock(), iterations)
+
+
+def read_items(seq: Any, iterations: int) -> list[float]:
+    """Seconds per ``seq[5]``, one sample per chunk: the seed's sequence benchmark.
+
+    The loop is the seed's, ``for i in range(n): a = seq[5]``, so each sample
+    includes the loop's own cost, the same for both implementations.
+    :data:`WARM_UP` seconds of reads come first.
+    """
+    from time import perf_counter
+
+    warm_until = perf_counter() + WARM_UP
+    while perf_counter() < warm_until:
+        for _ in range(1000):
+            _item = seq[5]
+    samples = []
+    for size in chunk_sizes(iterations):
+        began = perf_counter()
+        for _ in range(size):
+            _item = seq[5]
+        samples.append((perf_counter() - began) / size)
+    return samples
+
+
+SEQUENCE_LENGTH = 10
+"""Integers in each sequence read, as in the seed's benchmark."""
+
+
+def list_read(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """A ``list``: the reference (the same code runs for both implementations)."""
+    return read_items([0] * SEQUENCE_LENGTH, iterations)
+
+
+def raw_array_read(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``RawArray('i', 10)`` of the ``method`` context: shared memory, no lock."""
+    return read_items(mp.get_context(method).RawArray("i", SEQUENCE_LENGTH), iterations)
+
+
+def array_read(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``Array('i', 10)`` of the ``method`` context: each read takes its lock (a new RLock)."""
+    return read_items(mp.get_context(method).Array("i", SEQUENCE_LENGTH), iterations)
 
 
 def condition_partner(cond: Any, iterations: int) -> None:
@@ -281,6 +324,9 @@ CASES: dict[str, Case] = {
     "rlock": rlock_case,
     "thread_condition": thread_condition,
     "condition": condition_case,
+    "list_read": list_read,
+    "raw_array_read": raw_array_read,
+    "array_read": array_read,
 }
 
 

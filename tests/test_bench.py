@@ -35,6 +35,7 @@ from procframe.bench.tables import (
     CONDITION_WAITS,
     LOCK_PAIRS,
     OBJECTS_PASSED,
+    SEQUENCE_READS,
     START_JOIN,
     TABLES,
     Row,
@@ -110,6 +111,25 @@ def test_harness_interleaves_condition_waits(impl: str, method: str, case: str) 
     assert (result["impl"], result["case"], result["method"]) == (impl, case, method)
     assert result["samples"] == 10
     assert 0 < result["min"] <= result["median"]
+    assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+@pytest.mark.parametrize("case", ["list_read", "raw_array_read", "array_read"])
+@pytest.mark.parametrize(
+    ("impl", "method"),
+    [
+        ("procframe", "fork"),
+        ("procframe", "spawn"),
+        ("procframe", "forkserver"),
+        ("stdlib", "spawn"),
+    ],
+)
+def test_harness_times_sequence_reads(impl: str, method: str, case: str) -> None:
+    result = run_harness(impl, case, method, 1000, timeout=60, env=clean_env())
+    assert (result["impl"], result["case"], result["method"]) == (impl, case, method)
+    assert (result["iterations"], result["samples"]) == (1000, 10)
+    assert 0 < result["min"] <= result["median"] <= result["mean"] * 10
+    assert result["median"] < 1e-3  # seconds per read: far less than a millisecond
     assert result["multiprocessing_loaded"] is (impl == "stdlib")
 
 
@@ -229,6 +249,41 @@ def test_a_target_may_not_let_procframe_be_slower(unit: Unit, target: float) -> 
     row = Row("fork", "queue", iterations=1, quick_iterations=1, target=target)
     with pytest.raises(ValueError, match="slower than the standard library"):
         Table("t", "T", unit, (row,))
+
+
+@pytest.mark.parametrize(
+    ("unit", "loosest", "allowed", "refused"),
+    [
+        (Unit.PER_SECOND, 0.9, (0.9, 0.95, 1.0, 2.0), (0.89, 0.5)),
+        (Unit.SECONDS, 1.2, (1.2, 0.8), (1.3,)),
+    ],
+)
+def test_a_table_may_allow_a_looser_target_up_to_its_loosest(
+    unit: Unit, loosest: float, allowed: tuple[float, ...], refused: tuple[float, ...]
+) -> None:
+    def table(target: float) -> Table:
+        row = Row("fork", "lock", iterations=1, quick_iterations=1, target=target)
+        return Table("t", "T", unit, (row,), loosest_target=loosest)
+
+    for target in allowed:
+        assert table(target).rows[0].target == target
+    for target in refused:
+        with pytest.raises(
+            ValueError, match=re.escape(f"beyond the table's loosest target, {loosest:.2f}")
+        ):
+            table(target)
+
+
+@pytest.mark.parametrize(("unit", "loosest"), [(Unit.PER_SECOND, 1.1), (Unit.SECONDS, 0.9)])
+def test_a_loosest_target_may_not_be_stricter_than_one(unit: Unit, loosest: float) -> None:
+    with pytest.raises(ValueError, match=r"stricter than 1\.0"):
+        Table("t", "T", unit, (), loosest_target=loosest)
+
+
+def test_only_the_lock_table_allows_procframe_to_be_slower() -> None:
+    loosest = {key: table.loosest_target for key, table in TABLES.items()}
+    assert loosest == {key: 0.9 if key == "locks" else 1.0 for key in TABLES}
+    assert LOCK_PAIRS.loosest_target == 0.9
 
 
 def test_format_table_aligns_ratios_and_marks_misses() -> None:
@@ -360,18 +415,27 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
         assert {row.backend for row in table.rows} == {"fork", "spawn", "forkserver"}
         assert all(0 < row.quick_iterations <= row.iterations for row in table.rows)
         assert len({(row.backend, row.label) for row in table.rows}) == len(table.rows)
-        # "no ratio below 1.0 anywhere": every target is at least as strict as 1.0
+        # "no ratio below 1.0 anywhere", but for a table's explicit loosest target
         for row in table.rows:
             if row.target is not None:
-                assert table.unit.meets(row.target, 1.0)
+                assert table.unit.meets(row.target, table.loosest_target)
     targets = {row.label: row.target for row in OBJECTS_PASSED.rows}
     assert targets == {"queue.Queue": None, "Queue": 2.0, "SimpleQueue": 1.5, "Pipe": 1.5}
     targets = {row.label: row.target for row in LOCK_PAIRS.rows}
-    # issue 4 asks for >= 0.9; the rule above makes it 1.0
-    assert targets == {"threading.Lock": None, "Lock": 1.0, "threading.RLock": None, "RLock": 1.0}
+    # issue 4 asks for >= 0.9
+    assert targets == {"threading.Lock": None, "Lock": 0.9, "threading.RLock": None, "RLock": 0.9}
     targets = {row.label: row.target for row in CONDITION_WAITS.rows}
     assert targets == {"threading.Condition": None, "Condition": 1.5}
-    assert LOCK_PAIRS.unit is CONDITION_WAITS.unit is Unit.PER_SECOND
+    targets = {row.label: row.target for row in SEQUENCE_READS.rows}
+    assert targets == {"list": None, "RawArray": 1.0, "Array": 1.0}
+    assert {row.case for row in SEQUENCE_READS.rows} == {
+        "list_read",
+        "raw_array_read",
+        "array_read",
+    }
+    units = {LOCK_PAIRS.unit, CONDITION_WAITS.unit, SEQUENCE_READS.unit}
+    assert units == {Unit.PER_SECOND}
+    assert list(TABLES)[-2:] == ["conditions", "sequences"]
 
 
 # -- the command, end to end --------------------------------------------------------
@@ -415,6 +479,7 @@ def test_bench_prints_the_lock_and_condition_tables() -> None:
         "--table",
         "locks",
         "conditions",
+        "sequences",
     )
     assert done.returncode == 0, done.stderr
     assert (
@@ -424,10 +489,22 @@ def test_bench_prints_the_lock_and_condition_tables() -> None:
         "Condition waits/notifies per second (interleaved by two processes; the reference by "
         "two threads; median of 1 run; higher is better)"
     ) in done.stdout
+    assert (
+        "Integers read per second (seq[5] of 10 ints, in one process; median of 1 run; "
+        "higher is better)"
+    ) in done.stdout
+    assert done.stdout.index("Condition waits") < done.stdout.index("Integers read")
     rate = r"[\d,.]+\s+[\d,.]+\s+\d+\.\d\d"
-    for label in ("threading.Lock", "threading.RLock", "threading.Condition"):
+    for label in ("threading.Lock", "threading.RLock", "threading.Condition", "list"):
         assert re.search(rf"^spawn\s+{label}\s+{rate}\s+-$", done.stdout, re.M), label
-    for label, target in (("Lock", "1.00"), ("RLock", "1.00"), ("Condition", "1.50")):
+    targets = (
+        ("Lock", "0.90"),
+        ("RLock", "0.90"),
+        ("Condition", "1.50"),
+        ("RawArray", "1.00"),
+        ("Array", "1.00"),
+    )
+    for label, target in targets:
         assert re.search(
             rf"^spawn\s+{label}\s+{rate}\s+>= {target}\s+(ok|MISS)$", done.stdout, re.M
         ), label
@@ -457,6 +534,7 @@ def test_bench_json() -> None:
         "RLock",
     ]
     assert [row["label"] for row in tables[3]["rows"]] == ["threading.Condition", "Condition"]
+    assert [row["label"] for row in tables[4]["rows"]] == ["list", "RawArray", "Array"]
 
 
 @pytest.mark.parametrize(
