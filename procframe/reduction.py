@@ -34,6 +34,11 @@ class collecting_fds:
         _launch.fds = None
 
 
+def collecting() -> bool:
+    """True while a child's launch is collecting descriptors: :func:`export_fd` would accept."""
+    return getattr(_launch, "fds", None) is not None
+
+
 def export_fd(fd: int, what: str) -> int:
     """Register ``fd`` (held by ``what``) for the child being launched; return its token."""
     fds: list[int] | None = getattr(_launch, "fds", None)
