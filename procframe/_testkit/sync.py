@@ -216,3 +216,11 @@ def use_every_kind(
     }
     event.set()
     report(path, {**done, "event": bool(event.is_set())})
+
+
+def die_inside_event(event: Any, ready_path: str) -> None:
+    """Take the Event's own lock, as ``set()`` does, report our pid, and sleep until killed."""
+    event._cond.__enter__()
+    report(ready_path, os.getpid())
+    while True:
+        time.sleep(60)

@@ -127,13 +127,14 @@ class Condition:
         return (self._lock, self._room)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._lock, self._room = state
+        self._lock: Lock | RLock = state[0]
+        self._room: WaitRoom = state[1]
         self._semlock = self._lock._semaphore.semlock
         self.acquire = self._lock.acquire
         self.release = self._lock.release
 
     def __enter__(self) -> bool:
-        return self._lock.__enter__()
+        return bool(self._lock.__enter__())
 
     def __exit__(self, *exc: object) -> None:
         self._lock.__exit__(*exc)
@@ -145,21 +146,26 @@ class Condition:
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         self._check_owned()
-        semlock = self._semlock
-        slot, semaphore = self._room.enter()
+        semlock, room = self._semlock, self._room
+        slot, semaphore = room.enter()
         depth = semlock._count()
+        if room.holder:
+            room.holder = 0
         for _ in range(depth):
             semlock.release()
         try:
             woken = semaphore.acquire(True, timeout)
         except BaseException:
             for _ in range(depth):
-                semlock.acquire()
-            self._room.leave(slot, semaphore, False)
+                self._reacquire()
+            room.leave(slot, semaphore, False)
             raise
         for _ in range(depth):
-            semlock.acquire()
-        return self._room.leave(slot, semaphore, woken)
+            self._reacquire()
+        return room.leave(slot, semaphore, bool(woken))
+
+    def _reacquire(self) -> None:
+        self._semlock.acquire()
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
@@ -190,11 +196,56 @@ class Condition:
         return f"<Condition({self._lock!r}, waiters={self._room.waiting})>"
 
 
+RECOVERY_POLL = 1.0
+"""Seconds between checks, while a robust acquire waits, that the lock's holder still lives."""
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _RobustCondition(Condition):
+    """A Condition on a Lock for procframe's own short critical sections (Event, Barrier).
+
+    Its ``with`` block and ``wait`` record the holder's pid, and a process
+    waiting for the lock takes it back from a holder that died, so a process
+    killed inside ``Event.set()`` cannot stop every other user of the Event.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Lock())
+
+    def acquire_robustly(self, timeout: float | None = None) -> bool:
+        """Acquire the lock, taking it back from a dead holder; False after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        semlock, room = self._semlock, self._room
+        while True:
+            wait = RECOVERY_POLL
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
+            if semlock.acquire(True, wait):
+                room.holder = os.getpid()
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            room.take_back(semlock)
+
+    def _reacquire(self) -> None:
+        self.acquire_robustly()
+
+    def __enter__(self) -> bool:
+        return self.acquire_robustly()
+
+    def __exit__(self, *exc: object) -> None:
+        self._room.holder = 0
+        self._semlock.release()
+
+
 class Event:
     """A flag processes can wait for (``threading.Event``'s API)."""
 
     def __init__(self) -> None:
-        self._cond = Condition(Lock())
+        self._cond = _RobustCondition()
         self._flag = Semaphore(0)
 
     def is_set(self) -> bool:
@@ -219,15 +270,20 @@ class Event:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes; return the flag."""
-        with self._cond:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._cond.acquire_robustly(timeout):
+            return False
+        try:
             if self._flag.acquire(False):
                 self._flag.release()
                 return True
-            self._cond.wait(timeout)
+            self._cond.wait(_remaining(deadline))
             if self._flag.acquire(False):
                 self._flag.release()
                 return True
             return False
+        finally:
+            self._cond.__exit__()
 
     def __repr__(self) -> str:
         return f"<Event({'set' if self.is_set() else 'unset'})>"
@@ -247,12 +303,46 @@ class Barrier(threading.Barrier):
             raise ValueError(f"parties must be >= 1, got {parties}")
         from procframe.sharedctypes import RawArray
 
-        self.__setstate__((parties, action, timeout, Condition(Lock()), RawArray("i", 2)))
+        self.__setstate__((parties, action, timeout, _RobustCondition(), RawArray("i", 2)))
         self._state = 0
         self._count = 0
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self._parties, self._action, self._timeout, self._cond, self._shared)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for every party; return this party's index (``threading.Barrier.wait``).
+
+        Unlike a thread, a party can die inside the barrier: one killed while the
+        barrier let its parties through leaves it draining for good.  A wait with
+        a timeout (or a barrier made with one) then breaks the barrier when the
+        time is up instead of waiting for ever.
+        """
+        this: Any = self  # threading.Barrier's private steps, which typeshed does not declare
+        if timeout is None:
+            timeout = self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._cond.acquire_robustly(timeout):
+            raise threading.BrokenBarrierError
+        try:
+            if not self._cond.wait_for(lambda: self._state not in (-1, 1), _remaining(deadline)):
+                this._break()
+                raise threading.BrokenBarrierError
+            if self._state < 0:
+                raise threading.BrokenBarrierError
+            index = self._count
+            self._count += 1
+            try:
+                if index + 1 == self._parties:
+                    this._release()
+                else:
+                    this._wait(_remaining(deadline))
+                return index
+            finally:
+                self._count -= 1
+                this._exit()
+        finally:
+            self._cond.__exit__()
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._parties, self._action, self._timeout, self._cond, self._shared = state

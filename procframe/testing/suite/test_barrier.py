@@ -61,6 +61,18 @@ def test_a_timeout_breaks_the_barrier(ctx: procframe.Context) -> None:
     assert not barrier.broken
 
 
+@pytest.mark.timeout(30)
+def test_a_party_that_died_while_the_barrier_drained_breaks_it_not_hangs(
+    ctx: procframe.Context,
+) -> None:
+    barrier = ctx.Barrier(2)
+    with barrier._cond:  # what a party killed on its way out of the barrier leaves behind
+        barrier._state, barrier._count = 1, 1
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(0.2)
+    assert barrier.broken
+
+
 @PASSES_DESCRIPTORS
 def test_abort_releases_a_waiting_process(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -912,6 +912,25 @@ def test_event_set_after_a_waiter_was_killed_wakes_the_others(
 
 
 @PASSES_DESCRIPTORS
+def test_an_event_outlives_a_process_killed_inside_it(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    event = ctx.Event()
+    ready = str(tmp_path / "ready")
+    p = _start(ctx, sync.die_inside_event, event, ready)
+    try:
+        read_report(ready, timeout=PATIENCE)
+        p.kill()
+        p.join(PATIENCE)
+    finally:
+        reap(p)
+    assert _in_thread(lambda: event.wait(0.05)) is False  # a timeout bounds the wait for its lock
+    _in_thread(event.set)  # takes the lock back from the dead process
+    assert event.is_set() is True
+    assert event.wait(0) is True
+
+
+@PASSES_DESCRIPTORS
 def test_a_full_condition_reuses_the_slot_of_a_killed_waiter(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
