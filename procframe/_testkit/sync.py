@@ -218,9 +218,10 @@ def use_every_kind(
     report(path, {**done, "event": bool(event.is_set())})
 
 
-def die_inside_event(event: Any, ready_path: str) -> None:
-    """Take the Event's own lock, as ``set()`` does, report our pid, and sleep until killed."""
-    event._cond.__enter__()
+def die_inside(obj: Any, ready_path: str) -> None:
+    """Take ``obj``'s own lock (an Event's, a JoinableQueue's), as its methods do; report our
+    pid, and sleep until killed."""
+    obj._cond.__enter__()
     report(ready_path, os.getpid())
     while True:
         time.sleep(60)

@@ -22,7 +22,7 @@ from typing import Any
 
 from procframe.api import process
 from procframe.api.channel import Channel
-from procframe.api.synchronize import BoundedSemaphore, Condition, Semaphore
+from procframe.api.synchronize import BoundedSemaphore, RobustCondition, Semaphore
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -282,7 +282,7 @@ class JoinableQueue(Queue):
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
         self._unfinished = Semaphore(0)
-        self._cond = Condition()
+        self._cond = RobustCondition()
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

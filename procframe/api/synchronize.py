@@ -204,8 +204,10 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-class _RobustCondition(Condition):
-    """A Condition on a Lock for procframe's own short critical sections (Event, Barrier).
+class RobustCondition(Condition):
+    """A Condition on a Lock for procframe's own short critical sections.
+
+    Event, Barrier and JoinableQueue use it.
 
     Its ``with`` block and ``wait`` record the holder's pid, and a process
     waiting for the lock takes it back from a holder that died, so a process
@@ -245,7 +247,7 @@ class Event:
     """A flag processes can wait for (``threading.Event``'s API)."""
 
     def __init__(self) -> None:
-        self._cond = _RobustCondition()
+        self._cond = RobustCondition()
         self._flag = Semaphore(0)
 
     def is_set(self) -> bool:
@@ -303,7 +305,7 @@ class Barrier(threading.Barrier):
             raise ValueError(f"parties must be >= 1, got {parties}")
         from procframe.sharedctypes import RawArray
 
-        self.__setstate__((parties, action, timeout, _RobustCondition(), RawArray("i", 2)))
+        self.__setstate__((parties, action, timeout, RobustCondition(), RawArray("i", 2)))
         self._state = 0
         self._count = 0
 

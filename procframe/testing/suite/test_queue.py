@@ -483,3 +483,25 @@ def test_a_consumer_killed_in_get_does_not_block_the_next(
             exchange.reap(first, second)
     assert read_report(second_out) == {"error": None, "got": [0, 1, 2]}
     assert not first_out.exists()
+
+
+@PASSES_DESCRIPTORS
+def test_a_joinable_queue_outlives_a_process_killed_inside_it(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    from procframe._testkit import sync
+
+    with _closing(ctx.JoinableQueue()) as q:
+        ready = str(tmp_path / "ready")
+        p = ctx.Process(target=sync.die_inside, args=(q, ready))
+        p.start()
+        try:
+            read_report(ready, timeout=60)  # it holds the lock put/task_done/join take
+            p.kill()
+            p.join(60)
+        finally:
+            exchange.reap(p)
+        q.put("x")  # takes the lock back from the dead process
+        assert q.get(timeout=60) == "x"
+        q.task_done()
+        assert _join_within(q, 60)

@@ -917,7 +917,7 @@ def test_an_event_outlives_a_process_killed_inside_it(
 ) -> None:
     event = ctx.Event()
     ready = str(tmp_path / "ready")
-    p = _start(ctx, sync.die_inside_event, event, ready)
+    p = _start(ctx, sync.die_inside, event, ready)
     try:
         read_report(ready, timeout=PATIENCE)
         p.kill()
