@@ -133,15 +133,20 @@ def packet_pipe(nonblocking: bool) -> tuple[int, int] | None:
     return read_fd, write_fd
 
 
-def anonymous_memory(name: str, size: int = 0) -> int:
+def anonymous_memory(name: str, size: int = 0, sealed: bool = False) -> int:
     """A descriptor of ``size`` zeroed bytes that have no name anywhere (a memfd).
 
     ``name`` only labels it in ``/proc/PID/fd``.  Where memfd does not exist,
     an unlinked temporary file stands in.  The memory is freed when the last
     descriptor and mapping of it are gone, however their holders exit.
+    ``sealed`` (memfd only) seals its size once set: nobody can shrink or grow it.
     """
     if hasattr(os, "memfd_create"):
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if sealed else 0))
+    elif sealed:  # pragma: no cover - platforms without memfd
+        import errno
+
+        raise OSError(errno.ENOSYS, "sealed memory needs memfd")
     else:  # pragma: no cover - platforms without memfd
         import tempfile
 
@@ -150,7 +155,17 @@ def anonymous_memory(name: str, size: int = 0) -> int:
     try:
         if size:
             os.ftruncate(fd, size)
+        if sealed:
+            import fcntl
+
+            seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def round_up(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple`` (an alignment, a page)."""
+    return (n + multiple - 1) // multiple * multiple

@@ -32,10 +32,6 @@ ARENA_SIZE = 1 << 20
 MEMFD_NAME = "procframe-heap"
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return (n + multiple - 1) // multiple * multiple
-
-
 class Arena:
     """One shared mapping and the descriptor it came from."""
 
@@ -134,7 +130,7 @@ class Heap:
         alignment = max(ALIGNMENT, alignment)
         if alignment & (alignment - 1) or alignment > mmap.PAGESIZE:
             raise ValueError(f"unsupported alignment {alignment}")
-        size = _round_up(max(size, 1), ALIGNMENT)
+        size = _osutil.round_up(max(size, 1), ALIGNMENT)
         with self._lock:
             self._put_back_pending()
             if size <= ARENA_SIZE // 2:
@@ -143,7 +139,9 @@ class Heap:
                         block = self._take(arena, size, alignment)
                         if block is not None:
                             return block
-            arena = Arena(ARENA_SIZE if size <= ARENA_SIZE // 2 else _round_up(size, mmap.PAGESIZE))
+            arena = Arena(
+                ARENA_SIZE if size <= ARENA_SIZE // 2 else _osutil.round_up(size, mmap.PAGESIZE)
+            )
             self._arenas.append(arena)
             self._free[arena] = [(0, arena.size)]
             self._used[arena] = 0
@@ -155,7 +153,7 @@ class Heap:
     def _take(self, arena: Arena, size: int, alignment: int) -> Block | None:
         spans = self._free[arena]
         for i, (start, length) in enumerate(spans):
-            offset = _round_up(start, alignment)
+            offset = _osutil.round_up(start, alignment)
             end = offset + size
             if end > start + length:
                 continue

@@ -61,11 +61,10 @@ import mmap
 import operator
 import os
 import struct
-import sys
-import threading
 import types
 
-from procframe import reduction
+from procframe import _shm_names, _shm_segment, reduction
+from procframe._shm_names import owners as _owners
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,365 +73,16 @@ if TYPE_CHECKING:
 
 __all__ = ["ShareableList", "SharedMemory"]
 
-PAGESIZE = mmap.PAGESIZE
-
-_USE_MEMFD = (
-    sys.platform.startswith("linux")
-    and hasattr(os, "memfd_create")
-    and hasattr(os, "MFD_ALLOW_SEALING")
-    and os.path.isdir("/proc/self/fd")
-)
+_USE_MEMFD = _shm_segment.USABLE
 """True: segments are memfds reached through /proc.  False: named POSIX shared memory."""
-
-_MAX_NAME = 255
-"""Longest name, in UTF-8 bytes (the ``NAME_MAX`` of ``shm_open``)."""
-_MEMFD_LABEL = "procframe-shm:"
-_GENERATED = "pf"
-_LOCATOR = "procframe-shm/"
-_RACE_PATIENCE = 5.0
-"""Seconds a creator waits for a rival creating the same name at the same moment to settle."""
-
-# The metadata page that follows the caller's bytes (rounded up to a page):
-# magic, the caller's size, committed and unlinked flags, token, name length, name.
-_MAGIC = b"PFSHM\x00\x01\x00"
-_META = struct.Struct("=8sQBB6x16sH")
-_COMMITTED_AT = 16
-_UNLINKED_AT = 17
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return (n + multiple - 1) // multiple * multiple
 
 
 def _not_found(name: str) -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
 
 
-def _exists(name: str) -> FileExistsError:
-    return FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
-
-
-def _check_name(name: object) -> str:
-    """The key of ``name``: without its leading slashes (``/a`` and ``a`` are one name)."""
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-    key = name.lstrip("/")
-    if "\0" in key:
-        raise ValueError("embedded null character in name")
-    if not key or "/" in key:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), name)
-    if len(key.encode("utf-8")) > _MAX_NAME:
-        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
-    return key
-
-
-# -- memfd segments (Linux) ----------------------------------------------------------
-
-
-class _Meta:
-    """What a segment's metadata page says."""
-
-    __slots__ = ("committed", "data_len", "name", "size", "token", "unlinked")
-
-    def __init__(
-        self, size: int, data_len: int, committed: bool, unlinked: bool, token: str, name: str
-    ) -> None:
-        self.size = size
-        self.data_len = data_len
-        self.committed = committed
-        self.unlinked = unlinked
-        self.token = token
-        self.name = name
-
-
-def _read_meta(fd: int) -> _Meta | None:
-    """The metadata of the segment open at ``fd``; None if it is not one of ours."""
-    total = os.fstat(fd).st_size
-    if total < PAGESIZE or total % PAGESIZE:
-        return None
-    data_len = total - PAGESIZE
-    raw = os.pread(fd, _META.size + _MAX_NAME, data_len)
-    if len(raw) < _META.size:
-        return None
-    magic, size, committed, unlinked, token, length = _META.unpack_from(raw)
-    if magic != _MAGIC or size > data_len or length > _MAX_NAME:
-        return None
-    name = raw[_META.size : _META.size + length].decode("utf-8", "replace")
-    return _Meta(
-        size, data_len, bool(committed), bool(unlinked), token.decode("ascii", "replace"), name
-    )
-
-
-def _new_memfd(token: str, size: int, key: str, committed: bool) -> int:
-    """A sealed memfd of ``size`` bytes plus its metadata page."""
-    import fcntl
-
-    data_len = _round_up(size, PAGESIZE)
-    fd = os.memfd_create(_MEMFD_LABEL + token, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        os.ftruncate(fd, data_len + PAGESIZE)
-        seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
-        encoded = key.encode("utf-8")
-        meta = _META.pack(_MAGIC, size, committed, False, token.encode("ascii"), len(encoded))
-        os.pwrite(fd, meta + encoded, data_len)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _set_flag(fd: int, data_len: int, at: int) -> bool:
-    """Set a metadata flag through ``fd``; return whether it was already set."""
-    was = os.pread(fd, 1, data_len + at) != b"\x00"
-    if not was:
-        os.pwrite(fd, b"\x01", data_len + at)
-    return was
-
-
-def _parse_generated(key: str) -> tuple[int, int, str] | None:
-    """(pid, descriptor, token) of a generated name, None for any other name."""
-    parts = key.split("_")
-    if len(parts) != 4 or parts[0] != _GENERATED:
-        return None
-    pid, fd, token = parts[1:]
-    if not (pid.isascii() and pid.isdigit() and fd.isascii() and fd.isdigit()):
-        return None
-    if len(token) != 16 or token.strip("0123456789abcdef"):
-        return None
-    return int(pid), int(fd), token
-
-
-def _open_verified(pid: int, fd: int, token: str, strict: bool = False) -> int | None:
-    """A new descriptor of the memfd labelled ``token`` that ``pid`` holds at ``fd``, or None.
-
-    ``PermissionError`` (``pid`` is another user's process) propagates if ``strict``.
-    """
-    path = f"/proc/{pid}/fd/{fd}"
-    label = f"/memfd:{_MEMFD_LABEL}{token}"
-    targets = (label, label + " (deleted)")
-    try:
-        if os.readlink(path) not in targets:
-            return None
-        opened = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-        return None
-    except PermissionError:
-        if strict:
-            raise
-        return None
-    # The descriptor may have been closed and reused between the two steps.
-    try:
-        if os.readlink(f"/proc/self/fd/{opened}") in targets:
-            return opened
-    except OSError:
-        pass
-    os.close(opened)
-    return None
-
-
-def _locator_prefix(key: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-    return f"{_LOCATOR}{os.getuid()}/{digest}/"
-
-
-def _published(key: str) -> list[tuple[int, int, str]]:
-    """(pid, descriptor, token) of every segment published under the chosen name ``key``."""
-    prefix = ("@" + _locator_prefix(key)).encode("ascii")
-    with open("/proc/net/unix", "rb") as table:  # the kernel's list of Unix sockets
-        listing = table.read()
-    found = []
-    at = listing.find(prefix)
-    while at >= 0:
-        end = listing.find(b"\n", at)
-        fields = listing[at + len(prefix) : end if end >= 0 else None].strip().split(b"/")
-        if len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit():
-            found.append((int(fields[0]), int(fields[1]), fields[2].decode("ascii", "replace")))
-        at = listing.find(prefix, at + len(prefix))
-    return found
-
-
-_last_found: dict[str, tuple[int, int, str]] = {}
-"""Where each chosen name was found last: tried before reading the kernel's socket list."""
-
-
-def _open_by_key(key: str, only: str = "") -> tuple[int, _Meta] | None:
-    """A new descriptor and the metadata of the attachable segment named ``key``, or None.
-
-    With ``only``, the segment must be the one with that token.
-    """
-    generated = _parse_generated(key)
-    if generated is not None:
-        return _open_at(key, [generated], True, only)
-    last = _last_found.get(key)
-    if last is not None:
-        found = _open_at(key, [last], False, only)
-        if found is not None:
-            return found
-    return _open_at(key, _published(key), False, only)
-
-
-def _open_at(
-    key: str, places: list[tuple[int, int, str]], generated: bool, only: str
-) -> tuple[int, _Meta] | None:
-    for pid, fd, token in places:
-        if only and token != only:
-            continue
-        opened = _open_verified(pid, fd, token, strict=generated)
-        if opened is None:
-            continue
-        try:
-            meta = _read_meta(opened)
-        except BaseException:
-            os.close(opened)
-            raise
-        if (
-            meta is not None
-            and (generated or meta.name == key)
-            and meta.token == token
-            and meta.committed
-            and not meta.unlinked
-        ):
-            if not generated:
-                if len(_last_found) > 256:
-                    _last_found.clear()
-                _last_found[key] = (pid, fd, token)
-            return opened, meta
-        os.close(opened)
-    return None
-
-
-def _settle(key: str, token: str) -> None:
-    """Raise FileExistsError unless this creator, published as ``token``, may have ``key``.
-
-    Every creator publishes before it looks.  Of two rivals, the later to
-    publish sees the other: it yields to a committed rival or one with a
-    smaller token, and waits for one with a larger token to commit (then it
-    yields) or to give up.  So at most one of them commits.
-    """
-    import time
-
-    deadline = time.monotonic() + _RACE_PATIENCE
-    for pid, fd, rival in _published(key):
-        if rival == token:
-            continue
-        while True:
-            opened = _open_verified(pid, fd, rival)
-            if opened is None:
-                break
-            try:
-                meta = _read_meta(opened)
-            finally:
-                os.close(opened)
-            if meta is None or meta.name != key or meta.unlinked:
-                break
-            if meta.committed or rival < token or time.monotonic() > deadline:
-                raise _exists(key)
-            time.sleep(0.001)
-
-
-class _Owner:
-    """What keeps a name attachable in its creator: the memfd and, for a chosen name, its socket."""
-
-    __slots__ = ("data_len", "fd", "socket", "token")
-
-    def __init__(self, fd: int, data_len: int, token: str, socket: Any = None) -> None:
-        self.fd = fd
-        self.data_len = data_len
-        self.token = token
-        self.socket = socket
-
-    def unlinked(self) -> bool:
-        """True if some process has unlinked the name."""
-        try:
-            return os.pread(self.fd, 1, self.data_len + _UNLINKED_AT) != b"\x00"
-        except OSError:
-            return False
-
-    def release(self) -> None:
-        """Let go of the name (the memory lives on in the processes that map it)."""
-        with _owners_lock:
-            _owners.pop(self.token, None)
-            fd, self.fd = self.fd, -1
-            sock, self.socket = self.socket, None
-        if sock is not None:
-            sock.close()
-        if fd >= 0:
-            os.close(fd)
-
-
-_owners: dict[str, _Owner] = {}
-"""The names this process created and still holds, by token."""
-_owners_lock = threading.Lock()
-
-
-def _sweep() -> None:
-    """Let go of the names this process created that another process has unlinked."""
-    for owner in list(_owners.values()):
-        if owner.unlinked():
-            owner.release()
-
-
-def _after_fork_in_child() -> None:
-    # The parent stays the creator of its names; this child's copies of its
-    # descriptors would only keep unlinked memory alive.
-    global _owners_lock
-    _owners_lock = threading.Lock()
-    for owner in list(_owners.values()):
-        owner.release()
-
-
-if _USE_MEMFD:
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _create_memfd(key: str | None, size: int) -> tuple[str, _Owner]:
-    """Create a segment (named ``key``, else a generated name); return its key and owner."""
-    _sweep()
-    token = os.urandom(8).hex()
-    if key is None:
-        fd = _new_memfd(token, size, "", committed=True)
-        owner = _Owner(fd, _round_up(size, PAGESIZE), token)
-        key = f"{_GENERATED}_{os.getpid()}_{fd}_{token}"
-    else:
-        if _parse_generated(key) is not None:
-            found = _open_by_key(key)
-            if found is not None:
-                os.close(found[0])
-                raise _exists(key)
-            raise ValueError(
-                f"{key!r} has the form of a generated name (pf_<pid>_<fd>_<token>); "
-                "choose another name, or pass name=None to have one generated"
-            )
-        import socket
-
-        fd = _new_memfd(token, size, key, committed=False)
-        owner = _Owner(fd, _round_up(size, PAGESIZE), token)
-        try:
-            owner.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            locator = f"{_locator_prefix(key)}{os.getpid()}/{fd}/{token}"
-            owner.socket.bind(b"\0" + locator.encode("ascii"))
-            _settle(key, token)
-            os.pwrite(fd, b"\x01", owner.data_len + _COMMITTED_AT)
-        except BaseException:
-            try:  # a rival waiting for this attempt stops waiting
-                os.pwrite(fd, b"\x01", owner.data_len + _UNLINKED_AT)
-            finally:
-                owner.release()
-            raise
-        _last_found[key] = (os.getpid(), fd, token)
-    with _owners_lock:
-        _owners[token] = owner
-    return key, owner
-
-
 _claimed: set[int] = set()
 """Descriptors received at start that a rebuilt SharedMemory already owns."""
-
-
-# -- the public classes ---------------------------------------------------------------
 
 
 class SharedMemory:
@@ -454,7 +104,7 @@ class SharedMemory:
     _fd = -1
     _mmap: mmap.mmap | None = None
     _buf: memoryview | None = None
-    _owner: _Owner | None = None
+    _owner: _shm_names.Owner | None = None
     _posix = False
 
     def __init__(
@@ -468,12 +118,12 @@ class SharedMemory:
             size = operator.index(size)
         if name is None and not create:
             raise ValueError("'name' can only be None if create=True")
-        key = None if name is None else _check_name(name)
+        key = None if name is None else _shm_names.check_name(name)
         if not _USE_MEMFD:
             self._open_posix(name, create, size)
             return
         if create:
-            key, owner = _create_memfd(key, size)
+            key, owner = _shm_names.create(key, size)
             self._name = key if name is None else name
             self._key, self._token = key, owner.token
             try:
@@ -484,7 +134,7 @@ class SharedMemory:
             self._owner = owner
             return
         assert name is not None and key is not None
-        found = _open_by_key(key)
+        found = _shm_names.open_by_key(key)
         if found is None:
             raise _not_found(name)
         fd, meta = found
@@ -494,7 +144,7 @@ class SharedMemory:
     def _map(self, fd: int, size: int, data_len: int) -> None:
         self._size = size
         self._data_len = data_len
-        self._mmap = mmap.mmap(fd, data_len + PAGESIZE)
+        self._mmap = mmap.mmap(fd, data_len + _shm_segment.PAGESIZE)
         self._buf = memoryview(self._mmap)[:size]
 
     def _open_posix(self, name: str | None, create: bool, size: int) -> None:
@@ -530,7 +180,7 @@ class SharedMemory:
 
     @classmethod
     def _from_descriptor(cls, fd: int, name: str) -> SharedMemory:
-        meta = _read_meta(fd)
+        meta = _shm_segment.read_meta(fd)
         if meta is None:
             os.close(fd)
             raise ValueError(f"descriptor {fd} is not a procframe shared memory segment")
@@ -615,17 +265,18 @@ class SharedMemory:
         if owner is None or owner.fd < 0:  # another object of the creator's, if any
             owner = _owners.get(self._token)
         if self._mmap is not None:
-            was = self._mmap[self._data_len + _UNLINKED_AT] != 0
-            self._mmap[self._data_len + _UNLINKED_AT] = 1
+            was = self._mmap[self._data_len + _shm_segment.UNLINKED_AT] != 0
+            self._mmap[self._data_len + _shm_segment.UNLINKED_AT] = 1
         elif owner is not None:
-            was = _set_flag(owner.fd, owner.data_len, _UNLINKED_AT)
+            was = _shm_segment.set_flag(owner.fd, owner.data_len, _shm_segment.UNLINKED_AT)
         else:
-            found = _open_by_key(self._key, only=self._token)  # not a later block of that name
+            # only=: this block, not a later one of the same name
+            found = _shm_names.open_by_key(self._key, only=self._token)
             if found is None:
                 raise _not_found(self._name)
             fd, meta = found
             try:
-                was = _set_flag(fd, meta.data_len, _UNLINKED_AT)
+                was = _shm_segment.set_flag(fd, meta.data_len, _shm_segment.UNLINKED_AT)
             finally:
                 os.close(fd)
         if owner is not None:
