@@ -3,8 +3,10 @@
 :data:`SCRIPT` runs as a fresh interpreter under the backend under test.  Its
 main process makes one of every kind of shared object, starts two children
 (one daemonic, one not) and all three use the objects for a few seconds;
-the main process reports the tree's pids first.  Every wait is bounded, so
-whichever process is killed, the others finish and exit by themselves.
+the main process reports the tree's pids first.  Every wait is bounded but
+one: ``Condition.wait`` takes its lock back without a bound (as in
+``threading``), so only the first child, the one the suite kills, sleeps in
+it.  Whichever process is killed, the others finish and exit by themselves.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from typing import Any
 import procframe
 
 SCRIPT = """\
+import faulthandler
+import signal
 import sys
 from procframe._testkit import crash
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung tree where it is
 
 if __name__ == "__main__":
     crash.main(sys.argv[1], float(sys.argv[2]))
@@ -52,8 +58,12 @@ def make_everything(ctx: Any) -> dict[str, Any]:
     }
 
 
-def churn(objects: dict[str, Any], until: float, main: bool) -> None:
-    """Use every object, with bounded waits, until ``time.monotonic()`` passes ``until``."""
+def churn(objects: dict[str, Any], until: float, main: bool, waits: bool) -> None:
+    """Use every object until ``time.monotonic()`` passes ``until``.
+
+    Only ``main`` reads the Pipe (an end has one reader at a time), and only a
+    process that ``waits`` sleeps on the Condition.
+    """
     import queue as queue_module
     import threading
 
@@ -65,7 +75,8 @@ def churn(objects: dict[str, Any], until: float, main: bool) -> None:
         if cond.acquire(timeout=0.05):
             try:
                 cond.notify_all()
-                cond.wait(0.01)
+                if waits:
+                    cond.wait(0.01)
             finally:
                 cond.release()
         event = objects["event"]
@@ -98,8 +109,11 @@ def churn(objects: dict[str, Any], until: float, main: bool) -> None:
                 except Exception:  # an item lost with a killed peer: the point of the test
                     pass
         objects["simple"].put(BIG)
-        objects["simple"].get()
-        if main:  # a Pipe end has one reader at a time (the children only hold it)
+        try:
+            objects["simple"].get()
+        except Exception:  # an item lost with a killed peer
+            pass
+        if main:
             sender, receiver = objects["pipe"]
             sender.send(BIG)
             receiver.recv()
@@ -107,9 +121,13 @@ def churn(objects: dict[str, Any], until: float, main: bool) -> None:
         objects["list"][0] = os.getpid()
 
 
-def work(objects: dict[str, Any], seconds: float) -> None:
+def work(objects: dict[str, Any], seconds: float, waits: bool) -> None:
     """A child's part: :func:`churn` for ``seconds``."""
-    churn(objects, time.monotonic() + seconds, main=False)
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    churn(objects, time.monotonic() + seconds, main=False, waits=waits)
 
 
 def main(report_path: str, seconds: float) -> None:
@@ -117,7 +135,8 @@ def main(report_path: str, seconds: float) -> None:
     ctx = procframe.get_context()
     objects = make_everything(ctx)
     children = [
-        ctx.Process(target=work, args=(objects, seconds), daemon=daemon) for daemon in (True, False)
+        ctx.Process(target=work, args=(objects, seconds, first), daemon=first)
+        for first in (True, False)
     ]
     for child in children:
         child.start()
@@ -125,6 +144,6 @@ def main(report_path: str, seconds: float) -> None:
     tmp = Path(f"{report_path}.tmp")
     tmp.write_text(repr(pids), encoding="utf-8")
     tmp.replace(report_path)
-    churn(objects, time.monotonic() + seconds, main=True)
+    churn(objects, time.monotonic() + seconds, main=True, waits=False)
     for child in children:
         child.join(30)

@@ -140,32 +140,39 @@ class Condition:
         self._lock.__exit__(*exc)
 
     def _check_owned(self) -> None:
-        if not self._semlock._is_mine():
+        if not self._is_owned():
             raise RuntimeError("cannot use a Condition whose lock this thread does not hold")
+
+    def _is_owned(self) -> bool:
+        return bool(self._semlock._is_mine())
+
+    def _release_all(self) -> int:
+        """Release the lock however deep this thread holds it; return the depth."""
+        semlock = self._semlock
+        depth = int(semlock._count())
+        for _ in range(depth):
+            semlock.release()
+        return depth
+
+    def _reacquire_all(self, depth: int) -> None:
+        acquire = self._semlock.acquire
+        for _ in range(depth):
+            acquire()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         self._check_owned()
-        semlock, room = self._semlock, self._room
+        room = self._room
         slot, semaphore = room.enter()
-        depth = semlock._count()
-        if room.holder:
-            room.holder = 0
-        for _ in range(depth):
-            semlock.release()
+        depth = self._release_all()
         try:
             woken = semaphore.acquire(True, timeout)
         except BaseException:
-            for _ in range(depth):
-                self._reacquire()
+            self._reacquire_all(depth)
             room.leave(slot, semaphore, False)
             raise
-        for _ in range(depth):
-            self._reacquire()
+        self._reacquire_all(depth)
         return room.leave(slot, semaphore, bool(woken))
-
-    def _reacquire(self) -> None:
-        self._semlock.acquire()
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
@@ -196,51 +203,55 @@ class Condition:
         return f"<Condition({self._lock!r}, waiters={self._room.waiting})>"
 
 
-RECOVERY_POLL = 1.0
-"""Seconds between checks, while a robust acquire waits, that the lock's holder still lives."""
-
-
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class RobustCondition(Condition):
-    """A Condition on a Lock for procframe's own short critical sections.
+    """A Condition on a robust lock, for procframe's own short critical sections.
 
-    Event, Barrier and JoinableQueue use it.
-
-    Its ``with`` block and ``wait`` record the holder's pid, and a process
-    waiting for the lock takes it back from a holder that died, so a process
+    Event, Barrier and JoinableQueue use it.  Its lock is its WaitRoom's
+    robust mutex, which the kernel hands on when its holder dies, so a process
     killed inside ``Event.set()`` cannot stop every other user of the Event.
+    The thread that acquires the lock is the one that releases it.
     """
 
     def __init__(self) -> None:
-        super().__init__(Lock())
+        self.__setstate__(WaitRoom())
 
-    def acquire_robustly(self, timeout: float | None = None) -> bool:
-        """Acquire the lock, taking it back from a dead holder; False after ``timeout``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        semlock, room = self._semlock, self._room
-        while True:
-            wait = RECOVERY_POLL
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
-            if semlock.acquire(True, wait):
-                room.holder = os.getpid()
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            room.take_back(semlock)
+    def __getstate__(self) -> WaitRoom:  # type: ignore[override]
+        return self._room
 
-    def _reacquire(self) -> None:
-        self.acquire_robustly()
+    def __setstate__(self, room: WaitRoom) -> None:  # type: ignore[override]
+        self._room = room
+        self._robust = room.robust_lock()
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock, even from a holder that died; False if ``timeout`` passes first."""
+        return self._robust.acquire(timeout if block else 0)
+
+    def release(self) -> None:
+        """Release the lock."""
+        self._robust.release()
 
     def __enter__(self) -> bool:
-        return self.acquire_robustly()
+        return self._robust.acquire()
 
     def __exit__(self, *exc: object) -> None:
-        self._room.holder = 0
-        self._semlock.release()
+        self._robust.release()
+
+    def _is_owned(self) -> bool:
+        return self._robust.is_mine()
+
+    def _release_all(self) -> int:
+        self._robust.release()
+        return 1
+
+    def _reacquire_all(self, depth: int) -> None:
+        self._robust.acquire()
+
+    def __repr__(self) -> str:
+        return f"<RobustCondition(waiters={self._room.waiting})>"
 
 
 class Event:
@@ -273,7 +284,7 @@ class Event:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes; return the flag."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._cond.acquire_robustly(timeout):
+        if not self._cond.acquire(True, timeout):
             return False
         try:
             if self._flag.acquire(False):
@@ -285,7 +296,7 @@ class Event:
                 return True
             return False
         finally:
-            self._cond.__exit__()
+            self._cond.release()
 
     def __repr__(self) -> str:
         return f"<Event({'set' if self.is_set() else 'unset'})>"
@@ -324,7 +335,7 @@ class Barrier(threading.Barrier):
         if timeout is None:
             timeout = self._timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._cond.acquire_robustly(timeout):
+        if not self._cond.acquire(True, timeout):
             raise threading.BrokenBarrierError
         try:
             if not self._cond.wait_for(lambda: self._state not in (-1, 1), _remaining(deadline)):
@@ -344,7 +355,7 @@ class Barrier(threading.Barrier):
                 self._count -= 1
                 this._exit()
         finally:
-            self._cond.__exit__()
+            self._cond.release()
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._parties, self._action, self._timeout, self._cond, self._shared = state

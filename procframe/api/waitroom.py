@@ -11,7 +11,8 @@ notification, and nothing waits for a waiter that may be gone: ``notify()``
 skips the slots of processes that no longer exist.
 
 Every method is called with the Condition's lock held, which is what makes the
-slot table consistent.
+slot table consistent.  The room also holds a robust mutex, the lock of a
+:class:`~procframe.api.synchronize.RobustCondition`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import os
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
 from typing import Any
 
+from procframe.api.robustlock import SIZE as MUTEX_SIZE
+from procframe.api.robustlock import RobustLock, init_robust_mutex
 from procframe.api.semaphore import SEMAPHORE, address_of, init_semaphore
 from procframe.heap import Arena
 
@@ -28,14 +31,14 @@ CAPACITY = 1024
 """Waiters one Condition can hold at once (threads of every process together)."""
 
 # The table is an array of int64: a header, then (state, pid, ticket) per slot.
-_NEXT_TICKET, _HIGH_WATER, _WAITING, _HOLDER = 0, 1, 2, 3
+_NEXT_TICKET, _HIGH_WATER, _WAITING = 0, 1, 2
 _HEADER = 8
 _FIELDS = 3
 _NEW, _FREE, _ASLEEP, _NOTIFIED = 0, 1, 2, 3  # _NEW: never used, its semaphore not initialised
 _SEM_STRIDE = 64  # sizeof(sem_t) is 32 on 64-bit Linux; a cache line each
 _SEM_BASE = (_HEADER + _FIELDS * CAPACITY) * 8
-_TOKEN = _SEM_BASE + _SEM_STRIDE * CAPACITY  # the semaphore one taker-back holds at a time
-_SIZE = (_TOKEN + _SEM_STRIDE + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+_MUTEX = _SEM_BASE + _SEM_STRIDE * CAPACITY
+_SIZE = (_MUTEX + MUTEX_SIZE + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
 
 
 class TooManyWaiters(RuntimeError):
@@ -68,8 +71,7 @@ class WaitRoom:
         self._fields = memoryview(region)[:_SEM_BASE].cast("q")
         self._base, self._anchor = address_of(region)
         if arena is None:
-            init_semaphore(self._base + _TOKEN, 1)
-        self._token = SemLock._rebuild(self._base + _TOKEN, SEMAPHORE, 1, None)
+            init_robust_mutex(self._base + _MUTEX)
         self._semaphores: dict[int, Any] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -80,34 +82,9 @@ class WaitRoom:
         """How many waiters have not been notified yet."""
         return int(self._fields[_WAITING])
 
-    @property
-    def holder(self) -> int:
-        """The pid that holds the lock through a robust acquire (0: unknown or free)."""
-        return int(self._fields[_HOLDER])
-
-    @holder.setter
-    def holder(self, pid: int) -> None:
-        self._fields[_HOLDER] = pid
-
-    def take_back(self, semlock: Any) -> None:
-        """Release ``semlock`` if the process recorded as :attr:`holder` died holding it.
-
-        One process at a time (the token) checks that the dead holder is still
-        the recorded one and the lock still taken, so a lock is released once
-        per dead holder, never under a live one.
-        """
-        holder = self.holder
-        if not holder or holder == os.getpid() or process_exists(holder):
-            return
-        if not self._token.acquire(False):
-            return
-        try:
-            if self.holder == holder and semlock._is_zero():
-                self.holder = 0
-                semlock.release()
-                semlock._after_fork()  # release() counted it as ours: this process holds none
-        finally:
-            self._token.release()
+    def robust_lock(self) -> RobustLock:
+        """The room's robust mutex, as a lock for this process."""
+        return RobustLock(self._base + _MUTEX)
 
     def _semaphore(self, slot: int) -> Any:
         semaphore = self._semaphores.get(slot)

@@ -93,6 +93,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def read_stderr(tree: subprocess.Popen[bytes]) -> str:
+    """What the tree wrote to its stderr (once its processes are gone), closing the pipe."""
+    if tree.stderr is None or tree.stderr.closed:
+        return ""
+    with tree.stderr:
+        return tree.stderr.read().decode(errors="replace")
+
+
 CASES = [
     ("main", "starting"),
     ("main", "early"),
@@ -136,7 +144,16 @@ def test_nothing_remains_after_a_sigkill(
             os.kill(
                 ast.literal_eval(report.read_text(encoding="utf-8"))["children"][0], signal.SIGKILL
             )
-        tree.wait(PATIENCE)
+        try:
+            tree.wait(PATIENCE)
+        except subprocess.TimeoutExpired:
+            for pid in tree_processes(mark):  # each prints its threads' stacks to stderr
+                os.kill(pid, signal.SIGUSR1)
+            time.sleep(1.0)
+            for pid in tree_processes(mark):
+                os.kill(pid, signal.SIGKILL)
+            tree.wait()
+            pytest.fail(f"the tree hung after its {victim} was killed:\n{read_stderr(tree)}")
         assert wait_until(lambda: not tree_processes(mark), PATIENCE), (
             f"processes of the tree outlived it: {tree_processes(mark)}"
         )
@@ -147,9 +164,7 @@ def test_nothing_remains_after_a_sigkill(
             tree.wait()
         for pid in tree_processes(mark):
             os.kill(pid, signal.SIGKILL)
-        stderr = tree.stderr.read().decode(errors="replace") if tree.stderr else ""
-        if tree.stderr:
-            tree.stderr.close()
+        stderr = read_stderr(tree)
     assert shm_names() - before == set()
     if victim == "child":  # the main process carried on and finished
         assert tree.returncode == 0, stderr
