@@ -34,9 +34,10 @@ from procframe.api.system import cpu_count
 
 TYPE_CHECKING = False  # typing is slow to import, and every spawned child imports this
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
+    from procframe import pool
     from procframe.api import queues, synchronize
     from procframe.connection import Connection
 
@@ -133,6 +134,20 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
     return get_context().RawArray(typecode_or_type, size_or_initializer)
 
 
+def Pool(
+    processes: int | None = None,
+    initializer: Callable[..., object] | None = None,
+    initargs: Iterable[Any] = (),
+    maxtasksperchild: int | None = None,
+    *,
+    task_timeout: float | None = None,
+) -> pool.Pool:
+    """A pool of worker processes; ``task_timeout`` stops tasks that run longer."""
+    return get_context().Pool(
+        processes, initializer, initargs, maxtasksperchild, task_timeout=task_timeout
+    )
+
+
 def set_start_method(method: str | None, force: bool = False) -> None:
     """Alias of :func:`set_backend`, the ``multiprocessing`` name."""
     set_backend(method, force=force)  # type: ignore[arg-type]
@@ -169,6 +184,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Pipe",
+    "Pool",
     "Process",
     "ProcessError",
     "ProcessPicklingError",

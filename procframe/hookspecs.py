@@ -141,6 +141,24 @@ def procframe_make_lock(kind: str, args: tuple[object, ...], backend: BackendInf
 
 
 @hookspec(firstresult=True)
+def procframe_make_pool(
+    processes: int | None,
+    initializer: object,
+    initargs: tuple[object, ...],
+    maxtasksperchild: int | None,
+    task_timeout: float | None,
+    context: object,
+    backend: BackendInfo,
+) -> object | None:
+    """Make a pool of worker processes started through ``context`` (this backend's).
+
+    Called by ``ctx.Pool(...)`` with its arguments.  firstresult; procframe's
+    default (:class:`procframe.pool.Pool`) is ``trylast``.  The hook runs once
+    per pool, never per task.
+    """
+
+
+@hookspec(firstresult=True)
 def procframe_make_shared(
     kind: str, args: tuple[object, ...], kwargs: dict[str, object], backend: BackendInfo
 ) -> object | None:

@@ -16,11 +16,12 @@ from procframe.api.errors import BackendError
 
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from pluggy import HookCaller
 
+    from procframe import pool
     from procframe.api import queues, synchronize
     from procframe.api.backend import BackendInfo, Launcher
     from procframe.api.process import BaseProcess, _ParentProcess
@@ -297,6 +298,27 @@ class Context:
     ) -> synchronize.Barrier:
         """A barrier for ``parties`` processes."""
         return self._lock("Barrier", parties, action, timeout)  # type: ignore[no-any-return]
+
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> pool.Pool:
+        """A pool of worker processes; ``task_timeout`` stops tasks that run longer."""
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_pool",
+            "a Pool",
+            processes=processes,
+            initializer=initializer,
+            initargs=tuple(initargs),
+            maxtasksperchild=maxtasksperchild,
+            task_timeout=task_timeout,
+            context=self,
+        )
 
     def _lock(self, kind: str, *args: Any) -> Any:
         return self._make("procframe_make_lock", f"a {kind}", kind=kind, args=args)

@@ -38,6 +38,23 @@ class PosixDefaults:
         return getattr(queues, kind)(maxsize)
 
     @hookimpl(trylast=True)
+    def procframe_make_pool(
+        self,
+        processes: int | None,
+        initializer: Any,
+        initargs: tuple[Any, ...],
+        maxtasksperchild: int | None,
+        task_timeout: float | None,
+        context: Any,
+        backend: BackendInfo,
+    ) -> Any:
+        from procframe.pool import Pool
+
+        return Pool(
+            processes, initializer, initargs, maxtasksperchild, context, task_timeout=task_timeout
+        )
+
+    @hookimpl(trylast=True)
     def procframe_make_lock(self, kind: str, args: tuple[Any, ...], backend: BackendInfo) -> Any:
         from procframe.api import synchronize
 

@@ -1,0 +1,344 @@
+"""``Pool`` and ``ThreadPool``: the API of ``multiprocessing.pool`` on processes or threads."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from procframe.pool import _wire
+from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore
+from procframe.pool._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
+from procframe.pool._thread_core import ThreadCore
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+IMAP_AHEAD = 256
+"""Chunks, per worker, an ``imap`` reads from its iterable before their results are consumed."""
+FEED_BATCH_WINDOW = 0.001
+"""Seconds an ``imap`` goes on reading its input into one submission."""
+
+
+class _BasePool:
+    """The methods both pools share; the engine (``_core``) runs the tasks."""
+
+    _core: ProcessCore | ThreadCore
+    _task_timeout: float | None = None
+
+    def _start(self, core: ProcessCore | ThreadCore) -> None:
+        self._core = core
+        # Dropped without close(): stop the engine from another thread (the collection
+        # may run anywhere, even in the engine's own thread while it holds its lock).
+        self._finalizer = weakref.finalize(self, _terminate_in_background, core)
+        self._finalizer.atexit = False
+
+    @property
+    def _processes(self) -> int:
+        return self._core.processes
+
+    def _check_running(self) -> None:
+        if self._core.state != RUNNING:
+            raise ValueError(f"Pool not running ({self._core.state})")
+
+    # -- one call ------------------------------------------------------------------
+
+    def apply(
+        self,
+        func: Callable[..., T],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> T:
+        """``func(*args, **kwds)`` in a worker; its result, or its exception raised here."""
+        return self._wait(self.apply_async(func, args, kwds, timeout=timeout))
+
+    def apply_async(
+        self,
+        func: Callable[..., T],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callable[[T], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ApplyResult[T]:
+        """Run ``func(*args, **kwds)`` in a worker; ``timeout`` stops it (its worker) when over."""
+        self._check_running()
+        timeout = self._check_timeout(timeout if timeout is not None else self._task_timeout)
+        result: ApplyResult[T] = ApplyResult(callback, error_callback)
+        call = (func, tuple(args), dict(kwds) if kwds else {})
+        self._core.submit([(result, 0, _wire.APPLY, call)], timeout)
+        return result
+
+    applyAsync = apply_async
+
+    def _check_timeout(self, timeout: float | None) -> float | None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"a task timeout must be > 0 seconds, got {timeout!r}")
+        return timeout
+
+    # -- maps -------------------------------------------------------------------------
+
+    def map(
+        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int | None = None
+    ) -> list[T]:
+        """``[func(x) for x in iterable]``, computed by the workers in chunks."""
+        return self._wait(self.map_async(func, iterable, chunksize))
+
+    def map_async(
+        self,
+        func: Callable[[Any], T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callable[[list[T]], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult[T]:
+        """``map`` without waiting: a result for the whole list."""
+        return self._map_async(_wire.MAP, func, iterable, chunksize, callback, error_callback)
+
+    def starmap(
+        self,
+        func: Callable[..., T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+    ) -> list[T]:
+        """``[func(*args) for args in iterable]``, computed by the workers in chunks."""
+        return self._wait(self.starmap_async(func, iterable, chunksize))
+
+    def starmap_async(
+        self,
+        func: Callable[..., T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[list[T]], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult[T]:
+        """``starmap`` without waiting: a result for the whole list."""
+        return self._map_async(_wire.STARMAP, func, iterable, chunksize, callback, error_callback)
+
+    def _map_async(
+        self,
+        kind: int,
+        func: Callable[..., T],
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        callback: Callable[[list[T]], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+    ) -> MapResult[T]:
+        self._check_running()
+        items = list(iterable)
+        if chunksize is None:
+            chunksize, extra = divmod(len(items), self._processes * 4)
+            chunksize += bool(extra)
+        elif chunksize < 1:
+            raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
+        chunks = [items[i : i + chunksize] for i in range(0, len(items), max(chunksize, 1))]
+        result: MapResult[T] = MapResult(len(chunks), callback, error_callback)
+        calls = [(result, index, kind, (func, chunk)) for index, chunk in enumerate(chunks)]
+        if calls:
+            self._core.submit(calls, self._task_timeout)
+        return result
+
+    def imap(
+        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> IMapIterator[T]:
+        """Results of ``func`` over ``iterable`` in order, as they come; input read lazily."""
+        return self._imap(IMapIterator, func, iterable, chunksize)
+
+    def imap_unordered(
+        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> IMapIterator[T]:
+        """Results of ``func`` over ``iterable`` in the order they end; the input is read lazily."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize)
+
+    def _imap(
+        self,
+        kind: type[IMapIterator[T]],
+        func: Callable[[Any], T],
+        iterable: Iterable[Any],
+        chunksize: int,
+    ) -> IMapIterator[T]:
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
+        results = kind(IMAP_AHEAD * self._processes)
+        core = self._core
+        core.feeder_started()
+        feeder = threading.Thread(
+            target=_feed,
+            args=(core, weakref.ref(results), func, iter(iterable), chunksize),
+            name="procframe-pool-feeder",
+            daemon=True,
+        )
+        feeder.start()
+        return results
+
+    # -- waiting and ending ----------------------------------------------------------
+
+    def _wait(self, result: ApplyResult[R]) -> R:
+        try:
+            return result.get()
+        except KeyboardInterrupt:
+            self.terminate()  # Ctrl-C while waiting: stop the workers too
+            raise
+
+    def close(self) -> None:
+        """Take no more tasks; the workers exit once the submitted ones have ended."""
+        self._core.close()
+
+    def terminate(self) -> None:
+        """Stop the workers now; tasks that have not ended fail (``BrokenPoolError``)."""
+        self._finalizer.detach()
+        self._core.terminate()
+
+    def join(self) -> None:
+        """Wait for the workers to exit; call ``close()`` or ``terminate()`` first."""
+        if self._core.state == RUNNING:
+            raise ValueError("join() needs close() or terminate() first")
+        self._core.join()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} state={self._core.state} pool_size={self._processes}>"
+
+
+def _feed(
+    core: ProcessCore | ThreadCore,
+    results_ref: weakref.ref[IMapIterator[Any]],
+    func: Callable[..., Any],
+    items: Iterator[Any],
+    chunksize: int,
+) -> None:
+    """Read ``items`` as results are consumed, and submit them chunk by chunk.
+
+    Chunks read within ``FEED_BATCH_WINDOW`` of each other go in one
+    submission (one message per worker rather than one per chunk).
+    """
+    index = 0
+    try:
+        exhausted = False
+        while not exhausted:
+            results = results_ref()
+            if results is None or core.state == TERMINATED:
+                return
+            room = results._room(0.1)
+            batch: list[Call] = []
+            started = time.monotonic()
+            while len(batch) < room:
+                chunk = list(itertools.islice(items, chunksize))
+                if not chunk:
+                    exhausted = True
+                    break
+                batch.append((results, index + len(batch), _wire.MAP, (func, chunk)))
+                if time.monotonic() - started > FEED_BATCH_WINDOW:
+                    break
+            if batch:
+                results._note_submitted(len(batch))
+                core.submit(batch, core.task_timeout)
+                index += len(batch)
+            del results, batch
+        results = results_ref()
+        if results is not None:
+            results._set_length(index)
+    except BaseException as e:  # the iterable raised: that is the outcome at this position
+        results = results_ref()
+        if results is not None:
+            results._note_submitted(1)
+            results._set(index, False, e)
+            results._set_length(index + 1)
+    finally:
+        core.feeder_done()
+
+
+def _terminate_in_background(core: ProcessCore | ThreadCore) -> None:
+    threading.Thread(target=core.terminate, name="procframe-pool-finalizer", daemon=True).start()
+
+
+_live_cores: weakref.WeakSet[ProcessCore] = weakref.WeakSet()
+_exit_handler_installed = False
+
+
+def _terminate_all_at_exit() -> None:
+    for core in list(_live_cores):
+        core.terminate()
+
+
+class Pool(_BasePool):
+    """A pool of worker processes (``multiprocessing.pool.Pool``), robust to dying workers.
+
+    ``task_timeout`` (seconds) stops any task that runs longer: its worker is
+    killed and replaced, and the task fails with ``TaskTimeoutError``.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> None:
+        global _exit_handler_installed
+        import procframe
+
+        ctx = context if context is not None else procframe.get_context()
+        processes = _check_processes(processes, ctx.cpu_count)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        if maxtasksperchild is not None and (
+            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
+        ):
+            raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
+        self._task_timeout = self._check_timeout(task_timeout)
+        core = ProcessCore(ctx, processes, initializer, tuple(initargs), maxtasksperchild)
+        core.task_timeout = self._task_timeout
+        self._start(core)
+        _live_cores.add(core)
+        if not _exit_handler_installed:  # after procframe's own, so it runs first
+            atexit.register(_terminate_all_at_exit)
+            _exit_handler_installed = True
+
+
+class ThreadPool(_BasePool):
+    """A pool of worker threads in this process, with the API of ``Pool``; nothing is pickled."""
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        from procframe.api.system import cpu_count
+
+        processes = _check_processes(processes, cpu_count)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self._start(ThreadCore(processes, initializer, tuple(initargs)))
+
+    def _check_timeout(self, timeout: float | None) -> float | None:
+        if timeout is not None:
+            raise ValueError("a ThreadPool cannot stop a running task: it takes no timeout")
+        return None
+
+
+def _check_processes(processes: int | None, cpu_count: Callable[[], int]) -> int:
+    if processes is None:
+        return max(1, cpu_count())
+    if not isinstance(processes, int) or isinstance(processes, bool):
+        raise TypeError(f"processes must be an int, got {processes!r}")
+    if processes < 1:
+        raise ValueError(f"Number of processes must be at least 1, got {processes}")
+    return processes

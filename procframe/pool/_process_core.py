@@ -1,0 +1,589 @@
+"""The engine of a process pool: its workers, the tasks each one holds, and the thread serving them.
+
+Each worker has a socket of its own.  The pool sends a worker a few tasks
+ahead of the one it runs (more when tasks are short), so it never waits for
+the parent; a caller's thread sends directly when it can, and one *serving*
+thread reads every outcome, sends more tasks, and watches the workers'
+sentinels and the tasks' deadlines.
+
+Because the pool knows which tasks each worker holds, and each worker
+records in shared memory the task it starts, a worker that dies costs one
+task, failed with :class:`WorkerLostError`; the tasks it held but never
+started go to the other workers, and a new worker takes its place.  A task
+past its timeout is stopped the same way: its worker is killed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import socket
+import threading
+import time
+import types
+from collections import deque
+from pickle import HIGHEST_PROTOCOL, dumps, loads
+from typing import Any
+
+from procframe.api.errors import ProcessPicklingError
+from procframe.connection import Connection
+from procframe.pool import _wire, _worker
+from procframe.pool._errors import (
+    BrokenPoolError,
+    MaybeEncodingError,
+    RemoteTraceback,
+    TaskAbortedError,
+    TaskTimeoutError,
+    WorkerLostError,
+    describe_exit,
+)
+
+RUNNING, CLOSED, TERMINATED = "running", "closed", "terminated"
+Call = tuple[Any, int, int, tuple[Any, ...]]
+"""What a pool submits for one task: (job, index in the job, task kind, the call)."""
+MAX_AHEAD = 256
+"""Most tasks a worker holds queued behind the one it runs."""
+AHEAD_WINDOW = 0.002
+"""Seconds of work (by the recent average task) a worker may hold queued."""
+STREAM_PAUSE = 0.0003
+"""Seconds the serving thread rests between rounds while every worker has tasks queued."""
+_DEADLINE_POLL = 0.01
+"""How often a timed task that has not started yet is looked at again."""
+STOP_GRACE = 1.0
+"""Seconds workers get to exit after SIGTERM (terminate) before SIGKILL."""
+_LOST = -1
+"""Outcome code of a task whose failure the pool itself decided (the value is the exception)."""
+
+
+class Task:
+    """One task: its kind, its pickled call, and where its outcome goes (``job._set(index)``)."""
+
+    __slots__ = ("id", "index", "job", "kind", "payload", "timeout")
+
+    def __init__(
+        self, task_id: int, kind: int, payload: bytes, job: Any, index: int, timeout: float | None
+    ) -> None:
+        self.id = task_id
+        self.kind = kind
+        self.payload = payload
+        self.job = job
+        self.index = index
+        self.timeout = timeout
+
+
+class Worker:
+    """A worker process, its socket, and the tasks sent to it that have not ended."""
+
+    __slots__ = (
+        "eof",
+        "fd",
+        "held",
+        "index",
+        "outbox",
+        "process",
+        "quota",
+        "reader",
+        "sentinel",
+        "socket",
+        "stopped",
+        "timed_out",
+    )
+
+    def __init__(self, process: Any, index: int, sock: socket.socket, quota: int | None) -> None:
+        self.process = process
+        self.index = index
+        self.socket = sock
+        self.fd = sock.fileno()
+        self.sentinel = process.sentinel
+        self.held: deque[Task] = deque()
+        self.outbox = bytearray()
+        self.quota = quota
+        self.reader = _wire.FrameReader()
+        self.eof = False
+        self.stopped = False
+        self.timed_out: Task | None = None
+
+
+class ProcessCore:
+    """Workers, pending tasks and the serving thread of one process pool."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        processes: int,
+        initializer: Any,
+        initargs: tuple[Any, ...],
+        maxtasks: int | None,
+    ) -> None:
+        from procframe.sharedctypes import RawArray
+
+        self._ctx = ctx
+        self.processes = processes
+        self._initializer = initializer
+        self._initargs = initargs
+        self._maxtasks = maxtasks
+        self._owner = os.getpid()
+        self._lock = threading.Lock()
+        self._pending: deque[Task] = deque()
+        self._workers: list[Worker | None] = [None] * processes
+        self._slots = RawArray("q", 2 * processes)
+        self._started = memoryview(self._slots).cast("B").cast("q")
+        self._ids = itertools.count(1)
+        self._names = itertools.count(1)
+        self.state = RUNNING
+        self.task_timeout: float | None = None
+        """The default timeout of a map's or imap's tasks."""
+        self._broken: BaseException | None = None
+        self._feeders = 0
+        self._average = 0.001  # seconds per task, recent average
+        self._deaths_in_a_row = 0
+        self._wake_lock = threading.Lock()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        try:
+            for index in range(processes):
+                self._start_worker(index)
+        except BaseException:
+            self._kill_all()
+            self._close_wake_pipe()
+            raise
+        self._thread = threading.Thread(target=self._serve, name="procframe-pool", daemon=True)
+        self._thread.start()
+
+    # -- submitting (any thread) ------------------------------------------------
+
+    def submit(self, calls: list[Call], timeout: float | None) -> None:
+        """Queue (job, index, kind, call) tasks; a call that cannot be pickled fails its task."""
+        tasks = []
+        failed: list[tuple[Any, int, BaseException]] = []
+        functions: dict[int, bytes] = {}  # a map's chunks share their function's pickle
+        for job, index, kind, call in calls:
+            func = call[0]
+            try:
+                pickled = functions.get(id(func))
+                if pickled is None:
+                    pickled = functions[id(func)] = _pickle_function(func)
+                payload = pickled + dumps(call[1:], HIGHEST_PROTOCOL)
+            except Exception as e:
+                unpicklable = ProcessPicklingError(
+                    f"cannot pickle the task's function or arguments: {type(e).__name__}: {e}"
+                )
+                unpicklable.__cause__ = e
+                failed.append((job, index, unpicklable))
+                continue
+            if isinstance(func, _BY_NAME):
+                kind |= _wire.SAME_FUNC
+            tasks.append(Task(next(self._ids), kind, payload, job, index, timeout))
+        with self._lock:
+            refused = self._refusal()
+            if refused is None:
+                self._pending.extend(tasks)
+                blocked = self._dispatch()
+        if refused is not None:
+            failed += [(task.job, task.index, refused) for task in tasks]
+        elif blocked and threading.current_thread() is not self._thread:
+            self._wake()
+        for job, index, error in failed:
+            job._set(index, False, error)
+
+    def _refusal(self) -> BaseException | None:
+        if self._broken is not None:
+            return self._broken_error()
+        if self.state == TERMINATED:
+            return BrokenPoolError("the pool was terminated")
+        return None
+
+    def _broken_error(self) -> BrokenPoolError:
+        error = BrokenPoolError(f"the pool is broken: {self._broken}")
+        error.__cause__ = self._broken
+        return error
+
+    def feeder_started(self) -> None:
+        """A thread will go on submitting tasks from an iterable (``imap``)."""
+        with self._lock:
+            self._feeders += 1
+
+    def feeder_done(self) -> None:
+        """A feeder has submitted its last task."""
+        with self._lock:
+            self._feeders -= 1
+        self._wake()
+
+    # -- sending ----------------------------------------------------------------
+
+    def _ahead(self) -> int:
+        """How many tasks a worker may hold: the one it runs and a short queue."""
+        return 1 + min(MAX_AHEAD, int(AHEAD_WINDOW / max(self._average, 1e-7)))
+
+    def _dispatch(self) -> bool:
+        """Hand pending tasks to workers and send; True if a socket is full (lock held)."""
+        pending = self._pending
+        workers = [w for w in self._workers if w is not None and not w.stopped]
+        if pending and workers:
+            ahead = self._ahead()
+            frame = _wire.HEADER.pack
+            while pending:
+                best = None
+                for w in workers:
+                    held = len(w.held)
+                    if held < ahead and w.quota != 0 and (best is None or held < len(best.held)):
+                        best = w
+                if best is None:
+                    break
+                task = pending.popleft()
+                best.held.append(task)
+                if best.quota is not None:
+                    best.quota -= 1
+                best.outbox += frame(len(task.payload), task.id, task.kind, 0)
+                best.outbox += task.payload
+        blocked = False
+        for w in workers:
+            if w.outbox:
+                self._flush(w)
+                blocked = blocked or bool(w.outbox)
+        return blocked
+
+    def _flush(self, w: Worker) -> None:
+        try:
+            sent = os.write(w.fd, w.outbox)
+        except BlockingIOError:
+            return
+        except OSError:  # the worker is gone: its sentinel will say so
+            w.outbox.clear()
+            return
+        del w.outbox[:sent]
+
+    def _wake(self) -> None:
+        with self._wake_lock:
+            if self._wake_write >= 0:
+                try:
+                    os.write(self._wake_write, b"!")
+                except BlockingIOError:
+                    pass  # already awake
+
+    # -- the serving thread ------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            while self._serve_once():
+                pass
+        finally:
+            self._close_wake_pipe()
+
+    def _serve_once(self) -> bool:
+        poller = select.poll()
+        sockets: dict[int, Worker] = {}
+        sentinels: dict[int, Worker] = {}
+        with self._lock:
+            if self._finished():
+                return False
+            poller.register(self._wake_read, select.POLLIN)
+            for w in self._workers:
+                if w is None:
+                    continue
+                sentinels[w.sentinel] = w
+                poller.register(w.sentinel, select.POLLIN)
+                if not w.eof:
+                    sockets[w.fd] = w
+                    poller.register(w.fd, select.POLLIN | (select.POLLOUT if w.outbox else 0))
+            timeout = self._next_deadline()
+        events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000.0)
+        ended: list[tuple[Task, int, Any]] = []
+        with self._lock:
+            for fd, event in events:
+                if fd == self._wake_read:
+                    self._drain_wake_pipe()
+                elif fd in sockets:
+                    w = sockets[fd]
+                    if event & ~select.POLLOUT:
+                        self._receive(w, ended)
+                    if event & select.POLLOUT:
+                        self._flush(w)
+            for fd, _ in events:
+                if fd in sentinels and self._workers[sentinels[fd].index] is sentinels[fd]:
+                    self._bury(sentinels[fd], ended)
+            self._stop_overdue(ended)
+            if self.state != TERMINATED:
+                self._dispatch()
+                self._stop_idle_workers()
+            streaming = all(w is None or len(w.held) > 1 for w in self._workers)
+        _deliver(ended)
+        if streaming:
+            # Workers hold queued tasks: let outcomes gather, to read and deliver many
+            # per wake-up (one wake-up per outcome costs more than the outcome).
+            time.sleep(STREAM_PAUSE)
+        return True
+
+    def _finished(self) -> bool:
+        if self.state == TERMINATED:
+            return True
+        if self.state == CLOSED:
+            return all(w is None for w in self._workers) and not self._pending and not self._feeders
+        return False
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _close_wake_pipe(self) -> None:
+        with self._wake_lock:
+            for fd in (self._wake_read, self._wake_write):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_read = self._wake_write = -1
+
+    def _receive(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> None:
+        """Read what ``w`` sent; its finished tasks go to ``ended``."""
+        try:
+            data = os.read(w.fd, _wire.RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            w.eof = True
+            return
+        for task_id, code, micros, payload in w.reader.feed(data):
+            if code == _wire.INIT_FAILED:
+                self._break(_decode(_wire.RAISED, payload)[1], ended)
+                return
+            task = w.held.popleft()
+            if task.id != task_id:  # pragma: no cover - a worker answers in order
+                raise RuntimeError(f"pool worker answered task {task_id}, expected {task.id}")
+            self._average = 0.9 * self._average + 0.1e-6 * micros
+            ended.append((task, code, payload))
+        self._deaths_in_a_row = 0
+
+    def _bury(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> None:
+        """``w`` has exited: take its last outcomes, settle its tasks, start a replacement."""
+        while not w.eof:
+            before = len(ended)
+            self._receive(w, ended)
+            if len(ended) == before and not w.eof:
+                break  # nothing more (a process the task forked may hold the socket)
+        w.process.join(5.0)
+        exitcode = w.process.exitcode
+        w.socket.close()
+        self._workers[w.index] = None
+        lost_one = False
+        if w.held:
+            head = w.held.popleft()
+            if w.timed_out is head:
+                ended.append((head, _LOST, _timeout_error(head)))
+                lost_one = True
+            elif self._started[2 * w.index] == head.id:
+                ended.append((head, _LOST, WorkerLostError(w.process.pid, exitcode)))
+                lost_one = True
+            else:
+                w.held.appendleft(head)
+            self._pending.extendleft(reversed(w.held))
+            w.held.clear()
+        if not lost_one and exitcode != 0 and not w.stopped:
+            self._deaths_in_a_row += 1
+            if self._deaths_in_a_row > 2 * self.processes + 2:
+                reason = (
+                    "pool workers keep dying before they run a task (the last one, "
+                    f"pid {w.process.pid}, {describe_exit(exitcode)})"
+                )
+                self._break(RuntimeError(reason), ended)
+        if self._needs_workers():
+            self._start_worker(w.index)
+
+    def _needs_workers(self) -> bool:
+        if self._broken is not None or self.state == TERMINATED:
+            return False
+        return self.state == RUNNING or bool(self._pending) or self._feeders > 0
+
+    def _next_deadline(self) -> float | None:
+        """Seconds until the next timed task may be overdue (None: no timed task runs)."""
+        nearest = None
+        now = time.monotonic()
+        for w in self._workers:
+            if w is None or not w.held or w.timed_out is not None:
+                continue
+            head = w.held[0]
+            if head.timeout is None:
+                continue
+            if self._started[2 * w.index] == head.id:
+                wait = self._started[2 * w.index + 1] / 1e9 + head.timeout - now
+            else:
+                wait = _DEADLINE_POLL
+            nearest = wait if nearest is None else min(nearest, wait)
+        return nearest
+
+    def _stop_overdue(self, ended: list[tuple[Task, int, Any]]) -> None:
+        now = time.monotonic()
+        for w in self._workers:
+            if w is None or not w.held or w.timed_out is not None:
+                continue
+            head = w.held[0]
+            if head.timeout is None or self._started[2 * w.index] != head.id:
+                continue
+            if now >= self._started[2 * w.index + 1] / 1e9 + head.timeout:
+                w.timed_out = head
+                w.process.kill()
+
+    def _stop_idle_workers(self) -> None:
+        """Once closed and out of work, let the workers finish: they see the socket close."""
+        if self.state != CLOSED or self._pending or self._feeders:
+            return
+        for w in self._workers:
+            if w is not None and not w.held and not w.stopped:
+                w.stopped = True
+                try:
+                    w.socket.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+    def _break(self, error: BaseException, ended: list[tuple[Task, int, Any]]) -> None:
+        """The pool cannot go on (its initializer failed): fail every task and stop the workers."""
+        if self._broken is not None:
+            return
+        self._broken = error
+        failure = self._broken_error()
+        for task in self._take_all_tasks():
+            ended.append((task, _LOST, failure))
+        for w in self._workers:
+            if w is not None:
+                w.stopped = True
+                w.process.kill()
+
+    def _take_all_tasks(self) -> list[Task]:
+        tasks = list(self._pending)
+        self._pending.clear()
+        for w in self._workers:
+            if w is not None:
+                tasks += w.held
+                w.held.clear()
+        return tasks
+
+    def _start_worker(self, index: int) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn = Connection(child_end.detach())
+        try:
+            process = self._ctx.Process(
+                target=_worker.main,
+                args=(conn, self._slots, index, self._initializer, self._initargs, self._maxtasks),
+                name=f"PoolWorker-{next(self._names)}",
+                daemon=True,
+            )
+            process.start()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            conn.close()
+        parent_end.setblocking(False)
+        self._workers[index] = Worker(process, index, parent_end, self._maxtasks)
+
+    # -- ending ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Take no new tasks; workers exit once every task has ended."""
+        with self._lock:
+            if self.state == RUNNING:
+                self.state = CLOSED
+        self._wake()
+
+    def terminate(self) -> None:
+        """Stop the workers now; tasks that have not ended fail with ``BrokenPoolError``."""
+        if os.getpid() != self._owner:
+            return  # a forked child's copy: the workers are its parent's
+        with self._lock:
+            if self.state == TERMINATED:
+                return
+            self.state = TERMINATED
+            tasks = self._take_all_tasks()
+            workers = [w for w in self._workers if w is not None]
+        for w in workers:
+            w.process.terminate()
+        self._wake()
+        error = BrokenPoolError("the pool was terminated before this task ended")
+        for task in tasks:
+            task.job._set(task.index, False, error)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        self._reap(workers)
+
+    def _reap(self, workers: list[Worker]) -> None:
+        deadline = time.monotonic() + STOP_GRACE
+        for w in workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.exitcode is None:
+                w.process.kill()
+                w.process.join()
+            w.socket.close()
+        with self._lock:
+            for w in workers:
+                if self._workers[w.index] is w:
+                    self._workers[w.index] = None
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the serving thread and every worker to end (after close or terminate)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("cannot join a pool from its own thread (a callback)")
+        self._thread.join(timeout)
+
+    def _kill_all(self) -> None:
+        for w in self._workers:
+            if w is not None:
+                w.process.kill()
+                w.process.join()
+                w.socket.close()
+        self._workers = [None] * self.processes
+
+
+_BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
+"""What pickle saves by name: a worker may keep such a function unpickled."""
+
+
+def _pickle_function(func: Any) -> bytes:
+    pickled = dumps(func, HIGHEST_PROTOCOL)
+    return _wire.FUNC_LENGTH.pack(len(pickled)) + pickled
+
+
+def _deliver(ended: list[tuple[Task, int, Any]]) -> None:
+    """Hand outcomes to their jobs, those of one job together (one wake-up of its reader)."""
+    for job, group in itertools.groupby(ended, key=lambda outcome: outcome[0].job):
+        job._set_many([(task.index, *_decode(code, payload)) for task, code, payload in group])
+
+
+def _timeout_error(task: Task) -> TaskTimeoutError:
+    return TaskTimeoutError(
+        f"the task ran longer than its timeout ({task.timeout} s): its worker was killed"
+    )
+
+
+def _decode(code: int, payload: Any) -> tuple[bool, Any]:
+    """(ok, value) from an outcome the worker sent, or one the pool decided (``_LOST``)."""
+    if code == _LOST:
+        return False, payload
+    if code == _wire.DONE:
+        try:
+            return True, loads(payload)
+        except Exception as e:
+            return False, MaybeEncodingError(
+                f"cannot unpickle the task's result here: {type(e).__name__}: {e}"
+            )
+    message, tb, pickled = loads(payload)
+    error: BaseException
+    if code == _wire.RAISED and pickled is not None:
+        try:
+            error = loads(pickled)
+        except Exception as e:
+            error = MaybeEncodingError(
+                f"the task raised an exception that cannot be unpickled here "
+                f"({type(e).__name__}: {e}): {message}"
+            )
+    elif code == _wire.ABORTED:
+        error = TaskAbortedError(message)
+    else:
+        error = MaybeEncodingError(message)
+    if tb:
+        error.__cause__ = RemoteTraceback(tb)
+    return False, error

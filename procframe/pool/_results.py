@@ -1,0 +1,215 @@
+"""What pool methods return: results to wait for, and iterators over results as they come.
+
+A pool delivers each task's outcome with ``job._set(index, ok, value)``
+(``value`` is the exception when ``ok`` is false), from its own thread.
+Callbacks run there, as in ``multiprocessing``; one that raises is reported
+on stderr and does not stop the pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from procframe.api.errors import TimeoutError
+
+T = TypeVar("T")
+
+
+def _run_callback(callback: Callable[[Any], object], value: Any) -> None:
+    try:
+        callback(value)
+    except Exception:
+        import traceback
+
+        sys.stderr.write(f"procframe: exception in pool callback {callback!r}:\n")
+        traceback.print_exc()
+
+
+class ApplyResult(Generic[T]):
+    """The result of ``apply_async``: ``get`` it, ``wait`` for it, ask if it is ``ready``."""
+
+    def __init__(
+        self,
+        callback: Callable[[T], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        self._event = threading.Event()
+        self._callback = callback
+        self._error_callback = error_callback
+        self._success = False
+        self._value: Any = None
+
+    def ready(self) -> bool:
+        """True once the task has ended."""
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        """True if the task returned without raising; ``ValueError`` if it has not ended."""
+        if not self._event.is_set():
+            raise ValueError(f"{self!r} not ready")
+        return self._success
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the task has ended, or ``timeout`` seconds."""
+        self._event.wait(timeout)
+
+    def get(self, timeout: float | None = None) -> T:
+        """The task's result; re-raises its exception; ``TimeoutError`` after ``timeout``."""
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"the result was not ready within {timeout} seconds")
+        if self._success:
+            return self._value  # type: ignore[no-any-return]
+        raise self._value
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        if self._event.is_set():
+            return
+        self._success, self._value = ok, value
+        callback = self._callback if ok else self._error_callback
+        if callback is not None:
+            _run_callback(callback, value)
+        self._event.set()
+
+    def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+        for index, ok, value in outcomes:
+            self._set(index, ok, value)
+
+    def __repr__(self) -> str:
+        state = ("successful" if self._success else "failed") if self.ready() else "pending"
+        return f"<{type(self).__name__} {state}>"
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult[list[T]]):
+    """The result of ``map_async``: one list, ready once every chunk has ended."""
+
+    def __init__(
+        self,
+        chunks: int,
+        callback: Callable[[list[T]], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        super().__init__(callback, error_callback)
+        self._chunks: list[list[T] | None] = [None] * chunks
+        self._left = chunks
+        self._lock = threading.Lock()
+        if chunks == 0:
+            super()._set(0, True, [])
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        if not ok:
+            super()._set(index, False, value)  # the first error ends the map
+            return
+        with self._lock:
+            self._chunks[index] = value
+            self._left -= 1
+            done = self._left == 0
+        if done:
+            chunks = self._chunks
+            self._chunks = []
+            super()._set(index, True, list(itertools.chain.from_iterable(chunks)))  # type: ignore[arg-type]
+
+
+class IMapIterator(Iterator[T]):
+    """The iterator ``imap`` returns: results in input order, as they come.
+
+    The pool's feeder reads the input only ``ahead`` chunks beyond what has
+    been consumed (:meth:`_room`), so an endless input works.
+    """
+
+    _ordered = True
+
+    def __init__(self, ahead: int = 1 << 62) -> None:
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the consumer waits here for results
+        self._room_cond = threading.Condition(lock)  # the feeder waits here for room
+        self._ahead = ahead
+        self._arrived: dict[int, tuple[bool, Any]] = {}
+        self._unordered: deque[tuple[bool, Any]] = deque()
+        self._items: deque[T] = deque()
+        self._consumed = 0
+        self._submitted = 0
+        self._chunks: int | None = None  # known once the input is exhausted
+
+    def __iter__(self) -> IMapIterator[T]:
+        return self
+
+    def next(self, timeout: float | None = None) -> T:
+        """The next result; ``TimeoutError`` if none comes within ``timeout``."""
+        items = self._items
+        if items:  # the common case, without the lock
+            try:
+                return items.popleft()
+            except IndexError:  # another thread took it
+                pass
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._items:
+                    return self._items.popleft()
+                chunk = self._take_chunk()
+                if chunk is not None:
+                    ok, value = chunk
+                    self._consumed += 1
+                    if self._submitted - self._consumed == self._ahead // 2:
+                        self._room_cond.notify()  # refill half the window in one go
+                    if not ok:
+                        raise value
+                    self._items.extend(value)
+                    continue
+                if self._chunks is not None and self._consumed >= self._chunks:
+                    raise StopIteration
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"no result came within {timeout} seconds")
+                self._cond.wait(remaining)
+
+    __next__ = next
+
+    def _take_chunk(self) -> tuple[bool, Any] | None:
+        if self._ordered:
+            return self._arrived.pop(self._consumed, None)
+        return self._unordered.popleft() if self._unordered else None
+
+    def _room(self, timeout: float) -> int:
+        """How many more chunks the feeder may submit now (0 if none after ``timeout``)."""
+        with self._cond:
+            if self._submitted - self._consumed >= self._ahead:
+                self._room_cond.wait(timeout)
+            return max(0, self._ahead - (self._submitted - self._consumed))
+
+    def _note_submitted(self, chunks: int) -> None:
+        with self._cond:
+            self._submitted += chunks
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        self._set_many([(index, ok, value)])
+
+    def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+        with self._cond:
+            if self._ordered:
+                for index, ok, value in outcomes:
+                    self._arrived[index] = (ok, value)
+            else:
+                self._unordered.extend((ok, value) for _, ok, value in outcomes)
+            self._cond.notify()
+
+    def _set_length(self, chunks: int) -> None:
+        """The input is exhausted: there are ``chunks`` chunks in all."""
+        with self._cond:
+            self._chunks = chunks
+            self._cond.notify()
+
+
+class IMapUnorderedIterator(IMapIterator[T]):
+    """The iterator ``imap_unordered`` returns: results as they come."""
+
+    _ordered = False

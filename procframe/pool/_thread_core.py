@@ -1,0 +1,129 @@
+"""The engine of a thread pool: worker threads taking tasks from one queue, nothing pickled."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from procframe.pool._errors import BrokenPoolError, TaskAbortedError
+from procframe.pool._process_core import CLOSED, RUNNING, TERMINATED, Call
+from procframe.pool._worker import execute
+
+
+class ThreadCore:
+    """Threads, the task queue, and the state of one thread pool."""
+
+    def __init__(self, processes: int, initializer: Any, initargs: tuple[Any, ...]) -> None:
+        self.processes = processes
+        self.state = RUNNING
+        self.task_timeout: float | None = None
+        self._initializer = initializer
+        self._initargs = initargs
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
+        self._feeders = 0
+        self._stopping = False
+        self._broken: BaseException | None = None
+        self._threads = [
+            threading.Thread(target=self._work, name=f"ThreadPoolWorker-{n}", daemon=True)
+            for n in range(1, processes + 1)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, calls: list[Call], timeout: float | None) -> None:
+        """Queue (job, index, kind, call) tasks."""
+        with self._lock:
+            refused = self.state == TERMINATED or self._broken is not None
+        if refused:
+            error = self._refusal()
+            for job, index, _kind, _call in calls:
+                job._set(index, False, error)
+            return
+        for call in calls:
+            self._queue.put(call)
+
+    def _refusal(self) -> BrokenPoolError:
+        if self._broken is not None:
+            error = BrokenPoolError(f"the pool is broken: {self._broken}")
+            error.__cause__ = self._broken
+            return error
+        return BrokenPoolError("the pool was terminated before this task ended")
+
+    def feeder_started(self) -> None:
+        with self._lock:
+            self._feeders += 1
+
+    def feeder_done(self) -> None:
+        with self._lock:
+            self._feeders -= 1
+        self._stop_when_idle()
+
+    def _work(self) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException as e:
+                with self._lock:
+                    if self._broken is None:
+                        self._broken = e
+                self._fail_queued()
+                return
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            job, index, kind, call = item
+            if self.state == TERMINATED or self._broken is not None:
+                job._set(index, False, self._refusal())
+                continue
+            try:
+                value, ok = execute(kind, call[0], call[1:]), True
+            except Exception as e:
+                value, ok = e, False
+            except BaseException as e:
+                value, ok = TaskAbortedError(f"the task raised {e!r}"), False
+                value.__cause__ = e
+            job._set(index, ok, value)
+
+    def _fail_queued(self) -> None:
+        error = self._refusal()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._queue.put(None)
+                return
+            item[0]._set(item[1], False, error)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.state == RUNNING:
+                self.state = CLOSED
+        self._stop_when_idle()
+
+    def _stop_when_idle(self) -> None:
+        """Once closed and fed, tell each thread to finish the queue and stop."""
+        with self._lock:
+            if self.state == RUNNING or self._feeders or self._stopping:
+                return
+            self._stopping = True
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def terminate(self) -> None:
+        with self._lock:
+            self.state = TERMINATED
+        self._fail_queued()
+        self._stop_when_idle()
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)

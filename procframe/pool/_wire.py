@@ -1,0 +1,99 @@
+"""What a pool and its workers say to each other: frames on one socket per worker.
+
+A frame is a header (payload length, task id, a one-byte code, and from a
+worker how long the task ran) and a payload.
+Parent to worker, the code is the task's kind and the payload its call: the
+function's pickle (its length first), then the pickle of the rest;
+worker to parent, the code says how the task ended and the payload holds the
+result or the error.  Both sides read with :class:`FrameReader`, which takes
+every whole frame out of what one ``recv`` brought.
+
+This module is imported by every pool worker: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER = struct.Struct("<QQBI")
+"""Payload length, task id, code, microseconds the task ran (0 from the parent)."""
+FUNC_LENGTH = struct.Struct("<I")
+"""Before a task's function pickle: its length."""
+
+# Task kinds (parent to worker).
+APPLY = 0
+"""The rest of the payload: pickle of (args, kwds)."""
+MAP = 1
+"""The rest of the payload: pickle of (items,); the result is ``[func(x) for x in items]``."""
+STARMAP = 2
+"""The rest of the payload: pickle of (items,); the result is ``[func(*x) for x in items]``."""
+SAME_FUNC = 0x80
+"""Added to the kind when the function is pickled by name: workers may keep it, unpickled."""
+
+# How a task ended (worker to parent).
+DONE = 0
+"""Payload: the result's pickle."""
+RAISED = 1
+"""Payload: pickle of (formatted traceback, the exception's own pickle)."""
+UNPICKLABLE = 2
+"""Payload: UTF-8 text: the result, or the exception raised, could not be pickled."""
+ABORTED = 3
+"""Payload: UTF-8 text: the task raised a BaseException that is not an Exception."""
+BAD_TASK = 4
+"""Payload: UTF-8 text: the task could not be unpickled in the worker."""
+INIT_FAILED = 5
+"""Payload: as RAISED, for the initializer (task id 0); the worker then exits."""
+
+_RECV_SIZE = 1 << 16  # below malloc's mmap threshold: a cheap buffer per read
+
+
+def frame(task_id: int, code: int, payload: bytes, micros: int = 0) -> bytes:
+    """One frame, ready to send."""
+    return HEADER.pack(len(payload), task_id, code, min(micros, 0xFFFFFFFF)) + payload
+
+
+class FrameReader:
+    """Cuts a byte stream into frames."""
+
+    __slots__ = ("_buffer", "_start")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._start = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
+        """Add ``data``; return (task id, code, microseconds, payload) of each frame now whole."""
+        buffer = self._buffer
+        if self._start and self._start == len(buffer):
+            buffer.clear()
+            self._start = 0
+        buffer += data
+        frames = []
+        start = self._start
+        end = len(buffer)
+        header_size = HEADER.size
+        unpack = HEADER.unpack_from
+        while end - start >= header_size:
+            size, task_id, code, micros = unpack(buffer, start)
+            stop = start + header_size + size
+            if stop > end:
+                break
+            frames.append((task_id, code, micros, bytes(buffer[start + header_size : stop])))
+            start = stop
+        if start == end:
+            buffer.clear()
+            start = 0
+        elif start > _RECV_SIZE:
+            del buffer[:start]
+            start = 0
+        self._start = start
+        return frames
+
+    @property
+    def partial(self) -> bool:
+        """True if part of a frame is waiting for the rest."""
+        return len(self._buffer) > self._start
+
+
+RECV_SIZE = _RECV_SIZE
+"""How much one ``recv`` asks for."""

@@ -1,0 +1,145 @@
+"""A pool worker: run the tasks that arrive on its socket, one at a time, and send each outcome.
+
+Before a task runs, the worker writes its id and start time to its slot in
+memory it shares with the pool, so that when the worker dies the pool knows
+which task it was running (that one failed) and which it never started
+(those go to another worker).  Outcomes are sent as soon as each task ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from pickle import HIGHEST_PROTOCOL, dumps, loads
+from typing import Any
+
+from procframe.pool import _wire
+
+
+def execute(kind: int, func: Any, rest: tuple[Any, ...]) -> Any:
+    """Run one task: ``rest`` is (args, kwds) for APPLY, else (items,)."""
+    if kind == _wire.APPLY:
+        args, kwds = rest
+        return func(*args, **kwds)
+    (items,) = rest
+    if kind == _wire.MAP:
+        return list(map(func, items))
+    return list(itertools.starmap(func, items))
+
+
+def error_payload(message: str, error: BaseException | None, pickled: bytes | None) -> bytes:
+    """(message, the formatted traceback of ``error``, the error's pickle) for the parent."""
+    import traceback
+
+    tb = "".join(traceback.format_exception(error)) if error is not None else ""
+    return dumps((message, tb, pickled), HIGHEST_PROTOCOL)
+
+
+_functions: dict[bytes, Any] = {}
+"""Functions pickled by name, unpickled once (a map sends the same one with every chunk)."""
+
+
+def _unpickle_call(kind: int, payload: bytes) -> tuple[int, Any, Any]:
+    (length,) = _wire.FUNC_LENGTH.unpack_from(payload)
+    start = _wire.FUNC_LENGTH.size
+    view = memoryview(payload)
+    pickled = payload[start : start + length]
+    if kind & _wire.SAME_FUNC:
+        func = _functions.get(pickled)
+        if func is None:
+            if len(_functions) > 256:
+                _functions.clear()
+            func = _functions[pickled] = loads(pickled)
+    else:
+        func = loads(pickled)
+    return kind & ~_wire.SAME_FUNC, func, loads(view[start + length :])
+
+
+def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
+    """The code and payload that report how the task in ``payload`` ended."""
+    try:
+        kind, func, rest = _unpickle_call(kind, payload)
+    except BaseException as e:
+        message = f"the worker cannot unpickle the task: {type(e).__name__}: {e}"
+        return _wire.BAD_TASK, error_payload(message, e, None)
+    try:
+        result = execute(kind, func, rest)
+    except Exception as e:
+        return failure(e)
+    except BaseException as e:  # SystemExit, KeyboardInterrupt: the task fails, not the worker
+        message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
+        return _wire.ABORTED, error_payload(message, e, None)
+    try:
+        return _wire.DONE, dumps(result, HIGHEST_PROTOCOL)
+    except Exception as e:
+        message = f"cannot pickle the task's result {_short_repr(result)}: {type(e).__name__}: {e}"
+        return _wire.UNPICKLABLE, error_payload(message, None, None)
+
+
+def failure(error: Exception) -> tuple[int, bytes]:
+    """Report ``error``, pickled if it can be."""
+    message = f"{type(error).__qualname__}: {error}"
+    try:
+        pickled = dumps(error, HIGHEST_PROTOCOL)
+    except Exception as e:
+        message = f"the task raised an exception that cannot be pickled ({message}): {e}"
+        return _wire.UNPICKLABLE, error_payload(message, error, None)
+    return _wire.RAISED, error_payload(message, error, pickled)
+
+
+def _short_repr(obj: object, limit: int = 200) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__qualname__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def main(
+    conn: Any,
+    slots: Any,
+    index: int,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+    maxtasks: int | None,
+) -> None:
+    """Serve tasks from ``conn`` until it closes or ``maxtasks`` are done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    fd = conn.fileno()
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as e:
+            try:
+                pickled: bytes | None = dumps(e, HIGHEST_PROTOCOL)
+            except Exception:
+                pickled = None
+            message = f"the pool's initializer raised {type(e).__qualname__}: {e}"
+            _send(fd, _wire.frame(0, _wire.INIT_FAILED, error_payload(message, e, pickled)))
+            return
+    started = memoryview(slots).cast("B").cast("q")
+    at = 2 * index
+    reader = _wire.FrameReader()
+    clock = time.monotonic_ns
+    done = 0
+    while maxtasks is None or done < maxtasks:
+        try:
+            data = os.read(fd, _wire.RECV_SIZE)
+        except ConnectionResetError:
+            return
+        if not data:
+            return
+        for task_id, kind, _, payload in reader.feed(data):
+            started[at] = task_id
+            started[at + 1] = start = clock()
+            code, result = outcome(kind, payload)
+            _send(fd, _wire.frame(task_id, code, result, (clock() - start) // 1000))
+            done += 1
