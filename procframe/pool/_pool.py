@@ -132,17 +132,20 @@ class _BasePool:
         error_callback: Callable[[BaseException], object] | None,
     ) -> MapResult[T]:
         self._check_running()
-        items = list(iterable)
+        # A sequence is sliced as it is (a range's chunks are ranges: tiny to send).
+        items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         if chunksize is None:
             chunksize, extra = divmod(len(items), self._processes * 4)
             chunksize += bool(extra)
         elif chunksize < 1:
             raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
         chunks = [items[i : i + chunksize] for i in range(0, len(items), max(chunksize, 1))]
-        result: MapResult[T] = MapResult(len(chunks), callback, error_callback)
+        result: MapResult[T] = MapResult(len(items), max(chunksize, 1), callback, error_callback)
         calls = [(result, index, kind, (func, chunk)) for index, chunk in enumerate(chunks)]
-        if calls:
-            self._core.submit(calls, self._task_timeout)
+        # In groups, so that workers start on the first chunks while the others are pickled.
+        group = max(1, min(256, len(calls) // (4 * self._processes)))
+        for start in range(0, len(calls), group):
+            self._core.submit(calls[start : start + group], self._task_timeout)
         return result
 
     def imap(

@@ -52,6 +52,8 @@ _DEADLINE_POLL = 0.01
 """How often a timed task that has not started yet is looked at again."""
 STOP_GRACE = 1.0
 """Seconds workers get to exit after SIGTERM (terminate) before SIGKILL."""
+_IOV_MAX = 512
+"""Buffers per writev (the system allows at least 1024)."""
 _LOST = -1
 """Outcome code of a task whose failure the pool itself decided (the value is the exception)."""
 
@@ -97,7 +99,7 @@ class Worker:
         self.fd = sock.fileno()
         self.sentinel = process.sentinel
         self.held: deque[Task] = deque()
-        self.outbox = bytearray()
+        self.outbox: deque[bytes | memoryview] = deque()  # sent in order with writev
         self.quota = quota
         self.reader = _wire.FrameReader()
         self.eof = False
@@ -183,8 +185,8 @@ class ProcessCore:
                 blocked = self._dispatch()
         if refused is not None:
             failed += [(task.job, task.index, refused) for task in tasks]
-        elif blocked and threading.current_thread() is not self._thread:
-            self._wake()
+        elif (blocked or timeout is not None) and threading.current_thread() is not self._thread:
+            self._wake()  # to send the rest, or to watch the new deadline
         for job, index, error in failed:
             job._set(index, False, error)
 
@@ -236,8 +238,8 @@ class ProcessCore:
                 best.held.append(task)
                 if best.quota is not None:
                     best.quota -= 1
-                best.outbox += frame(len(task.payload), task.id, task.kind, 0)
-                best.outbox += task.payload
+                best.outbox.append(frame(len(task.payload), task.id, task.kind, 0))
+                best.outbox.append(task.payload)
         blocked = False
         for w in workers:
             if w.outbox:
@@ -246,14 +248,22 @@ class ProcessCore:
         return blocked
 
     def _flush(self, w: Worker) -> None:
-        try:
-            sent = os.write(w.fd, w.outbox)
-        except BlockingIOError:
-            return
-        except OSError:  # the worker is gone: its sentinel will say so
-            w.outbox.clear()
-            return
-        del w.outbox[:sent]
+        outbox = w.outbox
+        while outbox:
+            try:
+                sent = os.writev(w.fd, list(itertools.islice(outbox, _IOV_MAX)))
+            except BlockingIOError:
+                return
+            except OSError:  # the worker is gone: its sentinel will say so
+                outbox.clear()
+                return
+            while sent:
+                first = outbox[0]
+                if sent < len(first):
+                    outbox[0] = memoryview(first)[sent:]
+                    return  # the socket is full
+                sent -= len(first)
+                outbox.popleft()
 
     def _wake(self) -> None:
         with self._wake_lock:
@@ -337,35 +347,33 @@ class ProcessCore:
                     os.close(fd)
             self._wake_read = self._wake_write = -1
 
-    def _receive(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> None:
-        """Read what ``w`` sent; its finished tasks go to ``ended``."""
+    def _receive(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> bool:
+        """Read what ``w`` sent (False: nothing to read); its finished tasks go to ``ended``."""
         try:
-            data = os.read(w.fd, _wire.RECV_SIZE)
+            frames = w.reader.receive(w.fd)
         except BlockingIOError:
-            return
+            return False
         except OSError:
-            data = b""
-        if not data:
+            frames = None
+        if frames is None:
             w.eof = True
-            return
-        for task_id, code, micros, payload in w.reader.feed(data):
+            return True
+        for task_id, code, micros, payload in frames:
             if code == _wire.INIT_FAILED:
                 self._break(_decode(_wire.RAISED, payload)[1], ended)
-                return
+                return True
             task = w.held.popleft()
             if task.id != task_id:  # pragma: no cover - a worker answers in order
                 raise RuntimeError(f"pool worker answered task {task_id}, expected {task.id}")
             self._average = 0.9 * self._average + 0.1e-6 * micros
             ended.append((task, code, payload))
         self._deaths_in_a_row = 0
+        return True
 
     def _bury(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> None:
         """``w`` has exited: take its last outcomes, settle its tasks, start a replacement."""
-        while not w.eof:
-            before = len(ended)
-            self._receive(w, ended)
-            if len(ended) == before and not w.eof:
-                break  # nothing more (a process the task forked may hold the socket)
+        while not w.eof and self._receive(w, ended):
+            pass  # (no end of stream if a process the task forked holds the socket)
         w.process.join(5.0)
         exitcode = w.process.exitcode
         w.socket.close()

@@ -8,7 +8,6 @@ on stderr and does not stop the pool.
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 import time
@@ -93,29 +92,30 @@ class MapResult(ApplyResult[list[T]]):
 
     def __init__(
         self,
-        chunks: int,
+        length: int,
+        chunksize: int,
         callback: Callable[[list[T]], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> None:
         super().__init__(callback, error_callback)
-        self._chunks: list[list[T] | None] = [None] * chunks
-        self._left = chunks
+        self._list: list[Any] = [None] * length  # filled chunk by chunk as they end
+        self._chunksize = chunksize
+        self._left = -(-length // chunksize) if length else 0
         self._lock = threading.Lock()
-        if chunks == 0:
+        if not length:
             super()._set(0, True, [])
 
     def _set(self, index: int, ok: bool, value: Any) -> None:
         if not ok:
             super()._set(index, False, value)  # the first error ends the map
             return
+        start = index * self._chunksize
         with self._lock:
-            self._chunks[index] = value
+            self._list[start : start + len(value)] = value
             self._left -= 1
             done = self._left == 0
         if done:
-            chunks = self._chunks
-            self._chunks = []
-            super()._set(index, True, list(itertools.chain.from_iterable(chunks)))  # type: ignore[arg-type]
+            super()._set(index, True, self._list)
 
 
 class IMapIterator(Iterator[T]):

@@ -13,7 +13,9 @@ This module is imported by every pool worker: it imports nothing heavy.
 
 from __future__ import annotations
 
+import os
 import struct
+from typing import Any
 
 HEADER = struct.Struct("<QQBI")
 """Payload length, task id, code, microseconds the task ran (0 from the parent)."""
@@ -44,7 +46,8 @@ BAD_TASK = 4
 INIT_FAILED = 5
 """Payload: as RAISED, for the initializer (task id 0); the worker then exits."""
 
-_RECV_SIZE = 1 << 16  # below malloc's mmap threshold: a cheap buffer per read
+RECV_SIZE = 1 << 16
+"""How much one read asks for (below malloc's mmap threshold: a cheap buffer per read)."""
 
 
 def frame(task_id: int, code: int, payload: bytes, micros: int = 0) -> bytes:
@@ -53,20 +56,41 @@ def frame(task_id: int, code: int, payload: bytes, micros: int = 0) -> bytes:
 
 
 class FrameReader:
-    """Cuts a byte stream into frames."""
+    """Cuts a byte stream into frames.
 
-    __slots__ = ("_buffer", "_start")
+    Small frames come many to a read; a payload bigger than one read is read
+    straight into a buffer of its own size.
+    """
+
+    __slots__ = ("_big", "_buffer", "_start")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._start = 0
+        self._big: list[Any] | None = None  # [task id, code, micros, buffer, bytes filled]
+
+    def receive(self, fd: int) -> list[tuple[int, int, int, bytes]] | None:
+        """One read from ``fd``; the frames it completed (None: the stream has ended)."""
+        big = self._big
+        if big is not None:
+            buffer, filled = big[3], big[4]
+            with memoryview(buffer) as view:
+                count = os.readv(fd, [view[filled:]])
+            if not count:
+                return None
+            big[4] = filled = filled + count
+            if filled < len(buffer):
+                return []
+            self._big = None
+            return [(big[0], big[1], big[2], buffer)]
+        data = os.read(fd, RECV_SIZE)
+        if not data:
+            return None
+        return self.feed(data)
 
     def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
         """Add ``data``; return (task id, code, microseconds, payload) of each frame now whole."""
         buffer = self._buffer
-        if self._start and self._start == len(buffer):
-            buffer.clear()
-            self._start = 0
         buffer += data
         frames = []
         start = self._start
@@ -77,23 +101,20 @@ class FrameReader:
             size, task_id, code, micros = unpack(buffer, start)
             stop = start + header_size + size
             if stop > end:
+                if size > RECV_SIZE:  # read the rest of it into its own buffer
+                    payload = bytearray(size)
+                    have = end - start - header_size
+                    payload[:have] = buffer[start + header_size : end]
+                    self._big = [task_id, code, micros, payload, have]
+                    start = end
                 break
             frames.append((task_id, code, micros, bytes(buffer[start + header_size : stop])))
             start = stop
         if start == end:
             buffer.clear()
             start = 0
-        elif start > _RECV_SIZE:
+        elif start > RECV_SIZE:
             del buffer[:start]
             start = 0
         self._start = start
         return frames
-
-    @property
-    def partial(self) -> bool:
-        """True if part of a frame is waiting for the rest."""
-        return len(self._buffer) > self._start
-
-
-RECV_SIZE = _RECV_SIZE
-"""How much one ``recv`` asks for."""

@@ -45,7 +45,7 @@ def _unpickle_call(kind: int, payload: bytes) -> tuple[int, Any, Any]:
     (length,) = _wire.FUNC_LENGTH.unpack_from(payload)
     start = _wire.FUNC_LENGTH.size
     view = memoryview(payload)
-    pickled = payload[start : start + length]
+    pickled = bytes(view[start : start + length])
     if kind & _wire.SAME_FUNC:
         func = _functions.get(pickled)
         if func is None:
@@ -132,12 +132,12 @@ def main(
     done = 0
     while maxtasks is None or done < maxtasks:
         try:
-            data = os.read(fd, _wire.RECV_SIZE)
+            frames = reader.receive(fd)
         except ConnectionResetError:
             return
-        if not data:
+        if frames is None:
             return
-        for task_id, kind, _, payload in reader.feed(data):
+        for task_id, kind, _, payload in frames:
             started[at] = task_id
             started[at + 1] = start = clock()
             code, result = outcome(kind, payload)
