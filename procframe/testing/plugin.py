@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import procframe
+from procframe._testkit.devshm import procframe_names
 from procframe.api import context as _context
 from procframe.api.backend import KNOWN_CAPABILITIES
 
@@ -143,7 +144,7 @@ class Snapshot:
 
     @classmethod
     def take(cls) -> Snapshot:
-        return cls(_os_children(), {t.ident or 0 for t in threading.enumerate()}, _named_objects())
+        return cls(_os_children(), {t.ident or 0 for t in threading.enumerate()}, procframe_names())
 
     def leaks(self) -> list[str]:
         """What exists now and did not before, after a grace period; kills leaked children."""
@@ -154,7 +155,7 @@ class Snapshot:
             threads = [
                 t for t in threading.enumerate() if t.ident not in self.threads and t.is_alive()
             ]
-            named = _named_objects() - self.named
+            named = procframe_names() - self.named
             if not (children or threads or named) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -188,13 +189,6 @@ def _service_pids() -> set[int]:
 
     pid = server_pid()
     return set() if pid is None else {pid}
-
-
-def _named_objects() -> set[str]:
-    shm = Path("/dev/shm")
-    if not shm.is_dir():
-        return set()
-    return {p.name for p in shm.iterdir() if p.name.startswith(("pf-", "sem.pf-", "procframe"))}
 
 
 def _kill(pids: set[int]) -> None:

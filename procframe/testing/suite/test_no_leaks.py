@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from procframe._testkit.crash import SCRIPT
+from procframe._testkit.devshm import procframe_names
 from procframe._testkit.scripts import pid_running, script_env, write_script
 
 pytestmark = [
@@ -38,12 +39,6 @@ CHURN = 3.0
 PATIENCE = 60.0
 TREE_MARK = "PROCFRAME_TEST_TREE"
 """An environment variable every process of the tree inherits: how the test finds them all."""
-
-
-def shm_names() -> set[str]:
-    """Everything named in ``/dev/shm`` (named semaphores are ``sem.*`` there)."""
-    shm = Path("/dev/shm")
-    return {p.name for p in shm.iterdir()} if shm.is_dir() else set()
 
 
 def shared_memory_held(pids: list[int] | None = None) -> set[tuple[int, int]]:
@@ -118,7 +113,7 @@ def test_nothing_remains_after_a_sigkill(
     procframe_backend: str, tmp_path: Path, victim: str, moment: str
 ) -> None:
     report = tmp_path / "pids"
-    before = shm_names()
+    before = procframe_names()
     mark = uuid.uuid4().hex
     env = {**script_env(procframe_backend), TREE_MARK: mark}
     script = write_script(tmp_path, SCRIPT)
@@ -165,7 +160,7 @@ def test_nothing_remains_after_a_sigkill(
         for pid in tree_processes(mark):
             os.kill(pid, signal.SIGKILL)
         stderr = read_stderr(tree)
-    assert shm_names() - before == set()
+    assert procframe_names() - before == set()
     if victim == "child":  # the main process carried on and finished
         assert tree.returncode == 0, stderr
     else:

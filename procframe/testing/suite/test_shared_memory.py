@@ -24,6 +24,7 @@ import pytest
 import procframe
 from procframe import shared_memory
 from procframe._testkit import shmem
+from procframe._testkit.devshm import procframe_names
 from procframe._testkit.exchange import reap
 from procframe._testkit.scripts import script_env
 from procframe._testkit.targets import read_report, report
@@ -60,16 +61,6 @@ def _join(*procs: Any) -> None:
     finally:
         reap(*procs)
     assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def _dev_shm() -> set[str]:
-    shm = Path("/dev/shm")
-    return {p.name for p in shm.iterdir()} if shm.is_dir() else set()
-
-
-def _ours(names: set[str], *needles: str) -> set[str]:
-    """The entries of ``names`` that procframe could have made (other programs come and go)."""
-    return {n for n in names if n.startswith(("pf", "procframe")) or any(x in n for x in needles)}
 
 
 def _holders(token: str) -> list[int]:
@@ -135,7 +126,7 @@ def test_a_generated_name_says_where_the_block_is() -> None:
 def test_the_block_is_a_sealed_memfd_and_nothing_is_in_dev_shm() -> None:
     import fcntl
 
-    before = _dev_shm()
+    before = procframe_names()
     shm = SharedMemory(create=True, size=100_000)
     try:
         owner = shm._owner
@@ -146,7 +137,7 @@ def test_the_block_is_a_sealed_memfd_and_nothing_is_in_dev_shm() -> None:
         with pytest.raises(PermissionError):  # no process can truncate it under a mapping
             os.ftruncate(other._fd, 10)
         other.close()
-        assert _ours(_dev_shm() - before, shm.name) == set()
+        assert procframe_names(shm.name) - before == set()
     finally:
         shm.close()
         shm.unlink()
@@ -315,7 +306,7 @@ def test_pickling_outside_a_process_start_goes_by_name() -> None:
 def test_fallback_to_named_posix_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("_posixshmem")
     monkeypatch.setattr(shared_memory, "_USE_MEMFD", False)
-    before = _dev_shm()
+    before = procframe_names()
     shm = SharedMemory(create=True, size=4096)
     try:
         assert shm.name.startswith("pf-") and shm.size == 4096
@@ -331,7 +322,7 @@ def test_fallback_to_named_posix_shared_memory(monkeypatch: pytest.MonkeyPatch) 
         shm.unlink()
     with pytest.raises(FileNotFoundError):
         SharedMemory(shm.name)
-    assert _ours(_dev_shm() - before) == set()
+    assert procframe_names() - before == set()
 
 
 # -- ShareableList in one process -------------------------------------------------------
@@ -407,7 +398,7 @@ def test_list_indexing_count_and_index() -> None:
 
 
 def test_list_rejects_what_it_cannot_hold() -> None:
-    before = _dev_shm()
+    before = procframe_names()
     for bad in ([[1]], [1 + 2j], [object()]):
         with pytest.raises(TypeError, match="holds int, float"):
             ShareableList(bad)
@@ -425,7 +416,7 @@ def test_list_rejects_what_it_cannot_hold() -> None:
     finally:
         sl.shm.close()
         sl.shm.unlink()
-    assert _ours(_dev_shm() - before) == set()
+    assert procframe_names() - before == set()
 
 
 def test_an_empty_list_a_chosen_name_and_pickling(chosen: str) -> None:
@@ -637,7 +628,7 @@ def test_a_block_created_by_an_unrelated_interpreter(
 def test_a_killed_creator_leaves_nothing_behind(
     ctx: procframe.Context, tmp_path: Path, chosen: str
 ) -> None:
-    before = _dev_shm()
+    before = procframe_names()
     for name in (None, chosen):
         ready = tmp_path / f"ready-{name}"
         p = _start(ctx, shmem.create_and_wait, name, 1 << 20, "x", str(ready))
@@ -654,14 +645,14 @@ def test_a_killed_creator_leaves_nothing_behind(
         assert _unattachable(made["name"])
         if shared_memory._USE_MEMFD:
             assert _holders(made["token"]) == []  # its memory is freed, not just unnamed
-        assert _ours(_dev_shm() - before, made["name"]) == set()
+        assert procframe_names(made["name"]) - before == set()
 
 
 @pytest.mark.requires("posix_signals")
 def test_a_survivor_keeps_the_memory_of_a_killed_creator(
     ctx: procframe.Context, tmp_path: Path, chosen: str
 ) -> None:
-    before = _dev_shm()
+    before = procframe_names()
     for name in (None, chosen):
         ready = tmp_path / f"ready-{name}"
         p = _start(ctx, shmem.create_and_wait, name, 10_000, "survives", str(ready))
@@ -681,7 +672,7 @@ def test_a_survivor_keeps_the_memory_of_a_killed_creator(
         shm.close()
         if shared_memory._USE_MEMFD:
             assert _holders(made["token"]) == []  # the last mapping gone, so is the memory
-        assert _ours(_dev_shm() - before, made["name"]) == set()
+        assert procframe_names(made["name"]) - before == set()
 
 
 def test_a_name_ends_when_its_creator_exits(

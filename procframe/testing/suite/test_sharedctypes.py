@@ -22,6 +22,7 @@ import pytest
 import procframe
 from procframe import sharedctypes
 from procframe._testkit import shared
+from procframe._testkit.devshm import procframe_names
 from procframe._testkit.exchange import reap
 from procframe._testkit.scripts import run_script
 from procframe._testkit.targets import read_report, report
@@ -87,14 +88,6 @@ def _join(*procs: Any) -> None:
     finally:
         reap(*procs)
     assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def _shm_names() -> set[str]:
-    """procframe's names in /dev/shm (other programs may come and go there meanwhile)."""
-    shm = Path("/dev/shm")
-    if not shm.is_dir():
-        return set()
-    return {p.name for p in shm.iterdir() if p.name.startswith(("pf-", "sem.pf-", "procframe"))}
 
 
 # -- in one process: values --------------------------------------------------------
@@ -559,7 +552,7 @@ def test_a_child_allocates_memory_of_its_own(ctx: procframe.Context, tmp_path: P
 @PASSES_DESCRIPTORS
 @pytest.mark.requires("posix_signals")
 def test_a_killed_child_leaves_nothing_behind(ctx: procframe.Context, tmp_path: Path) -> None:
-    names_before = _shm_names()
+    names_before = procframe_names()
     value = ctx.Value("i", 0)
     arr = ctx.RawArray("d", 1000)
     ready = str(tmp_path / "ready")
@@ -574,7 +567,7 @@ def test_a_killed_child_leaves_nothing_behind(ctx: procframe.Context, tmp_path: 
         reap(p)
     assert (value.value, len(arr)) == (99, 1000)  # the memory outlives the child
     del value, arr
-    assert _shm_names() <= names_before  # no name anywhere: memory is reached by descriptor
+    assert procframe_names() <= names_before  # no name anywhere: memory is reached by descriptor
 
 
 @pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd on this platform")
