@@ -279,6 +279,14 @@ class ProcessCore:
         try:
             while self._serve_once():
                 pass
+        except BaseException as e:  # a bug here must not leave every get() waiting
+            import traceback
+
+            traceback.print_exc()
+            ended: list[tuple[Task, int, Any]] = []
+            with self._lock:
+                self._break(e, ended)
+            _deliver(ended)
         finally:
             self._close_wake_pipe()
 

@@ -141,5 +141,8 @@ def main(
             started[at] = task_id
             started[at + 1] = start = clock()
             code, result = outcome(kind, payload)
-            _send(fd, _wire.frame(task_id, code, result, (clock() - start) // 1000))
+            try:
+                _send(fd, _wire.frame(task_id, code, result, (clock() - start) // 1000))
+            except OSError:  # the pool is gone
+                return
             done += 1
