@@ -370,9 +370,9 @@ class ProcessCore:
             if code == _wire.INIT_FAILED:
                 self._break(_decode(_wire.RAISED, payload)[1], ended)
                 return True
+            if not w.held or w.held[0].id != task_id:
+                continue  # its task was settled already (the pool was terminated or broken)
             task = w.held.popleft()
-            if task.id != task_id:  # pragma: no cover - a worker answers in order
-                raise RuntimeError(f"pool worker answered task {task_id}, expected {task.id}")
             self._average = 0.9 * self._average + 0.1e-6 * micros
             ended.append((task, code, payload))
         self._deaths_in_a_row = 0
