@@ -312,6 +312,224 @@ def condition_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
     return interleave(cond, start, iterations)
 
 
+POOL_PROCESSES = 2
+"""Workers of every pool measured: the issue's start-up row asks for two, and the other rows
+use as many, so that a machine with more cores measures the same thing."""
+
+POOL_DEADLINE = 60.0
+"""Seconds any one step of a pool case (a start, a warm-up, a sample, a stop) may take.
+
+A standard-library pool whose worker dies waits for it forever; rather than
+leave the benchmark hanging until its driver's timeout, a step that takes
+longer ends the run: :class:`Deadline` kills the children and exits with
+code 3, which the driver reports as a failed run.
+"""
+
+
+def square(x: int) -> int:
+    """The trivial function of every pool case."""
+    return x * x
+
+
+def pause_pid(seconds: float) -> int:
+    """Sleep ``seconds``, then return this worker's pid: tells which workers have started."""
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def sum_of_squares(count: int) -> int:
+    """``sum(square(x) for x in range(count))``, to check a pool's results."""
+    return (count - 1) * count * (2 * count - 1) // 6
+
+
+class Deadline:
+    """A watchdog thread that ends the run if one step of a pool case takes too long.
+
+    :meth:`renew` gives the next step ``seconds`` more; past them, the thread
+    writes what hung on stderr, SIGKILLs every child process (a pool's workers
+    do not exit when their pool's process dies) and exits with code 3.  A
+    thread, not a signal, so that it fires whatever the main thread is blocked
+    in.
+    """
+
+    def __init__(self, mp: ModuleType, seconds: float = POOL_DEADLINE) -> None:
+        import threading
+        import time
+
+        self.mp = mp
+        self.seconds = seconds
+        self.clock = time.monotonic
+        self.step = "the first step"
+        self.expires = self.clock() + seconds
+        self.finished = threading.Event()
+        self.watcher = threading.Thread(target=self.watch, name="pool-deadline", daemon=True)
+
+    def __enter__(self) -> Deadline:
+        self.watcher.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finished.set()
+        self.watcher.join()
+
+    def renew(self, step: str) -> None:
+        """Start ``step``, which has :attr:`seconds` from now."""
+        self.step = step
+        self.expires = self.clock() + self.seconds
+
+    def watch(self) -> None:
+        while not self.finished.wait(max(0.0, self.expires - self.clock())):
+            if self.clock() >= self.expires:
+                self.expire()
+
+    def expire(self) -> None:
+        import os
+        import signal
+
+        sys.stderr.write(
+            f"pool case: {self.step} took more than {self.seconds:g} s; "
+            "killing the child processes\n"
+        )
+        sys.stderr.flush()
+        try:
+            for child in self.mp.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+        finally:
+            os._exit(3)
+
+
+def wait_for_workers(pool: Any, processes: int = POOL_PROCESSES) -> None:
+    """Return once every worker of ``pool`` has run a task (spawned workers start late)."""
+    seen: set[int] = set()
+    while len(seen) < processes:
+        seen.update(pool.map(pause_pid, [0.01] * (2 * processes), chunksize=1))
+
+
+def measure_pool(
+    mp: ModuleType,
+    method: str,
+    run: Callable[[Any, int], None],
+    sizes: list[int],
+    warm_size: int,
+) -> list[float]:
+    """Seconds per operation of ``run(pool, size)``, one sample per size, on a fresh pool.
+
+    The pool has :data:`POOL_PROCESSES` workers of the ``method`` context.
+    Once they have all started, :data:`WARM_UP` seconds of ``run(pool,
+    warm_size)`` come first.  Every step is bounded by a :class:`Deadline`, and
+    the pool is terminated and joined whatever happens.
+    """
+    from time import perf_counter
+
+    with Deadline(mp) as deadline:
+        deadline.renew(f"starting a pool ({method})")
+        pool = mp.get_context(method).Pool(POOL_PROCESSES)
+        try:
+            wait_for_workers(pool)
+            deadline.renew("the warm-up")
+            warm_until = perf_counter() + WARM_UP
+            while perf_counter() < warm_until:
+                run(pool, warm_size)
+            samples = []
+            for size in sizes:
+                deadline.renew(f"a sample of {size} operations")
+                began = perf_counter()
+                run(pool, size)
+                samples.append((perf_counter() - began) / size)
+        finally:
+            deadline.renew("terminating and joining the pool")
+            pool.terminate()
+            pool.join()
+    return samples
+
+
+def apply_round_trips(pool: Any, count: int) -> None:
+    """``count`` synchronous ``pool.apply(square, (x,))``, each result checked."""
+    for x in range(count):
+        if pool.apply(square, (x,)) != x * x:
+            raise RuntimeError(f"pool.apply(square, ({x},)) returned a wrong result")
+
+
+def pool_apply(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per ``pool.apply(square, (x,))`` round trip, one sample per chunk."""
+    return measure_pool(mp, method, apply_round_trips, chunk_sizes(iterations), 100)
+
+
+def iterate_results(name: str) -> Callable[[Any, int], None]:
+    """``pool.<name>(square, range(count), chunksize=1)``, iterated to its end and checked."""
+
+    def run(pool: Any, count: int) -> None:
+        total = 0
+        for y in getattr(pool, name)(square, range(count), chunksize=1):
+            total += y
+        if total != sum_of_squares(count):
+            raise RuntimeError(f"pool.{name} of {count} items gave wrong results")
+
+    return run
+
+
+def pool_imap(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of ``pool.imap(square, ..., chunksize=1)``: a new imap per chunk."""
+    return measure_pool(mp, method, iterate_results("imap"), chunk_sizes(iterations), 1000)
+
+
+def pool_imap_unordered(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of ``pool.imap_unordered(square, ..., chunksize=1)``."""
+    run = iterate_results("imap_unordered")
+    return measure_pool(mp, method, run, chunk_sizes(iterations), 1000)
+
+
+def map_items(pool: Any, count: int) -> None:
+    """``pool.map(square, range(count))`` with the default chunksize, checked."""
+    results = pool.map(square, range(count))
+    if len(results) != count or results[-1] != (count - 1) ** 2:
+        raise RuntimeError(f"pool.map of {count} items gave wrong results")
+
+
+def pool_map(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of one ``pool.map(square, range(iterations))``, default chunksize.
+
+    The default chunksize depends on the length (four chunks per worker), so
+    the run is one map of all its items, not a map per chunk: one sample.
+    """
+    return measure_pool(mp, method, map_items, [iterations], max(1, iterations // 10))
+
+
+def start_use_stop(ctx: Any, deadline: Deadline) -> None:
+    """``Pool(2)``, its first result from ``apply(square, (3,))``, ``terminate()``, ``join()``."""
+    deadline.renew("starting a pool and getting its first result")
+    pool = ctx.Pool(POOL_PROCESSES)
+    try:
+        if pool.apply(square, (3,)) != 9:
+            raise RuntimeError("the first result of a new pool was wrong")
+    finally:
+        deadline.renew("terminating and joining a new pool")
+        pool.terminate()
+        pool.join()
+
+
+def pool_start(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per pool started, used once and stopped (:func:`start_use_stop`).
+
+    One untimed cycle first (it starts the fork server, or the standard
+    library's resource tracker, once per run).
+    """
+    from time import perf_counter
+
+    ctx = mp.get_context(method)
+    with Deadline(mp) as deadline:
+        start_use_stop(ctx, deadline)
+        samples = []
+        for _ in range(iterations):
+            began = perf_counter()
+            start_use_stop(ctx, deadline)
+            samples.append(perf_counter() - began)
+    return samples
+
+
 CASES: dict[str, Case] = {
     "start_join": start_join,
     "thread_queue": thread_queue,
@@ -327,6 +545,11 @@ CASES: dict[str, Case] = {
     "list_read": list_read,
     "raw_array_read": raw_array_read,
     "array_read": array_read,
+    "pool_apply": pool_apply,
+    "pool_imap": pool_imap,
+    "pool_imap_unordered": pool_imap_unordered,
+    "pool_map": pool_map,
+    "pool_start": pool_start,
 }
 
 

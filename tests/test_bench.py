@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from procframe.bench.tables import (
     CONDITION_WAITS,
     LOCK_PAIRS,
     OBJECTS_PASSED,
+    POOL,
     SEQUENCE_READS,
     START_JOIN,
     TABLES,
@@ -131,6 +133,87 @@ def test_harness_times_sequence_reads(impl: str, method: str, case: str) -> None
     assert 0 < result["min"] <= result["median"] <= result["mean"] * 10
     assert result["median"] < 1e-3  # seconds per read: far less than a millisecond
     assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+POOL_CASES = ["pool_apply", "pool_imap", "pool_imap_unordered", "pool_map", "pool_start"]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_harness_times_pool_operations_with_the_stdlib(case: str) -> None:
+    result = run_harness("stdlib", case, "fork", 20, timeout=60, env=clean_env())
+    assert (result["case"], result["method"], result["iterations"]) == (case, "fork", 20)
+    assert result["samples"] == {"pool_map": 1, "pool_start": 20}.get(case, 10)
+    assert 0 < result["min"] <= result["median"]
+
+
+@pytest.mark.parametrize("impl", ["procframe", "stdlib"])
+def test_harness_starts_spawned_pools(impl: str) -> None:
+    result = run_harness(impl, "pool_start", "spawn", 1, timeout=60, env=clean_env())
+    assert (result["impl"], result["samples"]) == (impl, 1)
+    assert result["median"] > 0
+    assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+HUNG_POOL = """\
+import importlib.util, multiprocessing, sys
+spec = importlib.util.spec_from_file_location("harness", sys.argv[1])
+harness = importlib.util.module_from_spec(spec)
+sys.modules["harness"] = harness
+spec.loader.exec_module(harness)
+with harness.Deadline(multiprocessing, 1.0) as deadline:
+    deadline.renew("a hung apply")
+    pool = multiprocessing.get_context("fork").Pool(2)
+    print(*(p.pid for p in multiprocessing.active_children()), flush=True)
+    pool.apply(harness.pause_pid, (60,))
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_hung_pool_fails_its_run_and_its_workers_are_killed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HUNG_POOL, str(runner.harness_path())],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "a hung apply took more than 1 s" in done.stderr
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(gone(pid) for pid in workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_run_that_times_out_takes_its_children_with_it() -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "sys.stderr.write('waiting\\n'); sys.stderr.flush()\n"
+        "time.sleep(60)\n"
+    )
+    began = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as exc:
+        runner.run_in_own_group([sys.executable, "-c", code], 1.5, clean_env())
+    assert time.monotonic() - began < 10
+    assert exc.value.stderr == "waiting\n"
+    (child,) = (int(pid) for pid in str(exc.value.stdout).split())
+    deadline = time.monotonic() + 10
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
 
 
 def _harness_module() -> Any:
@@ -354,6 +437,66 @@ def test_format_objects_table_higher_is_better() -> None:
     ]
 
 
+def test_the_pool_table_and_its_targets() -> None:
+    assert POOL.unit is Unit.PER_SECOND  # latencies are shown as rates: higher is better
+    assert POOL.loosest_target == 1.0
+    assert TABLES["pool"] is POOL
+    for backend in ("fork", "spawn", "forkserver"):
+        rows = {row.label: row for row in POOL.rows if row.backend == backend}
+        targets = {label: (row.case, row.target) for label, row in rows.items()}
+        assert targets == {
+            "apply round trips": ("pool_apply", 2.0),  # latency at most 0.5x
+            "imap items, chunksize 1": ("pool_imap", 2.0),
+            "imap_unordered items, chunksize 1": ("pool_imap_unordered", 2.0),
+            "map items, default chunksize": ("pool_map", 1.0),
+            "pool starts: 1 apply, terminate": ("pool_start", 1.0),
+        }
+        assert rows["map items, default chunksize"].iterations == 1_000_000
+
+
+def test_quick_pool_runs_are_bounded() -> None:
+    quick = {(row.backend, row.case): row.quick_iterations for row in POOL.rows}
+    for row in POOL.rows:
+        assert row.quick_iterations < row.iterations
+    # measured with the stdlib here: about 300 us per apply, 70,000 imap items/s,
+    # 6-8 million map items/s, 50 ms per spawned pool; a quick run is well under a second
+    assert all(quick[backend, "pool_apply"] <= 1_000 for backend in ("fork", "spawn"))
+    assert all(quick[backend, "pool_imap"] <= 20_000 for backend in ("fork", "spawn"))
+    # a map big enough to measure: its default chunks are thousands of items
+    assert all(100_000 <= quick[backend, "pool_map"] <= 250_000 for backend in ("fork", "spawn"))
+    assert quick["spawn", "pool_start"] <= 5
+    assert max(quick[backend, "pool_start"] for backend in ("fork", "forkserver")) <= 15
+
+
+def test_format_pool_table_shows_latencies_as_rates() -> None:
+    rate = Unit.PER_SECOND
+    apply, *_, start = (row for row in POOL.rows if row.backend == "fork")
+    rows = (
+        # 150 us against 300 us per round trip: twice the rate
+        result_of(apply, [1 / 150e-6], [1 / 300e-6], rate),
+        result_of(start, [90.0], [100.0], rate),
+    )
+    lines = format_table(TableResult(POOL, 3, rows)).splitlines()
+    assert lines[0] == (
+        "Pool operations per second (Pool(2) of the backend, trivial function; "
+        "latencies as rates; median of 3 runs; higher is better)"
+    )
+    assert lines[1].split()[:2] == ["backend", "operation"]
+    assert lines[2].split() == [
+        "fork",
+        "apply",
+        "round",
+        "trips",
+        "6,670",
+        "3,330",
+        "2.00",
+        ">=",
+        "2.00",
+        "ok",
+    ]
+    assert lines[3].split()[-4:] == ["0.90", ">=", "1.00", "MISS"]
+
+
 def test_measure_row_alternates_implementations() -> None:
     calls: list[tuple[str, str, str, int]] = []
     medians = {"procframe": iter([3.0, 1.0, 2.0]), "stdlib": iter([4.0, 4.0, 8.0])}
@@ -435,7 +578,7 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     }
     units = {LOCK_PAIRS.unit, CONDITION_WAITS.unit, SEQUENCE_READS.unit}
     assert units == {Unit.PER_SECOND}
-    assert list(TABLES)[-2:] == ["conditions", "sequences"]
+    assert list(TABLES)[-3:] == ["conditions", "sequences", "pool"]
 
 
 # -- the command, end to end --------------------------------------------------------
@@ -512,6 +655,28 @@ def test_bench_prints_the_lock_and_condition_tables() -> None:
     assert "Objects passed" not in done.stdout
 
 
+def test_bench_prints_the_pool_table() -> None:
+    done = run_bench("--backend", "fork", "--iterations", "3", "--repeat", "1", "--table", "pool")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Pool operations per second (Pool(2) of the backend, trivial function; latencies as "
+        "rates; median of 1 run; higher is better)"
+    ) in done.stdout
+    rate = r"[\d,.]+\s+[\d,.]+\s+\d+\.\d\d"
+    for label, target in (
+        ("apply round trips", "2.00"),
+        ("imap items, chunksize 1", "2.00"),
+        ("imap_unordered items, chunksize 1", "2.00"),
+        ("map items, default chunksize", "1.00"),
+        ("pool starts: 1 apply, terminate", "1.00"),
+    ):
+        assert re.search(
+            rf"^fork\s+{re.escape(label)}\s+{rate}\s+>= {target}\s+(ok|MISS)$", done.stdout, re.M
+        ), label
+    assert not re.search(r"^(spawn|forkserver)\s", done.stdout, re.M)
+    assert "Integers read" not in done.stdout
+
+
 def test_bench_json() -> None:
     done = run_bench("--backend", "fork", "--iterations", "2", "--repeat", "1", "--json")
     assert done.returncode == 0, done.stderr
@@ -535,6 +700,13 @@ def test_bench_json() -> None:
     ]
     assert [row["label"] for row in tables[3]["rows"]] == ["threading.Condition", "Condition"]
     assert [row["label"] for row in tables[4]["rows"]] == ["list", "RawArray", "Array"]
+    assert [row["case"] for row in tables[5]["rows"]] == [
+        "pool_apply",
+        "pool_imap",
+        "pool_imap_unordered",
+        "pool_map",
+        "pool_start",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,45 @@ def harness_environment(bytecode_cache: str) -> dict[str, str]:
     return env
 
 
+def run_in_own_group(
+    command: Sequence[str], timeout: float, env: Mapping[str, str] | None
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(command)`` in a process group of its own, which is killed if the run
+    times out or is interrupted.
+
+    Killing the harness alone would leave its children behind: the standard
+    library's pool workers, for one, never notice that their pool's process
+    died.  ``TimeoutExpired`` carries what the run wrote on stderr.
+    """
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process.pid)
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+        except BaseException:
+            kill_group(process.pid)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of the group ``pgid`` that is still there."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_harness(
     impl: str,
     case: str,
@@ -86,14 +126,7 @@ def run_harness(
     command = harness_command(impl, case, method, iterations)
     what = f"{impl} {case} --method {method}"
     try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        done = run_in_own_group(command, timeout, env)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(
             f"benchmark run ({what}) timed out after {timeout:g} s{_stderr_of(exc.stderr)}"
