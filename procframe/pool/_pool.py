@@ -56,6 +56,17 @@ class _BasePool:
         timeout: float | None = None,
     ) -> T:
         """``func(*args, **kwds)`` in a worker; its result, or its exception raised here."""
+        timeout = timeout if timeout is not None else self._task_timeout
+        if timeout is None and isinstance(self._core, ProcessCore):
+            self._check_running()
+            result: ApplyResult[T] = ApplyResult()
+            call = (func, tuple(args), dict(kwds) if kwds else {})
+            try:
+                if self._core.call((result, 0, _wire.APPLY, call)):
+                    return result.get()
+            except KeyboardInterrupt:
+                self.terminate()
+                raise
         return self._wait(self.apply_async(func, args, kwds, timeout=timeout))
 
     def apply_async(

@@ -26,6 +26,7 @@ from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
+from procframe._fdwait import wait_readable
 from procframe.api.errors import ProcessPicklingError
 from procframe.connection import Connection
 from procframe.pool import _wire, _worker
@@ -49,6 +50,9 @@ AHEAD_WINDOW = 0.002
 STREAM_PAUSE = 0.0003
 """Seconds the serving thread rests between rounds while every worker has tasks queued."""
 _DEADLINE_POLL = 0.01
+_CALL_POLL = 0.05
+"""A caller reading its claimed worker looks this often whether the worker is still there."""
+_CLAIMED_PAUSE = 0.0001
 """How often a timed task that has not started yet is looked at again."""
 STOP_GRACE = 1.0
 """Seconds workers get to exit after SIGTERM (terminate) before SIGKILL."""
@@ -78,6 +82,7 @@ class Worker:
     """A worker process, its socket, and the tasks sent to it that have not ended."""
 
     __slots__ = (
+        "claimed",
         "eof",
         "fd",
         "held",
@@ -105,6 +110,7 @@ class Worker:
         self.eof = False
         self.stopped = False
         self.timed_out: Task | None = None
+        self.claimed = False  # a caller's thread waits for its one task, reading its socket
 
 
 class ProcessCore:
@@ -132,6 +138,7 @@ class ProcessCore:
         self._slots = RawArray("q", 2 * processes)
         self._started = memoryview(self._slots).cast("B").cast("q")
         self._ids = itertools.count(1)
+        self._function_pickles: dict[int, tuple[Any, bytes]] = {}
         self._names = itertools.count(1)
         self.state = RUNNING
         self.task_timeout: float | None = None
@@ -156,39 +163,104 @@ class ProcessCore:
 
     # -- submitting (any thread) ------------------------------------------------
 
+    def _task(self, submission: Call, timeout: float | None, functions: dict[int, bytes]) -> Task:
+        """The task of one submission (its call pickled); ``ProcessPicklingError`` if it cannot be.
+
+        ``functions`` keeps the pickles of functions already seen (a map's chunks share one).
+        """
+        job, index, kind, call = submission
+        func = call[0]
+        try:
+            pickled = functions.get(id(func))
+            if pickled is None:
+                pickled = functions[id(func)] = self._pickle_function(func)
+            payload = pickled + dumps(call[1:], HIGHEST_PROTOCOL)
+        except Exception as e:
+            unpicklable = ProcessPicklingError(
+                f"cannot pickle the task's function or arguments: {type(e).__name__}: {e}"
+            )
+            raise unpicklable from e
+        if isinstance(func, _BY_NAME):
+            kind |= _wire.SAME_FUNC
+        return Task(next(self._ids), kind, payload, job, index, timeout)
+
+    def _pickle_function(self, func: Any) -> bytes:
+        """``func``'s pickle, its length first; kept for functions pickled by name."""
+        if not isinstance(func, _BY_NAME):
+            return _pickle_function(func)
+        known = self._function_pickles.get(id(func))
+        if known is not None and known[0] is func:
+            return known[1]
+        pickled = _pickle_function(func)
+        if len(self._function_pickles) >= 64:
+            self._function_pickles.clear()
+        self._function_pickles[id(func)] = (func, pickled)
+        return pickled
+
     def submit(self, calls: list[Call], timeout: float | None) -> None:
         """Queue (job, index, kind, call) tasks; a call that cannot be pickled fails its task."""
         tasks = []
         failed: list[tuple[Any, int, BaseException]] = []
-        functions: dict[int, bytes] = {}  # a map's chunks share their function's pickle
-        for job, index, kind, call in calls:
-            func = call[0]
+        functions: dict[int, bytes] = {}
+        for submission in calls:
             try:
-                pickled = functions.get(id(func))
-                if pickled is None:
-                    pickled = functions[id(func)] = _pickle_function(func)
-                payload = pickled + dumps(call[1:], HIGHEST_PROTOCOL)
-            except Exception as e:
-                unpicklable = ProcessPicklingError(
-                    f"cannot pickle the task's function or arguments: {type(e).__name__}: {e}"
-                )
-                unpicklable.__cause__ = e
-                failed.append((job, index, unpicklable))
-                continue
-            if isinstance(func, _BY_NAME):
-                kind |= _wire.SAME_FUNC
-            tasks.append(Task(next(self._ids), kind, payload, job, index, timeout))
+                tasks.append(self._task(submission, timeout, functions))
+            except ProcessPicklingError as e:
+                failed.append((submission[0], submission[1], e))
         with self._lock:
             refused = self._refusal()
             if refused is None:
                 self._pending.extend(tasks)
-                blocked = self._dispatch()
+                look_again = self._dispatch()
         if refused is not None:
             failed += [(task.job, task.index, refused) for task in tasks]
-        elif (blocked or timeout is not None) and threading.current_thread() is not self._thread:
-            self._wake()  # to send the rest, or to watch the new deadline
+        elif (look_again or timeout is not None) and threading.current_thread() is not self._thread:
+            self._wake()  # to send the rest, watch a newly busy worker, or a new deadline
         for job, index, error in failed:
             job._set(index, False, error)
+
+    def call(self, submission: Call) -> bool:
+        """Run one untimed task on an idle worker and wait for it, reading its outcome here.
+
+        One thread hand-off fewer than through the serving thread: the worker
+        is *claimed*, so nobody else sends it tasks or reads its socket meanwhile.
+        False (nothing done) if no worker is idle: ``submit`` the task instead.
+        """
+        try:
+            task = self._task(submission, None, {})
+        except ProcessPicklingError:
+            return False  # submit() fails it
+        with self._lock:
+            if self._refusal() is not None or self._pending:
+                return False
+            w = next((w for w in self._workers if w is not None and _idle(w)), None)
+            if w is None:
+                return False
+            w.held.append(task)
+            if w.quota is not None:
+                w.quota -= 1
+            w.claimed = True
+            w.outbox.append(_wire.HEADER.pack(len(task.payload), task.id, task.kind, 0))
+            w.outbox.append(task.payload)
+            self._flush(w)
+            if w.outbox:  # a big call: the serving thread sends the rest, and reads
+                w.claimed = False
+                self._wake()
+                return True
+        job = task.job
+        try:
+            while not job.ready():
+                readable = wait_readable([w.fd], _CALL_POLL)
+                ended: list[tuple[Task, int, Any]] = []
+                with self._lock:
+                    if self._workers[w.index] is not w or w.eof:
+                        break  # it died: the serving thread settles the task
+                    if readable:
+                        self._receive(w, ended)
+                _deliver(ended)
+        finally:
+            w.claimed = False
+        return True
 
     def _refusal(self) -> BaseException | None:
         if self._broken is not None:
@@ -220,9 +292,15 @@ class ProcessCore:
         return 1 + min(MAX_AHEAD, int(AHEAD_WINDOW / max(self._average, 1e-7)))
 
     def _dispatch(self) -> bool:
-        """Hand pending tasks to workers and send; True if a socket is full (lock held)."""
+        """Hand pending tasks to workers and send (lock held).
+
+        True if the serving thread must look again: a socket is full, or an
+        idle worker got work (the serving thread does not watch idle workers'
+        sockets, so that a claiming caller alone wakes for its outcome).
+        """
         pending = self._pending
-        workers = [w for w in self._workers if w is not None and not w.stopped]
+        workers = [w for w in self._workers if w is not None and not w.stopped and not w.claimed]
+        woken = False
         if pending and workers:
             ahead = self._ahead()
             frame = _wire.HEADER.pack
@@ -235,17 +313,17 @@ class ProcessCore:
                 if best is None:
                     break
                 task = pending.popleft()
+                woken = woken or not best.held
                 best.held.append(task)
                 if best.quota is not None:
                     best.quota -= 1
                 best.outbox.append(frame(len(task.payload), task.id, task.kind, 0))
                 best.outbox.append(task.payload)
-        blocked = False
         for w in workers:
             if w.outbox:
                 self._flush(w)
-                blocked = blocked or bool(w.outbox)
-        return blocked
+                woken = woken or bool(w.outbox)
+        return woken
 
     def _flush(self, w: Worker) -> None:
         outbox = w.outbox
@@ -303,19 +381,22 @@ class ProcessCore:
                     continue
                 sentinels[w.sentinel] = w
                 poller.register(w.sentinel, select.POLLIN)
-                if not w.eof:
+                if w.held and not (w.eof or w.claimed):
                     sockets[w.fd] = w
                     poller.register(w.fd, select.POLLIN | (select.POLLOUT if w.outbox else 0))
             timeout = self._next_deadline()
         events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000.0)
         ended: list[tuple[Task, int, Any]] = []
+        claimed = False
         with self._lock:
             for fd, event in events:
                 if fd == self._wake_read:
                     self._drain_wake_pipe()
                 elif fd in sockets:
                     w = sockets[fd]
-                    if event & ~select.POLLOUT:
+                    if w.claimed:
+                        claimed = True  # its caller reads it
+                    elif event & ~select.POLLOUT:
                         self._receive(w, ended)
                     if event & select.POLLOUT:
                         self._flush(w)
@@ -328,7 +409,9 @@ class ProcessCore:
                 self._stop_idle_workers()
             streaming = all(w is None or len(w.held) > 1 for w in self._workers)
         _deliver(ended)
-        if streaming:
+        if claimed:
+            time.sleep(_CLAIMED_PAUSE)  # let the claiming caller read its outcome
+        elif streaming:
             # Workers hold queued tasks: let outcomes gather, to read and deliver many
             # per wake-up (one wake-up per outcome costs more than the outcome).
             time.sleep(STREAM_PAUSE)
@@ -561,6 +644,10 @@ _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 def _pickle_function(func: Any) -> bytes:
     pickled = dumps(func, HIGHEST_PROTOCOL)
     return _wire.FUNC_LENGTH.pack(len(pickled)) + pickled
+
+
+def _idle(w: Worker) -> bool:
+    return not (w.held or w.stopped or w.claimed or w.eof or w.quota == 0)
 
 
 def _deliver(ended: list[tuple[Task, int, Any]]) -> None:
