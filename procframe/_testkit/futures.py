@@ -8,24 +8,24 @@ executor shows as a failed future, not a hang.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import procframe
+from procframe._testkit.pool import (
+    power,
+    raise_value_error,
+    sleep_and_return,
+    square,
+    square_unless,
+    wait_for_path,
+)
+
+REUSED = (power, raise_value_error, sleep_and_return, square, square_unless, wait_for_path)
+"""Calls of the pool suite's that this suite sends too (by these names)."""
 
 PATIENCE = 60.0
 """Seconds a call waits for anything that should happen at once."""
-
-
-def square(x: int) -> int:
-    """``x * x``."""
-    return x * x
-
-
-def power(x: int, exp: int = 2) -> int:
-    """``x ** exp``: a call with a keyword argument."""
-    return int(x**exp)
 
 
 def multiply(a: Any, b: Any) -> Any:
@@ -43,38 +43,10 @@ def start_method() -> str | None:
     return procframe.get_start_method()
 
 
-def wait_for_path(path: str, value: Any) -> Any:
-    """Return ``value`` once ``path`` exists (at most :data:`PATIENCE` seconds later)."""
-    deadline = time.monotonic() + PATIENCE
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear within {PATIENCE}s")
-        time.sleep(0.005)
-    return value
-
-
-def sleep_and_return(seconds: float, value: Any) -> Any:
-    """Sleep ``seconds``, then return ``value``."""
-    time.sleep(seconds)
-    return value
-
-
 def touch(path: str) -> str:
     """Create ``path``: proof that the call ran."""
     Path(path).touch()
     return path
-
-
-def raise_value_error(message: str) -> None:
-    """Raise ``ValueError(message)``."""
-    raise ValueError(message)
-
-
-def square_unless(x: int, bad: int) -> int:
-    """``x * x``, but ``ValueError`` for ``bad``."""
-    if x == bad:
-        raise ValueError(f"bad item {x}")
-    return x * x
 
 
 def exit_now(code: int) -> None:

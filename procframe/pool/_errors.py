@@ -46,6 +46,13 @@ class BrokenPoolError(ProcessError):
     """The pool cannot run tasks: its initializer failed, its workers cannot start, or it
     was terminated before the task ended."""
 
+    @classmethod
+    def because(cls, cause: BaseException) -> BrokenPoolError:
+        """The error of a pool broken by ``cause`` (its ``__cause__``)."""
+        error = cls(f"the pool is broken: {cause}")
+        error.__cause__ = cause
+        return error
+
 
 def describe_exit(exitcode: int | None) -> str:
     """'was killed by SIGKILL', 'exited with code 7', ..."""

@@ -264,15 +264,10 @@ class ProcessCore:
 
     def _refusal(self) -> BaseException | None:
         if self._broken is not None:
-            return self._broken_error()
+            return BrokenPoolError.because(self._broken)
         if self.state == TERMINATED:
             return BrokenPoolError("the pool was terminated")
         return None
-
-    def _broken_error(self) -> BrokenPoolError:
-        error = BrokenPoolError(f"the pool is broken: {self._broken}")
-        error.__cause__ = self._broken
-        return error
 
     def feeder_started(self) -> None:
         """A thread will go on submitting tasks from an iterable (``imap``)."""
@@ -544,7 +539,7 @@ class ProcessCore:
         if self._broken is not None:
             return
         self._broken = error
-        failure = self._broken_error()
+        failure = BrokenPoolError.because(self._broken)
         for task in self._take_all_tasks():
             ended.append((task, _LOST, failure))
         for w in self._workers:

@@ -46,9 +46,7 @@ class ThreadCore:
 
     def _refusal(self) -> BrokenPoolError:
         if self._broken is not None:
-            error = BrokenPoolError(f"the pool is broken: {self._broken}")
-            error.__cause__ = self._broken
-            return error
+            return BrokenPoolError.because(self._broken)
         return BrokenPoolError("the pool was terminated before this task ended")
 
     def feeder_started(self) -> None:
