@@ -260,6 +260,8 @@ class ProcessCore:
                 _deliver(ended)
         finally:
             w.claimed = False
+            if not job.ready():  # interrupted: the serving thread must watch the worker now
+                self._wake()
         return True
 
     def _refusal(self) -> BaseException | None:
