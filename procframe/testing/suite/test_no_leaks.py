@@ -64,6 +64,19 @@ def shared_memory_held(pids: list[int] | None = None) -> set[tuple[int, int]]:
     return held
 
 
+def holders(inodes: set[tuple[int, int]]) -> dict[int, str]:
+    """Command line of every process holding one of ``inodes``: what a failure names."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and shared_memory_held([int(entry)]) & inodes:
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return found
+
+
 def tree_processes(mark: str) -> list[int]:
     """Pids of every living process whose environment carries ``mark`` (a tree and its helpers)."""
     needle = f"{TREE_MARK}={mark}\0".encode()
@@ -152,7 +165,11 @@ def test_nothing_remains_after_a_sigkill(
         assert wait_until(lambda: not tree_processes(mark), PATIENCE), (
             f"processes of the tree outlived it: {tree_processes(mark)}"
         )
-        assert not (used & shared_memory_held()), "the tree's shared memory outlived the tree"
+        # A process that is exiting has already lost its environment (so it no longer
+        # counts as the tree's) but may not have closed its descriptors yet.
+        assert wait_until(lambda: not (used & shared_memory_held()), PATIENCE), (
+            f"the tree's shared memory outlived the tree, held by {holders(used)}"
+        )
     finally:
         if tree.poll() is None:
             tree.kill()
