@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    from procframe import pool
+    from procframe import managers, pool
     from procframe.api import queues, synchronize
     from procframe.connection import Connection
 
@@ -148,6 +148,11 @@ def Pool(
     )
 
 
+def Manager() -> managers.SyncManager:
+    """A started SyncManager: shared objects in a server process, used through proxies."""
+    return get_context().Manager()
+
+
 def set_start_method(method: str | None, force: bool = False) -> None:
     """Alias of :func:`set_backend`, the ``multiprocessing`` name."""
     set_backend(method, force=force)  # type: ignore[arg-type]
@@ -183,6 +188,7 @@ __all__ = [
     "Event",
     "JoinableQueue",
     "Lock",
+    "Manager",
     "Pipe",
     "Pool",
     "Process",

@@ -490,9 +490,22 @@ class Listener:
         A client that fails the handshake raises ``AuthenticationError`` here;
         the listener itself stays usable.
         """
+        return self.authenticate(self.accept_socket())
+
+    def accept_socket(self) -> socket.socket:
+        """Wait for a client and return its socket, not yet authenticated.
+
+        With :meth:`authenticate` in another thread, a slow client cannot hold
+        up the accepting of others (what a server wants).
+        """
         if self._socket.fileno() < 0:
             raise OSError("listener is closed")
         sock, self._last_accepted = self._socket.accept()
+        _no_delay(sock)
+        return sock
+
+    def authenticate(self, sock: socket.socket) -> Connection:
+        """The Connection over an accepted ``sock``, once it passed the handshake (if any)."""
         if self._authkey is None:
             return Connection(sock.detach())
         return _authenticated(sock, self._authkey, server=True)
@@ -529,9 +542,17 @@ def Client(address: Any, family: str | None = None, authkey: bytes | None = None
     except BaseException:
         sock.close()
         raise
+    _no_delay(sock)
     if authkey is None:
         return Connection(sock.detach())
     return _authenticated(sock, authkey, server=False)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Send small TCP messages at once: each message is one write, and a request waits for
+    its answer, so Nagle's algorithm would only add a delayed-ACK wait."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _authenticated(sock: socket.socket, authkey: bytes, server: bool) -> Connection:

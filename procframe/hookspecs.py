@@ -159,6 +159,17 @@ def procframe_make_pool(
 
 
 @hookspec(firstresult=True)
+def procframe_make_manager(context: object, backend: BackendInfo) -> object | None:
+    """Make and start the manager ``ctx.Manager()`` returns, its server started through
+    ``context`` (this backend's).
+
+    firstresult; procframe's default (a started
+    :class:`procframe.managers.SyncManager`) is ``trylast``.  Proxy calls
+    never go through a hook.
+    """
+
+
+@hookspec(firstresult=True)
 def procframe_make_shared(
     kind: str, args: tuple[object, ...], kwargs: dict[str, object], backend: BackendInfo
 ) -> object | None:

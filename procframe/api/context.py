@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from pluggy import HookCaller
 
-    from procframe import pool
+    from procframe import managers, pool
     from procframe.api import queues, synchronize
     from procframe.api.backend import BackendInfo, Launcher
     from procframe.api.process import BaseProcess, _ParentProcess
@@ -319,6 +319,10 @@ class Context:
             task_timeout=task_timeout,
             context=self,
         )
+
+    def Manager(self) -> managers.SyncManager:
+        """A started SyncManager whose server process runs under this backend."""
+        return self._make("procframe_make_manager", "a Manager", context=self)  # type: ignore[no-any-return]
 
     def _lock(self, kind: str, *args: Any) -> Any:
         return self._make("procframe_make_lock", f"a {kind}", kind=kind, args=args)

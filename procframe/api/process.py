@@ -100,6 +100,8 @@ class BaseProcess:
         self._launcher: Launcher | None = None
         self._exitcode: int | None = None
         self._closed = False
+        self._serves_others = False
+        """A service (a manager's server): not joined at exit; its owner stops it."""
         self._target = target
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
@@ -480,6 +482,13 @@ def on_exit_after_children(callback: Callable[[], None]) -> None:
     _install_exit_handler()
 
 
+def forget_exit_callback(callback: Callable[[], None]) -> None:
+    """Do not run ``callback`` at exit after all (it already ran)."""
+    for callbacks in (_flushers, _after_children):
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+
 def _install_exit_handler() -> None:
     global _exit_handler_installed
     if not _exit_handler_installed:
@@ -558,7 +567,7 @@ def _stop_children() -> None:
             child.kill()
             child.join()
     for child in list(_children):
-        if child._launcher is not None:
+        if child._launcher is not None and not child._serves_others:
             child.join()
 
 

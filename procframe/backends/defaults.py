@@ -55,6 +55,14 @@ class PosixDefaults:
         )
 
     @hookimpl(trylast=True)
+    def procframe_make_manager(self, context: Any, backend: BackendInfo) -> Any:
+        from procframe.managers import SyncManager
+
+        manager = SyncManager(ctx=context)
+        manager.start()
+        return manager
+
+    @hookimpl(trylast=True)
     def procframe_make_lock(self, kind: str, args: tuple[Any, ...], backend: BackendInfo) -> Any:
         from procframe.api import synchronize
 

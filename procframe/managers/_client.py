@@ -1,0 +1,263 @@
+"""A process's side of its managers: one channel per server address.
+
+A channel holds a connection per thread (a server thread per connection owns
+what its client thread acquired, as a ``threading.RLock`` wants), the
+process's *session* (how the server counts this process's holds), and how
+many live proxies this process has of each object: the server hears only when
+that number leaves or reaches zero.  A proxy that dies only queues its
+release (a finalizer may run in the middle of another call); the next request
+on any connection carries the queued releases just before it, so dropping a
+proxy costs no round trip of its own.
+
+A forked child starts a new session and tells the server, with the first
+message of its first connection, which objects it inherited.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from pickle import HIGHEST_PROTOCOL, dumps, loads
+from typing import TYPE_CHECKING, Any
+
+from procframe.managers import _protocol as wire
+from procframe.managers._errors import ManagerGoneError, RemoteError
+from procframe.managers._stream import Stream
+
+if TYPE_CHECKING:
+    from procframe.managers._server import Server
+
+_channels: dict[Any, Channel] = {}
+_channels_lock = threading.Lock()
+_hosted: Server | None = None
+"""The server running in this process, if any: its own proxies call it directly."""
+
+
+def new_session() -> str:
+    return f"{os.getpid()}-{os.urandom(6).hex()}"
+
+
+class Channel:
+    """This process's connections and holds for the manager at ``address``."""
+
+    def __init__(self, address: Any, authkey: bytes) -> None:
+        self.address = address
+        self.authkey = bytes(authkey)
+        self.local = threading.local()
+        self.session = new_session()
+        self.holdings: dict[int, int] = {}
+        """Live proxies in this process, by object id."""
+        self.dropped: deque[int] = deque()
+        """Ids of proxies that died and are not yet counted out of ``holdings``."""
+        self.pending: list[tuple[int, int]] = []
+        """Changes the server has not heard yet: (RELEASE or UNTRANSIT, id)."""
+        self.inherited: list[int] = []
+        """After a fork: the ids this new session must tell the server it holds."""
+        self._lock = threading.Lock()
+        self._anchor: Stream | None = None
+
+    # -- connections -----------------------------------------------------------
+
+    def stream(self) -> Stream:
+        """This thread's connection to the server, opened on first use."""
+        try:
+            return self.local.stream  # type: ignore[no-any-return]
+        except AttributeError:
+            return self._connect()
+
+    def _connect(self) -> Stream:
+        from procframe.connection import Client
+
+        try:
+            connection = Client(self.address, authkey=self.authkey)
+        except (OSError, EOFError) as exc:
+            raise ManagerGoneError(
+                f"cannot reach the manager at {self.address!r} (shut down, or its process died): "
+                f"{exc}"
+            ) from exc
+        with self._lock:
+            inherited, self.inherited = self.inherited, []
+        stream = Stream(connection)
+        stream.send(dumps((wire.CONTROL, wire.HELLO, (self.session, inherited), {})))
+        self.local.stream = stream
+        if self._anchor is None:
+            # The session lives while one of its connections is open: keep the first one
+            # open after its thread ends, for as long as this process lives.
+            self._anchor = stream
+        return stream
+
+    def abandon(self) -> None:
+        """Forget this thread's connection (it broke, or a call on it was interrupted)."""
+        stream = getattr(self.local, "stream", None)
+        if stream is not None:
+            del self.local.stream
+            if stream is not self._anchor:
+                stream.close()
+
+    def request(self, ident: int, name: str, args: Any = (), kwds: Any = None) -> tuple[int, Any]:
+        """Send one request on this thread's connection and return the answer (kind, payload)."""
+        stream = self.stream()
+        if self.dropped or self.pending:
+            self.flush(stream)
+        data = dumps((ident, name, args, kwds or {}), HIGHEST_PROTOCOL)
+        try:
+            stream.send(data)
+            reply = stream.recv()
+        except BaseException as exc:
+            self.abandon()  # half a conversation: the connection is out of step
+            if isinstance(exc, (OSError, EOFError)):
+                raise self.gone(exc) from exc
+            raise
+        try:
+            return loads(reply)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise RemoteError(
+                f"the manager's answer to {name}() cannot be unpickled: {exc!r}"
+            ) from exc
+
+    def control(self, name: str, *args: Any) -> Any:
+        """Run a server operation; its result, or ``RemoteError``."""
+        kind, payload = self.request(wire.CONTROL, name, args)
+        if kind == wire.RETURN:
+            return payload
+        raise RemoteError(payload)
+
+    def gone(self, exc: BaseException) -> ManagerGoneError:
+        return ManagerGoneError(
+            f"lost the connection to the manager at {self.address!r} "
+            f"(shut down, or its process died): {exc!r}"
+        )
+
+    # -- holds -----------------------------------------------------------------
+
+    def adopt(self, ident: int) -> None:
+        """A new proxy of ``ident`` for which the server already counted a hold of this session."""
+        with self._lock:
+            self._settle()
+            count = self.holdings.get(ident, 0)
+            self.holdings[ident] = count + 1
+            if count:
+                self.pending.append((wire.RELEASE, ident))
+
+    def acquire(self, ident: int, transit: bool) -> None:
+        """A new proxy of ``ident`` (unpickled, or made from a token); ``transit``: a transit
+        hold was taken for it when it was pickled."""
+        with self._lock:
+            self._settle()
+            count = self.holdings.get(ident, 0)
+            if count:
+                self.holdings[ident] = count + 1
+                if transit:
+                    self.pending.append((wire.UNTRANSIT, ident))
+                return
+        self.control("hold", ident, transit)
+        with self._lock:
+            self.holdings[ident] = self.holdings.get(ident, 0) + 1
+
+    def transit(self, ident: int) -> None:
+        """A proxy of ``ident`` is being pickled to travel: hold it until it arrives."""
+        self.control("transit", ident)
+
+    def drop(self, ident: int) -> None:
+        """A proxy of ``ident`` died (a finalizer: no lock, no I/O here)."""
+        self.dropped.append(ident)
+
+    def _settle(self) -> None:
+        """Count the dropped proxies out of ``holdings`` (lock held)."""
+        dropped = self.dropped
+        while dropped:
+            ident = dropped.popleft()
+            count = self.holdings.get(ident, 0) - 1
+            if count > 0:
+                self.holdings[ident] = count
+            else:
+                self.holdings.pop(ident, None)
+                self.pending.append((wire.RELEASE, ident))
+
+    def flush(self, stream: Stream) -> None:
+        """Send the queued hold changes just before the next request on ``stream``."""
+        with self._lock:
+            self._settle()
+            changes = self.pending[:]
+            del self.pending[: len(changes)]
+        if changes:
+            try:
+                stream.send(dumps((wire.CONTROL, wire.REFS, (changes,), {}), HIGHEST_PROTOCOL))
+            except (OSError, EOFError) as exc:
+                self.abandon()
+                raise self.gone(exc) from exc
+
+    def after_fork(self) -> None:
+        """In a forked child: a new session that holds what the parent's proxies held."""
+        for stream in self.local.__dict__.values():
+            stream.close()
+        self.local = threading.local()
+        if self._anchor is not None:
+            self._anchor.close()
+        self._anchor = None
+        self._lock = threading.Lock()
+        self.session = new_session()
+        self._settle()
+        self.pending = []
+        self.inherited = list(self.holdings)
+
+
+class LocalChannel:
+    """The channel of proxies that live in their own server's process: direct calls."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.address = server.address
+        self.authkey = server.authkey
+
+    def hold(self, ident: int, transit: bool) -> None:
+        from procframe.managers._server import SERVER_SESSION
+
+        self.server._hold(SERVER_SESSION, ident, transit)
+
+    def drop(self, ident: int) -> None:
+        self.server.local_drops.append(ident)
+
+
+def channel_for(address: Any, authkey: bytes | None) -> Channel | LocalChannel:
+    """The channel of this process to the manager at ``address``."""
+    address = wire.address_key(address)
+    hosted = _hosted
+    if hosted is not None and wire.address_key(hosted.address) == address:
+        return LocalChannel(hosted)
+    channel = _channels.get(address)
+    if channel is None:
+        with _channels_lock:
+            channel = _channels.get(address)
+            if channel is None:
+                if authkey is None:
+                    from procframe.api.process import current_process
+
+                    authkey = current_process().authkey
+                channel = _channels[address] = Channel(address, authkey)
+    return channel
+
+
+def forget_channel(address: Any) -> None:
+    """Drop the channel to ``address`` (its manager shut down)."""
+    with _channels_lock:
+        channel = _channels.pop(wire.address_key(address), None)
+    if channel is not None:
+        channel.abandon()
+
+
+def host_server(server: Server | None) -> None:
+    """Record the server running in this process (``None`` once it stopped)."""
+    global _hosted
+    _hosted = server
+
+
+def _after_fork_in_child() -> None:
+    global _channels_lock
+    _channels_lock = threading.Lock()
+    for channel in list(_channels.values()):
+        channel.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

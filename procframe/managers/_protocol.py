@@ -1,0 +1,72 @@
+"""What travels between a manager's clients and its server.
+
+A request is ``(ident, method, args, kwds)``: a call of ``method`` on the
+object ``ident``, answered by ``(kind, payload)``.  A negative ``ident`` is
+:data:`CONTROL`: ``method`` then names a server operation (create an object,
+change holds, shut down, ...).  Operations in :data:`ONE_WAY` get no answer;
+a client sends them just before a request on the same connection, so the
+server has applied them before it answers that request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTROL = -1
+
+# kinds of answer
+RETURN = 0
+"""payload: the method's result."""
+RAISED = 1
+"""payload: (the exception the method raised, the server-side traceback text)."""
+PROXY = 2
+"""payload: (typeid, ident, exposed, proxytype or None): the result stays in the server."""
+FAILED = 3
+"""payload: the text of a :class:`RemoteError` (the server could not do what was asked)."""
+
+# one-way operations
+HELLO = "hello"
+"""args: (session, idents the session holds already): the first message of a connection."""
+REFS = "refs"
+"""args: (list of (RELEASE or UNTRANSIT, ident)): holds this session gives up."""
+ONE_WAY = frozenset({HELLO, REFS})
+
+RELEASE = 0
+"""The session holds one proxy fewer of the object."""
+UNTRANSIT = 1
+"""A proxy that was pickled with a transit hold arrived where the object was held already."""
+
+PICKLE = "pickle"
+SERIALIZERS = (PICKLE,)
+
+
+class Token:
+    """Names a shared object: its type's id, the server's address and the object's id."""
+
+    __slots__ = ("address", "id", "typeid")
+
+    def __init__(self, typeid: str, address: Any, id: int) -> None:
+        self.typeid = typeid
+        self.address = address
+        self.id = id
+
+    def __getstate__(self) -> tuple[str, Any, int]:
+        return (self.typeid, self.address, self.id)
+
+    def __setstate__(self, state: tuple[str, Any, int]) -> None:
+        self.typeid, self.address, self.id = state
+
+    def __repr__(self) -> str:
+        return f"Token(typeid={self.typeid!r}, address={self.address!r}, id={self.id})"
+
+
+def check_serializer(serializer: str) -> None:
+    if serializer not in SERIALIZERS:
+        raise ValueError(
+            f"unknown serializer {serializer!r}; procframe managers support {SERIALIZERS}"
+        )
+
+
+def address_key(address: Any) -> Any:
+    """``address`` as a dict key (a TCP address may arrive as a list)."""
+    return tuple(address) if isinstance(address, list) else address

@@ -1,0 +1,254 @@
+"""Proxies: objects that stand for a shared object and call its methods in the server."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from typing import Any
+
+from procframe.managers import _client
+from procframe.managers import _protocol as wire
+from procframe.managers._errors import RemoteError
+from procframe.managers._protocol import Token
+from procframe.managers._server import GET_VALUE
+
+# how a pickled proxy is held while it travels
+_UNHELD = 0
+"""Pickled into a request to its own server: the server holds it while it unpickles it."""
+_TRANSIT = 1
+"""The sender took a transit hold; the receiver takes it over."""
+_HELD = 2
+"""Pickled into an answer by the server, which counted a hold for the receiving session."""
+
+_pickling = threading.local()
+"""``address``: the server whose request this thread is pickling (its proxies travel unheld)."""
+
+
+class BaseProxy:
+    """Stands for a shared object held by a manager's server; subclasses add its methods."""
+
+    _exposed_: tuple[str, ...] | None = None
+    _method_to_typeid_: dict[str, str] | None = None
+    _isauto = False
+
+    def __init__(
+        self,
+        token: Token,
+        serializer: str = wire.PICKLE,
+        manager: Any = None,
+        authkey: bytes | None = None,
+        exposed: tuple[str, ...] | None = None,
+        incref: bool = True,
+        manager_owned: bool = False,
+    ) -> None:
+        wire.check_serializer(serializer)
+        self._token = token
+        self._id = token.id
+        self._serializer = serializer
+        self._manager = manager
+        channel = _client.channel_for(token.address, authkey)
+        self._channel = channel
+        self._authkey = channel.authkey
+        self._owned_by_manager = manager_owned
+        if exposed is not None and self._exposed_ is None:
+            self._exposed_ = tuple(exposed)
+        if manager_owned:
+            return
+        if isinstance(channel, _client.LocalChannel):
+            if incref:
+                channel.hold(self._id, False)
+        elif incref:
+            channel.acquire(self._id, False)
+        else:
+            channel.adopt(self._id)
+        weakref.finalize(self, channel.drop, self._id)
+
+    def _callmethod(self, methodname: str, args: Any = (), kwds: Any = None) -> Any:
+        """Call ``methodname`` of the shared object; its result (or a proxy, or its exception)."""
+        channel = self._channel
+        if isinstance(channel, _client.LocalChannel):
+            return self._call_here(methodname, args, kwds)
+        _pickling.address = channel.address
+        try:
+            kind, payload = channel.request(self._id, methodname, args, kwds)
+        finally:
+            _pickling.address = None
+        if kind == wire.RETURN:
+            return payload
+        return self._outcome(kind, payload)
+
+    def _outcome(self, kind: int, payload: Any) -> Any:
+        if kind == wire.RAISED:
+            exc, text = payload
+            raise exc from RemoteError(text)
+        if kind == wire.PROXY:
+            return _new_proxy(payload, self._token.address, self._manager, incref=False)
+        raise RemoteError(payload)
+
+    def _call_here(self, methodname: str, args: Any, kwds: Any) -> Any:
+        """A call by a proxy that lives in its own server's process."""
+        from procframe.managers._server import SERVER_SESSION
+
+        channel = self._channel
+        assert isinstance(channel, _client.LocalChannel)
+        server = channel.server
+        entry = server.objects.get(self._id)
+        if entry is None:
+            raise RemoteError(f"no shared object with id {self._id}: it was freed")
+        kind, payload = server.call(entry, SERVER_SESSION, self._id, methodname, args, kwds or {})
+        if kind == wire.RETURN:
+            return payload
+        if kind == wire.RAISED:
+            raise payload[0]
+        return self._outcome(kind, payload)
+
+    def _referent(self) -> Any:
+        """The object itself, for a proxy that lives in its own server's process."""
+        channel = self._channel
+        if not isinstance(channel, _client.LocalChannel):
+            raise TypeError("only a proxy in its own server's process can reach its object")
+        entry = channel.server.objects.get(self._id)
+        if entry is None:
+            raise RemoteError(f"no shared object with id {self._id}: it was freed")
+        return entry.obj
+
+    def _getvalue(self) -> Any:
+        """A copy of the shared object."""
+        return self._callmethod(GET_VALUE)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        channel = self._channel
+        if isinstance(channel, _client.LocalChannel):
+            held = _HELD if channel.server.hold_for_reply(self._id) else _TRANSIT
+            if held == _TRANSIT:
+                channel.server._transit(_SERVER_TRANSIT, self._id)
+        elif getattr(_pickling, "address", None) == channel.address:
+            held = _UNHELD
+        else:
+            channel.transit(self._id)
+            held = _TRANSIT
+        authkey = None
+        from procframe.api.process import _spawning
+
+        if getattr(_spawning, "active", False):
+            authkey = self._authkey
+        proxytype = _AUTO if getattr(self, "_isauto", False) else type(self)
+        return (
+            _rebuild_proxy,
+            (proxytype, self._token, self._serializer, self._exposed_, held, authkey),
+        )
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self._getvalue()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} object, typeid {self._token.typeid!r} at {id(self):#x}>"
+
+    def __str__(self) -> str:
+        """The shared object's ``repr``, fetched from the server."""
+        try:
+            return self._callmethod("__repr__")  # type: ignore[no-any-return]
+        except Exception:
+            return repr(self)[:-1] + "; '__str__()' failed>"
+
+
+_SERVER_TRANSIT = "server"
+_AUTO = "auto"
+
+
+def _rebuild_proxy(
+    proxytype: Any,
+    token: Token,
+    serializer: str,
+    exposed: tuple[str, ...] | None,
+    held: int,
+    authkey: bytes | None,
+) -> BaseProxy:
+    """Unpickle a proxy: take over the hold it travelled with, or take one."""
+    channel = _client.channel_for(token.address, authkey)
+    if proxytype == _AUTO:
+        proxy = _auto_type(token.typeid, exposed)(
+            token, serializer, authkey=authkey, manager_owned=True
+        )
+        proxy._isauto = True
+    else:
+        proxy = proxytype(token, serializer, authkey=authkey, exposed=exposed, manager_owned=True)
+    proxy._owned_by_manager = False
+    if isinstance(channel, _client.LocalChannel):
+        channel.hold(token.id, held == _TRANSIT)
+    elif held == _HELD:
+        channel.adopt(token.id)
+    else:
+        channel.acquire(token.id, held == _TRANSIT)
+    weakref.finalize(proxy, channel.drop, token.id)
+    return proxy
+
+
+def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, incref: bool) -> Any:
+    """The proxy of an object the server just registered: (typeid, ident, exposed, proxytype)."""
+    typeid, ident, exposed, proxytype = made
+    token = Token(typeid, address, ident)
+    if proxytype is None:
+        proxytype = AutoProxy
+    return proxytype(token, wire.PICKLE, manager=manager, exposed=exposed, incref=incref)
+
+
+_proxy_types: dict[tuple[str, tuple[str, ...]], type[BaseProxy]] = {}
+
+
+def MakeProxyType(name: str, exposed: Any, _cache: Any = None) -> type[BaseProxy]:
+    """A proxy class named ``name`` whose methods call the methods named in ``exposed``."""
+    exposed = tuple(exposed)
+    found = _proxy_types.get((name, exposed))
+    if found is not None:
+        return found
+    # Named after the caller's module, where it is assigned: pickled by reference from there.
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    namespace: dict[str, Any] = {"_exposed_": exposed, "__module__": module}
+    for method in exposed:
+        namespace[method] = _forwarder(method)
+    made = type(name, (BaseProxy,), namespace)
+    _proxy_types[(name, exposed)] = made
+    return made
+
+
+def _forwarder(name: str) -> Any:
+    def forward(self: BaseProxy, *args: Any, **kwds: Any) -> Any:
+        return self._callmethod(name, args, kwds)
+
+    forward.__name__ = name
+    return forward
+
+
+def _auto_type(typeid: str, exposed: Any) -> type[BaseProxy]:
+    return MakeProxyType(f"AutoProxy[{typeid}]", exposed)
+
+
+def AutoProxy(
+    token: Token,
+    serializer: str = wire.PICKLE,
+    manager: Any = None,
+    authkey: bytes | None = None,
+    exposed: Any = None,
+    incref: bool = True,
+    manager_owned: bool = False,
+) -> BaseProxy:
+    """A proxy whose methods are the shared object's exposed methods (asked of the server if
+    not given)."""
+    if exposed is None:
+        channel = _client.channel_for(token.address, authkey)
+        if isinstance(channel, _client.LocalChannel):
+            exposed = sorted(channel.server.objects[token.id].exposed)
+        else:
+            exposed = channel.control("exposed", token.id)
+    proxy = _auto_type(token.typeid, exposed)(
+        token,
+        serializer,
+        manager=manager,
+        authkey=authkey,
+        incref=incref,
+        manager_owned=manager_owned,
+    )
+    proxy._isauto = True
+    return proxy

@@ -1,0 +1,480 @@
+"""The manager's server: holds the shared objects and runs their methods for clients.
+
+One thread per client connection runs requests in order; a blocking method
+(``Lock.acquire``, ``Queue.get``) blocks only its own caller.  Objects are
+counted per client *session* (one per client process): an object lives while
+some session, or a proxy in transit between processes, holds it.  A session
+ends when the last of its connections closes, and a watcher thread notices a
+closed connection even while its thread is still inside a method, so the
+objects of a client that was killed mid-call are freed all the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import select
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from pickle import HIGHEST_PROTOCOL, dumps, loads
+from typing import Any, NamedTuple
+
+from procframe.api.errors import AuthenticationError
+from procframe.connection import Connection, Listener
+from procframe.managers import _protocol as wire
+from procframe.managers._stream import Stream
+
+GET_VALUE = "#GETVALUE"
+"""The method name of ``BaseProxy._getvalue()``: the object itself, pickled."""
+_ALWAYS: dict[str, Callable[[Any], str]] = {"__repr__": repr, "__str__": str}
+"""Methods every object answers, exposed or not (``str(proxy)`` prints the object)."""
+SERVER_SESSION = "server"
+"""The session of the proxies that live in the server process itself (nested in objects)."""
+
+_VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
+"""Dict views cannot be pickled: a method returning one answers a list (as multiprocessing)."""
+
+_serving = threading.local()
+"""``link``: the connection a server thread serves; ``session``: the session whose answer
+the thread is pickling (a proxy in it is held for that session)."""
+
+
+def caller_gone() -> bool:
+    """True if the client whose request this thread runs has hung up."""
+    link = getattr(_serving, "link", None)
+    return link is not None and not link.open
+
+
+class Registration(NamedTuple):
+    """How the server makes and exposes objects of one typeid."""
+
+    factory: Any
+    exposed: tuple[str, ...] | None
+    method_to_typeid: dict[str, str] | None
+    proxytype: Any
+
+
+class Entry(NamedTuple):
+    obj: Any
+    exposed: frozenset[str]
+    method_to_typeid: dict[str, str] | None
+    typeid: str
+
+
+def public_methods(obj: Any) -> tuple[str, ...]:
+    """Names of the callable attributes of ``obj`` that do not start with ``_``."""
+    return tuple(name for name in dir(obj) if name[0] != "_" and callable(getattr(obj, name, None)))
+
+
+class _Link:
+    """One client connection, counted in its session while it is open."""
+
+    __slots__ = ("connection", "open", "session", "stream")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.stream = Stream(connection)
+        self.session: Any = None
+        self.open = True
+
+
+class Server:
+    """Serves the objects of ``registry`` at ``address`` to clients that know ``authkey``."""
+
+    def __init__(
+        self, registry: dict[str, Registration], address: Any, authkey: bytes, serializer: str
+    ) -> None:
+        wire.check_serializer(serializer)
+        self.registry = picklable_registry(registry)
+        self.authkey = bytes(authkey)
+        self.listener = Listener(address, backlog=128, authkey=self.authkey)
+        self.address = self.listener.address
+        self.objects: dict[int, Entry] = {}
+        self._holds: dict[int, dict[Any, int]] = {}
+        self._session_idents: dict[Any, set[int]] = {}
+        self._session_links: dict[Any, int] = {}
+        self._links: dict[int, _Link] = {}  # by descriptor, while the watcher watches it
+        self._lock = threading.Lock()
+        self._idents = itertools.count(1)
+        self._stopping = threading.Event()
+        self._watch = select.epoll() if hasattr(select, "epoll") else None
+        self.local_drops: deque[int] = deque()
+        """Proxies of this server that died in this process (see ``_proxy.LocalChannel``)."""
+        self._controls: dict[str, Callable[..., Any]] = {
+            "create": self._create,
+            "hold": self._hold,
+            "transit": self._transit,
+            "number_of_objects": self._number_of_objects,
+            "debug_info": self._debug_info,
+            "exposed": self._exposed,
+            "dummy": lambda session: None,
+            "shutdown": self._shutdown,
+        }
+
+    # -- running -----------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Accept clients until a client asks for shutdown (or Ctrl-C)."""
+        from procframe.managers import _client
+
+        _client.host_server(self)
+        if self._watch is not None:
+            threading.Thread(
+                target=self._watch_hangups, name="manager-watcher", daemon=True
+            ).start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sock = self.listener.accept_socket()
+                except OSError:
+                    if self._stopping.is_set():
+                        break
+                    raise
+                threading.Thread(
+                    target=self._serve_client, args=(sock,), name="manager-client", daemon=True
+                ).start()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stopping.set()
+            self.listener.close()
+            _client.host_server(None)
+
+    def _shutdown(self, session: Any) -> None:
+        self._stopping.set()
+        # Wake the accepting thread; the answer to this request still goes out first.
+        threading.Thread(target=self.listener.close, daemon=True).start()
+
+    # -- one client ------------------------------------------------------------
+
+    def _serve_client(self, sock: Any) -> None:
+        try:
+            connection = self.listener.authenticate(sock)
+        except (AuthenticationError, OSError, EOFError):
+            sock.close()
+            return
+        link = _Link(connection)
+        try:
+            first = loads(link.stream.recv())
+            if not (isinstance(first, tuple) and len(first) == 4 and first[1] == wire.HELLO):
+                return
+            self._hello(link, *first[2])
+            self._serve(link)
+        except (EOFError, OSError):
+            pass
+        except Exception:  # an authenticated peer sent what is not a request: drop it
+            pass
+        finally:
+            self._end_link(link)
+            connection.close()
+
+    def _serve(self, link: _Link) -> None:
+        session = link.session
+        _serving.link = link
+        objects = self.objects
+        read, write = link.stream.recv, link.stream.send
+        while not self._stopping.is_set():
+            request = loads(read())
+            try:
+                ident, name, args, kwds = request
+            except (TypeError, ValueError):
+                write(dumps((wire.FAILED, f"malformed request {request!r:.200}"), HIGHEST_PROTOCOL))
+                continue
+            if ident >= 0:
+                entry = objects.get(ident)
+                if entry is None:
+                    answer: tuple[int, Any] = (
+                        wire.FAILED,
+                        f"no shared object with id {ident}: it was freed",
+                    )
+                else:
+                    answer = self.call(entry, session, ident, name, args, kwds)
+            elif name in wire.ONE_WAY:
+                if name == wire.REFS:
+                    self._refs(session, *args)
+                continue
+            else:
+                answer = self._control(session, name, args, kwds)
+            _serving.session = session  # a proxy in the answer is held for this session
+            try:
+                data = dumps(answer, HIGHEST_PROTOCOL)
+            except Exception as exc:
+                data = dumps(_unpicklable(answer, name, exc), HIGHEST_PROTOCOL)
+            finally:
+                _serving.session = None
+            write(data)
+            if self.local_drops:
+                self.settle_local_drops()
+
+    def call(
+        self, entry: Entry, session: Any, ident: int, name: str, args: Any, kwds: Any
+    ) -> tuple[int, Any]:
+        """Run ``name`` on the object of ``entry``: the answer to send."""
+        obj, exposed, method_to_typeid, typeid = entry
+        if name not in exposed:
+            if name == GET_VALUE:
+                return (wire.RETURN, obj)
+            if name in _ALWAYS:
+                return (wire.RETURN, _ALWAYS[name](obj))
+            return (
+                wire.FAILED,
+                f"method {name!r} of the {typeid!r} object is not exposed "
+                f"(exposed: {', '.join(sorted(exposed))})",
+            )
+        try:
+            result = getattr(obj, name)(*args, **kwds)
+        except BaseException as exc:  # the method's own error goes to its caller only
+            return (wire.RAISED, (exc, traceback.format_exc()))
+        if method_to_typeid is not None and name in method_to_typeid:
+            return (wire.PROXY, self._register(method_to_typeid[name], result, session))
+        if type(result) in _VIEW_TYPES:
+            result = list(result)
+        return (wire.RETURN, result)
+
+    def _control(self, session: Any, name: str, args: Any, kwds: Any) -> tuple[int, Any]:
+        operation = self._controls.get(name)
+        if operation is None:
+            return (wire.FAILED, f"unknown manager operation {name!r}")
+        try:
+            return (wire.RETURN, operation(session, *args, **kwds))
+        except Exception:
+            return (wire.FAILED, traceback.format_exc())
+
+    # -- objects and holds -------------------------------------------------------
+
+    def _create(self, session: Any, typeid: str, args: Any, kwds: Any) -> tuple[Any, ...]:
+        registration = self.registry.get(typeid)
+        if registration is None or registration.factory is None:
+            raise ValueError(f"the manager cannot create objects of typeid {typeid!r}")
+        return self._register(typeid, registration.factory(*args, **kwds), session)
+
+    def _register(self, typeid: str, obj: Any, session: Any) -> tuple[Any, ...]:
+        """Keep ``obj`` as a new object held once by ``session``.
+
+        Returns (typeid, ident, exposed, proxytype): what a client makes a proxy of.
+        """
+        registration = self.registry.get(typeid)
+        if registration is None:
+            raise ValueError(f"no typeid {typeid!r} is registered with the manager")
+        exposed = registration.exposed
+        if exposed is None:
+            exposed = getattr(registration.proxytype, "_exposed_", None) or public_methods(obj)
+        method_to_typeid = registration.method_to_typeid
+        if method_to_typeid is None:
+            method_to_typeid = getattr(registration.proxytype, "_method_to_typeid_", None)
+        ident = next(self._idents)
+        entry = Entry(obj, frozenset(exposed), method_to_typeid or None, typeid)
+        with self._lock:
+            self.objects[ident] = entry
+            self._holds[ident] = {session: 1}
+            self._session_idents.setdefault(session, set()).add(ident)
+        return (typeid, ident, tuple(exposed), registration.proxytype)
+
+    def _hold(self, session: Any, ident: int, transit: bool) -> None:
+        """``session`` holds ``ident`` once more (taking over a transit hold if ``transit``)."""
+        with self._lock:
+            holds = self._holds.get(ident)
+            if holds is None:
+                raise LookupError(f"no shared object with id {ident}: it was freed")
+            holds[session] = holds.get(session, 0) + 1
+            self._session_idents.setdefault(session, set()).add(ident)
+            if transit:
+                self._drop_transit(ident, holds)
+
+    def _transit(self, session: Any, ident: int) -> None:
+        """A proxy of ``ident`` was pickled by ``session``: hold it until it is unpickled."""
+        self._hold(("transit", session), ident, False)
+
+    def hold_for_reply(self, ident: int) -> bool:
+        """A proxy of ``ident`` is in the answer to the current request: its session holds it.
+
+        False if no request is being answered in this thread.
+        """
+        session = getattr(_serving, "session", None)
+        if session is None:
+            return False
+        self._hold(session, ident, False)
+        return True
+
+    def _drop_transit(self, ident: int, holds: dict[Any, int]) -> None:
+        for key in holds:
+            if isinstance(key, tuple) and key[0] == "transit":
+                self._change(ident, holds, key, -1)
+                return
+
+    def _refs(self, session: Any, changes: list[tuple[int, int]]) -> None:
+        freed = []
+        with self._lock:
+            for change, ident in changes:
+                holds = self._holds.get(ident)
+                if holds is None:
+                    continue
+                if change == wire.RELEASE:
+                    freed.append(self._change(ident, holds, session, -1))
+                else:
+                    self._drop_transit(ident, holds)
+        del freed  # the objects die here, outside the lock
+
+    def release_local(self, ident: int) -> None:
+        """A proxy in this process gave up its hold (the server session's)."""
+        with self._lock:
+            holds = self._holds.get(ident)
+            freed = None if holds is None else self._change(ident, holds, SERVER_SESSION, -1)
+        del freed
+
+    def settle_local_drops(self) -> None:
+        drops = self.local_drops
+        while drops:
+            self.release_local(drops.popleft())
+
+    def _change(self, ident: int, holds: dict[Any, int], key: Any, delta: int) -> Any:
+        """Add ``delta`` to ``key``'s holds of ``ident``; the object if it is freed (lock held)."""
+        count = holds.get(key, 0) + delta
+        if count > 0:
+            holds[key] = count
+            return None
+        holds.pop(key, None)
+        if holds:
+            return None
+        del self._holds[ident]
+        return self.objects.pop(ident, None)
+
+    # -- sessions ----------------------------------------------------------------
+
+    def _hello(self, link: _Link, session: Any, held: list[int]) -> None:
+        link.session = session
+        with self._lock:
+            self._session_links[session] = self._session_links.get(session, 0) + 1
+            fd = link.connection.fileno()
+            self._links[fd] = link
+            if self._watch is not None:
+                self._watch.register(fd, select.EPOLLRDHUP | select.EPOLLHUP)
+        for ident in held:
+            try:
+                self._hold(session, ident, False)
+            except LookupError:
+                pass
+
+    def _end_link(self, link: _Link) -> None:
+        """The connection of ``link`` closed; the session ends with its last connection."""
+        freed: list[Any] = []
+        with self._lock:
+            if not link.open:
+                return
+            link.open = False
+            session = link.session
+            if session is None:
+                return
+            fd = link.connection.fileno()
+            if self._links.get(fd) is link:
+                del self._links[fd]
+                if self._watch is not None:
+                    try:
+                        self._watch.unregister(fd)
+                    except (OSError, ValueError):
+                        pass
+            left = self._session_links.get(session, 1) - 1
+            if left:
+                self._session_links[session] = left
+                return
+            self._session_links.pop(session, None)
+            for key in (session, ("transit", session)):
+                for ident in self._session_idents.pop(key, ()):
+                    holds = self._holds.get(ident)
+                    if holds is not None and key in holds:
+                        freed.append(self._change(ident, holds, key, -holds[key]))
+        del freed
+
+    def _watch_hangups(self) -> None:
+        """End the links whose clients hung up, even while a method call occupies their thread."""
+        assert self._watch is not None
+        probe = select.poll()
+        while not self._stopping.is_set():
+            try:
+                events = self._watch.poll(0.5)
+            except OSError:
+                return
+            for fd, _ in events:
+                with self._lock:
+                    link = self._links.get(fd)
+                if link is None:
+                    continue
+                # The descriptor may have been closed and reused since poll() answered.
+                probe.register(fd, select.POLLRDHUP)
+                try:
+                    hung_up = bool(probe.poll(0))
+                finally:
+                    probe.unregister(fd)
+                if hung_up:
+                    self._end_link(link)
+
+    # -- introspection -----------------------------------------------------------
+
+    def _exposed(self, session: Any, ident: int) -> list[str]:
+        entry = self.objects.get(ident)
+        if entry is None:
+            raise LookupError(f"no shared object with id {ident}: it was freed")
+        return sorted(entry.exposed)
+
+    def _number_of_objects(self, session: Any) -> int:
+        return len(self.objects)
+
+    def _debug_info(self, session: Any) -> str:
+        with self._lock:
+            lines = [
+                f"  {ident}: typeid={entry.typeid!r}, holds={self._holds.get(ident)}, "
+                f"{str(entry.obj)[:75]}"
+                for ident, entry in self.objects.items()
+            ]
+        return "\n".join(lines)
+
+
+def picklable_registry(registry: dict[str, Registration]) -> dict[str, Registration]:
+    """``registry`` without the proxy types that cannot be pickled by reference (an answer
+    names a proxy type; a client makes an AutoProxy where it names none)."""
+    return {
+        typeid: registration._replace(
+            proxytype=registration.proxytype if _picklable(registration.proxytype) else None
+        )
+        for typeid, registration in registry.items()
+    }
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        dumps(obj)
+    except Exception:
+        return False
+    return True
+
+
+def _unpicklable(answer: tuple[int, Any], name: str, exc: BaseException) -> tuple[int, str]:
+    """What to answer when ``answer`` cannot be pickled."""
+    kind, payload = answer
+    if kind == wire.RAISED:
+        return (
+            wire.FAILED,
+            f"{payload[1]}(the exception above could not be pickled: {exc!r})\n",
+        )
+    return (wire.FAILED, f"the result of {name}() could not be pickled: {exc!r}")
+
+
+def run_server(
+    registry: dict[str, Registration],
+    address: Any,
+    authkey: bytes,
+    serializer: str,
+    writer: Connection,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+) -> None:
+    """The manager process: start the server, report its address on ``writer``, serve."""
+    if initializer is not None:
+        initializer(*initargs)
+    server = Server(registry, address, authkey, serializer)
+    writer.send(server.address)
+    writer.close()
+    sys.stdout.flush()
+    server.serve_forever()

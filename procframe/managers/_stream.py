@@ -1,0 +1,88 @@
+"""Messages over an authenticated manager connection, read with one system call each.
+
+The framing is :class:`procframe.connection.Connection`'s (a 4-byte length,
+or ``0xFFFFFFFF`` and an 8-byte one), but reads are buffered: a small
+message and its header arrive in one ``read``.  Only manager connections use
+it, where nothing else reads the socket.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from procframe.connection import Connection
+
+_SHORT = struct.Struct("!I")
+_LONG = struct.Struct("!Q")
+_ESCAPE = 0xFFFFFFFF
+_CHUNK = 1 << 16
+_GROWTH_STEP = 1 << 26
+"""A long message's buffer grows by this much as its bytes arrive, whatever its header says."""
+
+
+class Stream:
+    """Framed messages on the descriptor of ``connection``, which stays its owner."""
+
+    __slots__ = ("_fd", "_pending", "connection")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._fd = connection.fileno()
+        self._pending = b""
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` as one message."""
+        size = len(data)
+        header = _SHORT.pack(size) if size < _ESCAPE else _SHORT.pack(_ESCAPE) + _LONG.pack(size)
+        message = header + data
+        written = os.write(self._fd, message)
+        while written < len(message):
+            written += os.write(self._fd, memoryview(message)[written:])
+
+    def recv(self) -> bytes | bytearray:
+        """The next message; ``EOFError`` once the peer has closed."""
+        pending = self._pending
+        while len(pending) < 4:
+            pending = self._more(pending, "header")
+        (size,) = _SHORT.unpack_from(pending)
+        start = 4
+        if size == _ESCAPE:
+            while len(pending) < 12:
+                pending = self._more(pending, "header")
+            (size,) = _LONG.unpack_from(pending, 4)
+            start = 12
+        end = start + size
+        if end - len(pending) > _CHUNK:
+            self._pending = b""
+            return self._read_long(pending[start:], size)
+        while len(pending) < end:
+            pending = self._more(pending, "body")
+        self._pending = pending[end:]
+        return pending[start:end]
+
+    def _more(self, pending: bytes, what: str) -> bytes:
+        chunk = os.read(self._fd, _CHUNK)
+        if not chunk:
+            if not pending:
+                raise EOFError("connection closed by the peer")
+            raise EOFError(f"connection closed in the middle of a message {what}")
+        return pending + chunk
+
+    def _read_long(self, head: bytes, size: int) -> bytearray:
+        message = bytearray(head)
+        received = len(head)
+        while received < size:
+            if len(message) == received:
+                message.extend(bytes(min(_GROWTH_STEP, size - received)))
+            with memoryview(message) as view:
+                count = os.readv(self._fd, [view[received:]])
+            if count == 0:
+                raise EOFError(
+                    f"connection closed in the middle of a message ({received} of {size} bytes)"
+                )
+            received += count
+        return message
+
+    def close(self) -> None:
+        self.connection.close()

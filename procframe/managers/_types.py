@@ -1,0 +1,380 @@
+"""The objects a SyncManager serves and the proxies that stand for them."""
+
+from __future__ import annotations
+
+import array
+import queue
+import threading
+import time
+from typing import Any
+
+from procframe.managers._proxy import BaseProxy, MakeProxyType
+from procframe.managers._server import caller_gone
+
+# -- objects made in the server ---------------------------------------------------
+
+WAIT_SLICE = 0.1
+"""Seconds a blocking method waits before it checks that its caller is still connected."""
+
+
+def _patiently(attempt: Any, blocking: bool, timeout: float | None) -> Any:
+    """``attempt(seconds)`` until it succeeds (not None), the timeout passes, or the caller
+    hangs up: a killed client does not take a lock or an item it can never use."""
+    if not blocking:
+        return attempt(None)
+    deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+    while True:
+        wait = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+        outcome = attempt(max(wait, 0.0))
+        if outcome is not None:
+            return outcome
+        if caller_gone():
+            raise ConnectionAbortedError("the caller hung up while it waited")
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+class Queue(queue.Queue):  # type: ignore[type-arg]
+    """``queue.Queue`` whose blocking ``get``/``put`` give up when their caller is gone."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        got = _patiently(lambda wait: self._try_get(wait), block, timeout)
+        if got is None:
+            raise queue.Empty
+        return got[0]
+
+    def _try_get(self, wait: float | None) -> tuple[Any] | None:
+        try:
+            return (queue.Queue.get(self, wait is not None, wait),)
+        except queue.Empty:
+            return None
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        if _patiently(lambda wait: self._try_put(item, wait), block, timeout) is None:
+            raise queue.Full
+
+    def _try_put(self, item: Any, wait: float | None) -> bool | None:
+        try:
+            queue.Queue.put(self, item, wait is not None, wait)
+        except queue.Full:
+            return None
+        return True
+
+
+class _Acquirer:
+    """A lock or semaphore whose blocking ``acquire`` gives up when its caller is gone."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if timeout is not None and timeout >= 0 and not blocking:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        inner = self._inner
+        if inner.acquire(False):  # the common case, without a slice
+            return True
+        got = _patiently(lambda wait: self._try(wait), blocking, timeout)
+        return got is not None
+
+    def _try(self, wait: float | None) -> bool | None:
+        return True if self._inner.acquire(wait is not None, -1 if wait is None else wait) else None
+
+    def release(self, *args: Any) -> None:
+        self._inner.release(*args)
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.release()
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+def Lock() -> _Acquirer:
+    return _Acquirer(threading.Lock())
+
+
+def RLock() -> _Acquirer:
+    return _Acquirer(threading.RLock())
+
+
+def Semaphore(value: int = 1) -> _Acquirer:
+    return _Acquirer(threading.Semaphore(value))
+
+
+def BoundedSemaphore(value: int = 1) -> _Acquirer:
+    return _Acquirer(threading.BoundedSemaphore(value))
+
+
+def Condition(lock: Any = None) -> threading.Condition:
+    """A ``threading.Condition``; a Lock or RLock made by this server is used by its object."""
+    if isinstance(lock, BaseProxy):  # a proxy of this server's own lock: use the lock
+        lock = lock._referent()
+    if isinstance(lock, _Acquirer):
+        lock = lock._inner
+    return threading.Condition(lock)
+
+
+class Namespace:
+    """A bag of attributes; its repr lists the public ones."""
+
+    def __init__(self, **kwds: Any) -> None:
+        self.__dict__.update(kwds)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if not k.startswith("_"))
+        return f"Namespace({shown})"
+
+
+class Value:
+    """A value with ``get``/``set`` (the ``lock`` argument is accepted and ignored: a call
+    runs whole in the server)."""
+
+    def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
+        self._typecode = typecode
+        self._value = value
+
+    def get(self) -> Any:
+        return self._value
+
+    def set(self, value: Any) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._typecode!r}, {self._value!r})"
+
+    value = property(get, set)
+
+
+def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array[Any]:
+    """An ``array.array`` (``lock`` is accepted and ignored, as for :class:`Value`)."""
+    return array.array(typecode, sequence)
+
+
+# -- proxies ------------------------------------------------------------------------
+
+
+class IteratorProxy(BaseProxy):
+    """An iterator (or generator) in the server."""
+
+    _exposed_ = ("__next__", "send", "throw", "close")
+
+    def __iter__(self) -> IteratorProxy:
+        return self
+
+    def __next__(self, *args: Any) -> Any:
+        return self._callmethod("__next__", args)
+
+    def send(self, *args: Any) -> Any:
+        return self._callmethod("send", args)
+
+    def throw(self, *args: Any) -> Any:
+        return self._callmethod("throw", args)
+
+    def close(self, *args: Any) -> Any:
+        return self._callmethod("close", args)
+
+
+class AcquirerProxy(BaseProxy):
+    """A Lock, RLock or semaphore in the server; a context manager."""
+
+    _exposed_: tuple[str, ...] = ("acquire", "release")
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        args = (blocking,) if timeout is None else (blocking, timeout)
+        return self._callmethod("acquire", args)  # type: ignore[no-any-return]
+
+    def release(self) -> None:
+        self._callmethod("release")
+
+    def __enter__(self) -> bool:
+        return self._callmethod("acquire")  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        self._callmethod("release")
+
+
+class ConditionProxy(AcquirerProxy):
+    """A Condition in the server; ``wait_for`` evaluates its predicate here."""
+
+    _exposed_ = ("acquire", "release", "wait", "notify", "notify_all")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._callmethod("wait", (timeout,))  # type: ignore[no-any-return]
+
+    def notify(self, n: int = 1) -> None:
+        self._callmethod("notify", (n,))
+
+    def notify_all(self) -> None:
+        self._callmethod("notify_all")
+
+    def wait_for(self, predicate: Any, timeout: float | None = None) -> Any:
+        import time
+
+        result = predicate()
+        if result:
+            return result
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waittime = None
+        while not result:
+            if deadline is not None:
+                waittime = deadline - time.monotonic()
+                if waittime <= 0:
+                    break
+            self.wait(waittime)
+            result = predicate()
+        return result
+
+
+class EventProxy(BaseProxy):
+    """An Event in the server."""
+
+    _exposed_ = ("is_set", "set", "clear", "wait")
+
+    def is_set(self) -> bool:
+        return self._callmethod("is_set")  # type: ignore[no-any-return]
+
+    def set(self) -> None:
+        self._callmethod("set")
+
+    def clear(self) -> None:
+        self._callmethod("clear")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._callmethod("wait", (timeout,))  # type: ignore[no-any-return]
+
+
+class BarrierProxy(BaseProxy):
+    """A Barrier in the server."""
+
+    _exposed_ = ("__getattribute__", "wait", "abort", "reset")
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._callmethod("wait", (timeout,))  # type: ignore[no-any-return]
+
+    def abort(self) -> None:
+        self._callmethod("abort")
+
+    def reset(self) -> None:
+        self._callmethod("reset")
+
+    @property
+    def parties(self) -> int:
+        return self._callmethod("__getattribute__", ("parties",))  # type: ignore[no-any-return]
+
+    @property
+    def n_waiting(self) -> int:
+        return self._callmethod("__getattribute__", ("n_waiting",))  # type: ignore[no-any-return]
+
+    @property
+    def broken(self) -> bool:
+        return self._callmethod("__getattribute__", ("broken",))  # type: ignore[no-any-return]
+
+
+class NamespaceProxy(BaseProxy):
+    """A Namespace in the server: attribute access goes there (names with ``_`` stay here)."""
+
+    _exposed_ = ("__getattribute__", "__setattr__", "__delattr__")
+
+    def __getattr__(self, key: str) -> Any:
+        if key[0] == "_":
+            return object.__getattribute__(self, key)
+        return object.__getattribute__(self, "_callmethod")("__getattribute__", (key,))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key[0] == "_":
+            object.__setattr__(self, key, value)
+            return
+        object.__getattribute__(self, "_callmethod")("__setattr__", (key, value))
+
+    def __delattr__(self, key: str) -> None:
+        if key[0] == "_":
+            object.__delattr__(self, key)
+            return
+        object.__getattribute__(self, "_callmethod")("__delattr__", (key,))
+
+
+class ValueProxy(BaseProxy):
+    """A Value in the server: ``.value``, ``get()``, ``set()``."""
+
+    _exposed_ = ("get", "set")
+
+    def get(self) -> Any:
+        return self._callmethod("get")
+
+    def set(self, value: Any) -> None:
+        self._callmethod("set", (value,))
+
+    value = property(get, set)
+
+
+BaseListProxy = MakeProxyType(
+    "BaseListProxy",
+    (
+        "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__",
+        "__reversed__", "__rmul__", "__setitem__", "append", "copy", "count", "extend",
+        "index", "insert", "pop", "remove", "reverse", "sort", "__imul__",
+    ),
+)  # fmt: skip
+
+
+class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
+    """A list in the server.  Iterating reads the whole list in one round trip (a snapshot)."""
+
+    def __iadd__(self, value: Any) -> ListProxy:
+        self._callmethod("extend", (value,))
+        return self
+
+    def __imul__(self, value: Any) -> ListProxy:
+        self._callmethod("__imul__", (value,))
+        return self
+
+    def __iter__(self) -> Any:
+        return iter(self._callmethod("copy"))
+
+
+_DICT_METHODS = (
+    "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
+    "clear", "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update", "values",
+)  # fmt: skip
+
+
+class DictProxy(MakeProxyType("BaseDictProxy", _DICT_METHODS)):  # type: ignore[misc]
+    """A dict in the server.  Iterating reads its keys in one round trip (a snapshot)."""
+
+    def __iter__(self) -> Any:
+        return iter(self._callmethod("keys"))
+
+
+ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
+
+
+BasePoolProxy = MakeProxyType(
+    "PoolProxy",
+    (
+        "apply", "apply_async", "close", "imap", "imap_unordered", "join", "map",
+        "map_async", "starmap", "starmap_async", "terminate",
+    ),
+)  # fmt: skip
+BasePoolProxy._method_to_typeid_ = {
+    "apply_async": "AsyncResult",
+    "map_async": "AsyncResult",
+    "starmap_async": "AsyncResult",
+    "imap": "Iterator",
+    "imap_unordered": "Iterator",
+}
+
+
+class PoolProxy(BasePoolProxy):  # type: ignore[valid-type,misc]
+    """A Pool in the server; leaving its ``with`` block terminates it."""
+
+    def __enter__(self) -> PoolProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
