@@ -82,18 +82,22 @@ def consume(get: Callable[[], object], count: int) -> float:
     return elapsed / count
 
 
-def pass_between_processes(mp: ModuleType, method: str, count: int, kind: str) -> list[float]:
+def pass_between_processes(
+    mp: ModuleType, method: str, count: int, kind: str, manager: Any = None
+) -> list[float]:
     """Seconds per string passed from a child producer to this process through a ``kind``.
 
-    The child starts before the clock does; its first item, ``"ready"``, starts
-    the clock, which stops at the sentinel after ``count`` strings.
+    The ``kind`` is made by the ``method`` context or, if given, by ``manager``
+    (then it lives in the manager's server).  The child starts before the clock
+    does; its first item, ``"ready"``, starts the clock, which stops at the
+    sentinel after ``count`` strings.
     """
     ctx = mp.get_context(method)
     if kind == "Pipe":
         channel, writer = ctx.Pipe(duplex=False)
         get, put = channel.recv, "send"
     else:
-        channel = writer = getattr(ctx, kind)()
+        channel = writer = getattr(ctx if manager is None else manager, kind)()
         get, put = channel.get, "put"
     p = ctx.Process(target=produce, args=(writer, put, count))
     p.start()
@@ -299,10 +303,8 @@ def thread_condition(mp: ModuleType, method: str, iterations: int) -> list[float
     return interleave(cond, start, iterations)
 
 
-def condition_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
-    """``Condition()`` of the ``method`` context between this process and a child."""
-    ctx = mp.get_context(method)
-    cond = ctx.Condition()
+def interleave_with_child(ctx: Any, cond: Any, iterations: int) -> list[float]:
+    """:func:`interleave` on ``cond`` between this process and a child of ``ctx``."""
 
     def start() -> Any:
         p = ctx.Process(target=condition_partner, args=(cond, iterations))
@@ -310,6 +312,12 @@ def condition_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
         return p
 
     return interleave(cond, start, iterations)
+
+
+def condition_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``Condition()`` of the ``method`` context between this process and a child."""
+    ctx = mp.get_context(method)
+    return interleave_with_child(ctx, ctx.Condition(), iterations)
 
 
 POOL_PROCESSES = 2
@@ -530,6 +538,62 @@ def pool_start(mp: ModuleType, method: str, iterations: int) -> list[float]:
     return samples
 
 
+class StartedManager:
+    """A ``Manager()`` of the ``method`` context for one run of a case, started on entry
+    (before the clock).
+
+    On exit, whatever happened, it is shut down, then every child is joined.
+    In that order: a child still using the server's objects after an error
+    loses its connection with the server, fails and exits, so the joins return.
+    """
+
+    def __init__(self, mp: ModuleType, method: str) -> None:
+        self.mp = mp
+        self.method = method
+
+    def __enter__(self) -> Any:
+        self.manager = self.mp.get_context(self.method).Manager()
+        return self.manager
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.manager.shutdown()
+        for child in self.mp.active_children():
+            child.join()
+
+
+def managed_queue_case(mp: ModuleType, method: str, count: int) -> list[float]:
+    """``Queue()`` of a :class:`StartedManager`: see :func:`pass_between_processes`.
+
+    Every ``put`` and ``get`` is a round trip to the manager's server.
+    """
+    with StartedManager(mp, method) as manager:
+        return pass_between_processes(mp, method, count, "Queue", manager)
+
+
+def managed_lock_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``Lock()`` of a :class:`StartedManager`, in one process: each call a round trip."""
+    with StartedManager(mp, method) as manager:
+        return acquire_release(manager.Lock(), iterations)
+
+
+def managed_rlock_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``RLock()`` of a :class:`StartedManager`, in one process: each call a round trip."""
+    with StartedManager(mp, method) as manager:
+        return acquire_release(manager.RLock(), iterations)
+
+
+def managed_condition_case(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``Condition()`` of a :class:`StartedManager` between this process and a child."""
+    with StartedManager(mp, method) as manager:
+        return interleave_with_child(mp.get_context(method), manager.Condition(), iterations)
+
+
+def managed_list_read(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """``list(range(10))`` of a :class:`StartedManager`: each read a round trip."""
+    with StartedManager(mp, method) as manager:
+        return read_items(manager.list(range(SEQUENCE_LENGTH)), iterations)
+
+
 CASES: dict[str, Case] = {
     "start_join": start_join,
     "thread_queue": thread_queue,
@@ -550,6 +614,11 @@ CASES: dict[str, Case] = {
     "pool_imap_unordered": pool_imap_unordered,
     "pool_map": pool_map,
     "pool_start": pool_start,
+    "managed_queue": managed_queue_case,
+    "managed_lock": managed_lock_case,
+    "managed_rlock": managed_rlock_case,
+    "managed_condition": managed_condition_case,
+    "managed_list_read": managed_list_read,
 }
 
 

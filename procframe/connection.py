@@ -511,8 +511,15 @@ class Listener:
         return _authenticated(sock, self._authkey, server=True)
 
     def close(self) -> None:
-        """Stop listening; remove the socket file of an AF_UNIX listener."""
+        """Stop listening; remove the socket file of an AF_UNIX listener.
+
+        An ``accept()`` blocked in another thread raises ``OSError``.
+        """
         if self._socket.fileno() >= 0:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept()
+            except OSError:
+                pass
             self._socket.close()
             for remove, path in ((os.unlink, self._unlink), (os.rmdir, self._private_dir)):
                 if path:

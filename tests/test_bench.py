@@ -578,7 +578,7 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     }
     units = {LOCK_PAIRS.unit, CONDITION_WAITS.unit, SEQUENCE_READS.unit}
     assert units == {Unit.PER_SECOND}
-    assert list(TABLES)[-3:] == ["conditions", "sequences", "pool"]
+    assert list(TABLES)[-4:] == ["conditions", "sequences", "pool", "managed"]
 
 
 # -- the command, end to end --------------------------------------------------------

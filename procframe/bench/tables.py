@@ -262,6 +262,38 @@ pool case is bounded by the harness (``POOL_DEADLINE``): a hung pool fails
 the run instead of hanging it.
 """
 
+MANAGED = (
+    # label, harness case, operations per run (full, quick), target
+    ("Queue managed by server", "managed_queue", 10_000, 3_000, 1.0),
+    ("Lock managed by server", "managed_lock", 10_000, 3_000, 1.0),
+    ("RLock managed by server", "managed_rlock", 10_000, 3_000, 1.0),
+    ("Condition managed by server", "managed_condition", 3_000, 1_000, 1.0),
+    ("list managed by server", "managed_list_read", 20_000, 5_000, 1.0),
+)
+"""The rows of :data:`MANAGED_BY_SERVER` on every backend.
+
+Each measures an object of a ``Manager()`` of the backend's context as the
+unmanaged row of another table measures its own: 256-byte strings passed
+from a child to this process (``Queue``, as in :data:`OBJECTS_PASSED`), lock
+pairs in one process (:data:`LOCK_PAIRS`), waits interleaved by this process
+and a child (:data:`CONDITION_WAITS`), ``seq[5]`` of ``list(range(10))``
+(:data:`SEQUENCE_READS`).  The server starts before the clock and is shut
+down after it.
+"""
+
+MANAGED_BY_SERVER = Table(
+    key="managed",
+    title="Operations per second on objects managed by server",
+    note="Manager() of the backend; each call a round trip to its server",
+    unit=Unit.PER_SECOND,
+    label_header="object",
+    rows=tuple(
+        Row(backend, case, iterations=full, quick_iterations=quick, target=target, label=label)
+        for backend in STDLIB_METHODS
+        for label, case, full, quick, target in MANAGED
+    ),
+)
+
 
 TABLES: dict[str, Table] = {
     table.key: table
@@ -272,6 +304,7 @@ TABLES: dict[str, Table] = {
         CONDITION_WAITS,
         SEQUENCE_READS,
         POOL,
+        MANAGED_BY_SERVER,
     )
 }
 """Every table, in the order they are printed."""
