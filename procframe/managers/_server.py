@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import select
+import signal
 import sys
 import threading
 import traceback
@@ -176,7 +177,12 @@ class Server:
         objects = self.objects
         read, write = link.stream.recv, link.stream.send
         while not self._stopping.is_set():
-            request = loads(read())
+            message = read()
+            try:
+                request = loads(message)
+            except Exception as exc:  # a class the server cannot import, say
+                write(dumps((wire.FAILED, f"the server cannot unpickle the request: {exc!r}")))
+                continue
             try:
                 ident, name, args, kwds = request
             except (TypeError, ValueError):
@@ -200,8 +206,9 @@ class Server:
             _serving.session = session  # a proxy in the answer is held for this session
             try:
                 data = dumps(answer, HIGHEST_PROTOCOL)
-            except Exception as exc:
-                data = dumps(_unpicklable(answer, name, exc), HIGHEST_PROTOCOL)
+            except Exception as exc:  # the method's result (its exception was checked)
+                failure = f"the result of {name}() cannot be pickled: {exc!r}"
+                data = dumps((wire.FAILED, failure), HIGHEST_PROTOCOL)
             finally:
                 _serving.session = None
             write(data)
@@ -226,7 +233,12 @@ class Server:
         try:
             result = getattr(obj, name)(*args, **kwds)
         except BaseException as exc:  # the method's own error goes to its caller only
-            return (wire.RAISED, (exc, traceback.format_exc()))
+            text = traceback.format_exc()
+            try:
+                loads(dumps(exc, HIGHEST_PROTOCOL))
+            except Exception as failure:
+                return (wire.FAILED, f"{text}(the exception cannot be pickled: {failure!r})\n")
+            return (wire.RAISED, (exc, text))
         if method_to_typeid is not None and name in method_to_typeid:
             return (wire.PROXY, self._register(method_to_typeid[name], result, session))
         if type(result) in _VIEW_TYPES:
@@ -450,17 +462,6 @@ def _picklable(obj: Any) -> bool:
     return True
 
 
-def _unpicklable(answer: tuple[int, Any], name: str, exc: BaseException) -> tuple[int, str]:
-    """What to answer when ``answer`` cannot be pickled."""
-    kind, payload = answer
-    if kind == wire.RAISED:
-        return (
-            wire.FAILED,
-            f"{payload[1]}(the exception above could not be pickled: {exc!r})\n",
-        )
-    return (wire.FAILED, f"the result of {name}() could not be pickled: {exc!r}")
-
-
 def run_server(
     registry: dict[str, Registration],
     address: Any,
@@ -470,7 +471,12 @@ def run_server(
     initializer: Any,
     initargs: tuple[Any, ...],
 ) -> None:
-    """The manager process: start the server, report its address on ``writer``, serve."""
+    """The manager process: start the server, report its address on ``writer``, serve.
+
+    Ctrl-C in a terminal reaches the whole process group: the server ignores it
+    and goes on serving the processes that were not interrupted.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
     server = Server(registry, address, authkey, serializer)
