@@ -10,17 +10,21 @@ on any connection carries the queued releases just before it, so dropping a
 proxy costs no round trip of its own.
 
 A forked child starts a new session and tells the server, with the first
-message of its first connection, which objects it inherited.
+message of its first connection, which objects it inherited; the parent waits
+for that before it goes on (only if it holds proxies), so that it cannot free
+an object the child is about to use.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import threading
 from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import TYPE_CHECKING, Any
 
+from procframe.api.errors import AuthenticationError
 from procframe.managers import _protocol as wire
 from procframe.managers._errors import ManagerGoneError, RemoteError
 from procframe.managers._stream import Stream
@@ -28,7 +32,10 @@ from procframe.managers._stream import Stream
 if TYPE_CHECKING:
     from procframe.managers._server import Server
 
-_channels: dict[Any, Channel] = {}
+_channels: dict[tuple[Any, bytes], Channel] = {}
+"""By (address, authkey)."""
+_first_channels: dict[Any, Channel] = {}
+"""By address: the first channel made to it (what an unpickled proxy uses)."""
 _channels_lock = threading.Lock()
 _hosted: Server | None = None
 """The server running in this process, if any: its own proxies call it directly."""
@@ -67,19 +74,7 @@ class Channel:
             return self._connect()
 
     def _connect(self) -> Stream:
-        from procframe.connection import Client
-
-        try:
-            connection = Client(self.address, authkey=self.authkey)
-        except (OSError, EOFError) as exc:
-            raise ManagerGoneError(
-                f"cannot reach the manager at {self.address!r} (shut down, or its process died): "
-                f"{exc}"
-            ) from exc
-        with self._lock:
-            inherited, self.inherited = self.inherited, []
-        stream = Stream(connection)
-        stream.send(dumps((wire.CONTROL, wire.HELLO, (self.session, inherited), {})))
+        stream = self._open()
         self.local.stream = stream
         if self._anchor is None:
             # The session lives while one of its connections is open: keep the first one
@@ -87,13 +82,46 @@ class Channel:
             self._anchor = stream
         return stream
 
-    def abandon(self) -> None:
-        """Forget this thread's connection (it broke, or a call on it was interrupted)."""
-        stream = getattr(self.local, "stream", None)
-        if stream is not None:
-            del self.local.stream
-            if stream is not self._anchor:
-                stream.close()
+    def _open(self) -> Stream:
+        """A new authenticated connection, introduced to the server with this session."""
+        from procframe.connection import Client
+
+        try:
+            connection = Client(self.address, authkey=self.authkey)
+        except (OSError, EOFError) as exc:
+            raise self.gone(exc, "cannot reach") from exc
+        except AuthenticationError as exc:
+            if isinstance(exc.__context__, (OSError, EOFError)):  # cut off mid-handshake
+                raise self.gone(exc, "cannot reach") from exc
+            raise
+        with self._lock:
+            inherited, self.inherited = self.inherited, []
+        stream = Stream(connection)
+        stream.send(dumps((wire.CONTROL, wire.HELLO, (self.session, inherited), {})))
+        return stream
+
+    def abandon(self, broken: bool) -> None:
+        """Close this thread's connection: it broke (``broken``), or a call was interrupted.
+
+        Closing it tells the server that the interrupted call's caller is gone.
+        The session must outlive it: an interrupted anchor is replaced first.
+        """
+        stream: Stream | None = getattr(self.local, "stream", None)
+        if stream is None:
+            return
+        del self.local.stream
+        if stream is self._anchor:
+            self._anchor = None
+            if not broken:
+                try:
+                    replacement = self._open()
+                    replacement.send(dumps((wire.CONTROL, "dummy", (), {})))
+                    replacement.recv()  # the server counted it in the session
+                except Exception:
+                    pass
+                else:
+                    self._anchor = self.local.stream = replacement
+        stream.close()
 
     def request(self, ident: int, name: str, args: Any = (), kwds: Any = None) -> tuple[int, Any]:
         """Send one request on this thread's connection and return the answer (kind, payload)."""
@@ -105,8 +133,9 @@ class Channel:
             stream.send(data)
             reply = stream.recv()
         except BaseException as exc:
-            self.abandon()  # half a conversation: the connection is out of step
-            if isinstance(exc, (OSError, EOFError)):
+            broken = isinstance(exc, (OSError, EOFError))
+            self.abandon(broken)  # half a conversation: the connection is out of step
+            if broken:
                 raise self.gone(exc) from exc
             raise
         try:
@@ -123,10 +152,9 @@ class Channel:
             return payload
         raise RemoteError(payload)
 
-    def gone(self, exc: BaseException) -> ManagerGoneError:
+    def gone(self, exc: BaseException, what: str = "lost the connection to") -> ManagerGoneError:
         return ManagerGoneError(
-            f"lost the connection to the manager at {self.address!r} "
-            f"(shut down, or its process died): {exc!r}"
+            f"{what} the manager at {self.address!r} (shut down, or its process died): {exc!r}"
         )
 
     # -- holds -----------------------------------------------------------------
@@ -185,7 +213,7 @@ class Channel:
             try:
                 stream.send(dumps((wire.CONTROL, wire.REFS, (changes,), {}), HIGHEST_PROTOCOL))
             except (OSError, EOFError) as exc:
-                self.abandon()
+                self.abandon(True)
                 raise self.gone(exc) from exc
 
     def after_fork(self) -> None:
@@ -221,30 +249,40 @@ class LocalChannel:
 
 
 def channel_for(address: Any, authkey: bytes | None) -> Channel | LocalChannel:
-    """The channel of this process to the manager at ``address``."""
+    """This process's channel to the manager at ``address`` with ``authkey``.
+
+    Without an authkey (a proxy that was unpickled), the channel this process
+    already has to that address, else one with this process's authkey.
+    """
     address = wire.address_key(address)
     hosted = _hosted
     if hosted is not None and wire.address_key(hosted.address) == address:
         return LocalChannel(hosted)
-    channel = _channels.get(address)
+    if authkey is None:
+        channel = _first_channels.get(address)
+        if channel is not None:
+            return channel
+        from procframe.api.process import current_process
+
+        authkey = current_process().authkey
+    key = (address, bytes(authkey))
+    channel = _channels.get(key)
     if channel is None:
         with _channels_lock:
-            channel = _channels.get(address)
+            channel = _channels.get(key)
             if channel is None:
-                if authkey is None:
-                    from procframe.api.process import current_process
-
-                    authkey = current_process().authkey
-                channel = _channels[address] = Channel(address, authkey)
+                channel = _channels[key] = Channel(address, key[1])
+                _first_channels.setdefault(address, channel)
     return channel
 
 
-def forget_channel(address: Any) -> None:
-    """Drop the channel to ``address`` (its manager shut down)."""
+def forget_channels(address: Any) -> None:
+    """Drop the channels to ``address`` (its manager shut down)."""
+    address = wire.address_key(address)
     with _channels_lock:
-        channel = _channels.pop(wire.address_key(address), None)
-    if channel is not None:
-        channel.abandon()
+        for key in [key for key in _channels if key[0] == address]:
+            del _channels[key]
+        _first_channels.pop(address, None)
 
 
 def host_server(server: Server | None) -> None:
@@ -253,11 +291,56 @@ def host_server(server: Server | None) -> None:
     _hosted = server
 
 
+FORK_REGISTRATION_TIMEOUT = 5.0
+"""Seconds a forking parent waits for its child to tell the server what it inherited."""
+
+_forking = threading.local()
+"""``gate``: in a thread that forks while this process holds proxies, a pipe whose write
+end the child closes once the server counts what the child inherited."""
+
+
+def _before_fork() -> None:
+    holding = any(channel.holdings for channel in list(_channels.values()))
+    _forking.gate = os.pipe() if holding else None
+
+
+def _after_fork_in_parent() -> None:
+    """Wait for the child to hold what it inherited: a release this process sends from
+    now on must not free an object the child still uses."""
+    gate = getattr(_forking, "gate", None)
+    _forking.gate = None
+    if gate is None:
+        return
+    read_end, write_end = gate
+    os.close(write_end)
+    try:
+        select.select([read_end], [], [], FORK_REGISTRATION_TIMEOUT)
+    finally:
+        os.close(read_end)
+
+
 def _after_fork_in_child() -> None:
     global _channels_lock
     _channels_lock = threading.Lock()
-    for channel in list(_channels.values()):
-        channel.after_fork()
+    gate = getattr(_forking, "gate", None)
+    _forking.gate = None
+    if gate is not None:
+        os.close(gate[0])
+    try:
+        for channel in list(_channels.values()):
+            channel.after_fork()
+            if channel.inherited:
+                try:
+                    channel.control("dummy")  # the first connection's hello lists them
+                except Exception:
+                    pass
+    finally:
+        if gate is not None:
+            os.close(gate[1])
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

@@ -7,6 +7,7 @@ import threading
 import weakref
 from typing import Any
 
+from procframe.api.errors import ProcessStateError
 from procframe.managers import _client, _types
 from procframe.managers import _protocol as wire
 from procframe.managers._errors import ManagerGoneError
@@ -143,7 +144,7 @@ class BaseManager:
 
     def _check_state(self, expected: State, what: str) -> None:
         if self._state is not expected:
-            raise RuntimeError(f"cannot {what}(): the manager is {self._state.value}")
+            raise ProcessStateError(f"cannot {what}(): the manager is {self._state.value}")
 
     def _channel(self) -> Any:
         return _client.channel_for(self._address, self._authkey)
@@ -243,7 +244,7 @@ class _Finalizer:
                 if self._process.is_alive():
                     self._process.kill()
                     self._process.join()
-        _client.forget_channel(self._address)
+        _client.forget_channels(self._address)
 
 
 class SyncManager(BaseManager):

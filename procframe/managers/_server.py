@@ -43,9 +43,19 @@ the thread is pickling (a proxy in it is held for that session)."""
 
 
 def caller_gone() -> bool:
-    """True if the client whose request this thread runs has hung up."""
+    """True if the client whose request this thread runs has hung up.
+
+    Asks the socket itself, not only the watcher: the watcher's thread may not
+    have run yet.
+    """
     link = getattr(_serving, "link", None)
-    return link is not None and not link.open
+    if link is None:
+        return False
+    if not link.open:
+        return True
+    probe = select.poll()
+    probe.register(link.stream.fileno(), select.POLLRDHUP | select.POLLHUP)
+    return bool(probe.poll(0))
 
 
 class Registration(NamedTuple):

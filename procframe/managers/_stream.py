@@ -84,5 +84,8 @@ class Stream:
             received += count
         return message
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         self.connection.close()

@@ -17,18 +17,25 @@ WAIT_SLICE = 0.1
 """Seconds a blocking method waits before it checks that its caller is still connected."""
 
 
-def _patiently(attempt: Any, blocking: bool, timeout: float | None) -> Any:
-    """``attempt(seconds)`` until it succeeds (not None), the timeout passes, or the caller
-    hangs up: a killed client does not take a lock or an item it can never use."""
-    if not blocking:
-        return attempt(None)
+def _patiently(attempt: Any, timeout: float | None, give_back: Any = None) -> Any:
+    """``attempt(seconds)`` until it succeeds (not None) or the timeout passes; None then.
+
+    A caller that hung up in the meantime (killed, or interrupted by Ctrl-C)
+    gets nothing: what it took is given back with ``give_back`` and
+    ``ConnectionAbortedError`` ends the call, so no item or lock goes to a
+    client that can never use it.
+    """
     deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
     while True:
         wait = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
         outcome = attempt(max(wait, 0.0))
+        gone = caller_gone()
         if outcome is not None:
-            return outcome
-        if caller_gone():
+            if not gone:
+                return outcome
+            if give_back is not None:
+                give_back(outcome)
+        if gone:
             raise ConnectionAbortedError("the caller hung up while it waited")
         if deadline is not None and time.monotonic() >= deadline:
             return None
@@ -40,26 +47,38 @@ class Queue(queue.Queue):  # type: ignore[type-arg]
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        got = _patiently(lambda wait: self._try_get(wait), block, timeout)
+        try:
+            return queue.Queue.get(self, False)  # the common case, without a slice
+        except queue.Empty:
+            if not block:
+                raise
+        got = _patiently(self._try_get, timeout, self._give_back)
         if got is None:
             raise queue.Empty
         return got[0]
 
-    def _try_get(self, wait: float | None) -> tuple[Any] | None:
+    def _try_get(self, wait: float) -> tuple[Any] | None:
         try:
-            return (queue.Queue.get(self, wait is not None, wait),)
+            return (queue.Queue.get(self, True, wait),)
         except queue.Empty:
             return None
+
+    def _give_back(self, got: tuple[Any]) -> None:
+        with self.not_empty:
+            self.queue.appendleft(got[0])
+            self.not_empty.notify()
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        if _patiently(lambda wait: self._try_put(item, wait), block, timeout) is None:
+        if not block or not self.maxsize:
+            queue.Queue.put(self, item, False)
+        elif _patiently(lambda wait: self._try_put(item, wait), timeout) is None:
             raise queue.Full
 
-    def _try_put(self, item: Any, wait: float | None) -> bool | None:
+    def _try_put(self, item: Any, wait: float) -> bool | None:
         try:
-            queue.Queue.put(self, item, wait is not None, wait)
+            queue.Queue.put(self, item, True, wait)
         except queue.Full:
             return None
         return True
@@ -74,14 +93,17 @@ class _Acquirer:
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         if timeout is not None and timeout >= 0 and not blocking:
             raise ValueError("can't specify a timeout for a non-blocking call")
-        inner = self._inner
-        if inner.acquire(False):  # the common case, without a slice
+        if self._inner.acquire(False):  # the common case, without a slice
             return True
-        got = _patiently(lambda wait: self._try(wait), blocking, timeout)
-        return got is not None
+        if not blocking:
+            return False
+        return _patiently(self._try, timeout, self._give_back) is not None
 
-    def _try(self, wait: float | None) -> bool | None:
-        return True if self._inner.acquire(wait is not None, -1 if wait is None else wait) else None
+    def _try(self, wait: float) -> bool | None:
+        return True if self._inner.acquire(True, wait) else None
+
+    def _give_back(self, acquired: bool) -> None:
+        self._inner.release()
 
     def release(self, *args: Any) -> None:
         self._inner.release(*args)
