@@ -160,12 +160,11 @@ def procframe_make_pool(
 
 @hookspec(firstresult=True)
 def procframe_make_manager(context: object, backend: BackendInfo) -> object | None:
-    """Make and start the manager ``ctx.Manager()`` returns, its server started through
-    ``context`` (this backend's).
+    """Make and start a manager whose server is started through ``context`` (this backend's).
 
-    firstresult; procframe's default (a started
-    :class:`procframe.managers.SyncManager`) is ``trylast``.  Proxy calls
-    never go through a hook.
+    Called by ``ctx.Manager()``.  firstresult; procframe's default (a started
+    :class:`procframe.managers.SyncManager`) is ``trylast``.  The hook runs
+    once per manager; proxy calls never go through a hook.
     """
 
 
