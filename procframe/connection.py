@@ -462,6 +462,7 @@ class Listener:
         self._address = self._socket.getsockname()
         self._unlink = os.fspath(address) if socket_family == socket.AF_UNIX else None
         self._last_accepted: Any = None
+        self._creator = os.getpid()
 
     def _private_address(self, family: str) -> Any:
         if family == "AF_INET":
@@ -516,10 +517,11 @@ class Listener:
         An ``accept()`` blocked in another thread raises ``OSError``.
         """
         if self._socket.fileno() >= 0:
-            try:
-                self._socket.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept()
-            except OSError:
-                pass
+            if os.getpid() == self._creator:  # a forked child's close must not stop ours
+                try:
+                    self._socket.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept()
+                except OSError:
+                    pass
             self._socket.close()
             for remove, path in ((os.unlink, self._unlink), (os.rmdir, self._private_dir)):
                 if path:

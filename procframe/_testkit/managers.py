@@ -297,3 +297,21 @@ def append_later(items: Any, delay: float, out: str) -> None:
         report(out, list(items[:]))
     except Exception as exc:
         report(out, f"{type(exc).__name__}: {exc}")
+
+
+def append_pid(items: Any) -> int:
+    """A managed Pool's task: append this worker's pid to the managed list ``items``."""
+    items.append(os.getpid())
+    return len(items)
+
+
+def wait_on(cond: Any, ready: Any) -> None:
+    """Wait on the managed Condition ``cond`` for ever, once ``ready`` (an Event) is set."""
+    with cond:
+        ready.set()
+        cond.wait()
+
+
+def send_back(channel: Any, proxy: Any) -> None:
+    """Put ``proxy`` on ``channel`` (a procframe Queue) and exit at once."""
+    channel.put(proxy)

@@ -35,9 +35,12 @@ if TYPE_CHECKING:
 _channels: dict[tuple[Any, bytes], Channel] = {}
 """By (address, authkey)."""
 _first_channels: dict[Any, Channel] = {}
-"""By address: the first channel made to it (what an unpickled proxy uses)."""
+"""By address: the first channel that connected to it (what an unpickled proxy uses)."""
 _channels_lock = threading.Lock()
 _hosted: Server | None = None
+pickling = threading.local()
+"""``address``: the server whose request this thread is pickling: a proxy of that server in
+it needs no transit hold (the server holds it as it unpickles the request)."""
 """The server running in this process, if any: its own proxies call it directly."""
 
 
@@ -57,12 +60,15 @@ class Channel:
         """Live proxies in this process, by object id."""
         self.dropped: deque[int] = deque()
         """Ids of proxies that died and are not yet counted out of ``holdings``."""
-        self.pending: list[tuple[int, int]] = []
-        """Changes the server has not heard yet: (RELEASE or UNTRANSIT, id)."""
+        self.pending: list[tuple[int, int, int]] = []
+        """Changes the server has not heard yet: (RELEASE, id, 0) or (UNTRANSIT, id, transit)."""
         self.inherited: list[int] = []
         """After a fork: the ids this new session must tell the server it holds."""
         self._lock = threading.Lock()
         self._anchor: Stream | None = None
+        self._dead: ManagerGoneError | None = None
+        """Set once the server was lost: a server at the same address later is another one,
+        whose objects this channel's proxies must never reach."""
 
     # -- connections -----------------------------------------------------------
 
@@ -74,8 +80,11 @@ class Channel:
             return self._connect()
 
     def _connect(self) -> Stream:
+        if self._dead is not None:
+            raise ManagerGoneError(str(self._dead))
         stream = self._open()
         self.local.stream = stream
+        _first_channels.setdefault(self.address, self)  # it works: unpickled proxies use it
         if self._anchor is None:
             # The session lives while one of its connections is open: keep the first one
             # open after its thread ends, for as long as this process lives.
@@ -124,15 +133,27 @@ class Channel:
         stream.close()
 
     def request(self, ident: int, name: str, args: Any = (), kwds: Any = None) -> tuple[int, Any]:
-        """Send one request on this thread's connection and return the answer (kind, payload)."""
+        """Send one request on this thread's connection and return the answer (kind, payload).
+
+        Queued hold changes go just before it, on the same connection.
+        """
         stream = self.stream()
-        if self.dropped or self.pending:
-            self.flush(stream)
-        data = dumps((ident, name, args, kwds or {}), HIGHEST_PROTOCOL)
+        pickling.address = self.address
         try:
+            data = dumps((ident, name, args, kwds or {}), HIGHEST_PROTOCOL)
+        finally:
+            pickling.address = None
+        changes = self._take_changes() if self.dropped or self.pending else None
+        try:
+            if changes:
+                stream.send(dumps((wire.CONTROL, wire.REFS, (changes,), {}), HIGHEST_PROTOCOL))
+                changes = None
             stream.send(data)
             reply = stream.recv()
         except BaseException as exc:
+            if changes:  # not sent (whole): the next request sends them
+                with self._lock:
+                    self.pending[:0] = changes
             broken = isinstance(exc, (OSError, EOFError))
             self.abandon(broken)  # half a conversation: the connection is out of step
             if broken:
@@ -153,9 +174,12 @@ class Channel:
         raise RemoteError(payload)
 
     def gone(self, exc: BaseException, what: str = "lost the connection to") -> ManagerGoneError:
-        return ManagerGoneError(
+        """The error for a lost server; from now on this channel only raises it."""
+        self._dead = ManagerGoneError(
             f"{what} the manager at {self.address!r} (shut down, or its process died): {exc!r}"
         )
+        _forget(self)
+        return self._dead
 
     # -- holds -----------------------------------------------------------------
 
@@ -166,26 +190,26 @@ class Channel:
             count = self.holdings.get(ident, 0)
             self.holdings[ident] = count + 1
             if count:
-                self.pending.append((wire.RELEASE, ident))
+                self.pending.append((wire.RELEASE, ident, 0))
 
-    def acquire(self, ident: int, transit: bool) -> None:
-        """A new proxy of ``ident`` (unpickled, or made from a token); ``transit``: a transit
-        hold was taken for it when it was pickled."""
+    def acquire(self, ident: int, transit: int | None) -> None:
+        """A new proxy of ``ident`` (unpickled, or made from a token); ``transit``: the id of
+        the transit hold taken for it when it was pickled, if one was."""
         with self._lock:
             self._settle()
             count = self.holdings.get(ident, 0)
             if count:
                 self.holdings[ident] = count + 1
-                if transit:
-                    self.pending.append((wire.UNTRANSIT, ident))
+                if transit is not None:
+                    self.pending.append((wire.UNTRANSIT, ident, transit))
                 return
         self.control("hold", ident, transit)
-        with self._lock:
-            self.holdings[ident] = self.holdings.get(ident, 0) + 1
+        self.adopt(ident)  # another thread may have taken a hold meanwhile: adopt evens it out
 
-    def transit(self, ident: int) -> None:
-        """A proxy of ``ident`` is being pickled to travel: hold it until it arrives."""
-        self.control("transit", ident)
+    def transit(self, ident: int) -> int:
+        """A proxy of ``ident`` is being pickled to travel: hold it until it arrives; the id
+        of that hold."""
+        return self.control("transit", ident)  # type: ignore[no-any-return]
 
     def drop(self, ident: int) -> None:
         """A proxy of ``ident`` died (a finalizer: no lock, no I/O here)."""
@@ -201,20 +225,15 @@ class Channel:
                 self.holdings[ident] = count
             else:
                 self.holdings.pop(ident, None)
-                self.pending.append((wire.RELEASE, ident))
+                self.pending.append((wire.RELEASE, ident, 0))
 
-    def flush(self, stream: Stream) -> None:
-        """Send the queued hold changes just before the next request on ``stream``."""
+    def _take_changes(self) -> list[tuple[int, int, int]]:
+        """The hold changes the server has not heard yet, now taken off the queue."""
         with self._lock:
             self._settle()
             changes = self.pending[:]
             del self.pending[: len(changes)]
-        if changes:
-            try:
-                stream.send(dumps((wire.CONTROL, wire.REFS, (changes,), {}), HIGHEST_PROTOCOL))
-            except (OSError, EOFError) as exc:
-                self.abandon(True)
-                raise self.gone(exc) from exc
+        return changes
 
     def after_fork(self) -> None:
         """In a forked child: a new session that holds what the parent's proxies held."""
@@ -239,7 +258,7 @@ class LocalChannel:
         self.address = server.address
         self.authkey = server.authkey
 
-    def hold(self, ident: int, transit: bool) -> None:
+    def hold(self, ident: int, transit: int | None) -> None:
         from procframe.managers._server import SERVER_SESSION
 
         self.server._hold(SERVER_SESSION, ident, transit)
@@ -272,8 +291,16 @@ def channel_for(address: Any, authkey: bytes | None) -> Channel | LocalChannel:
             channel = _channels.get(key)
             if channel is None:
                 channel = _channels[key] = Channel(address, key[1])
-                _first_channels.setdefault(address, channel)
     return channel
+
+
+def _forget(channel: Channel) -> None:
+    """Make new proxies and managers of ``channel``'s address use a new channel."""
+    with _channels_lock:
+        if _channels.get((channel.address, channel.authkey)) is channel:
+            del _channels[(channel.address, channel.authkey)]
+        if _first_channels.get(channel.address) is channel:
+            del _first_channels[channel.address]
 
 
 def forget_channels(address: Any) -> None:
@@ -320,8 +347,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _channels_lock
+    global _channels_lock, _hosted
     _channels_lock = threading.Lock()
+    _hosted = None  # a process forked by the server (a pool's worker) is a client of it
     gate = getattr(_forking, "gate", None)
     _forking.gate = None
     if gate is not None:

@@ -318,7 +318,7 @@ def _register_sync_types() -> None:
     for typeid, made, proxytype in (
         ("Queue", t.Queue, AutoProxy),
         ("JoinableQueue", t.Queue, AutoProxy),
-        ("Event", threading.Event, t.EventProxy),
+        ("Event", t.Event, t.EventProxy),
         ("Lock", t.Lock, t.AcquirerProxy),
         ("RLock", t.RLock, t.AcquirerProxy),
         ("Semaphore", t.Semaphore, t.AcquirerProxy),

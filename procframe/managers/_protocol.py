@@ -28,7 +28,7 @@ FAILED = 3
 HELLO = "hello"
 """args: (session, idents the session holds already): the first message of a connection."""
 REFS = "refs"
-"""args: (list of (RELEASE or UNTRANSIT, ident)): holds this session gives up."""
+"""args: (list of (RELEASE, ident, 0) or (UNTRANSIT, ident, transit id)): holds given up."""
 ONE_WAY = frozenset({HELLO, REFS})
 
 RELEASE = 0

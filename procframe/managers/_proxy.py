@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 import weakref
 from typing import Any
 
@@ -13,16 +12,12 @@ from procframe.managers._errors import RemoteError
 from procframe.managers._protocol import Token
 from procframe.managers._server import GET_VALUE
 
-# how a pickled proxy is held while it travels
+# How a pickled proxy is held while it travels: one of these, or (a positive number) the id
+# of the transit hold its sender took, which its receiver takes over.
 _UNHELD = 0
 """Pickled into a request to its own server: the server holds it while it unpickles it."""
-_TRANSIT = 1
-"""The sender took a transit hold; the receiver takes it over."""
-_HELD = 2
+_HELD = -1
 """Pickled into an answer by the server, which counted a hold for the receiving session."""
-
-_pickling = threading.local()
-"""``address``: the server whose request this thread is pickling (its proxies travel unheld)."""
 
 
 class BaseProxy:
@@ -57,9 +52,9 @@ class BaseProxy:
             return
         if isinstance(channel, _client.LocalChannel):
             if incref:
-                channel.hold(self._id, False)
+                channel.hold(self._id, None)
         elif incref:
-            channel.acquire(self._id, False)
+            channel.acquire(self._id, None)
         else:
             channel.adopt(self._id)
         weakref.finalize(self, channel.drop, self._id)
@@ -69,11 +64,7 @@ class BaseProxy:
         channel = self._channel
         if isinstance(channel, _client.LocalChannel):
             return self._call_here(methodname, args, kwds)
-        _pickling.address = channel.address
-        try:
-            kind, payload = channel.request(self._id, methodname, args, kwds)
-        finally:
-            _pickling.address = None
+        kind, payload = channel.request(self._id, methodname, args, kwds)
         if kind == wire.RETURN:
             return payload
         return self._outcome(kind, payload)
@@ -83,7 +74,7 @@ class BaseProxy:
             exc, text = payload
             raise exc from RemoteError(text)
         if kind == wire.PROXY:
-            return _new_proxy(payload, self._token.address, self._manager, incref=False)
+            return _new_proxy(payload, self._token.address, self._manager, self._authkey)
         raise RemoteError(payload)
 
     def _call_here(self, methodname: str, args: Any, kwds: Any) -> Any:
@@ -120,14 +111,12 @@ class BaseProxy:
     def __reduce__(self) -> tuple[Any, ...]:
         channel = self._channel
         if isinstance(channel, _client.LocalChannel):
-            held = _HELD if channel.server.hold_for_reply(self._id) else _TRANSIT
-            if held == _TRANSIT:
-                channel.server._transit(_SERVER_TRANSIT, self._id)
-        elif getattr(_pickling, "address", None) == channel.address:
+            server = channel.server
+            held = _HELD if server.hold_for_reply(self._id) else server._transit(None, self._id)
+        elif getattr(_client.pickling, "address", None) == channel.address:
             held = _UNHELD
         else:
-            channel.transit(self._id)
-            held = _TRANSIT
+            held = channel.transit(self._id)
         authkey = None
         from procframe.api.process import _spawning
 
@@ -153,7 +142,6 @@ class BaseProxy:
             return repr(self)[:-1] + "; '__str__()' failed>"
 
 
-_SERVER_TRANSIT = "server"
 _AUTO = "auto"
 
 
@@ -175,23 +163,27 @@ def _rebuild_proxy(
     else:
         proxy = proxytype(token, serializer, authkey=authkey, exposed=exposed, manager_owned=True)
     proxy._owned_by_manager = False
+    transit = held if held > 0 else None
     if isinstance(channel, _client.LocalChannel):
-        channel.hold(token.id, held == _TRANSIT)
+        channel.hold(token.id, transit)
     elif held == _HELD:
         channel.adopt(token.id)
     else:
-        channel.acquire(token.id, held == _TRANSIT)
+        channel.acquire(token.id, transit)
     weakref.finalize(proxy, channel.drop, token.id)
     return proxy
 
 
-def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, incref: bool) -> Any:
-    """The proxy of an object the server just registered: (typeid, ident, exposed, proxytype)."""
+def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes) -> Any:
+    """The proxy of an object the server just registered for this session (already held):
+    ``made`` is (typeid, ident, exposed, proxytype)."""
     typeid, ident, exposed, proxytype = made
     token = Token(typeid, address, ident)
     if proxytype is None:
         proxytype = AutoProxy
-    return proxytype(token, wire.PICKLE, manager=manager, exposed=exposed, incref=incref)
+    return proxytype(
+        token, wire.PICKLE, manager=manager, authkey=authkey, exposed=exposed, incref=False
+    )
 
 
 _proxy_types: dict[tuple[str, tuple[str, ...]], type[BaseProxy]] = {}

@@ -16,6 +16,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +32,8 @@ GET_VALUE = "#GETVALUE"
 """The method name of ``BaseProxy._getvalue()``: the object itself, pickled."""
 _ALWAYS: dict[str, Callable[[Any], str]] = {"__repr__": repr, "__str__": str}
 """Methods every object answers, exposed or not (``str(proxy)`` prints the object)."""
+ACCEPT_RETRY = 0.05
+"""Seconds the server waits after a failed accept() (out of descriptors, say) before the next."""
 SERVER_SESSION = "server"
 """The session of the proxies that live in the server process itself (nested in objects)."""
 
@@ -104,7 +107,9 @@ class Server:
         self.address = self.listener.address
         self.objects: dict[int, Entry] = {}
         self._holds: dict[int, dict[Any, int]] = {}
-        self._session_idents: dict[Any, set[int]] = {}
+        self._keys_of: dict[Any, set[tuple[Any, int]]] = {}
+        """(key, ident) of every hold, by the session that owns it ("transit" for transits)."""
+        self._transits = itertools.count(1)
         self._session_links: dict[Any, int] = {}
         self._links: dict[int, _Link] = {}  # by descriptor, while the watcher watches it
         self._lock = threading.Lock()
@@ -142,10 +147,15 @@ class Server:
                 except OSError:
                     if self._stopping.is_set():
                         break
-                    raise
-                threading.Thread(
-                    target=self._serve_client, args=(sock,), name="manager-client", daemon=True
-                ).start()
+                    # Out of descriptors, a peer that reset before accept: not the server's end.
+                    time.sleep(ACCEPT_RETRY)
+                    continue
+                try:
+                    threading.Thread(
+                        target=self._serve_client, args=(sock,), name="manager-client", daemon=True
+                    ).start()
+                except RuntimeError:  # no thread to spare: that client is refused
+                    sock.close()
         except KeyboardInterrupt:
             pass
         finally:
@@ -261,7 +271,7 @@ class Server:
             return (wire.FAILED, f"unknown manager operation {name!r}")
         try:
             return (wire.RETURN, operation(session, *args, **kwds))
-        except Exception:
+        except BaseException:  # a factory's SystemExit too: that caller's failure only
             return (wire.FAILED, traceback.format_exc())
 
     # -- objects and holds -------------------------------------------------------
@@ -290,24 +300,44 @@ class Server:
         entry = Entry(obj, frozenset(exposed), method_to_typeid or None, typeid)
         with self._lock:
             self.objects[ident] = entry
-            self._holds[ident] = {session: 1}
-            self._session_idents.setdefault(session, set()).add(ident)
+            self._holds[ident] = {}
+            self._add_hold(session, ident, self._holds[ident])
         return (typeid, ident, tuple(exposed), registration.proxytype)
 
-    def _hold(self, session: Any, ident: int, transit: bool) -> None:
-        """``session`` holds ``ident`` once more (taking over a transit hold if ``transit``)."""
+    def _hold(self, session: Any, ident: int, transit: int | None) -> None:
+        """``session`` holds ``ident`` once more, taking over transit hold ``transit`` if any."""
+        freed = None
         with self._lock:
             holds = self._holds.get(ident)
             if holds is None:
                 raise LookupError(f"no shared object with id {ident}: it was freed")
-            holds[session] = holds.get(session, 0) + 1
-            self._session_idents.setdefault(session, set()).add(ident)
-            if transit:
-                self._drop_transit(ident, holds)
+            self._add_hold(session, ident, holds)
+            if transit is not None:
+                freed = self._change(ident, holds, ("transit", transit), -1)
+        del freed
 
-    def _transit(self, session: Any, ident: int) -> None:
-        """A proxy of ``ident`` was pickled by ``session``: hold it until it is unpickled."""
-        self._hold(("transit", session), ident, False)
+    def _transit(self, session: Any, ident: int) -> int:
+        """A proxy of ``ident`` is pickled to travel: hold it until it is unpickled; the id
+        of that hold, which travels with it.  It outlives its sender (a child may send a
+        proxy and exit before it arrives)."""
+        transit = next(self._transits)
+        self._hold(("transit", transit), ident, None)
+        return transit
+
+    def _add_hold(self, key: Any, ident: int, holds: dict[Any, int]) -> None:
+        """One more hold of ``ident`` by ``key`` (a session, or a transit); lock held.
+
+        A session that ended already (its client died while this request ran) holds
+        nothing: the hold is not recorded, and the object goes with the caller.
+        """
+        owner = _owner(key)
+        if owner not in self._session_links and owner not in (SERVER_SESSION, "transit"):
+            if not holds:
+                del self._holds[ident]
+                self.objects.pop(ident, None)
+            return
+        holds[key] = holds.get(key, 0) + 1
+        self._keys_of.setdefault(owner, set()).add((key, ident))
 
     def hold_for_reply(self, ident: int) -> bool:
         """A proxy of ``ident`` is in the answer to the current request: its session holds it.
@@ -317,26 +347,18 @@ class Server:
         session = getattr(_serving, "session", None)
         if session is None:
             return False
-        self._hold(session, ident, False)
+        self._hold(session, ident, None)
         return True
 
-    def _drop_transit(self, ident: int, holds: dict[Any, int]) -> None:
-        for key in holds:
-            if isinstance(key, tuple) and key[0] == "transit":
-                self._change(ident, holds, key, -1)
-                return
-
-    def _refs(self, session: Any, changes: list[tuple[int, int]]) -> None:
+    def _refs(self, session: Any, changes: list[tuple[int, int, int]]) -> None:
         freed = []
         with self._lock:
-            for change, ident in changes:
+            for change, ident, transit in changes:
                 holds = self._holds.get(ident)
                 if holds is None:
                     continue
-                if change == wire.RELEASE:
-                    freed.append(self._change(ident, holds, session, -1))
-                else:
-                    self._drop_transit(ident, holds)
+                key = session if change == wire.RELEASE else ("transit", transit)
+                freed.append(self._change(ident, holds, key, -1))
         del freed  # the objects die here, outside the lock
 
     def release_local(self, ident: int) -> None:
@@ -353,11 +375,18 @@ class Server:
 
     def _change(self, ident: int, holds: dict[Any, int], key: Any, delta: int) -> Any:
         """Add ``delta`` to ``key``'s holds of ``ident``; the object if it is freed (lock held)."""
-        count = holds.get(key, 0) + delta
+        if key not in holds:
+            return None
+        count = holds[key] + delta
         if count > 0:
             holds[key] = count
             return None
-        holds.pop(key, None)
+        del holds[key]
+        keys = self._keys_of.get(_owner(key))
+        if keys is not None:
+            keys.discard((key, ident))
+            if not keys and key != SERVER_SESSION and key not in self._session_links:
+                del self._keys_of[_owner(key)]
         if holds:
             return None
         del self._holds[ident]
@@ -366,6 +395,8 @@ class Server:
     # -- sessions ----------------------------------------------------------------
 
     def _hello(self, link: _Link, session: Any, held: list[int]) -> None:
+        if not isinstance(session, str):
+            raise TypeError(f"a session is named by a str, not {type(session).__name__}")
         link.session = session
         with self._lock:
             self._session_links[session] = self._session_links.get(session, 0) + 1
@@ -375,7 +406,7 @@ class Server:
                 self._watch.register(fd, select.EPOLLRDHUP | select.EPOLLHUP)
         for ident in held:
             try:
-                self._hold(session, ident, False)
+                self._hold(session, ident, None)
             except LookupError:
                 pass
 
@@ -402,11 +433,11 @@ class Server:
                 self._session_links[session] = left
                 return
             self._session_links.pop(session, None)
-            for key in (session, ("transit", session)):
-                for ident in self._session_idents.pop(key, ()):
-                    holds = self._holds.get(ident)
-                    if holds is not None and key in holds:
-                        freed.append(self._change(ident, holds, key, -holds[key]))
+            for key, ident in list(self._keys_of.get(session, ())):
+                holds = self._holds.get(ident)
+                if holds is not None and key in holds:
+                    freed.append(self._change(ident, holds, key, -holds[key]))
+            self._keys_of.pop(session, None)
         del freed
 
     def _watch_hangups(self) -> None:
@@ -462,6 +493,11 @@ def picklable_registry(registry: dict[str, Registration]) -> dict[str, Registrat
         )
         for typeid, registration in registry.items()
     }
+
+
+def _owner(key: Any) -> Any:
+    """Whose hold ``key`` is: a session, or "transit" for every transit hold."""
+    return "transit" if isinstance(key, tuple) else key
 
 
 def _picklable(obj: Any) -> bool:

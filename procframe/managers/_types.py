@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import array
 import queue
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from procframe.managers._proxy import BaseProxy, MakeProxyType
@@ -133,13 +135,123 @@ def BoundedSemaphore(value: int = 1) -> _Acquirer:
     return _Acquirer(threading.BoundedSemaphore(value))
 
 
-def Condition(lock: Any = None) -> threading.Condition:
-    """A ``threading.Condition``; a Lock or RLock made by this server is used by its object."""
-    if isinstance(lock, BaseProxy):  # a proxy of this server's own lock: use the lock
-        lock = lock._referent()
-    if isinstance(lock, _Acquirer):
-        lock = lock._inner
-    return threading.Condition(lock)
+class Condition:
+    """A condition variable whose waits and acquires give up when their caller is gone.
+
+    A waiter that hung up neither keeps the lock nor takes a notification: one
+    it was given passes to the next waiter.  ``lock`` is a Lock or RLock made by
+    this server (or a proxy of one); a new RLock if None.
+    """
+
+    def __init__(self, lock: Any = None) -> None:
+        if isinstance(lock, BaseProxy):  # a proxy of this server's own lock: use the lock
+            lock = lock._referent()
+        if lock is None:
+            lock = RLock()
+        elif not isinstance(lock, _Acquirer):
+            lock = _Acquirer(lock)
+        self._lock: _Acquirer = lock
+        self._waiters: deque[Any] = deque()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def _check_owned(self, what: str) -> None:
+        inner = self._lock._inner
+        owned = inner._is_owned() if hasattr(inner, "_is_owned") else inner.locked()
+        if not owned:  # (a plain Lock cannot tell who holds it: held is all it checks)
+            raise RuntimeError(f"cannot {what} on un-acquired lock")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._check_owned("wait")
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        levels = self._release_all()
+        try:
+            notified = _patiently(lambda wait: waiter.acquire(True, wait) or None, timeout)
+        except ConnectionAbortedError:  # the caller is gone: it does not take the lock back
+            self._give_up(waiter)
+            raise
+        if notified is None:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:  # notified as it timed out: threading.Condition drops it too
+                pass
+        self._take_back(levels)
+        return notified is not None
+
+    def _release_all(self) -> int:
+        """Release the lock, every level of an RLock; how many levels."""
+        inner = self._lock._inner
+        if hasattr(inner, "_release_save"):
+            return int(inner._release_save()[0])
+        inner.release()
+        return 1
+
+    def _take_back(self, levels: int) -> None:
+        if not self._lock.acquire():
+            raise RuntimeError("the condition's lock could not be taken back")
+        for _ in range(levels - 1):
+            self._lock._inner.acquire()
+
+    def _give_up(self, waiter: Any) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:  # it had been notified: pass that on
+            self._notify_one()
+
+    def notify(self, n: int = 1) -> None:
+        self._check_owned("notify")
+        for _ in range(n):
+            if not self._notify_one():
+                return
+
+    def _notify_one(self) -> bool:
+        try:
+            waiter = self._waiters.popleft()
+        except IndexError:
+            return False
+        waiter.release()
+        return True
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters))
+
+    def __repr__(self) -> str:
+        return f"<Condition({self._lock!r}, {len(self._waiters)} waiting)>"
+
+
+class Event:
+    """``threading.Event`` whose ``wait`` gives up when its caller is gone."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._event.is_set():
+            return True
+        return _patiently(lambda wait: self._event.wait(wait) or None, timeout) is not None
+
+    def __repr__(self) -> str:
+        return f"<Event: {'set' if self._event.is_set() else 'unset'}>"
 
 
 class Namespace:
@@ -345,8 +457,18 @@ BaseListProxy = MakeProxyType(
 )  # fmt: skip
 
 
+def _referent_repr(proxy: BaseProxy) -> str:
+    """The repr of the list or dict ``proxy`` stands for (a nested one's shows its contents);
+    the proxy's own description if the server cannot answer."""
+    try:
+        return proxy._callmethod("__repr__")  # type: ignore[no-any-return]
+    except Exception:
+        return BaseProxy.__repr__(proxy)
+
+
 class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
-    """A list in the server.  Iterating reads the whole list in one round trip (a snapshot)."""
+    """A list in the server; ``str`` and ``repr`` show it.  Iterating reads the whole list in
+    one round trip (a snapshot)."""
 
     def __iadd__(self, value: Any) -> ListProxy:
         self._callmethod("extend", (value,))
@@ -359,6 +481,9 @@ class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
     def __iter__(self) -> Any:
         return iter(self._callmethod("copy"))
 
+    def __repr__(self) -> str:
+        return _referent_repr(self)
+
 
 _DICT_METHODS = (
     "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
@@ -367,10 +492,14 @@ _DICT_METHODS = (
 
 
 class DictProxy(MakeProxyType("BaseDictProxy", _DICT_METHODS)):  # type: ignore[misc]
-    """A dict in the server.  Iterating reads its keys in one round trip (a snapshot)."""
+    """A dict in the server; ``str`` and ``repr`` show it.  Iterating reads its keys in one
+    round trip (a snapshot)."""
 
     def __iter__(self) -> Any:
         return iter(self._callmethod("keys"))
+
+    def __repr__(self) -> str:
+        return _referent_repr(self)
 
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))

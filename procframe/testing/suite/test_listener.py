@@ -304,3 +304,17 @@ def test_closing_a_listener(tmp_path: Path) -> None:
     listener.close()  # closing twice is harmless
     with pytest.raises(OSError):
         Client(str(path), family="AF_UNIX")
+
+
+@pytest.mark.requires("inherits_parent_memory")
+def test_a_forked_child_closing_its_copy_leaves_the_listener_listening(
+    ctx: procframe.Context,
+) -> None:
+    with Listener(("127.0.0.1", 0), family="AF_INET") as listener:
+        child = ctx.Process(target=listener.close)  # inherited, never pickled
+        child.start()
+        child.join()
+        assert child.exitcode == 0
+        with Client(listener.address, family="AF_INET") as client, listener.accept() as served:
+            client.send("still listening")
+            assert served.recv() == "still listening"

@@ -646,3 +646,83 @@ def test_a_manager_does_not_outlive_its_killed_owner(
             script.kill()
         tk_pool.kill_marked(mark)  # first: a survivor would hold the script's pipes open
         script.communicate(timeout=PATIENCE)
+
+
+# -- found in review ----------------------------------------------------------------------------
+
+
+def test_a_managed_pool_s_task_changes_the_shared_object(ctx: procframe.Context) -> None:
+    """A worker the server started (forked from it, on fork) is a client, not a server copy."""
+    with ctx.Manager() as manager:
+        items = manager.list()
+        pool = manager.Pool(1)
+        try:
+            assert pool.apply(tkm.append_pid, (items,)) == 1
+            assert len(items) == 1 and items[0] != os.getpid()
+        finally:
+            pool.terminate()
+
+
+def test_a_waiter_killed_in_condition_wait_keeps_neither_the_lock_nor_the_notification(
+    ctx: procframe.Context,
+) -> None:
+    with ctx.Manager() as manager:
+        cond, ready = manager.Condition(), manager.Event()
+        waiter = ctx.Process(target=tkm.wait_on, args=(cond, ready))
+        waiter.start()
+        assert ready.wait(PATIENCE)
+        with cond:  # the waiter is inside wait(): it released the lock
+            pass
+        os.kill(waiter.pid, signal.SIGKILL)
+        waiter.join()
+        woken: list[bool] = []
+        other = threading.Thread(target=lambda: woken.append(cond_wait(cond)))
+        other.start()
+        deadline = time.monotonic() + PATIENCE
+        while other.is_alive() and time.monotonic() < deadline:
+            assert cond.acquire(True, PATIENCE), "the killed waiter kept the lock"
+            cond.notify()  # until the live waiter is woken (it may not be waiting yet)
+            cond.release()
+            other.join(0.05)
+        other.join(PATIENCE)
+        assert woken == [True], "the live waiter was never woken"
+        assert cond.acquire(True, PATIENCE), "the killed waiter kept the lock"
+        cond.release()
+
+
+def cond_wait(cond: Any) -> bool:
+    """Wait on ``cond`` (at most PATIENCE); True if notified."""
+    with cond:
+        return bool(cond.wait(PATIENCE))
+
+
+def test_a_proxy_in_transit_outlives_its_sender(ctx: procframe.Context) -> None:
+    with ctx.Manager() as manager:
+        channel = ctx.Queue()
+        items = manager.list([1, 2, 3])
+        sender = ctx.Process(target=tkm.send_back, args=(channel, items))
+        sender.start()
+        del items  # the proxy in the queue is now the only one
+        sender.join()
+        gc.collect()
+        arrived = channel.get(timeout=PATIENCE)
+        assert arrived[:] == [1, 2, 3]
+        channel.close()
+
+
+def test_a_proxy_never_reaches_the_next_server_at_its_address(ctx: procframe.Context) -> None:
+    first = managers.SyncManager(address=("127.0.0.1", 0), authkey=KEY, ctx=ctx)
+    first.start()
+    items = first.list([1, 2, 3])
+    address = first.address
+    first.shutdown()
+    second = managers.SyncManager(address=address, authkey=KEY, ctx=ctx)
+    second.start()
+    try:
+        other = second.dict({0: "zero"})
+        for _ in range(2):  # the first call finds the connection gone; the second must too
+            with pytest.raises(ConnectionError):
+                len(items)
+        assert other[0] == "zero"
+    finally:
+        second.shutdown()
