@@ -54,11 +54,7 @@ def caller_gone() -> bool:
     link = getattr(_serving, "link", None)
     if link is None:
         return False
-    if not link.open:
-        return True
-    probe = select.poll()
-    probe.register(link.stream.fileno(), select.POLLRDHUP | select.POLLHUP)
-    return bool(probe.poll(0))
+    return not link.open or bool(link.hangup.poll(0))
 
 
 class Registration(NamedTuple):
@@ -85,11 +81,14 @@ def public_methods(obj: Any) -> tuple[str, ...]:
 class _Link:
     """One client connection, counted in its session while it is open."""
 
-    __slots__ = ("connection", "open", "session", "stream")
+    __slots__ = ("connection", "hangup", "open", "session", "stream")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.stream = Stream(connection)
+        self.hangup = select.poll()
+        """Polls the connection for the client's hang-up (see :func:`caller_gone`)."""
+        self.hangup.register(connection.fileno(), select.POLLRDHUP | select.POLLHUP)
         self.session: Any = None
         self.open = True
 
