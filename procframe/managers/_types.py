@@ -141,33 +141,55 @@ class Condition:
     A waiter that hung up neither keeps the lock nor takes a notification: one
     it was given passes to the next waiter.  ``lock`` is a Lock or RLock made by
     this server (or a proxy of one); a new RLock if None.
+
+    With its own lock, a notified waiter is woken when the notifier releases
+    the lock rather than at once, so it wakes once, to a free lock, instead of
+    waking to find the lock held and sleeping again.
     """
 
     def __init__(self, lock: Any = None) -> None:
         if isinstance(lock, BaseProxy):  # a proxy of this server's own lock: use the lock
             lock = lock._referent()
+        self._private = lock is None  # only this condition's methods release it
         if lock is None:
             lock = RLock()
         elif not isinstance(lock, _Acquirer):
             lock = _Acquirer(lock)
         self._lock: _Acquirer = lock
         self._waiters: deque[Any] = deque()
+        self._notified: list[Any] = []
+        """Waiters notified while the lock is held: woken once it is released."""
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         return self._lock.acquire(blocking, timeout)
 
     def release(self) -> None:
-        self._lock.release()
+        if self._notified and self._owned():  # (a non-owner's release raises below)
+            notified = self._take_notified()
+            self._lock.release()
+            _wake(notified)
+        else:
+            self._lock.release()
 
     __enter__ = acquire
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        self.release()
+
+    def _take_notified(self) -> list[Any]:
+        """The waiters to wake once the lock is released (taken while it is held)."""
+        notified = self._notified
+        if notified:
+            self._notified = []
+        return notified
+
+    def _owned(self) -> bool:
+        """True if this thread holds the lock (for a plain Lock, which cannot tell: if held)."""
+        inner = self._lock._inner
+        return bool(inner._is_owned() if hasattr(inner, "_is_owned") else inner.locked())
 
     def _check_owned(self, what: str) -> None:
-        inner = self._lock._inner
-        owned = inner._is_owned() if hasattr(inner, "_is_owned") else inner.locked()
-        if not owned:  # (a plain Lock cannot tell who holds it: held is all it checks)
+        if not self._owned():
             raise RuntimeError(f"cannot {what} on un-acquired lock")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -175,7 +197,9 @@ class Condition:
         waiter = _thread.allocate_lock()
         waiter.acquire()
         self._waiters.append(waiter)
+        notified_before = self._take_notified()
         levels = self._release_all()
+        _wake(notified_before)
         try:
             notified = _patiently(lambda wait: waiter.acquire(True, wait) or None, timeout)
         except ConnectionAbortedError:  # the caller is gone: it does not take the lock back
@@ -212,15 +236,19 @@ class Condition:
     def notify(self, n: int = 1) -> None:
         self._check_owned("notify")
         for _ in range(n):
-            if not self._notify_one():
+            if not self._notify_one(later=self._private):
                 return
 
-    def _notify_one(self) -> bool:
+    def _notify_one(self, later: bool = False) -> bool:
+        """Wake one waiter, or (``later``) once the lock is released; False if none waits."""
         try:
             waiter = self._waiters.popleft()
         except IndexError:
             return False
-        waiter.release()
+        if later:
+            self._notified.append(waiter)
+        else:
+            waiter.release()
         return True
 
     def notify_all(self) -> None:
@@ -228,6 +256,11 @@ class Condition:
 
     def __repr__(self) -> str:
         return f"<Condition({self._lock!r}, {len(self._waiters)} waiting)>"
+
+
+def _wake(waiters: list[Any]) -> None:
+    for waiter in waiters:
+        waiter.release()
 
 
 class Event:
