@@ -117,3 +117,24 @@ def test_import_procframe_does_not_import_pluggy(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[]\n"
+
+
+def test_no_module_of_procframe_imports_stdlib_multiprocessing() -> None:
+    """Not even the conformance suite, which the runtime check above leaves out."""
+    import ast
+
+    import procframe
+
+    offenders = []
+    for path in sorted(Path(procframe.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+                    offenders.append(f"{path.name}:{node.lineno}: {name}")
+    assert offenders == []
