@@ -219,21 +219,7 @@ class Connection:
         return self._read_big(size)
 
     def _read_big(self, size: int) -> bytearray:
-        """Read a big message into a buffer that grows as its bytes arrive."""
-        message = bytearray()
-        received = 0
-        while received < size:
-            if len(message) == received:
-                message.extend(bytes(min(_GROWTH_STEP, size - received)))
-            with memoryview(message) as view:
-                count = os.readv(self._fd, [view[received:]])
-            if count == 0:
-                raise EOFError(
-                    f"connection closed in the middle of a message ({received} of {size} "
-                    "bytes arrived)"
-                )
-            received += count
-        return message
+        return read_growing(self._fd, size)
 
     # -- crossing to a child ---------------------------------------------------
 
@@ -241,6 +227,25 @@ class Connection:
         self._check_open()
         token = reduction.export_fd(self._fd, "a Connection")
         return _rebuild_connection, (token, self._readable, self._writable)
+
+
+def read_growing(fd: int, size: int, head: bytes = b"") -> bytearray:
+    """Read the rest of a ``size``-byte message (``head`` arrived already) from ``fd``, into a
+    buffer that grows as its bytes arrive: a lying length prefix costs no more memory than
+    the bytes that came."""
+    message = bytearray(head)
+    received = len(head)
+    while received < size:
+        if len(message) == received:
+            message.extend(bytes(min(_GROWTH_STEP, size - received)))
+        with memoryview(message) as view:
+            count = os.readv(fd, [view[received:]])
+        if count == 0:
+            raise EOFError(
+                f"connection closed in the middle of a message ({received} of {size} bytes arrived)"
+            )
+        received += count
+    return message
 
 
 def _rebuild_connection(token: int, readable: bool, writable: bool) -> Connection:

@@ -9,16 +9,10 @@ it, where nothing else reads the socket.
 from __future__ import annotations
 
 import os
-import struct
 
-from procframe.connection import Connection
+from procframe.connection import _ESCAPE, _LONG, _SHORT, Connection, read_growing
 
-_SHORT = struct.Struct("!I")
-_LONG = struct.Struct("!Q")
-_ESCAPE = 0xFFFFFFFF
 _CHUNK = 1 << 16
-_GROWTH_STEP = 1 << 26
-"""A long message's buffer grows by this much as its bytes arrive, whatever its header says."""
 
 
 class Stream:
@@ -32,13 +26,8 @@ class Stream:
         self._pending = b""
 
     def send(self, data: bytes) -> None:
-        """Write ``data`` as one message."""
-        size = len(data)
-        header = _SHORT.pack(size) if size < _ESCAPE else _SHORT.pack(_ESCAPE) + _LONG.pack(size)
-        message = header + data
-        written = os.write(self._fd, message)
-        while written < len(message):
-            written += os.write(self._fd, memoryview(message)[written:])
+        """Write ``data`` as one message (the Connection's own framing and writes)."""
+        self.connection._write_message(data)
 
     def recv(self) -> bytes | bytearray:
         """The next message; ``EOFError`` once the peer has closed."""
@@ -55,7 +44,7 @@ class Stream:
         end = start + size
         if end - len(pending) > _CHUNK:
             self._pending = b""
-            return self._read_long(pending[start:], size)
+            return read_growing(self._fd, size, pending[start:])
         while len(pending) < end:
             pending = self._more(pending, "body")
         self._pending = pending[end:]
@@ -68,21 +57,6 @@ class Stream:
                 raise EOFError("connection closed by the peer")
             raise EOFError(f"connection closed in the middle of a message {what}")
         return pending + chunk
-
-    def _read_long(self, head: bytes, size: int) -> bytearray:
-        message = bytearray(head)
-        received = len(head)
-        while received < size:
-            if len(message) == received:
-                message.extend(bytes(min(_GROWTH_STEP, size - received)))
-            with memoryview(message) as view:
-                count = os.readv(self._fd, [view[received:]])
-            if count == 0:
-                raise EOFError(
-                    f"connection closed in the middle of a message ({received} of {size} bytes)"
-                )
-            received += count
-        return message
 
     def fileno(self) -> int:
         return self._fd
