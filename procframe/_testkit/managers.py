@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import procframe
-from procframe._testkit.pool import MARK
+from procframe._testkit.pool import MARK, kill_marked
 from procframe._testkit.scripts import script_env, write_script
 from procframe._testkit.targets import report
 from procframe.managers import BaseManager, BaseProxy, DictProxy, SyncManager
@@ -71,6 +72,22 @@ def start_script(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextmanager
+def marked_script(
+    directory: Path, source: str, backend: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """:func:`start_script` with a fresh mark; at the end every marked process is killed."""
+    mark = uuid.uuid4().hex
+    script = start_script(directory, source, backend, mark=mark)
+    try:
+        yield script, mark
+    finally:
+        if script.poll() is None:
+            script.kill()
+        kill_marked(mark)  # first: a survivor would hold the script's pipes open
+        script.communicate(timeout=PATIENCE)
 
 
 # -- a class to register -------------------------------------------------------------

@@ -24,7 +24,6 @@ import re
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -656,9 +655,7 @@ if __name__ == '__main__':
 
 
 def test_the_seed_example(procframe_backend: str, tmp_path: Path) -> None:
-    mark = uuid.uuid4().hex
-    script = tkm.start_script(tmp_path, SEED_EXAMPLE, procframe_backend, mark=mark)
-    try:
+    with tkm.marked_script(tmp_path, SEED_EXAMPLE, procframe_backend) as (script, mark):
         try:
             out, err = script.communicate(timeout=PATIENCE)
         except subprocess.TimeoutExpired:
@@ -669,11 +666,6 @@ def test_the_seed_example(procframe_backend: str, tmp_path: Path) -> None:
         assert tk_pool.eventually(lambda: tk_pool.marked_processes(mark) == []), (
             f"left running after the script ended: {tk_pool.marked_processes(mark)}"
         )
-    finally:
-        if script.poll() is None:
-            script.kill()
-        tk_pool.kill_marked(mark)  # first: a survivor would hold the script's pipes open
-        script.communicate(timeout=PATIENCE)
 
 
 def test_nested_proxies(manager: Any) -> None:

@@ -622,9 +622,7 @@ def test_a_manager_does_not_outlive_its_killed_owner(
     procframe_backend: str, tmp_path: Path
 ) -> None:
     """procframe only: the manager's server (and its pool) go when its owner is SIGKILLed."""
-    mark = uuid.uuid4().hex
-    script = tkm.start_script(tmp_path, KILLED_OWNER, procframe_backend, mark=mark)
-    try:
+    with tkm.marked_script(tmp_path, KILLED_OWNER, procframe_backend) as (script, mark):
         assert script.stdout is not None
         line = script.stdout.readline()
         word, pid, value = [*line.split(), "", "", ""][:3]
@@ -641,11 +639,6 @@ def test_a_manager_does_not_outlive_its_killed_owner(
         assert tk_pool.eventually(lambda: tk_pool.marked_processes(mark) == []), (
             f"still running: {tk_pool.marked_processes(mark)}"
         )
-    finally:
-        if script.poll() is None:
-            script.kill()
-        tk_pool.kill_marked(mark)  # first: a survivor would hold the script's pipes open
-        script.communicate(timeout=PATIENCE)
 
 
 # -- found in review ----------------------------------------------------------------------------
