@@ -45,19 +45,10 @@ class BaseProxy:
         channel = _client.channel_for(token.address, authkey)
         self._channel = channel
         self._authkey = channel.authkey
-        self._owned_by_manager = manager_owned
         if exposed is not None and self._exposed_ is None:
             self._exposed_ = tuple(exposed)
-        if manager_owned:
-            return
-        if isinstance(channel, _client.LocalChannel):
-            if incref:
-                channel.hold(self._id, None)
-        elif incref:
-            channel.acquire(self._id, None)
-        else:
-            channel.adopt(self._id)
-        weakref.finalize(self, channel.drop, self._id)
+        if not manager_owned:
+            _take_hold(self, _UNHELD if incref else _HELD)
 
     def _callmethod(self, methodname: str, args: Any = (), kwds: Any = None) -> Any:
         """Call ``methodname`` of the shared object; its result (or a proxy, or its exception)."""
@@ -154,7 +145,6 @@ def _rebuild_proxy(
     authkey: bytes | None,
 ) -> BaseProxy:
     """Unpickle a proxy: take over the hold it travelled with, or take one."""
-    channel = _client.channel_for(token.address, authkey)
     if proxytype == _AUTO:
         proxy = _auto_type(token.typeid, exposed)(
             token, serializer, authkey=authkey, manager_owned=True
@@ -162,16 +152,24 @@ def _rebuild_proxy(
         proxy._isauto = True
     else:
         proxy = proxytype(token, serializer, authkey=authkey, exposed=exposed, manager_owned=True)
-    proxy._owned_by_manager = False
+    _take_hold(proxy, held)
+    return proxy
+
+
+def _take_hold(proxy: BaseProxy, held: int) -> None:
+    """Count ``proxy`` in its channel: take a hold (``_UNHELD``), adopt the one the server
+    counted for this session (``_HELD``), or take over transit hold ``held``; released when
+    the proxy dies."""
+    channel = proxy._channel
     transit = held if held > 0 else None
     if isinstance(channel, _client.LocalChannel):
-        channel.hold(token.id, transit)
+        if held != _HELD:
+            channel.hold(proxy._id, transit)
     elif held == _HELD:
-        channel.adopt(token.id)
+        channel.adopt(proxy._id)
     else:
-        channel.acquire(token.id, transit)
-    weakref.finalize(proxy, channel.drop, token.id)
-    return proxy
+        channel.acquire(proxy._id, transit)
+    weakref.finalize(proxy, channel.drop, proxy._id)
 
 
 def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes) -> Any:
