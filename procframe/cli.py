@@ -9,8 +9,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-BUILTIN_PLUGIN_PREFIX = "procframe.backends."
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``procframe info`` and ``procframe bench``."""
@@ -49,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def backend_records(default: str | None = None) -> list[dict[str, Any]]:
     """Every declared backend as plain data, ``default`` marked."""
-    from procframe.api.context import backends
+    from procframe._core.registry import backends
     from procframe.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
@@ -69,7 +67,7 @@ def backend_records(default: str | None = None) -> list[dict[str, Any]]:
 
 def default_source() -> str:
     """Where the default backend comes from, in words."""
-    from procframe.api.context import BACKEND_ENV
+    from procframe._core.registry import BACKEND_ENV
 
     if os.environ.get(BACKEND_ENV, "").strip():
         return f"from {BACKEND_ENV}"
@@ -84,8 +82,9 @@ def format_info(records: Sequence[dict[str, Any]]) -> str:
     lines = [("", "backend", "plugin", "status", "capabilities")]
     for record in records:
         plugin = record["plugin"]
-        if not plugin.startswith(BUILTIN_PLUGIN_PREFIX):
-            plugin = f"{plugin} ({plugin_origin(plugin)})"
+        origin = plugin_origin(plugin)
+        if origin != "procframe":
+            plugin = f"{plugin} ({origin})"
         status = "available" if record["available"] else f"unavailable: {record['reason']}"
         lines.append(
             (
@@ -109,7 +108,7 @@ def run_info(args: argparse.Namespace) -> int:
     With an unknown default (``PROCFRAME_BACKEND``) the table is still printed,
     without a default, before the error.
     """
-    from procframe.api.context import default_backend_name
+    from procframe._core.registry import default_backend_name
     from procframe.plugins import PluginLoadError
 
     try:

@@ -120,10 +120,8 @@ class _Dispatcher:
         return future
 
     def _start_pool(self) -> Pool:
-        from procframe.pool import Pool
-
-        pool = Pool(
-            self._workers, self._initializer, self._initargs, self._max_tasks, context=self._ctx
+        pool: Pool = self._ctx.Pool(
+            self._workers, self._initializer, self._initargs, self._max_tasks
         )
         _live.add(self)
         _wait_at_exit()  # after the pool's own exit handler, so that it runs first
@@ -405,13 +403,13 @@ def _run_chunk(fn: Callable[..., T], chunk: list[tuple[Any, ...]]) -> list[T]:
 
 
 def _as_procframe_context(mp_context: Any) -> Any:
-    import procframe
+    from procframe.context import Context, get_context
 
     if mp_context is None:
-        return procframe.get_context()
-    if isinstance(mp_context, procframe.Context):
+        return get_context()
+    if isinstance(mp_context, Context):
         return mp_context
     if type(mp_context).__module__.partition(".")[0] == "multiprocessing":
         # A standard library context, from code written for the standard executor.
-        return procframe.get_context(mp_context.get_start_method())
+        return get_context(mp_context.get_start_method())
     return mp_context

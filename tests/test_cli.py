@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import procframe.plugins
-from procframe.api.context import backends, platform_default
+from procframe._core.registry import backends, platform_default
 from procframe.cli import format_info, main
 
 BUILTIN = ("fork", "spawn", "forkserver")
@@ -100,7 +100,7 @@ def test_info_in_process(
 def test_format_info_shows_reason_distribution_and_no_capabilities(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(procframe.plugins._origins, "toy", "toy_backend 0.1")
+    monkeypatch.setitem(procframe._core.plugins._origins, "toy", "toy_backend 0.1")
     record = {
         "name": "toy",
         "plugin": "toy",

@@ -7,9 +7,9 @@ import signal
 from pathlib import Path
 
 import procframe
-from procframe._testkit import targets
-from procframe._testkit.scripts import run_script
 from procframe.backends.forkserver import server_pid
+from procframe.testing.helpers import targets
+from procframe.testing.helpers.scripts import run_script
 
 
 def test_preloaded_modules_are_imported_once_by_the_server(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_preloaded_modules_are_imported_once_by_the_server(tmp_path: Path) -> No
         import sys
         import procframe
         from procframe.backends.forkserver import server_pid
-        from procframe._testkit import targets
+        from procframe.testing.helpers import targets
 
         def loaded(path):
             targets.report(path, 'preloadme' in sys.modules)

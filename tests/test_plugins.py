@@ -13,13 +13,13 @@ from pluggy import PluginValidationError
 
 import procframe
 from procframe import hookspecs, plugins
-from procframe._testkit.targets import exit_with, noop
-from procframe.api import context
-from procframe.api.backend import BackendInfo, Launcher
-from procframe.api.errors import BackendError
-from procframe.api.process import BaseProcess
+from procframe._core import registry
+from procframe._core.backend import BackendInfo, Launcher
+from procframe._core.errors import BackendError
+from procframe._core.process import BaseProcess
 from procframe.backends import fork, forkserver, spawn
 from procframe.hookspecs import hookimpl
+from procframe.testing.helpers.targets import exit_with, noop
 
 SPECS = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction))
 
@@ -96,7 +96,7 @@ def test_builtins_are_registered_under_their_module_names() -> None:
     for module in (fork, spawn, forkserver):
         assert pm.get_plugin(module.__name__) is module.plugin
         assert pm.get_name(module.plugin) == module.__name__
-    declared = context.backends()
+    declared = registry.backends()
     for module in (fork, spawn, forkserver):
         info = declared[module.plugin.name]
         assert info.plugin is module.plugin
@@ -172,7 +172,7 @@ def test_autoload_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     plugins.reset_plugin_manager()
     pm = plugins.get_plugin_manager()
     names = {pm.get_name(plugin) for plugin in pm.get_plugins()}
-    assert names == {f"procframe.backends.{n}" for n in ("defaults", "fork", "spawn", "forkserver")}
+    assert names == {name for name, _ in plugins.BUILTIN_PLUGINS}
 
 
 # -- observers and wrappers on every backend ------------------------------------

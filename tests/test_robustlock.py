@@ -9,9 +9,9 @@ import threading
 import pytest
 
 import procframe
-from procframe.api.robustlock import RobustLock
-from procframe.api.synchronize import Semaphore
-from procframe.api.waitroom import WaitRoom
+from procframe.posix.robustlock import RobustLock
+from procframe.posix.synchronize import Semaphore
+from procframe.posix.waitroom import WaitRoom
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 import procframe
-from procframe._testkit.scripts import HELLO_BOB
-from procframe._testkit.targets import describe_self, noop, read_report
-from procframe.api import context
+from procframe import context
+from procframe._core import registry
+from procframe.testing.helpers.scripts import HELLO_BOB
+from procframe.testing.helpers.targets import describe_self, noop, read_report
 
 BUILTIN = ("fork", "spawn", "forkserver")
 on_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux default")
@@ -23,11 +24,11 @@ on_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linu
 @pytest.fixture(autouse=True)
 def clean_selection(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No backend chosen and no PROCFRAME_BACKEND; the module's state restored afterwards."""
-    monkeypatch.delenv(context.BACKEND_ENV, raising=False)
-    chosen, contexts = context._chosen, dict(context._contexts)
-    context._chosen = None
+    monkeypatch.delenv(registry.BACKEND_ENV, raising=False)
+    chosen, contexts = registry._chosen, dict(context._contexts)
+    registry._chosen = None
     yield
-    context._chosen = chosen
+    registry._chosen = chosen
     context._contexts.clear()
     context._contexts.update(contexts)
 
@@ -59,7 +60,7 @@ def test_get_all_start_methods_lists_the_builtins() -> None:
 
 def test_get_start_method_allow_none_is_none_until_set(monkeypatch: pytest.MonkeyPatch) -> None:
     assert procframe.get_start_method(allow_none=True) is None
-    monkeypatch.setenv(context.BACKEND_ENV, "spawn")
+    monkeypatch.setenv(registry.BACKEND_ENV, "spawn")
     assert procframe.get_start_method(allow_none=True) is None
     assert procframe.get_start_method() == "spawn"
     procframe.set_backend("fork")
@@ -67,20 +68,20 @@ def test_get_start_method_allow_none_is_none_until_set(monkeypatch: pytest.Monke
 
 
 def test_env_chooses_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(context.BACKEND_ENV, "spawn")
+    monkeypatch.setenv(registry.BACKEND_ENV, "spawn")
     assert procframe.get_context().name == "spawn"
     assert procframe.get_start_method() == "spawn"
 
 
 def test_set_backend_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(context.BACKEND_ENV, "spawn")
+    monkeypatch.setenv(registry.BACKEND_ENV, "spawn")
     procframe.set_backend("fork")
     assert procframe.get_context().name == "fork"
     assert procframe.get_start_method() == "fork"
 
 
 def test_explicit_name_beats_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(context.BACKEND_ENV, "spawn")
+    monkeypatch.setenv(registry.BACKEND_ENV, "spawn")
     procframe.set_backend("fork")
     ctx = procframe.get_context("forkserver")
     assert ctx.name == ctx.get_start_method() == "forkserver"
@@ -136,11 +137,11 @@ def test_unknown_name_with_force_keeps_the_previous_choice() -> None:
 
 
 def test_unknown_env_name_fails_at_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(context.BACKEND_ENV, "no_such_backend")
+    monkeypatch.setenv(registry.BACKEND_ENV, "no_such_backend")
     with pytest.raises(ValueError) as exc:
         procframe.get_context()
     assert_names_backends(exc, "no_such_backend")
-    assert context.BACKEND_ENV in str(exc.value)
+    assert registry.BACKEND_ENV in str(exc.value)
     with pytest.raises(ValueError):
         procframe.get_start_method()
     process = procframe.Process(target=noop)
@@ -219,7 +220,7 @@ def run_script(tmp_path: Path, method: str, env_backend: str) -> tuple[dict, dic
     script.write_text(SCRIPT, encoding="utf-8")
     report = tmp_path / "child.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
-    env[context.BACKEND_ENV] = env_backend
+    env[registry.BACKEND_ENV] = env_backend
     result = subprocess.run(
         [sys.executable, str(script), method, str(report)],
         cwd=tmp_path,
@@ -269,7 +270,7 @@ def test_unknown_env_backend_does_not_break_import(tmp_path: Path) -> None:
         "    raise SystemExit('no error')\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
-    env[context.BACKEND_ENV] = "no_such_backend"
+    env[registry.BACKEND_ENV] = "no_such_backend"
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
@@ -304,7 +305,7 @@ if __name__ == '__main__':
 def run_hello(args: list[str], cwd: Path, backend: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
     if backend is not None:
-        env[context.BACKEND_ENV] = backend
+        env[registry.BACKEND_ENV] = backend
     result = subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from procframe._testkit.scripts import HELLO_BOB
+from procframe.testing.helpers.scripts import HELLO_BOB
 
 TOY_SOURCE = Path(__file__).parent / "toy_backend" / "toy_backend.py"
 MARKER_ENV = "TOY_BACKEND_MARKER"

@@ -1,19 +1,65 @@
-"""The built-in backends: fork, spawn and forkserver.
+"""Backends that start OS processes (fork, spawn, forkserver), and what a backend author uses.
 
-A third-party backend subclasses :class:`procframe.backends.posix.ProcessBackend`
-(or a built-in backend) and registers an instance through the ``procframe``
-entry-point group.
+A backend is a plugin (see :mod:`procframe.hookspecs`) that declares a
+:class:`BackendInfo` and implements ``procframe_launch_process``, returning a
+:class:`Launcher` per process; it may implement any factory hook as well.  A
+backend that starts OS processes subclasses :class:`ProcessBackend` (or a
+built-in backend) and registers an instance through the ``procframe``
+entry-point group.  The capability constants below are what a backend may
+declare, and what the conformance kit's ``requires`` marks ask for.
+
+The names are imported on first use: every spawned child imports this package.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is slow to import, and every spawned child imports this
 if TYPE_CHECKING:
-    from procframe.backends.posix import ProcessBackend
+    from procframe._core.backend import (
+        INHERITS_PARENT_MEMORY,
+        KNOWN_CAPABILITIES,
+        LOCAL_PIDS,
+        MANAGER_SERVER,
+        PARENT_DEATH,
+        PASSES_DESCRIPTORS,
+        PICKLES_PROCESS,
+        POSIX_SIGNALS,
+        REIMPORTS_MAIN,
+        SEPARATE_MEMORY,
+        TASK_TIMEOUTS,
+        BackendInfo,
+        Launcher,
+    )
+    from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
+
+__all__ = [
+    "INHERITS_PARENT_MEMORY",
+    "KNOWN_CAPABILITIES",
+    "LOCAL_PIDS",
+    "MANAGER_SERVER",
+    "PARENT_DEATH",
+    "PASSES_DESCRIPTORS",
+    "PICKLES_PROCESS",
+    "POSIX_SIGNALS",
+    "REIMPORTS_MAIN",
+    "SEPARATE_MEMORY",
+    "TASK_TIMEOUTS",
+    "BackendInfo",
+    "ChildLauncher",
+    "DescriptorLauncher",
+    "Launcher",
+    "ProcessBackend",
+]
+_IN_BASE = ("ChildLauncher", "DescriptorLauncher", "ProcessBackend")
 
 
-def builtin_backends() -> list[ProcessBackend]:
-    """The plugin objects of the built-in backends."""
-    from procframe.backends import fork, forkserver, spawn
+def __getattr__(name: str) -> object:
+    if name in _IN_BASE:
+        from procframe.backends import base
 
-    return [fork.plugin, spawn.plugin, forkserver.plugin]
+        return getattr(base, name)
+    if name in __all__:
+        from procframe._core import backend
+
+        return getattr(backend, name)
+    raise AttributeError(f"module 'procframe.backends' has no attribute {name!r}")

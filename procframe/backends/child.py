@@ -12,9 +12,8 @@ import os
 import sys
 import types
 
-from procframe import _osutil, reduction
-from procframe.api import context
-from procframe.api.process import BaseProcess
+from procframe._core import osutil, reduction, registry
+from procframe._core.process import BaseProcess
 
 TYPE_CHECKING = False  # typing is slow to import
 if TYPE_CHECKING:
@@ -70,8 +69,8 @@ def load(
 def prepare(prep: dict[str, Any]) -> None:
     """Make this interpreter look like the parent: path, cwd, argv, backend, main module."""
     os_parent = prep.get("os_parent_pid", prep["parent_pid"])
-    _osutil.arm_parent_death(prep["death_signal"], os_parent, prep["kernel_may_signal"])
-    context._adopt_backend(prep["backend"])
+    osutil.arm_parent_death(prep["death_signal"], os_parent, prep["kernel_may_signal"])
+    registry.adopt(prep["backend"])
     sys.path[:] = prep["sys_path"]
     sys.argv[:] = prep["sys_argv"]
     try:

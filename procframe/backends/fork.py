@@ -6,18 +6,10 @@ import os
 import sys
 import threading
 
-from procframe import _osutil
-from procframe.api import context
-from procframe.api.backend import (
-    INHERITS_PARENT_MEMORY,
-    PARENT_DEATH,
-    PASSES_DESCRIPTORS,
-    POSIX_SIGNALS,
-    BackendInfo,
-    Launcher,
-)
-from procframe.api.process import BaseProcess, preopen_devnull
-from procframe.backends.posix import ForkedChild, ProcessBackend
+from procframe._core import osutil, registry
+from procframe._core.backend import INHERITS_PARENT_MEMORY, BackendInfo, Launcher
+from procframe._core.process import BaseProcess, preopen_devnull
+from procframe.backends.base import OS_PROCESS_CAPABILITIES, ForkedChild, ProcessBackend
 
 # Held from pipe() to the parent's close of the child's end, so that a fork on
 # another thread cannot inherit that end and keep the sentinel from firing.
@@ -29,9 +21,7 @@ class ForkBackend(ProcessBackend):
     """Fast, and the child sees everything the parent had; unsafe once the parent has threads."""
 
     name = "fork"
-    capabilities = frozenset(
-        {PASSES_DESCRIPTORS, INHERITS_PARENT_MEMORY, POSIX_SIGNALS, PARENT_DEATH}
-    )
+    capabilities = OS_PROCESS_CAPABILITIES | {INHERITS_PARENT_MEMORY}
     description = "os.fork(): the child is a copy of the parent"
 
     def unavailable_reason(self) -> str:
@@ -40,10 +30,10 @@ class ForkBackend(ProcessBackend):
         return ""
 
     def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
-        kernel_may_signal = _osutil.launched_from_main_thread()
-        _osutil.load_prctl()  # once here, not in every child
+        kernel_may_signal = osutil.launched_from_main_thread()
+        osutil.load_prctl()  # once here, not in every child
         preopen_devnull()
-        notify_bootstrap = context.get_context(backend.name).has_observers(BOOTSTRAP_HOOK)
+        notify_bootstrap = registry.has_observers(backend.name, BOOTSTRAP_HOOK)
         parent_pid = os.getpid()
         with _fork_lock:
             sentinel_r, sentinel_w = os.pipe()
@@ -69,10 +59,8 @@ def _run_forked_child(
     code = 1
     try:
         os.close(sentinel_r)
-        _osutil.arm_parent_death(
-            _osutil.death_signal(process.daemon), parent_pid, kernel_may_signal
-        )
-        context._adopt_backend(backend.name)
+        osutil.arm_parent_death(osutil.death_signal(process.daemon), parent_pid, kernel_may_signal)
+        registry.adopt(backend.name)
         code = process._bootstrap(notify_bootstrap)
     except BaseException:  # pragma: no cover - _bootstrap does not raise
         sys.excepthook(*sys.exc_info())

@@ -24,11 +24,11 @@ import sys
 import threading
 from typing import Any
 
-from procframe import _osutil
-from procframe._fdwait import wait_readable
-from procframe.api.process import on_exit_after_children
+from procframe._core import osutil
+from procframe._core.fdwait import wait_readable
+from procframe._core.process import add_service, on_exit_after_children, remove_service
 from procframe.backends import payload, spawn
-from procframe.backends.posix import UNKNOWN_EXITCODE, DescriptorLauncher
+from procframe.backends.base import UNKNOWN_EXITCODE, DescriptorLauncher
 
 PID = struct.Struct("!q")
 EXITCODE = struct.Struct("!i")
@@ -64,7 +64,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._popen = spawn.start_interpreter(
-                f"from procframe.backends.forkserver_main import main; main({theirs.fileno()})",
+                f"from procframe.backends.forkserver_server import main; main({theirs.fileno()})",
                 pass_fds=(theirs.fileno(),),
             )
         finally:
@@ -74,12 +74,13 @@ class ForkServer:
             "preload": list(_preload),
             "main": payload.main_module_spec(),
             "parent_pid": os.getpid(),
-            "kernel_may_signal": _osutil.launched_from_main_thread(),
+            "kernel_may_signal": osutil.launched_from_main_thread(),
         }
         import pickle
 
         ours.sendall(payload.frame(pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)))
         self._control = ours
+        add_service(self._popen.pid)
         on_exit_after_children(self._stop)
         return ours
 
@@ -94,6 +95,7 @@ class ForkServer:
             except Exception:
                 popen.kill()
                 popen.wait()
+            remove_service(popen.pid)
 
     def launch(self, process: Any, backend: str) -> ForkServerChild:
         """Have the server fork a child that runs ``process``; restart a dead server once."""

@@ -13,9 +13,9 @@ import struct
 import sys
 from typing import Any, NamedTuple
 
-from procframe import _osutil, reduction
-from procframe.api.errors import ProcessPicklingError
-from procframe.api.process import BaseProcess, spawning_payload
+from procframe._core import osutil, reduction, registry
+from procframe._core.errors import ProcessPicklingError
+from procframe._core.process import BaseProcess, spawning_payload
 
 _LENGTH = struct.Struct("!Q")
 
@@ -36,8 +36,6 @@ def main_module_spec() -> tuple[str, str] | None:
 
 def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
     """The plain-data first part of the payload."""
-    from procframe.api.context import get_context
-
     return {
         "backend": backend,
         "sys_path": list(sys.path),
@@ -45,10 +43,10 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
         "cwd": os.getcwd(),
         "main": main_module_spec(),
         "parent_pid": os.getpid(),
-        "death_signal": _osutil.death_signal(process.daemon),
-        "kernel_may_signal": _osutil.launched_from_main_thread(),
+        "death_signal": osutil.death_signal(process.daemon),
+        "kernel_may_signal": osutil.launched_from_main_thread(),
         # Without observers the child need not load the plugins (pluggy, entry points).
-        "bootstrap_hooks": get_context(backend).has_observers("procframe_child_bootstrap"),
+        "bootstrap_hooks": registry.has_observers(backend, "procframe_child_bootstrap"),
     }
 
 
@@ -63,7 +61,7 @@ def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = 
     """Pickle the payload for ``process``; raise :class:`ProcessPicklingError` naming what fails.
 
     The descriptors of Pipe ends, queues and locks among the arguments are
-    collected (:mod:`procframe.reduction`); the launcher must pass them on.
+    collected (:mod:`procframe._core.reduction`); the launcher must pass them on.
     """
     try:
         with spawning_payload(), reduction.collecting_fds() as fds:
@@ -110,5 +108,5 @@ def frame(data: bytes) -> bytes:
 
 def read_frame(fd: int) -> bytes:
     """Read one message written with :func:`frame`."""
-    (size,) = _LENGTH.unpack(_osutil.read_exactly(fd, _LENGTH.size))
-    return _osutil.read_exactly(fd, size)
+    (size,) = _LENGTH.unpack(osutil.read_exactly(fd, _LENGTH.size))
+    return osutil.read_exactly(fd, size)

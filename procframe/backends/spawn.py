@@ -5,19 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
-from procframe import _osutil
-from procframe.api.backend import (
-    PARENT_DEATH,
-    PASSES_DESCRIPTORS,
-    PICKLES_PROCESS,
-    POSIX_SIGNALS,
-    REIMPORTS_MAIN,
-    BackendInfo,
-    Launcher,
-)
-from procframe.api.process import BaseProcess
+from procframe._core import osutil
+from procframe._core.backend import PICKLES_PROCESS, REIMPORTS_MAIN, BackendInfo, Launcher
+from procframe._core.hookspecs import hookimpl
+from procframe._core.process import BaseProcess
 from procframe.backends import payload
-from procframe.backends.posix import ProcessBackend, SpawnedChild
+from procframe.backends.base import OS_PROCESS_CAPABILITIES, ProcessBackend, SpawnedChild
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,9 +52,7 @@ class SpawnBackend(ProcessBackend):
     """Safe with threads and portable; each child pays for an interpreter start."""
 
     name = "spawn"
-    capabilities = frozenset(
-        {PASSES_DESCRIPTORS, PICKLES_PROCESS, REIMPORTS_MAIN, POSIX_SIGNALS, PARENT_DEATH}
-    )
+    capabilities = OS_PROCESS_CAPABILITIES | {PICKLES_PROCESS, REIMPORTS_MAIN}
     description = "a fresh interpreter per child; the target travels by pickle"
 
     def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
@@ -82,12 +73,17 @@ class SpawnBackend(ProcessBackend):
             os.close(payload_r)
             os.close(sentinel_w)
         try:
-            _osutil.write_all(payload_w, data)
+            osutil.write_all(payload_w, data)
         except BrokenPipeError:
             pass  # the child died before reading; its exit code tells the story
         finally:
             os.close(payload_w)
         return SpawnedChild(popen, sentinel_r)
+
+    @hookimpl
+    def procframe_set_executable(self, executable: str) -> None:
+        """Start ``executable`` for new interpreters (spawn's children, the fork server)."""
+        set_executable(executable)
 
 
 plugin = SpawnBackend()

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def comparable_backends() -> list[str]:
     """procframe's available backends that the standard library also has."""
-    from procframe.api.context import available_backends
+    from procframe._core.registry import available_backends
 
     available = set(available_backends())
     return [name for name in STDLIB_METHODS if name in available]

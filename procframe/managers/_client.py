@@ -24,7 +24,7 @@ from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import TYPE_CHECKING, Any
 
-from procframe.api.errors import AuthenticationError
+from procframe._core.errors import AuthenticationError
 from procframe.managers import _protocol as wire
 from procframe.managers._errors import ManagerGoneError, RemoteError
 from procframe.managers._stream import Stream
@@ -93,7 +93,7 @@ class Channel:
 
     def _open(self) -> Stream:
         """A new authenticated connection, introduced to the server with this session."""
-        from procframe.connection import Client
+        from procframe.posix.connection import Client
 
         try:
             connection = Client(self.address, authkey=self.authkey)
@@ -281,7 +281,7 @@ def channel_for(address: Any, authkey: bytes | None) -> Channel | LocalChannel:
         channel = _first_channels.get(address)
         if channel is not None:
             return channel
-        from procframe.api.process import current_process
+        from procframe._core.process import current_process
 
         authkey = current_process().authkey
     key = (address, bytes(authkey))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from procframe.api.errors import ProcessError
+from procframe._core.errors import ProcessError
 
 
 class RemoteError(ProcessError):

@@ -7,7 +7,7 @@ import threading
 import weakref
 from typing import Any
 
-from procframe.api.errors import ProcessStateError
+from procframe._core.errors import ProcessStateError
 from procframe.managers import _client, _types
 from procframe.managers import _protocol as wire
 from procframe.managers._errors import ManagerGoneError
@@ -45,7 +45,7 @@ class BaseManager:
         *,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
-        from procframe.api.process import current_process
+        from procframe._core.process import current_process
 
         wire.check_serializer(serializer)
         if authkey is not None and not isinstance(authkey, (bytes, bytearray)):
@@ -84,7 +84,7 @@ class BaseManager:
         self._check_state(State.INITIAL, "start")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        from procframe.api.context import get_context
+        from procframe.context import get_context
 
         ctx = self._ctx or get_context()
         reader, writer = ctx.Pipe(duplex=False)
@@ -112,7 +112,7 @@ class BaseManager:
             reader.close()
         self._address = wire.address_key(address)
         self._state = State.STARTED
-        from procframe.api.process import on_exit_after_children
+        from procframe._core.process import on_exit_after_children
 
         self._finalizer = _Finalizer(
             self._process, self._address, self._authkey, self._shutdown_timeout
@@ -227,7 +227,7 @@ class _Finalizer:
             if self._done:
                 return
             self._done = True
-        from procframe.api.process import forget_exit_callback
+        from procframe._core.process import forget_exit_callback
 
         forget_exit_callback(self)
         if self._process.is_alive():
@@ -311,9 +311,19 @@ class SyncManager(BaseManager):
         return self._create("Namespace", **kwds)  # type: ignore[no-any-return]
 
 
-def _register_sync_types() -> None:
-    from procframe.pool import Pool
+def _served_pool(
+    processes: int | None = None,
+    initializer: Any = None,
+    initargs: Any = (),
+    maxtasksperchild: int | None = None,
+) -> Any:
+    """A Pool in the server process, made by its context (the manager's backend)."""
+    from procframe.context import get_context
 
+    return get_context().Pool(processes, initializer, initargs, maxtasksperchild)
+
+
+def _register_sync_types() -> None:
     t = _types
     for typeid, made, proxytype in (
         ("Queue", t.Queue, AutoProxy),
@@ -325,7 +335,7 @@ def _register_sync_types() -> None:
         ("BoundedSemaphore", t.BoundedSemaphore, t.AcquirerProxy),
         ("Condition", t.Condition, t.ConditionProxy),
         ("Barrier", threading.Barrier, t.BarrierProxy),
-        ("Pool", Pool, t.PoolProxy),
+        ("Pool", _served_pool, t.PoolProxy),
         ("list", list, t.ListProxy),
         ("dict", dict, t.DictProxy),
         ("Value", t.Value, t.ValueProxy),

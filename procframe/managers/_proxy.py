@@ -109,7 +109,7 @@ class BaseProxy:
         else:
             held = channel.transit(self._id)
         authkey = None
-        from procframe.api.process import _spawning
+        from procframe._core.process import _spawning
 
         if getattr(_spawning, "active", False):
             authkey = self._authkey

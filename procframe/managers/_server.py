@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any, NamedTuple
 
-from procframe.api.errors import AuthenticationError
-from procframe.connection import Connection, Listener
+from procframe._core.errors import AuthenticationError
 from procframe.managers import _protocol as wire
 from procframe.managers._stream import Stream
+from procframe.posix.connection import Connection, Listener
 
 GET_VALUE = "#GETVALUE"
 """The method name of ``BaseProxy._getvalue()``: the object itself, pickled."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from procframe.managers._manager import BaseManager
-from procframe.shared_memory import ShareableList, SharedMemory
+from procframe.posix.shared_memory import ShareableList, SharedMemory
 
 
 class SegmentKeeper:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from procframe.connection import _ESCAPE, _LONG, _SHORT, Connection, read_growing
+from procframe.posix.connection import _ESCAPE, _LONG, _SHORT, Connection, read_growing
 
 _CHUNK = 1 << 16
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from procframe.api.errors import ProcessError, TimeoutError
+from procframe._core.errors import ProcessError, TimeoutError
 
 
 class RemoteTraceback(Exception):

@@ -306,9 +306,9 @@ class Pool(_BasePool):
         task_timeout: float | None = None,
     ) -> None:
         global _exit_handler_installed
-        import procframe
+        from procframe.context import get_context
 
-        ctx = context if context is not None else procframe.get_context()
+        ctx = context if context is not None else get_context()
         processes = _check_processes(processes, ctx.cpu_count)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
@@ -335,7 +335,7 @@ class ThreadPool(_BasePool):
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
     ) -> None:
-        from procframe.api.system import cpu_count
+        from procframe._core.system import cpu_count
 
         processes = _check_processes(processes, cpu_count)
         if initializer is not None and not callable(initializer):

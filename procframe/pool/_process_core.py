@@ -26,9 +26,8 @@ from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
-from procframe._fdwait import wait_readable
-from procframe.api.errors import ProcessPicklingError
-from procframe.connection import Connection
+from procframe._core.errors import ProcessPicklingError
+from procframe._core.fdwait import wait_readable
 from procframe.pool import _wire, _worker
 from procframe.pool._errors import (
     BrokenPoolError,
@@ -39,6 +38,7 @@ from procframe.pool._errors import (
     WorkerLostError,
     describe_exit,
 )
+from procframe.posix.connection import Connection
 
 RUNNING, CLOSED, TERMINATED = "running", "closed", "terminated"
 Call = tuple[Any, int, int, tuple[Any, ...]]
@@ -124,8 +124,6 @@ class ProcessCore:
         initargs: tuple[Any, ...],
         maxtasks: int | None,
     ) -> None:
-        from procframe.sharedctypes import RawArray
-
         self._ctx = ctx
         self.processes = processes
         self._initializer = initializer
@@ -135,7 +133,7 @@ class ProcessCore:
         self._lock = threading.Lock()
         self._pending: deque[Task] = deque()
         self._workers: list[Worker | None] = [None] * processes
-        self._slots = RawArray("q", 2 * processes)
+        self._slots = ctx.RawArray("q", 2 * processes)
         self._started = memoryview(self._slots).cast("B").cast("q")
         self._ids = itertools.count(1)
         self._function_pickles: dict[int, tuple[Any, bytes]] = {}

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from procframe.api.errors import TimeoutError
+from procframe._core.errors import TimeoutError
 
 T = TypeVar("T")
 

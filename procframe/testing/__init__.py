@@ -5,24 +5,10 @@
 runs the whole suite against backend ``NAME``.  A project can also load the
 plugin (``-p procframe.testing``, or ``pytest_plugins`` in a root conftest) and
 use the ``procframe_backend`` and ``ctx`` fixtures in tests of its own.
+
+This package imports neither pytest nor the plugin itself: children of the
+suite import its helpers (:mod:`procframe.testing.helpers`), and pytest loads
+the plugin through ``pytest_plugins``.
 """
 
-from procframe.testing.plugin import (
-    _procframe_no_leaks,
-    ctx,
-    pytest_addoption,
-    pytest_collection_modifyitems,
-    pytest_configure,
-    pytest_generate_tests,
-    pytest_report_header,
-)
-
-__all__ = [
-    "_procframe_no_leaks",
-    "ctx",
-    "pytest_addoption",
-    "pytest_collection_modifyitems",
-    "pytest_configure",
-    "pytest_generate_tests",
-    "pytest_report_header",
-]
+pytest_plugins = ["procframe.testing.plugin"]

@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 
 import procframe
-from procframe._testkit.devshm import procframe_names
-from procframe.api import context as _context
-from procframe.api.backend import KNOWN_CAPABILITIES
+from procframe._core import process as _process
+from procframe._core import registry
+from procframe._core.backend import KNOWN_CAPABILITIES
+from procframe.testing.helpers.devshm import procframe_names
 
 SUITE_DIR = Path(__file__).parent / "suite"
 LEAK_GRACE = 5.0
@@ -75,7 +76,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
         for name in names:
             procframe.get_context(name)  # fails at once, listing the backends that exist
         return list(dict.fromkeys(names))
-    return sorted(_context.available_backends())
+    return sorted(registry.available_backends())
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -94,13 +95,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     declared = set(KNOWN_CAPABILITIES)
-    for info in _context.backends().values():
+    for info in registry.backends().values():
         declared |= info.capabilities
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "procframe_backend" not in callspec.params:
             continue
-        backend = _context.backends()[callspec.params["procframe_backend"]]
+        backend = registry.backends()[callspec.params["procframe_backend"]]
         for mark in item.iter_markers("requires"):
             for capability in mark.args:
                 if capability not in declared:
@@ -185,10 +186,8 @@ def _os_children() -> set[int]:
 
 
 def _service_pids() -> set[int]:
-    from procframe.backends.forkserver import server_pid
-
-    pid = server_pid()
-    return set() if pid is None else {pid}
+    """Helper processes a backend keeps for the whole run (a fork server): not leaks."""
+    return set(_process.service_pids())
 
 
 def _kill(pids: set[int]) -> None:

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import procframe
-from procframe.api.backend import BackendInfo
-from procframe.api.process import BaseProcess
+from procframe.backends import BackendInfo
 from procframe.backends.spawn import SpawnBackend
 
 MARKER_ENV = "TOY_BACKEND_MARKER"
@@ -24,7 +23,7 @@ class ToyBackend(SpawnBackend):
     description = DESCRIPTION
 
     @procframe.hookimpl
-    def procframe_child_bootstrap(self, process: BaseProcess, backend: BackendInfo) -> None:
+    def procframe_child_bootstrap(self, process: procframe.Process, backend: BackendInfo) -> None:
         marker = os.environ.get(MARKER_ENV)
         if marker:
             Path(marker).write_text(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import procframe
-from procframe._testkit import barrier as helpers
-from procframe._testkit.targets import read_report
+from procframe.testing.helpers import barrier as helpers
+from procframe.testing.helpers.targets import read_report
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 

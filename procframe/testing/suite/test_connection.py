@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe._testkit import exchange, targets
-from procframe._testkit.scripts import run_script
-from procframe._testkit.targets import read_report
 from procframe.connection import Client, Listener, wait
+from procframe.testing.helpers import exchange, targets
+from procframe.testing.helpers.scripts import run_script
+from procframe.testing.helpers.targets import read_report
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a connection or a queue to a child as a Process argument."""

@@ -1,6 +1,6 @@
 """ProcessPoolExecutor: ``concurrent.futures`` on procframe's pool, on every backend.
 
-The calls the workers run live in :mod:`procframe._testkit.futures` (a
+The calls the workers run live in :mod:`procframe.testing.helpers.futures` (a
 spawned worker imports them by name).  The plugin fails any test that leaves
 a worker or a thread behind.
 """
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe._testkit import futures as tk
-from procframe._testkit.scripts import pid_running, run_script
 from procframe.futures import ProcessPoolExecutor
 from procframe.pool import BrokenPoolError, RemoteTraceback, WorkerLostError
+from procframe.testing.helpers import futures as tk
+from procframe.testing.helpers.scripts import pid_running, run_script
 
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen at once."""
@@ -278,7 +278,7 @@ def test_an_executor_dropped_without_shutdown_finishes_its_work(ctx: procframe.C
 
 
 EXIT_WITHOUT_SHUTDOWN = """\
-from procframe._testkit import futures as tk
+from procframe.testing.helpers import futures as tk
 from procframe.futures import ProcessPoolExecutor
 
 if __name__ == "__main__":

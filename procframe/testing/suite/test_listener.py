@@ -15,9 +15,9 @@ import pytest
 
 import procframe
 from procframe import connection
-from procframe._testkit import exchange
-from procframe._testkit.targets import read_report
 from procframe.connection import Client, Listener
+from procframe.testing.helpers import exchange
+from procframe.testing.helpers.targets import read_report
 
 FAMILIES = ["AF_UNIX", "AF_INET"]
 KEY = b"the right key, 32 bytes long...."

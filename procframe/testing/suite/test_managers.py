@@ -10,7 +10,7 @@ Most tests share one manager per backend (a module-scoped fixture started
 before the first test that needs it, so the leak check of every test counts
 its process as already there); tests about a manager's own life start their
 own.  What children and servers import by name is in
-:mod:`procframe._testkit.managers`.  Security, hostile input, killed
+:mod:`procframe.testing.helpers.managers`.  Security, hostile input, killed
 processes and the network are in ``test_managers_faults.py``.
 """
 
@@ -32,11 +32,11 @@ import pytest
 
 import procframe
 from procframe import managers
-from procframe._testkit import managers as tkm
-from procframe._testkit import pool as tk_pool
-from procframe._testkit.exchange import reap
-from procframe._testkit.scripts import pid_running
-from procframe._testkit.targets import read_report
+from procframe.testing.helpers import managers as tkm
+from procframe.testing.helpers import pool as tk_pool
+from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.scripts import pid_running
+from procframe.testing.helpers.targets import read_report
 from procframe.testing.plugin import selected_backends
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,7 +99,7 @@ def _calc_manager(ctx: procframe.Context) -> Any:
 
 @pytest.fixture
 def calc_manager(procframe_backend: str, _calc_managers: dict[str, Any]) -> Any:
-    """A started :class:`~procframe._testkit.managers.CalcManager` (authkey ``tkm.KEY``)."""
+    """A started :class:`~procframe.testing.helpers.managers.CalcManager` (authkey ``tkm.KEY``)."""
     return _calc_managers[procframe_backend]
 
 

@@ -38,12 +38,12 @@ import pytest
 import procframe
 import procframe.connection
 from procframe import managers
-from procframe._testkit import managers as tkm
-from procframe._testkit import pool as tk_pool
-from procframe._testkit.exchange import reap
-from procframe._testkit.scripts import pid_running
-from procframe._testkit.targets import read_report
 from procframe.managers import _protocol as wire
+from procframe.testing.helpers import managers as tkm
+from procframe.testing.helpers import pool as tk_pool
+from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.scripts import pid_running
+from procframe.testing.helpers.targets import read_report
 from procframe.testing.plugin import selected_backends
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,7 +99,7 @@ def _remote_manager(ctx: procframe.Context) -> Any:
 
 @pytest.fixture
 def remote(procframe_backend: str, _remote_managers: dict[str, Any]) -> Any:
-    """A started :class:`~procframe._testkit.managers.RemoteManager` on 127.0.0.1 (key KEY)."""
+    """A started :class:`~procframe.testing.helpers.managers.RemoteManager` on 127.0.0.1 (key KEY)."""
     return _remote_managers[procframe_backend]
 
 
@@ -291,7 +291,7 @@ def test_an_exception_the_caller_cannot_rebuild(ctx: procframe.Context) -> None:
 
 SERVER = """\
 import sys
-from procframe._testkit import managers as tkm
+from procframe.testing.helpers import managers as tkm
 
 if __name__ == '__main__':
     manager = tkm.RemoteManager(address=('127.0.0.1', 0), authkey=tkm.KEY)
@@ -304,7 +304,7 @@ if __name__ == '__main__':
 PRODUCER = """\
 import os
 import sys
-from procframe._testkit import managers as tkm
+from procframe.testing.helpers import managers as tkm
 
 if __name__ == '__main__':
     host, port, index, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -323,7 +323,7 @@ if __name__ == '__main__':
 CONSUMER = """\
 import json
 import sys
-from procframe._testkit import managers as tkm
+from procframe.testing.helpers import managers as tkm
 
 if __name__ == '__main__':
     host, port, count, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -580,7 +580,7 @@ def test_a_call_interrupted_by_ctrl_c(procframe_backend: str, tmp_path: Path) ->
 LEFT_RUNNING = """\
 import sys
 from procframe import Manager, Process
-from procframe._testkit import managers as tkm
+from procframe.testing.helpers import managers as tkm
 
 if __name__ == '__main__':
     manager = Manager()
@@ -605,7 +605,7 @@ def test_a_manager_left_running_outlives_the_children_at_exit(
 KILLED_OWNER = """\
 import time
 from procframe import Manager
-from procframe._testkit import pool as tk_pool
+from procframe.testing.helpers import pool as tk_pool
 
 if __name__ == '__main__':
     manager = Manager()

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from procframe._testkit.crash import SCRIPT
-from procframe._testkit.devshm import procframe_names
-from procframe._testkit.scripts import pid_running, script_env, write_script
+from procframe.testing.helpers.crash import SCRIPT
+from procframe.testing.helpers.devshm import procframe_names
+from procframe.testing.helpers.scripts import pid_running, script_env, write_script
 
 pytestmark = [
     pytest.mark.requires("passes_descriptors"),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from procframe._testkit.scripts import HELLO_BOB, pid_running, run_script, start_script
-from procframe._testkit.targets import read_report
+from procframe.testing.helpers.scripts import HELLO_BOB, pid_running, run_script, start_script
+from procframe.testing.helpers.targets import read_report
 
 DEATH_DEADLINE = 15.0
 
@@ -45,7 +45,7 @@ def test_normal_exit_stops_daemons_and_joins_the_rest(
         tmp_path,
         """
         import procframe
-        from procframe._testkit import targets
+        from procframe.testing.helpers import targets
 
         if __name__ == '__main__':
             daemon = procframe.Process(target=targets.sleep_forever, args=('daemon',), daemon=True)
@@ -72,8 +72,8 @@ def test_children_do_not_outlive_a_killed_parent(procframe_backend: str, tmp_pat
         """
         import os, time
         import procframe
-        from procframe.backends.forkserver import server_pid
-        from procframe._testkit import targets
+        from procframe._core.process import service_pids
+        from procframe.testing.helpers import targets
 
         if __name__ == '__main__':
             daemon = procframe.Process(target=targets.sleep_forever, args=('d',), daemon=True)
@@ -82,7 +82,7 @@ def test_children_do_not_outlive_a_killed_parent(procframe_backend: str, tmp_pat
             worker.start()
             targets.read_report('d')
             targets.read_report('w')
-            helpers = [pid for pid in [server_pid()] if pid]
+            helpers = sorted(service_pids())
             targets.report('pids', {'parent': os.getpid(), 'children': [daemon.pid, worker.pid],
                                     'helpers': helpers})
             time.sleep(600)

@@ -1,6 +1,6 @@
 """Pool: the ``multiprocessing.pool`` API on every backend, and ThreadPool.
 
-Every task a worker runs lives in :mod:`procframe._testkit.pool` (a spawned
+Every task a worker runs lives in :mod:`procframe.testing.helpers.pool` (a spawned
 worker imports it by name).  The failure paths (workers dying, timeouts,
 unpicklable things, Ctrl-C, a killed parent) are in ``test_pool_faults.py``.
 """
@@ -23,8 +23,8 @@ import pytest
 
 import procframe
 import procframe.pool
-from procframe._testkit import pool as tk
-from procframe._testkit.scripts import pid_running, script_env, write_script
+from procframe.testing.helpers import pool as tk
+from procframe.testing.helpers.scripts import pid_running, script_env, write_script
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 """A pool thread that dies of an exception fails the test."""

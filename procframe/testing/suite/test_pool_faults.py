@@ -24,8 +24,8 @@ import pytest
 
 import procframe
 import procframe.pool
-from procframe._testkit import pool as tk
-from procframe._testkit.scripts import pid_running, script_env, write_script
+from procframe.testing.helpers import pool as tk
+from procframe.testing.helpers.scripts import pid_running, script_env, write_script
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 """A pool thread that dies of an exception fails the test."""
@@ -34,7 +34,7 @@ PATIENCE = 60.0
 PROMPTLY = tk.PROMPTLY
 
 EXITS = {"sigkill": -signal.SIGKILL, "exit7": 7, "segfault": -signal.SIGSEGV}
-"""How :func:`procframe._testkit.pool.die` ends a worker, and the exit code that gives."""
+"""How :func:`procframe.testing.helpers.pool.die` ends a worker, and the exit code that gives."""
 
 
 @pytest.fixture(autouse=True)
@@ -199,7 +199,7 @@ def test_the_pool_task_timeout_applies_to_every_task(ctx: procframe.Context) -> 
 
 CTRL_C = """\
 from procframe import Pool
-from procframe._testkit import pool as tk
+from procframe.testing.helpers import pool as tk
 
 if __name__ == '__main__':
     pool = Pool(processes=2)
@@ -212,7 +212,7 @@ if __name__ == '__main__':
 KILLED_PARENT = """\
 import time
 from procframe import Pool
-from procframe._testkit import pool as tk
+from procframe.testing.helpers import pool as tk
 
 if __name__ == '__main__':
     pool = Pool(processes=2)

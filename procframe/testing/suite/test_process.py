@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import procframe
-from procframe._testkit import targets
-from procframe._testkit.targets import read_report
-from procframe.api import context
+from procframe._core import registry
+from procframe.testing.helpers import targets
+from procframe.testing.helpers.targets import read_report
 
 
 def test_target_runs_with_args_and_kwargs(ctx: procframe.Context, tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_target_runs_with_args_and_kwargs(ctx: procframe.Context, tmp_path: Path
 def test_subclass_overriding_run(
     ctx: procframe.Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(context, "_chosen", ctx.name)  # procframe.Process uses the default
+    monkeypatch.setattr(registry, "_chosen", ctx.name)  # procframe.Process uses the default
     out = tmp_path / "out"
     p = targets.Recorder(str(out), 21)
     p.start()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe._testkit import exchange
-from procframe._testkit.scripts import run_script
-from procframe._testkit.targets import read_report, report
+from procframe.testing.helpers import exchange
+from procframe.testing.helpers.scripts import run_script
+from procframe.testing.helpers.targets import read_report, report
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a connection or a queue to a child as a Process argument."""
@@ -489,7 +489,7 @@ def test_a_consumer_killed_in_get_does_not_block_the_next(
 def test_a_joinable_queue_outlives_a_process_killed_inside_it(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
-    from procframe._testkit import sync
+    from procframe.testing.helpers import sync
 
     with _closing(ctx.JoinableQueue()) as q:
         ready = str(tmp_path / "ready")

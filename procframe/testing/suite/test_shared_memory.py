@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe import shared_memory
-from procframe._testkit import shmem
-from procframe._testkit.devshm import procframe_names
-from procframe._testkit.exchange import reap
-from procframe._testkit.scripts import script_env
-from procframe._testkit.targets import read_report, report
+from procframe.posix import shared_memory
 from procframe.shared_memory import ShareableList, SharedMemory
+from procframe.testing.helpers import shmem
+from procframe.testing.helpers.devshm import procframe_names
+from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.scripts import script_env
+from procframe.testing.helpers.targets import read_report, report
 
 pytestmark = pytest.mark.timeout(120)
 

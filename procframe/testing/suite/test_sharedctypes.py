@@ -21,12 +21,12 @@ import pytest
 
 import procframe
 from procframe import sharedctypes
-from procframe._testkit import shared
-from procframe._testkit.devshm import procframe_names
-from procframe._testkit.exchange import reap
-from procframe._testkit.scripts import run_script
-from procframe._testkit.targets import read_report, report
-from procframe.api.synchronize import RLock
+from procframe.posix.synchronize import RLock
+from procframe.testing.helpers import shared
+from procframe.testing.helpers.devshm import procframe_names
+from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.scripts import run_script
+from procframe.testing.helpers.targets import read_report, report
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a shared object to a child as a Process argument."""
@@ -587,7 +587,7 @@ def test_the_memory_is_an_anonymous_memfd(ctx: procframe.Context) -> None:
 def test_heap_blocks_never_overlap_and_coalesce_when_freed() -> None:
     import random
 
-    from procframe import heap as heap_module
+    from procframe.posix import heap as heap_module
 
     heap = heap_module.Heap()
     rng = random.Random(7)

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe._testkit import sync
-from procframe._testkit.exchange import reap
-from procframe._testkit.scripts import run_script
-from procframe._testkit.targets import read_report, report
+from procframe.testing.helpers import sync
+from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.scripts import run_script
+from procframe.testing.helpers.targets import read_report, report
 
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a lock to a child as a Process argument."""
@@ -456,7 +456,7 @@ def test_condition_notify_wakes_the_longest_waiting_first(ctx: procframe.Context
 
 
 def test_a_full_condition_refuses_one_more_waiter_by_name(ctx: procframe.Context) -> None:
-    from procframe.api.waitroom import CAPACITY
+    from procframe.posix.waitroom import CAPACITY
 
     cond = ctx.Condition()
     threads, results = _waiting_threads(cond, CAPACITY)
@@ -934,7 +934,7 @@ def test_an_event_outlives_a_process_killed_inside_it(
 def test_a_full_condition_reuses_the_slot_of_a_killed_waiter(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
-    from procframe.api.waitroom import CAPACITY
+    from procframe.posix.waitroom import CAPACITY
 
     cond = ctx.Condition()
     _killed_while_waiting(ctx, sync.wait_on, cond, tmp_path)

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from procframe._testkit.targets import report
+from procframe.testing.helpers.targets import report
 
 
 def wait_and_report(barrier: Any, results: Any) -> None:

@@ -98,8 +98,10 @@ class RobustLock:
         self._unlock = functools.partial(pthread.mutex_unlock, address)
         self._owner: tuple[int, int] | None = None
 
-    def acquire(self, timeout: float | None = None) -> bool:
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         """Take the lock, even from a holder that died; False if ``timeout`` passes first."""
+        if not block:
+            timeout = 0
         code = self._trylock()
         if code == errno.EBUSY and timeout != 0:
             code = self._wait(timeout)
@@ -137,3 +139,19 @@ class RobustLock:
     def is_mine(self) -> bool:
         """True if the calling thread holds the lock."""
         return self._owner == (os.getpid(), threading.get_ident())
+
+    # threading's protocol between a lock and its Condition.
+    _is_owned = is_mine
+
+    def _release_save(self) -> int:
+        self.release()
+        return 1
+
+    def _acquire_restore(self, depth: int) -> None:
+        self.acquire()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

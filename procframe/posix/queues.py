@@ -1,8 +1,9 @@
 """``Queue``, ``SimpleQueue`` and ``JoinableQueue`` between processes.
 
-Items travel as atomic packets (:mod:`procframe.api.channel`): no reader or
+Items travel as atomic packets (:mod:`procframe.posix.channel`): no reader or
 writer lock, and no half item left behind by a process killed mid-``put`` or
-mid-``get``.  ``put`` pickles in the caller (an unpicklable item fails there,
+mid-``get``.  The semaphores that count items and bound the queue are the
+context's (``ctx.Semaphore``, ``ctx.BoundedSemaphore``).  ``put`` pickles in the caller (an unpicklable item fails there,
 not later in a thread) and writes at once; only when the kernel's buffer is
 full do items wait in the process, sent on by the next ``put`` or by a
 feeder thread as readers catch up.
@@ -20,9 +21,13 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 from queue import Empty, Full
 from typing import Any
 
-from procframe.api import process
-from procframe.api.channel import Channel
-from procframe.api.synchronize import BoundedSemaphore, RobustCondition, Semaphore
+from procframe._core import process
+from procframe.posix.channel import Channel
+from procframe.posix.synchronize import RobustCondition
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from procframe.context import Context
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -79,13 +84,11 @@ class SimpleQueue:
 class Queue:
     """A FIFO queue between processes (the API of ``multiprocessing.Queue``)."""
 
-    def __init__(self, maxsize: int = 0) -> None:
-        if not isinstance(maxsize, int):
-            raise TypeError(f"maxsize must be an int, got {type(maxsize).__name__}")
+    def __init__(self, maxsize: int = 0, *, ctx: Context) -> None:
         self._maxsize = maxsize if maxsize > 0 else 0
         self._channel = Channel()
-        self._slots = BoundedSemaphore(maxsize) if maxsize > 0 else None
-        self._count = Semaphore(0)
+        self._slots = ctx.BoundedSemaphore(maxsize) if maxsize > 0 else None
+        self._count = ctx.Semaphore(0)
         self._setup_local()
 
     def _setup_local(self) -> None:
@@ -279,9 +282,9 @@ class Queue:
 class JoinableQueue(Queue):
     """A Queue whose consumers call ``task_done()`` and whose ``join()`` waits for all of them."""
 
-    def __init__(self, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self._unfinished = Semaphore(0)
+    def __init__(self, maxsize: int = 0, *, ctx: Context) -> None:
+        super().__init__(maxsize, ctx=ctx)
+        self._unfinished = ctx.Semaphore(0)
         self._cond = RobustCondition()
 
     def __getstate__(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ skips the slots of processes that no longer exist.
 
 Every method is called with the Condition's lock held, which is what makes the
 slot table consistent.  The room also holds a robust mutex, the lock of a
-:class:`~procframe.api.synchronize.RobustCondition`.
+:class:`~procframe.posix.synchronize.RobustCondition`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import os
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
 from typing import Any
 
-from procframe.api.robustlock import SIZE as MUTEX_SIZE
-from procframe.api.robustlock import RobustLock, init_robust_mutex
-from procframe.api.semaphore import SEMAPHORE, address_of, init_semaphore
-from procframe.heap import Arena
+from procframe.posix.heap import Arena
+from procframe.posix.robustlock import SIZE as MUTEX_SIZE
+from procframe.posix.robustlock import RobustLock, init_robust_mutex
+from procframe.posix.semaphore import SEMAPHORE, address_of, init_semaphore
 
 CAPACITY = 1024
 """Waiters one Condition can hold at once (threads of every process together)."""

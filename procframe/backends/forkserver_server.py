@@ -10,11 +10,11 @@ import socket
 import sys
 from typing import Any
 
-from procframe import _osutil
+from procframe._core import osutil
+from procframe._core.reduction import MAX_FDS
 from procframe.backends import payload
+from procframe.backends.base import exitcode_from_status
 from procframe.backends.forkserver_client import EXITCODE, FORK_REQUEST, PID
-from procframe.backends.posix import exitcode_from_status
-from procframe.reduction import MAX_FDS
 
 
 def main(control_fd: int) -> None:
@@ -23,7 +23,7 @@ def main(control_fd: int) -> None:
     setup: dict[str, Any] = pickle.loads(payload.read_frame(control_fd))
     # A Ctrl-C in the terminal goes to the whole process group; the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _osutil.arm_parent_death(int(signal.SIGKILL), setup["parent_pid"], setup["kernel_may_signal"])
+    osutil.arm_parent_death(int(signal.SIGKILL), setup["parent_pid"], setup["kernel_may_signal"])
     sys.path[:] = setup["sys_path"]
     _preload(setup)
     try:
@@ -36,7 +36,7 @@ def _preload(setup: dict[str, Any]) -> None:
     import importlib
 
     # What every child needs anyway, imported once here instead of once per child.
-    import procframe.api.process  # noqa: F401
+    import procframe._core.process  # noqa: F401
     import procframe.backends.child as child
 
     for name in setup["preload"]:

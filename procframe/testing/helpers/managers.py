@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import procframe
-from procframe._testkit.pool import MARK, kill_marked
-from procframe._testkit.scripts import script_env, write_script
-from procframe._testkit.targets import report
 from procframe.managers import BaseManager, BaseProxy, DictProxy, SyncManager
+from procframe.testing.helpers.pool import MARK, kill_marked
+from procframe.testing.helpers.scripts import script_env, write_script
+from procframe.testing.helpers.targets import report
 
 PATIENCE = 60.0
 """Seconds anything that should happen at once may take."""
@@ -60,7 +60,7 @@ def start_script(
     directory: Path, source: str, backend: str, *args: Any, name: str = "script.py", mark: str = ""
 ) -> subprocess.Popen[str]:
     """Run ``source`` in a fresh interpreter under ``backend``; ``mark`` tags its processes
-    (see :func:`procframe._testkit.pool.marked_processes`)."""
+    (see :func:`procframe.testing.helpers.pool.marked_processes`)."""
     env = script_env(backend)
     if mark:
         env[MARK] = mark

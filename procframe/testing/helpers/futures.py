@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import procframe
-from procframe._testkit.pool import (
+from procframe.testing.helpers.pool import (
     power,
     raise_value_error,
     sleep_and_return,

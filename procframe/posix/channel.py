@@ -28,8 +28,8 @@ import socket
 import time
 from typing import Any
 
-from procframe import _osutil, reduction
-from procframe._fdwait import wait_readable, wait_writable
+from procframe._core import osutil, reduction
+from procframe._core.fdwait import wait_readable, wait_writable
 
 PACKET_MAX = select.PIPE_BUF
 """Items whose pickle fits travel as one pipe packet."""
@@ -57,7 +57,7 @@ class Channel:
 
     def __init__(self, fds: tuple[int, int, int, int] | None = None) -> None:
         if fds is None:
-            pipe = _osutil.packet_pipe(nonblocking=True)
+            pipe = osutil.packet_pipe(nonblocking=True)
             self.read_fd, self.write_fd = pipe if pipe is not None else (-1, -1)
             self.side_reader, self.side_writer = socket.socketpair(
                 socket.AF_UNIX, socket.SOCK_SEQPACKET
@@ -268,7 +268,7 @@ def _rebuild_channel(*tokens: int) -> Channel:
 
 
 def _memfd_with(data: bytes) -> int:
-    fd = _osutil.anonymous_memory("procframe-item")
+    fd = osutil.anonymous_memory("procframe-item")
     try:
         view = memoryview(data)
         while view:

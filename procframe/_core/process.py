@@ -12,7 +12,8 @@ import itertools
 import os
 import sys
 
-from procframe.api.errors import ProcessStateError
+from procframe._core import registry
+from procframe._core.errors import ProcessStateError
 
 # Not typing.TYPE_CHECKING: a spawned child imports this module and typing is slow to import.
 TYPE_CHECKING = False
@@ -20,8 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import Any
 
-    from procframe.api.backend import Launcher
-    from procframe.api.context import Context
+    from procframe._core.backend import Launcher
 
 __all__ = [
     "AuthenticationString",
@@ -76,6 +76,9 @@ class BaseProcess:
     """A process object: a target run in a new OS process; the API of ``threading.Thread``."""
 
     _context_name: str | None = None
+    """The backend of ``ctx.Process``; ``None`` for ``procframe.Process`` (the default's)."""
+    _backend: str | None = None
+    """The backend the process was started under."""
     _counter: Iterator[int]
 
     def __init__(
@@ -135,17 +138,22 @@ class BaseProcess:
         if _current_process._config.get("daemon"):
             raise ProcessStateError("daemonic processes are not allowed to have children")
         _reap_children()
-        context = self._get_context()
-        self._launcher = context._launch(self)
+        backend = self._backend_name()
+        self._launcher = registry.launch(self, backend)
+        self._backend = backend
         _register_child(self)
         # The child has its own copies now; drop ours so they can be freed.
         del self._target, self._args, self._kwargs
-        context._notify_started(self)
+        registry.notify_started(self, backend)
 
-    def _get_context(self) -> Context:
-        from procframe.api import context
-
-        return context.get_context(self._context_name)
+    def _backend_name(self) -> str:
+        """The backend this process starts (started) under."""
+        if self._backend is not None:
+            return self._backend
+        if self._context_name is None:
+            return registry.default_backend_name()
+        registry.resolve(self._context_name, "the backend of this Process")
+        return self._context_name
 
     @_check_closed
     def join(self, timeout: float | None = None) -> None:
@@ -178,7 +186,7 @@ class BaseProcess:
         if self._exitcode is None:
             self._exitcode = code
             _children.discard(self)
-            self._get_context()._notify_exited(self, code)
+            registry.notify_exited(self, self._backend_name(), code)
 
     @_check_closed
     def terminate(self) -> None:
@@ -322,7 +330,7 @@ class BaseProcess:
         try:
             _become_child(self)
             if notify_bootstrap:
-                self._get_context()._notify_bootstrap(self)
+                registry.notify_bootstrap(self, self._backend_name())
             try:
                 self.run()
                 exitcode = 0
@@ -387,7 +395,7 @@ class _ParentProcess:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the parent exits, or until ``timeout`` seconds have passed."""
-        from procframe._fdwait import wait_readable
+        from procframe._core.fdwait import wait_readable
 
         wait_readable([self.sentinel], timeout)
 
@@ -482,6 +490,27 @@ def on_exit_after_children(callback: Callable[[], None]) -> None:
     _install_exit_handler()
 
 
+_services: set[int] = set()
+
+
+def add_service(pid: int) -> None:
+    """``pid`` is a helper process this process keeps for its lifetime (a fork server).
+
+    Its owner stops it at exit; a leak check does not count it.
+    """
+    _services.add(pid)
+
+
+def remove_service(pid: int) -> None:
+    """``pid`` is no longer a helper of this process (it was stopped)."""
+    _services.discard(pid)
+
+
+def service_pids() -> frozenset[int]:
+    """The helper processes of this process (see :func:`add_service`)."""
+    return frozenset(_services)
+
+
 def forget_exit_callback(callback: Callable[[], None]) -> None:
     """Do not run ``callback`` at exit after all (it already ran)."""
     for callbacks in (_flushers, _after_children):
@@ -516,6 +545,7 @@ def _become_child(process: BaseProcess) -> None:
     _parent_process = _ParentProcess(process._parent_name, process._parent_pid)
     _current_process = process
     _children = set()
+    _services.clear()
     _flushers.clear()
     _after_children.clear()
     process._launcher = None

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 import procframe
-from procframe._testkit.targets import read_report, report
+from procframe.testing.helpers.targets import read_report, report
 
 
 class Point(ctypes.Structure):

@@ -9,8 +9,14 @@ from dataclasses import dataclass, field
 
 # Capabilities a backend may declare.  Conformance tests ask for these, never
 # for a backend by name.
+SEPARATE_MEMORY = "separate_memory"
+"""Each child has its own address space: what it changes in memory its parent does not see,
+and ``os._exit(n)`` ends only the child, whose exitcode is then ``n``."""
+LOCAL_PIDS = "local_pids"
+"""``Process.pid`` is a process of this machine: ``os.kill`` reaches it, and the child's
+``os.getpid()`` equals it."""
 INHERITS_PARENT_MEMORY = "inherits_parent_memory"
-"""The child starts as a copy of the parent: unpicklable targets and lambdas work."""
+"""The child starts with the parent's memory: unpicklable targets and lambdas work."""
 PICKLES_PROCESS = "pickles_process"
 """The Process object crosses to the child by pickle; unpicklable ones fail at start()."""
 REIMPORTS_MAIN = "reimports_main"
@@ -20,15 +26,24 @@ POSIX_SIGNALS = "posix_signals"
 PARENT_DEATH = "parent_death"
 """A child is killed within seconds when its parent dies, even by SIGKILL."""
 PASSES_DESCRIPTORS = "passes_descriptors"
-"""Pipe ends, queues and locks passed as Process arguments reach the child and work there."""
+"""Pipe ends, queues and locks passed as Process arguments reach the child by descriptor."""
+TASK_TIMEOUTS = "task_timeouts"
+"""``Pool(task_timeout=...)`` stops a task that runs too long (its worker is replaced)."""
+MANAGER_SERVER = "manager_server"
+"""``Manager()`` runs a server process; its objects are reached through proxies (``address``,
+``connect()``, ``register()``, authentication)."""
 KNOWN_CAPABILITIES = frozenset(
     {
+        SEPARATE_MEMORY,
+        LOCAL_PIDS,
         INHERITS_PARENT_MEMORY,
         PICKLES_PROCESS,
         REIMPORTS_MAIN,
         POSIX_SIGNALS,
         PARENT_DEATH,
         PASSES_DESCRIPTORS,
+        TASK_TIMEOUTS,
+        MANAGER_SERVER,
     }
 )
 

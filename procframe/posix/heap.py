@@ -3,7 +3,7 @@
 An *arena* is a memfd (an unlinked temporary file where memfd does not
 exist), ``mmap``'ed ``MAP_SHARED``.  A :class:`Block` is a piece of one arena.
 A block crosses to a spawn or forkserver child as (the arena's descriptor,
-exported with :func:`procframe.reduction.export_fd`, the arena's size, the
+exported with :func:`procframe._core.reduction.export_fd`, the arena's size, the
 block's offset and size); the child maps the arena once, however many blocks
 of it arrive.  Under fork the mapping is simply inherited.  Nothing has a
 name, so a process killed at any moment leaves nothing behind: the kernel
@@ -23,7 +23,7 @@ import mmap
 import os
 import threading
 
-from procframe import _osutil, reduction
+from procframe._core import osutil, reduction
 
 ALIGNMENT = 16
 """Every block starts at a multiple of this (``max_align_t`` on 64-bit platforms)."""
@@ -41,7 +41,7 @@ class Arena:
         self.fd = -1
         self.size = size
         if fd is None:
-            fd = _osutil.anonymous_memory(MEMFD_NAME, size)
+            fd = osutil.anonymous_memory(MEMFD_NAME, size)
         self.fd = fd
         self.map = mmap.mmap(fd, size)  # MAP_SHARED, read and write
 
@@ -130,7 +130,7 @@ class Heap:
         alignment = max(ALIGNMENT, alignment)
         if alignment & (alignment - 1) or alignment > mmap.PAGESIZE:
             raise ValueError(f"unsupported alignment {alignment}")
-        size = _osutil.round_up(max(size, 1), ALIGNMENT)
+        size = osutil.round_up(max(size, 1), ALIGNMENT)
         with self._lock:
             self._put_back_pending()
             if size <= ARENA_SIZE // 2:
@@ -140,7 +140,7 @@ class Heap:
                         if block is not None:
                             return block
             arena = Arena(
-                ARENA_SIZE if size <= ARENA_SIZE // 2 else _osutil.round_up(size, mmap.PAGESIZE)
+                ARENA_SIZE if size <= ARENA_SIZE // 2 else osutil.round_up(size, mmap.PAGESIZE)
             )
             self._arenas.append(arena)
             self._free[arena] = [(0, arena.size)]
@@ -153,7 +153,7 @@ class Heap:
     def _take(self, arena: Arena, size: int, alignment: int) -> Block | None:
         spans = self._free[arena]
         for i, (start, length) in enumerate(spans):
-            offset = _osutil.round_up(start, alignment)
+            offset = osutil.round_up(start, alignment)
             end = offset + size
             if end > start + length:
                 continue

@@ -15,7 +15,7 @@ import errno
 import os
 import threading
 
-from procframe import _shm_segment
+from procframe.posix import shm_segment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def check_name(name: object) -> str:
         raise ValueError("embedded null character in name")
     if not key or "/" in key:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), name)
-    if len(key.encode("utf-8")) > _shm_segment.MAX_NAME:
+    if len(key.encode("utf-8")) > shm_segment.MAX_NAME:
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
     return key
 
@@ -64,7 +64,7 @@ def _open_verified(pid: int, fd: int, token: str, strict: bool = False) -> int |
     ``PermissionError`` (``pid`` is another user's process) propagates if ``strict``.
     """
     path = f"/proc/{pid}/fd/{fd}"
-    label = f"/memfd:{_shm_segment.LABEL}{token}"
+    label = f"/memfd:{shm_segment.LABEL}{token}"
     targets = (label, label + " (deleted)")
     try:
         if os.readlink(path) not in targets:
@@ -88,14 +88,14 @@ def _open_verified(pid: int, fd: int, token: str, strict: bool = False) -> int |
 
 def _open_segment(
     pid: int, fd: int, token: str, strict: bool = False
-) -> tuple[int, _shm_segment.Meta] | None:
+) -> tuple[int, shm_segment.Meta] | None:
     """A new descriptor and the metadata of the segment labelled ``token`` that ``pid``
     holds at ``fd``, or None (as :func:`_open_verified`)."""
     opened = _open_verified(pid, fd, token, strict)
     if opened is None:
         return None
     try:
-        meta = _shm_segment.read_meta(opened)
+        meta = shm_segment.read_meta(opened)
     except BaseException:
         os.close(opened)
         raise
@@ -132,7 +132,7 @@ _last_found: dict[str, tuple[int, int, str]] = {}
 """Where each chosen name was found last: tried before reading the kernel's socket list."""
 
 
-def open_by_key(key: str, only: str = "") -> tuple[int, _shm_segment.Meta] | None:
+def open_by_key(key: str, only: str = "") -> tuple[int, shm_segment.Meta] | None:
     """A new descriptor and the metadata of the attachable segment named ``key``, or None.
 
     With ``only``, the segment must be the one with that token.
@@ -150,7 +150,7 @@ def open_by_key(key: str, only: str = "") -> tuple[int, _shm_segment.Meta] | Non
 
 def _open_at(
     key: str, places: list[tuple[int, int, str]], generated: bool, only: str
-) -> tuple[int, _shm_segment.Meta] | None:
+) -> tuple[int, shm_segment.Meta] | None:
     for pid, fd, token in places:
         if only and token != only:
             continue
@@ -214,7 +214,7 @@ class Owner:
     def unlinked(self) -> bool:
         """True if some process has unlinked the name."""
         try:
-            return _shm_segment.flag(self.fd, self.data_len, _shm_segment.UNLINKED_AT)
+            return shm_segment.flag(self.fd, self.data_len, shm_segment.UNLINKED_AT)
         except OSError:
             return False
 
@@ -251,7 +251,7 @@ def _after_fork_in_child() -> None:
         owner.release()
 
 
-if _shm_segment.USABLE:
+if shm_segment.USABLE:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
@@ -259,9 +259,9 @@ def create(key: str | None, size: int) -> tuple[str, Owner]:
     """Create a segment (named ``key``, else a generated name); return its key and owner."""
     _sweep()
     token = os.urandom(8).hex()
-    data_len = _shm_segment.data_length(size)
+    data_len = shm_segment.data_length(size)
     if key is None:
-        fd = _shm_segment.create(token, size, "", committed=True)
+        fd = shm_segment.create(token, size, "", committed=True)
         owner = Owner(fd, data_len, token)
         key = f"{_GENERATED}_{os.getpid()}_{fd}_{token}"
     else:
@@ -276,17 +276,17 @@ def create(key: str | None, size: int) -> tuple[str, Owner]:
             )
         import socket
 
-        fd = _shm_segment.create(token, size, key, committed=False)
+        fd = shm_segment.create(token, size, key, committed=False)
         owner = Owner(fd, data_len, token)
         try:
             owner.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             locator = f"{_locator_prefix(key)}{os.getpid()}/{fd}/{token}"
             owner.socket.bind(b"\0" + locator.encode("ascii"))
             _settle(key, token)
-            _shm_segment.set_flag(fd, data_len, _shm_segment.COMMITTED_AT)
+            shm_segment.set_flag(fd, data_len, shm_segment.COMMITTED_AT)
         except BaseException:
             try:  # a rival waiting for this attempt stops waiting
-                _shm_segment.set_flag(fd, data_len, _shm_segment.UNLINKED_AT)
+                shm_segment.set_flag(fd, data_len, shm_segment.UNLINKED_AT)
             finally:
                 owner.release()
             raise

@@ -12,7 +12,7 @@ import os
 import struct
 import sys
 
-from procframe import _osutil
+from procframe._core import osutil
 
 PAGESIZE = mmap.PAGESIZE
 
@@ -54,7 +54,7 @@ class Meta:
 
 def data_length(size: int) -> int:
     """Where the metadata page of a segment of ``size`` bytes starts."""
-    return _osutil.round_up(size, PAGESIZE)
+    return osutil.round_up(size, PAGESIZE)
 
 
 def read_meta(fd: int) -> Meta | None:
@@ -78,7 +78,7 @@ def read_meta(fd: int) -> Meta | None:
 def create(token: str, size: int, key: str, committed: bool) -> int:
     """A sealed memfd of ``size`` bytes plus its metadata page."""
     data_len = data_length(size)
-    fd = _osutil.anonymous_memory(LABEL + token, data_len + PAGESIZE, sealed=True)
+    fd = osutil.anonymous_memory(LABEL + token, data_len + PAGESIZE, sealed=True)
     try:
         encoded = key.encode("utf-8")
         meta = _META.pack(_MAGIC, size, committed, False, token.encode("ascii"), len(encoded))

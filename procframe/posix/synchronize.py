@@ -1,6 +1,7 @@
 """The Lock family, shared between processes: the API of ``threading`` and ``multiprocessing``.
 
-All of it stands on :class:`~procframe.api.semaphore.SharedSemaphore`.  The
+The locks and semaphores stand on :class:`~procframe.posix.semaphore.SharedSemaphore`;
+Condition, Event and Barrier take what they are built from out of their context.  The
 hot methods (``acquire``, ``release``) are the C methods themselves, bound on
 the instance, with no Python frame in between.
 """
@@ -11,12 +12,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from procframe.api.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
-from procframe.api.waitroom import CAPACITY, WaitRoom
+from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
+from procframe.posix.waitroom import CAPACITY, WaitRoom
 
-__all__ = ["BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
+if TYPE_CHECKING:
+    from procframe.context import Context
+
+__all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
 
 T = TypeVar("T")
 
@@ -48,6 +52,23 @@ class _SemLock:
     def __setstate__(self, state: SharedSemaphore) -> None:
         self._semaphore = state
         self._bind()
+
+    # threading's protocol between a lock and its Condition.
+    def _is_owned(self) -> bool:
+        return bool(self._semaphore.semlock._is_mine())
+
+    def _release_save(self) -> int:
+        """Release the lock however deep this thread holds it; return the depth."""
+        semlock = self._semaphore.semlock
+        depth = int(semlock._count())
+        for _ in range(depth):
+            semlock.release()
+        return depth
+
+    def _acquire_restore(self, depth: int) -> None:
+        acquire = self._semaphore.semlock.acquire
+        for _ in range(depth):
+            acquire()
 
 
 class Semaphore(_SemLock):
@@ -99,9 +120,6 @@ class RLock(_SemLock):
     def __init__(self) -> None:
         super().__init__(RECURSIVE_MUTEX, 1, 1)
 
-    def _is_owned(self) -> bool:
-        return bool(self._semaphore.semlock._is_mine())
-
     def __repr__(self) -> str:
         semlock = self._semaphore.semlock
         if semlock._is_mine():
@@ -113,25 +131,31 @@ class RLock(_SemLock):
 class Condition:
     """A condition variable between processes (``threading.Condition``'s API).
 
-    Waiters sleep in a :class:`~procframe.api.waitroom.WaitRoom`: ``notify()``
+    Waiters sleep in a :class:`~procframe.posix.waitroom.WaitRoom`: ``notify()``
     wakes the oldest waiters and returns without waiting for them, and skips
-    waiters whose process has died.
+    waiters whose process has died.  The lock is any lock of the context
+    (``ctx.RLock()`` by default); one with threading's ``_is_owned``,
+    ``_release_save`` and ``_acquire_restore`` is used through them, any
+    other as a plain non-recursive lock (as ``threading.Condition`` does).
     """
 
-    def __init__(self, lock: Lock | RLock | None = None) -> None:
-        if lock is not None and not isinstance(lock, (Lock, RLock)):
-            raise TypeError(f"a Condition needs a procframe Lock or RLock, not {lock!r}")
-        self.__setstate__((lock if lock is not None else RLock(), WaitRoom()))
+    def __init__(self, lock: Any = None, *, ctx: Context) -> None:
+        self.__setstate__((lock if lock is not None else ctx.RLock(), WaitRoom()))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self._lock, self._room)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._lock: Lock | RLock = state[0]
-        self._room: WaitRoom = state[1]
-        self._semlock = self._lock._semaphore.semlock
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        lock, room = state
+        self._room: WaitRoom = room
+        self._lock: Any = lock
+        self.acquire: Callable[..., bool] = lock.acquire
+        self.release: Callable[[], None] = lock.release
+        self._is_owned: Callable[[], bool] = getattr(lock, "_is_owned", self._held_if_busy)
+        self._release_save: Callable[[], Any] = getattr(lock, "_release_save", self._release_once)
+        self._acquire_restore: Callable[[Any], None] = getattr(
+            lock, "_acquire_restore", self._acquire_once
+        )
 
     def __enter__(self) -> bool:
         return bool(self._lock.__enter__())
@@ -139,40 +163,37 @@ class Condition:
     def __exit__(self, *exc: object) -> None:
         self._lock.__exit__(*exc)
 
+    # For a lock without threading's protocol (as threading.Condition does it).
+    def _held_if_busy(self) -> bool:
+        if self._lock.acquire(False):
+            self._lock.release()
+            return False
+        return True
+
+    def _release_once(self) -> None:
+        self._lock.release()
+
+    def _acquire_once(self, state: None) -> None:
+        self._lock.acquire()
+
     def _check_owned(self) -> None:
         if not self._is_owned():
             raise RuntimeError("cannot use a Condition whose lock this thread does not hold")
-
-    def _is_owned(self) -> bool:
-        return bool(self._semlock._is_mine())
-
-    def _release_all(self) -> int:
-        """Release the lock however deep this thread holds it; return the depth."""
-        semlock = self._semlock
-        depth = int(semlock._count())
-        for _ in range(depth):
-            semlock.release()
-        return depth
-
-    def _reacquire_all(self, depth: int) -> None:
-        acquire = self._semlock.acquire
-        for _ in range(depth):
-            acquire()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         self._check_owned()
         room = self._room
         slot, semaphore = room.enter()
-        depth = self._release_all()
+        depth = self._release_save()
         try:
             woken = semaphore.acquire(True, timeout)
         except BaseException:
-            self._reacquire_all(depth)
+            self._acquire_restore(depth)
             room.leave(slot, semaphore, False)
             raise
-        self._reacquire_all(depth)
-        return room.leave(slot, semaphore, bool(woken))
+        self._acquire_restore(depth)
+        return bool(room.leave(slot, semaphore, bool(woken)))
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
@@ -223,78 +244,51 @@ class RobustCondition(Condition):
         return self._room
 
     def __setstate__(self, room: WaitRoom) -> None:  # type: ignore[override]
-        self._room = room
-        self._robust = room.robust_lock()
-
-    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock, even from a holder that died; False if ``timeout`` passes first."""
-        return self._robust.acquire(timeout if block else 0)
-
-    def release(self) -> None:
-        """Release the lock."""
-        self._robust.release()
-
-    def __enter__(self) -> bool:
-        return self._robust.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._robust.release()
-
-    def _is_owned(self) -> bool:
-        return self._robust.is_mine()
-
-    def _release_all(self) -> int:
-        self._robust.release()
-        return 1
-
-    def _reacquire_all(self, depth: int) -> None:
-        self._robust.acquire()
+        super().__setstate__((room.robust_lock(), room))
 
     def __repr__(self) -> str:
         return f"<RobustCondition(waiters={self._room.waiting})>"
 
 
 class Event:
-    """A flag processes can wait for (``threading.Event``'s API)."""
+    """A flag processes can wait for (``threading.Event``'s API).
 
-    def __init__(self) -> None:
+    The flag is an int in the context's shared memory (``ctx.RawArray``):
+    reading it never changes it, so a process killed anywhere in
+    ``is_set()`` or ``wait()`` cannot clear the Event for the others.
+    """
+
+    def __init__(self, *, ctx: Context) -> None:
         self._cond = RobustCondition()
-        self._flag = Semaphore(0)
+        self._flag = ctx.RawArray("i", 1)
 
     def is_set(self) -> bool:
         """True once ``set()`` and until ``clear()``."""
-        with self._cond:
-            if self._flag.acquire(False):
-                self._flag.release()
-                return True
-            return False
+        return bool(self._flag[0])
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
         with self._cond:
-            self._flag.acquire(False)
-            self._flag.release()
+            self._flag[0] = 1
             self._cond.notify_all()
 
     def clear(self) -> None:
         """Reset the flag."""
         with self._cond:
-            self._flag.acquire(False)
+            self._flag[0] = 0
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes; return the flag."""
+        if self._flag[0]:
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._cond.acquire(True, timeout):
             return False
         try:
-            if self._flag.acquire(False):
-                self._flag.release()
+            if self._flag[0]:
                 return True
-            self._cond.wait(_remaining(deadline))
-            if self._flag.acquire(False):
-                self._flag.release()
-                return True
-            return False
+            woken = self._cond.wait(_remaining(deadline))
+            return woken or bool(self._flag[0])
         finally:
             self._cond.release()
 
@@ -305,18 +299,19 @@ class Event:
 class Barrier(threading.Barrier):
     """A barrier for ``parties`` processes (``threading.Barrier``'s API and behaviour).
 
-    ``threading.Barrier``'s algorithm, run on a procframe Condition, with its
-    state and count kept in shared memory.
+    ``threading.Barrier``'s algorithm, run on a robust Condition, with its
+    state and count kept in the context's shared memory (``ctx.RawArray``).
     """
 
     def __init__(
-        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+        self,
+        parties: int,
+        action: Callable[[], object] | None = None,
+        timeout: float | None = None,
+        *,
+        ctx: Context,
     ) -> None:
-        if parties < 1:
-            raise ValueError(f"parties must be >= 1, got {parties}")
-        from procframe.sharedctypes import RawArray
-
-        self.__setstate__((parties, action, timeout, RobustCondition(), RawArray("i", 2)))
+        self.__setstate__((parties, action, timeout, RobustCondition(), ctx.RawArray("i", 2)))
         self._state = 0
         self._count = 0
 

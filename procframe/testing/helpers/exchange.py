@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any
 
-from procframe._testkit.targets import read_report, report
+from procframe.testing.helpers.targets import read_report, report
 
 # -- Pipe / Connection --------------------------------------------------------
 

@@ -22,7 +22,7 @@ SCRIPT = """\
 import faulthandler
 import signal
 import sys
-from procframe._testkit import crash
+from procframe.testing.helpers import crash
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a hung tree where it is
 

@@ -4,7 +4,7 @@
 spawned child can open them again by name, and a killed process leaves the
 name behind.  procframe puts an unnamed semaphore (``sem_init(pshared=1)``)
 in a page of a memfd and hands the *descriptor* to children
-(:mod:`procframe.reduction`); the kernel frees the page when the last process
+(:mod:`procframe._core.reduction`); the kernel frees the page when the last process
 holding it exits, however it exits.  The operations themselves are CPython's
 C ``_multiprocessing.SemLock``, rebuilt on our semaphore's address, so
 ``acquire``/``release`` cost what they cost in ``multiprocessing``.
@@ -19,7 +19,7 @@ import weakref
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
 from typing import Any
 
-from procframe import _osutil, reduction
+from procframe._core import osutil, reduction
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 SEM_VALUE_MAX: int = SemLock.SEM_VALUE_MAX
@@ -60,7 +60,7 @@ class SharedSemaphore:
         self.maxvalue = maxvalue
         created = _fd is None
         self._fd = (
-            _osutil.anonymous_memory("procframe-semaphore", mmap.PAGESIZE) if _fd is None else _fd
+            osutil.anonymous_memory("procframe-semaphore", mmap.PAGESIZE) if _fd is None else _fd
         )
         self._region = mmap.mmap(self._fd, mmap.PAGESIZE)
         address, self._anchor = address_of(self._region)

@@ -1,7 +1,10 @@
-"""What the built-in POSIX backends share: the backend plugin base and the launchers.
+"""What the backends that start OS processes share: the plugin base and the launchers.
 
 fork, spawn and forkserver differ only in how a child is launched and what it
-inherits; each overrides :meth:`ProcessBackend.launch` and nothing else.
+inherits; each overrides :meth:`ProcessBackend.launch` (and its capabilities)
+and nothing else.  Their pipes, queues, locks and shared memory are the
+POSIX primitives (:mod:`procframe.posix`), which take part in every backend's
+hook calls; a subclass overrides any of them by implementing its factory hook.
 """
 
 from __future__ import annotations
@@ -10,10 +13,33 @@ import abc
 import os
 from typing import Any, ClassVar
 
-from procframe._fdwait import wait_readable
-from procframe.api.backend import BackendInfo, Launcher
-from procframe.api.process import BaseProcess
-from procframe.hookspecs import hookimpl
+from procframe._core.backend import (
+    LOCAL_PIDS,
+    MANAGER_SERVER,
+    PARENT_DEATH,
+    PASSES_DESCRIPTORS,
+    POSIX_SIGNALS,
+    SEPARATE_MEMORY,
+    TASK_TIMEOUTS,
+    BackendInfo,
+    Launcher,
+)
+from procframe._core.fdwait import wait_readable
+from procframe._core.hookspecs import hookimpl
+from procframe._core.process import BaseProcess
+
+OS_PROCESS_CAPABILITIES = frozenset(
+    {
+        SEPARATE_MEMORY,
+        LOCAL_PIDS,
+        POSIX_SIGNALS,
+        PARENT_DEATH,
+        PASSES_DESCRIPTORS,
+        TASK_TIMEOUTS,
+        MANAGER_SERVER,
+    }
+)
+"""What every built-in backend that starts OS processes on this machine declares."""
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

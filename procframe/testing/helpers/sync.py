@@ -1,7 +1,7 @@
 """Child-side helpers of the Lock family's suite: Lock, RLock, semaphores, Condition, Event.
 
 Children import this module (never a test module, which imports pytest) and
-report back through files (:func:`procframe._testkit.targets.report`).  Every
+report back through files (:func:`procframe.testing.helpers.targets.report`).  Every
 wait here is bounded, so a broken primitive shows as a wrong report, not a hang.
 """
 
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from procframe._testkit.targets import read_report, report
+from procframe.testing.helpers.targets import read_report, report
 
 PATIENCE = 60.0
 """Seconds a child waits for anything that should happen at once."""

@@ -10,8 +10,8 @@ import os
 import time
 from typing import Any
 
-from procframe._testkit.targets import read_report, report
 from procframe.shared_memory import ShareableList, SharedMemory
+from procframe.testing.helpers.targets import read_report, report
 
 PATIENCE = 60.0
 

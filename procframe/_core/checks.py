@@ -1,0 +1,42 @@
+"""Argument checks shared by the factories, so that every backend gets checked arguments."""
+
+from __future__ import annotations
+
+import math
+
+TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def integer(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum``; else a clear error."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def optional_integer(name: str, value: Any, minimum: int) -> int | None:
+    """``None``, or an int of at least ``minimum``."""
+    return None if value is None else integer(name, value, minimum)
+
+
+def timeout(name: str, value: Any, *, positive: bool = False) -> float | None:
+    """``None`` or a number of seconds (``>= 0``, or ``> 0`` if ``positive``); NaN is refused."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+    if math.isnan(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
+    return float(value)
+
+
+def optional_callable(name: str, value: Any) -> Any:
+    """``None`` or a callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {value!r}")
+    return value

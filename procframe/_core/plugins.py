@@ -1,0 +1,154 @@
+"""The plugin manager: built-in plugins, then entry points, then validation.
+
+Built-in plugins are listed by module name in :data:`BUILTIN_PLUGINS` and
+loaded the way entry points are (pytest's ``default_plugins``): nothing in
+``_core`` imports a backend.  The manager is built on first use (importing
+procframe loads no plugin) and is process-wide.  Tests that register plugins
+call :func:`reset_plugin_manager`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pluggy
+
+from procframe._core import hookspecs
+
+ENTRY_POINT_GROUP = "procframe"
+DISABLE_AUTOLOAD_ENV = "PROCFRAME_DISABLE_PLUGIN_AUTOLOAD"
+
+_lock = threading.RLock()
+_manager: pluggy.PluginManager | None = None
+_origins: dict[str, str] = {}
+
+
+class PluginLoadError(RuntimeError):
+    """A plugin found through the ``procframe`` entry points failed to load."""
+
+
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("procframe.posix", "procframe.posix.plugin:plugin"),
+    ("procframe.pool", "procframe.pool.plugin"),
+    ("procframe.managers", "procframe.managers.plugin"),
+    ("procframe.backends.fork", "procframe.backends.fork:plugin"),
+    ("procframe.backends.spawn", "procframe.backends.spawn:plugin"),
+    ("procframe.backends.forkserver", "procframe.backends.forkserver:plugin"),
+)
+"""(name, entry-point value) of every plugin procframe ships: the shared POSIX
+primitives, the default Pool and Manager, and the built-in backends."""
+
+_on_change: list[Callable[[], None]] = []
+
+
+def on_change(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the plugin set changes (what was derived from it is stale)."""
+    if callback not in _on_change:
+        _on_change.append(callback)
+
+
+def _changed() -> None:
+    for callback in _on_change:
+        callback()
+
+
+def _load_builtin(pm: pluggy.PluginManager) -> None:
+    from procframe._core.entrypoints import EntryPoint
+
+    for name, value in BUILTIN_PLUGINS:
+        pm.register(EntryPoint(name, value, ENTRY_POINT_GROUP, "procframe", "").load(), name=name)
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    from procframe._core.entrypoints import entry_points
+
+    for ep in entry_points(ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginLoadError(
+                f"procframe plugin {ep.name!r} ({ep.value}, from {ep.dist_name} "
+                f"{ep.dist_version}) failed to import: {exc!r}; uninstall it or set "
+                f"{DISABLE_AUTOLOAD_ENV}=1"
+            ) from exc
+        pm.register(plugin, name=ep.name)
+        _origins[ep.name] = f"{ep.dist_name} {ep.dist_version}"
+
+
+def _build() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.NAME)
+    pm.add_hookspecs(hookspecs)
+    _load_builtin(pm)
+    if not _autoload_disabled():
+        _load_entry_points(pm)
+    pm.check_pending()
+    return pm
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """Return the process-wide plugin manager, building it on first use."""
+    global _manager
+    pm = _manager
+    if pm is None:
+        with _lock:
+            if _manager is None:
+                _manager = _build()
+            pm = _manager
+    return pm
+
+
+def reset_plugin_manager() -> None:
+    """Forget the plugin manager and what was derived from it (backends, hook callers).
+
+    The next use rebuilds both, reading the entry points again.  Meant for
+    tests and for programs that install plugins at run time.
+    """
+    global _manager
+    with _lock:
+        _manager = None
+    _changed()
+
+
+def plugin_origin(name: str) -> str:
+    """Where plugin ``name`` came from: "procframe", "<dist> <version>" or "registered in code"."""
+    if name in dict(BUILTIN_PLUGINS):
+        return "procframe"
+    return _origins.get(name, "registered in code")
+
+
+def register(plugin: object, name: str | None = None) -> str | None:
+    """Register ``plugin`` (an object with hookimpls) and validate it."""
+    pm = get_plugin_manager()
+    registered = pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+    except Exception:
+        pm.unregister(plugin)  # a rejected plugin must not poison later registrations
+        raise
+    _changed()
+    return registered
+
+
+def unregister(plugin: object) -> None:
+    """Remove a plugin registered with :func:`register`."""
+    get_plugin_manager().unregister(plugin)
+    _changed()
+
+
+@contextmanager
+def registered(plugin: object, name: str | None = None) -> Iterator[object]:
+    """Register ``plugin`` for the duration of a ``with`` block."""
+    register(plugin, name)
+    try:
+        yield plugin
+    finally:
+        unregister(plugin)

@@ -1,1 +1,0 @@
-"""The public classes of procframe, independent of any backend."""

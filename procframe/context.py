@@ -1,0 +1,357 @@
+"""The :class:`Context`: the public API bound to one backend, one factory per public name.
+
+Each factory checks its arguments and calls the backend's hook of the same
+name (``ctx.Queue`` -> ``procframe_make_queue``, see
+:mod:`procframe.hookspecs`), passing the context itself, so that what the
+object is built from comes from the same backend.  Hooks are called at
+creation time only.
+
+Selection order: ``get_context(name)`` > ``set_backend(name)`` >
+``PROCFRAME_BACKEND`` > the platform default (:mod:`procframe._core.registry`).
+The module-level API of ``procframe`` is :data:`default_context`'s.
+"""
+
+from __future__ import annotations
+
+import _thread
+
+from procframe._core import checks, registry
+from procframe._core.errors import BackendError
+
+TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from procframe import managers, pool
+    from procframe._core.backend import BackendInfo
+    from procframe._core.process import BaseProcess, _ParentProcess
+    from procframe.posix import queues, synchronize
+    from procframe.posix.connection import Connection
+
+BACKEND_ENV = registry.BACKEND_ENV
+
+_lock = _thread.RLock()
+_contexts: dict[str, Context] = {}
+
+
+def get_context(method: str | None = None) -> Context:
+    """The context of backend ``method``, or of the default backend when ``None``."""
+    if method is None:
+        name, source = registry.default_backend_name(), "the default"
+    else:
+        name, source = method, "asked for by name"
+    info = registry.resolve(name, source)
+    context = _contexts.get(name)
+    if context is None or context.backend is not info:
+        with _lock:
+            context = _contexts.get(name)
+            if context is None or context.backend is not info:
+                context = _contexts[name] = Context(info)
+    return context
+
+
+def set_backend(name: str | None, force: bool = False) -> None:
+    """Choose the default backend for this process, once (``force=True`` to change it)."""
+    registry.choose(name, force)
+
+
+def get_start_method(allow_none: bool = False) -> str | None:
+    """The default backend's name; with ``allow_none``, ``None`` unless it was set."""
+    if allow_none and registry.chosen() is None:
+        return None
+    return registry.default_backend_name()
+
+
+def get_all_start_methods() -> list[str]:
+    """The available backends, the platform default first."""
+    return registry.available_backends()
+
+
+def _broadcast(hook_name: str, **kwargs: Any) -> None:
+    """Call ``hook_name`` on every plugin (a process-wide setting)."""
+    from procframe._core.plugins import get_plugin_manager
+
+    getattr(get_plugin_manager().hook, hook_name)(**kwargs)
+
+
+class Context:
+    """The public API bound to one backend; ``procframe.get_context(name)`` returns one."""
+
+    def __init__(self, backend: BackendInfo) -> None:
+        self._backend = backend
+        self._process_class: type[BaseProcess] | None = None
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def backend(self) -> BackendInfo:
+        """What the backend declared: name, capabilities, plugin."""
+        return self._backend
+
+    @property
+    def name(self) -> str:
+        """The backend's name."""
+        return self.backend.name
+
+    def get_start_method(self, allow_none: bool = False) -> str | None:
+        """The backend's name (``multiprocessing`` calls backends start methods)."""
+        return self.name
+
+    def get_context(self, method: str | None = None) -> Context:
+        """Another context, or this one when ``method`` is ``None``."""
+        return self if method is None else get_context(method)
+
+    def __repr__(self) -> str:
+        return f"<procframe Context backend={self.name!r}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return get_context, (self.name,)
+
+    # -- processes ------------------------------------------------------------
+
+    @property
+    def Process(self) -> type[BaseProcess]:
+        """The Process class whose instances start under this backend."""
+        if self._process_class is None:
+            from procframe._core.process import bound_process_class
+
+            self._process_class = bound_process_class(self.name)
+        return self._process_class
+
+    def current_process(self) -> BaseProcess:
+        """The process object of the calling process (or thread-process)."""
+        from procframe._core.process import current_process
+
+        return current_process()
+
+    def parent_process(self) -> _ParentProcess | None:
+        """The parent of the calling process, or ``None`` in the main process."""
+        from procframe._core.process import parent_process
+
+        return parent_process()
+
+    def active_children(self) -> list[BaseProcess]:
+        """The children of this process still running (joining those that have exited)."""
+        from procframe._core.process import active_children
+
+        return active_children()
+
+    def cpu_count(self) -> int:
+        """The number of CPUs of this machine."""
+        from procframe._core.system import cpu_count
+
+        return cpu_count()
+
+    def set_executable(self, executable: str) -> None:
+        """The Python interpreter that backends starting fresh interpreters use (process-wide)."""
+        if not isinstance(executable, str):
+            executable = str(executable)
+        _broadcast("procframe_set_executable", executable=executable)
+
+    def set_forkserver_preload(self, module_names: list[str]) -> None:
+        """Modules a fork server imports once, before it forks any child (process-wide)."""
+        if not isinstance(module_names, (list, tuple)) or not all(
+            isinstance(name, str) for name in module_names
+        ):
+            raise TypeError(
+                f"set_forkserver_preload() expects a list of module names, got {module_names!r}"
+            )
+        _broadcast("procframe_set_forkserver_preload", module_names=list(module_names))
+
+    def freeze_support(self) -> None:
+        """Accepted for compatibility: procframe needs nothing for frozen programs on POSIX."""
+
+    # -- factories ----------------------------------------------------------------
+
+    def _make(self, hook_name: str, what: str, **kwargs: Any) -> Any:
+        made = registry.hook(self.name, hook_name)(ctx=self, **kwargs)
+        if made is None:
+            raise BackendError(
+                f"backend {self.name!r} cannot make {what}: no plugin implements {hook_name}"
+            )
+        return made
+
+    def Pipe(self, duplex: bool = True) -> tuple[Connection, Connection]:
+        """Two connected ends; with ``duplex=False``, (read-only end, write-only end)."""
+        return self._make("procframe_make_pipe", "a Pipe", duplex=bool(duplex))  # type: ignore[no-any-return]
+
+    def Queue(self, maxsize: int = 0) -> queues.Queue:
+        """A FIFO queue between processes; ``maxsize > 0`` bounds it."""
+        maxsize = checks.integer("maxsize", maxsize)
+        return self._make("procframe_make_queue", "a Queue", maxsize=maxsize)  # type: ignore[no-any-return]
+
+    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue:
+        """A Queue with ``task_done()`` and ``join()``."""
+        maxsize = checks.integer("maxsize", maxsize)
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_joinable_queue", "a JoinableQueue", maxsize=maxsize
+        )
+
+    def SimpleQueue(self) -> queues.SimpleQueue:
+        """A queue with only ``put``, ``get``, ``empty`` and ``close``."""
+        return self._make("procframe_make_simple_queue", "a SimpleQueue")  # type: ignore[no-any-return]
+
+    def Lock(self) -> synchronize.Lock:
+        """A non-recursive lock shared between processes."""
+        return self._make("procframe_make_lock", "a Lock")  # type: ignore[no-any-return]
+
+    def RLock(self) -> synchronize.RLock:
+        """A recursive lock shared between processes."""
+        return self._make("procframe_make_rlock", "an RLock")  # type: ignore[no-any-return]
+
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
+        """A semaphore shared between processes."""
+        value = checks.integer("Semaphore value", value, 0)
+        return self._make("procframe_make_semaphore", "a Semaphore", value=value)  # type: ignore[no-any-return]
+
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
+        """A semaphore that refuses to be released above its initial value."""
+        value = checks.integer("BoundedSemaphore value", value, 0)
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_bounded_semaphore", "a BoundedSemaphore", value=value
+        )
+
+    def Condition(self, lock: Any = None) -> synchronize.Condition:
+        """A condition variable shared between processes, on ``lock`` (a new RLock if None)."""
+        if lock is not None and not (
+            callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
+        ):
+            raise TypeError(f"a Condition needs a lock with acquire() and release(), not {lock!r}")
+        return self._make("procframe_make_condition", "a Condition", lock=lock)  # type: ignore[no-any-return]
+
+    def Event(self) -> synchronize.Event:
+        """An event flag shared between processes."""
+        return self._make("procframe_make_event", "an Event")  # type: ignore[no-any-return]
+
+    def Barrier(
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> synchronize.Barrier:
+        """A barrier for ``parties`` processes."""
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_barrier",
+            "a Barrier",
+            parties=checks.integer("parties", parties, 1),
+            action=checks.optional_callable("action", action),
+            timeout=checks.timeout("timeout", timeout),
+        )
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """A ctypes object in shared memory behind a lock (``lock=True``: a new RLock).
+
+        ``typecode_or_type`` is an ``array`` typecode (``'i'``, ``'d'``, ``'c'``,
+        ...) or a ctypes type; ``lock=False`` gives the raw object; any object
+        with ``acquire`` and ``release`` may be given as the lock.
+        """
+        return self._make(
+            "procframe_make_value",
+            "a Value",
+            typecode_or_type=typecode_or_type,
+            args=args,
+            lock=lock,
+        )
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+        """A ctypes array in shared memory behind a lock: ``size`` zeros, or the initializer's."""
+        return self._make(
+            "procframe_make_array",
+            "an Array",
+            typecode_or_type=typecode_or_type,
+            size_or_initializer=size_or_initializer,
+            lock=lock,
+        )
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """A ctypes object in shared memory, without a lock."""
+        return self._make(
+            "procframe_make_raw_value", "a RawValue", typecode_or_type=typecode_or_type, args=args
+        )
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """A ctypes array in shared memory, without a lock."""
+        return self._make(
+            "procframe_make_raw_array",
+            "a RawArray",
+            typecode_or_type=typecode_or_type,
+            size_or_initializer=size_or_initializer,
+        )
+
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> pool.Pool:
+        """A pool of worker processes; ``task_timeout`` stops tasks that run longer."""
+        if processes is not None:
+            checks.integer("processes", processes)
+            if processes < 1:
+                raise ValueError(f"Number of processes must be at least 1, got {processes}")
+        return self._make(  # type: ignore[no-any-return]
+            "procframe_make_pool",
+            "a Pool",
+            processes=processes,
+            initializer=checks.optional_callable("initializer", initializer),
+            initargs=tuple(initargs),
+            maxtasksperchild=checks.optional_integer("maxtasksperchild", maxtasksperchild, 1),
+            task_timeout=checks.timeout("task_timeout", task_timeout, positive=True),
+        )
+
+    def Manager(self) -> managers.SyncManager:
+        """A started SyncManager whose server process runs under this backend."""
+        return self._make("procframe_make_manager", "a Manager")  # type: ignore[no-any-return]
+
+
+class DefaultContext(Context):
+    """The context of whichever backend is the default at each call: the module-level API."""
+
+    def __init__(self) -> None:  # no backend of its own: it is looked up at each call
+        self._process_class = None
+
+    @property
+    def backend(self) -> BackendInfo:
+        """What the default backend declared."""
+        return get_context().backend
+
+    @property
+    def Process(self) -> type[BaseProcess]:
+        """The Process class; its instances start under the default backend of ``start()``."""
+        from procframe._core.process import Process
+
+        return Process
+
+    def get_start_method(self, allow_none: bool = False) -> str | None:
+        """The default backend's name; with ``allow_none``, ``None`` unless it was set."""
+        return get_start_method(allow_none)
+
+    def get_context(self, method: str | None = None) -> Context:
+        """The context of backend ``method``, or of the default backend when ``None``."""
+        return get_context(method)
+
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
+        """Alias of :func:`set_backend`, the ``multiprocessing`` name."""
+        set_backend(method, force=force)
+
+    def get_all_start_methods(self) -> list[str]:
+        """The available backends, the platform default first."""
+        return get_all_start_methods()
+
+    def _make(self, hook_name: str, what: str, **kwargs: Any) -> Any:
+        return get_context()._make(hook_name, what, **kwargs)
+
+    def __repr__(self) -> str:
+        return "<procframe DefaultContext>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _the_default_context, ()
+
+
+def _the_default_context() -> DefaultContext:
+    return default_context
+
+
+default_context = DefaultContext()
+"""The module-level API of ``procframe`` is this object's methods."""

@@ -1,0 +1,640 @@
+"""Connections between processes: ``Pipe``, ``Listener``/``Client`` and ``wait``.
+
+The API of ``multiprocessing.connection``.  A message is a 4-byte big-endian
+length (or ``0xFFFFFFFF`` and an 8-byte length) followed by the bytes, written
+with one system call.  Nothing is ever read ahead: a connection handed to a
+child carries every message its parent has not received.  Pipe ends are
+packet-mode pipes (:class:`PacketConnection`), one read per message; sockets
+from ``Listener``/``Client`` read the length, then exactly the message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import mmap
+import os
+import select
+import socket
+import struct
+from collections.abc import Iterable
+from pickle import HIGHEST_PROTOCOL, dumps, loads
+from typing import Any
+
+from procframe._core import osutil, reduction
+from procframe._core.errors import AuthenticationError, BufferTooShort
+from procframe._core.fdwait import wait_readable
+
+__all__ = ["Client", "Connection", "Listener", "Pipe", "wait"]
+
+_SHORT = struct.Struct("!I")
+_LONG = struct.Struct("!Q")
+_ESCAPE = 0xFFFFFFFF
+_SINGLE_WRITE_LIMIT = 1 << 14
+"""Messages up to this size are written as one copied buffer; bigger ones with writev."""
+MAX_MESSAGE_SIZE = 1 << 40
+"""A length prefix above this is refused as corrupt before anything is allocated."""
+_GROWTH_STEP = 1 << 26
+"""Big messages are allocated as their bytes arrive, at most this much ahead."""
+
+
+class Connection:
+    """One end of a connection: send and receive whole messages (bytes or picklable objects)."""
+
+    def __init__(self, fd: int, readable: bool = True, writable: bool = True) -> None:
+        if not (readable or writable):
+            raise ValueError("a connection must be readable, writable, or both")
+        self._fd = fd
+        self._write_fd = fd
+        self._readable = readable
+        self._writable = writable
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._fd < 0
+
+    @property
+    def readable(self) -> bool:
+        return self._readable
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    def fileno(self) -> int:
+        """The file descriptor of the connection."""
+        self._check_open()
+        return self._fd
+
+    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
+        """Close the connection; further use raises ``OSError``."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            _close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = ("r" if self._readable else "") + ("w" if self._writable else "")
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return f"<procframe Connection {state} {mode}>"
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise OSError("connection is closed")
+
+    def _check_readable(self) -> None:
+        if self._fd < 0:
+            raise OSError("connection is closed")
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self) -> None:
+        if self._fd < 0:
+            raise OSError("connection is closed")
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    # -- sending ---------------------------------------------------------------
+
+    def send(self, obj: Any) -> None:
+        """Send a picklable object."""
+        self._check_writable()
+        self._write_message(dumps(obj, HIGHEST_PROTOCOL))
+
+    def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
+        """Send ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
+        self._check_writable()
+        view = memoryview(buf)
+        if view.itemsize != 1 or view.ndim != 1:
+            view = view.cast("B")
+        length = len(view)
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if length < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = length - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > length:
+            raise ValueError("buffer length < offset + size")
+        self._write_message(view[offset : offset + size])
+
+    def _write_message(self, data: bytes | memoryview) -> None:
+        size = len(data)
+        header = _SHORT.pack(size) if size < _ESCAPE else _SHORT.pack(_ESCAPE) + _LONG.pack(size)
+        fd = self._write_fd
+        if size <= _SINGLE_WRITE_LIMIT:
+            message = header + data
+            written = os.write(fd, message)
+            if written != len(message):
+                _write_rest(fd, memoryview(message)[written:])
+            return
+        _write_rest(fd, memoryview(header), memoryview(data))
+
+    # -- receiving ----------------------------------------------------------
+
+    def recv(self) -> Any:
+        """Receive an object sent with ``send``; ``EOFError`` once the peer has closed."""
+        self._check_readable()
+        return loads(self._read_message(None))
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        """Receive one message as bytes; ``OSError`` if it is longer than ``maxlength``."""
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        return bytes(self._read_message(maxlength))
+
+    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
+        """Receive one message into ``buf`` at ``offset``; return its size.
+
+        ``BufferTooShort`` (holding the message as ``args[0]``) if it does not fit.
+        """
+        self._check_readable()
+        with memoryview(buf) as view:
+            target = view.cast("B") if view.itemsize != 1 or view.ndim != 1 else view
+            if not 0 <= offset <= len(target):
+                raise ValueError("offset out of range")
+            message = self._read_message(None)
+            size = len(message)
+            if size > len(target) - offset:
+                raise BufferTooShort(bytes(message))
+            target[offset : offset + size] = message
+        return size
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """True if data can be read now, or arrives within ``timeout`` (``None``: forever)."""
+        self._check_readable()
+        return bool(wait_readable([self._fd], timeout))
+
+    def _refuse(self, size: int, maxlength: int) -> None:
+        self._readable = False  # the stream is out of step now, as in multiprocessing
+        raise OSError(f"message of {size} bytes is longer than maxlength {maxlength}")
+
+    def _check_size(self, size: int, maxlength: int | None) -> None:
+        if size > MAX_MESSAGE_SIZE:
+            self._readable = False
+            raise OSError(
+                f"refusing a message of {size} bytes: the length prefix is corrupt "
+                f"(more than {MAX_MESSAGE_SIZE} bytes)"
+            )
+        if maxlength is not None and size > maxlength:
+            self._refuse(size, maxlength)
+
+    def _read_exactly(self, size: int, what: str) -> bytes:
+        chunks = []
+        missing = size
+        while missing:
+            chunk = os.read(self._fd, missing)
+            if not chunk:
+                if missing == size and what == "header":
+                    raise EOFError("connection closed by the peer")
+                raise EOFError(
+                    f"connection closed in the middle of a message {what} "
+                    f"({size - missing} of {size} bytes arrived)"
+                )
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _read_message(self, maxlength: int | None) -> bytes | bytearray | memoryview:
+        (size,) = _SHORT.unpack(self._read_exactly(4, "header"))
+        if size == _ESCAPE:
+            (size,) = _LONG.unpack(self._read_exactly(8, "header"))
+        self._check_size(size, maxlength)
+        if size <= _GROWTH_STEP:
+            return self._read_exactly(size, "body")
+        return self._read_big(size)
+
+    def _read_big(self, size: int) -> bytearray:
+        return read_growing(self._fd, size)
+
+    # -- crossing to a child ---------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self._check_open()
+        token = reduction.export_fd(self._fd, "a Connection")
+        return _rebuild_connection, (token, self._readable, self._writable)
+
+
+def read_growing(fd: int, size: int, head: bytes = b"") -> bytearray:
+    """Read the rest of a ``size``-byte message (``head`` arrived already) from ``fd``, into a
+    buffer that grows as its bytes arrive: a lying length prefix costs no more memory than
+    the bytes that came."""
+    message = bytearray(head)
+    received = len(head)
+    while received < size:
+        if len(message) == received:
+            message.extend(bytes(min(_GROWTH_STEP, size - received)))
+        with memoryview(message) as view:
+            count = os.readv(fd, [view[received:]])
+        if count == 0:
+            raise EOFError(
+                f"connection closed in the middle of a message ({received} of {size} bytes arrived)"
+            )
+        received += count
+    return message
+
+
+def _rebuild_connection(token: int, readable: bool, writable: bool) -> Connection:
+    return Connection(reduction.import_fd(token), readable, writable)
+
+
+_PAGE = max(select.PIPE_BUF, mmap.PAGESIZE)
+"""No packet of a packet-mode pipe is longer than a page."""
+_PACKET_PAYLOAD = select.PIPE_BUF - _SHORT.size
+_pack_short = _SHORT.pack
+_unpack_short = _SHORT.unpack_from
+
+
+class PacketConnection(Connection):
+    """A Pipe end over packet-mode pipes: one read per message, nothing read ahead.
+
+    A message of up to a page is one packet; a longer one is split by the kernel
+    into page-sized packets.  With nothing buffered in user space, a Pipe end
+    handed to a child carries every message not yet received, as in
+    ``multiprocessing``.
+    """
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        super().__init__(read_fd if read_fd >= 0 else write_fd, read_fd >= 0, write_fd >= 0)
+        self._write_fd = write_fd
+
+    def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
+        if self._fd >= 0:
+            write_fd, self._write_fd = self._write_fd, -1
+            if write_fd >= 0 and write_fd != self._fd:
+                _close(write_fd)
+            super().close(_close)
+
+    def send(self, obj: Any) -> None:
+        """Send a picklable object (one packet, one system call, for most objects)."""
+        if self._write_fd < 0 or not self._writable:
+            self._check_writable()
+        data = dumps(obj, HIGHEST_PROTOCOL)
+        size = len(data)
+        if size <= _PACKET_PAYLOAD:  # a write of at most PIPE_BUF bytes is whole
+            os.write(self._write_fd, _pack_short(size) + data)
+        else:
+            self._write_message(data)
+
+    def recv(self) -> Any:
+        """Receive an object sent with ``send``; ``EOFError`` once the peer has closed."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        first = os.read(self._fd, _PAGE)
+        if len(first) >= 4 and _unpack_short(first)[0] == len(first) - 4:  # one whole packet
+            return loads(first[4:])  # a page at most: copying beats a memoryview here
+        return loads(self._read_message(None, first))
+
+    def _read_message(
+        self, maxlength: int | None, first: bytes | None = None
+    ) -> bytes | bytearray | memoryview:
+        fd = self._fd
+        if first is None:
+            first = os.read(fd, _PAGE)
+        if not first:
+            raise EOFError("connection closed by the peer")
+        header = 4
+        size = _SHORT.unpack_from(first)[0] if len(first) >= header else 0
+        if size == _ESCAPE:
+            header = 12
+            size = _LONG.unpack_from(first, 4)[0] if len(first) >= header else 0
+        if len(first) < header:
+            self._readable = False
+            raise EOFError(f"a message header cut short ({len(first)} of {header} bytes)")
+        self._check_size(size, maxlength)
+        if len(first) - header == size:
+            return first[header:]
+        message = bytearray(first[header:])
+        while len(message) < size:
+            chunk = os.read(fd, _PAGE)
+            if not chunk:
+                raise EOFError(
+                    f"connection closed in the middle of a message ({len(message)} of "
+                    f"{size} bytes arrived)"
+                )
+            message += chunk
+        if len(message) != size:
+            self._readable = False
+            raise OSError(f"corrupt stream: a message of {size} bytes carried {len(message)}")
+        return message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self._check_open()
+        fds = (self._fd if self._readable else -1, self._write_fd)
+        tokens = tuple(reduction.export_fd(fd, "a Connection") if fd >= 0 else -1 for fd in fds)
+        return _rebuild_packet_connection, tokens
+
+
+def _rebuild_packet_connection(read_token: int, write_token: int) -> PacketConnection:
+    read_fd = reduction.import_fd(read_token) if read_token >= 0 else -1
+    write_fd = reduction.import_fd(write_token) if write_token >= 0 else -1
+    return PacketConnection(read_fd, write_fd)
+
+
+def _write_rest(fd: int, *views: memoryview) -> None:
+    pending = [v for v in views if len(v)]
+    while pending:
+        written = os.writev(fd, pending)
+        while written and pending:
+            first = pending[0]
+            if written >= len(first):
+                written -= len(first)
+                pending.pop(0)
+            else:
+                pending[0] = first[written:]
+                written = 0
+
+
+def _enlarge_pipe(fd: int) -> None:
+    """Give a pipe 1 MiB of buffer where the system allows (fewer blocked writers)."""
+    import fcntl
+
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    try:
+        fcntl.fcntl(fd, set_size, 1 << 20)
+    except OSError:
+        pass
+
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end)."""
+    one_way = osutil.packet_pipe(nonblocking=False)
+    if one_way is not None:
+        if not duplex:
+            return PacketConnection(one_way[0], -1), PacketConnection(-1, one_way[1])
+        other_way = osutil.packet_pipe(nonblocking=False)
+        if other_way is not None:
+            return (
+                PacketConnection(one_way[0], other_way[1]),
+                PacketConnection(other_way[0], one_way[1]),
+            )
+        os.close(one_way[0])
+        os.close(one_way[1])
+    if duplex:
+        left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return Connection(left.detach()), Connection(right.detach())
+    read_fd, write_fd = os.pipe()
+    _enlarge_pipe(write_fd)
+    return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+
+
+def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
+    """The objects of ``object_list`` that are ready to read (or closed), within ``timeout``.
+
+    Objects are connections, sockets, objects with ``fileno()``, descriptors,
+    and ``Process.sentinel`` values.
+    """
+    by_fd: dict[int, list[Any]] = {}
+    for obj in object_list:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        by_fd.setdefault(fd, []).append(obj)
+    return [obj for fd in wait_readable(list(by_fd), timeout) for obj in by_fd[fd]]
+
+
+# -- Listener and Client ------------------------------------------------------
+
+HANDSHAKE_TIMEOUT = 20.0
+"""Seconds a peer gets to answer the authentication challenge."""
+_CHALLENGE = b"#PROCFRAME-CHALLENGE#"
+_WELCOME = b"#PROCFRAME-WELCOME#"
+_FAILURE = b"#PROCFRAME-FAILURE#"
+_NONCE_SIZE = 32
+_HANDSHAKE_MAX = 256
+
+
+def address_type(address: Any) -> str:
+    """The family of ``address``: ``"AF_UNIX"`` for a path, ``"AF_INET"`` for (host, port)."""
+    if isinstance(address, (str, bytes, os.PathLike)):
+        return "AF_UNIX"
+    if isinstance(address, tuple) and len(address) == 2:
+        return "AF_INET"
+    raise ValueError(f"address {address!r} is neither a path (AF_UNIX) nor (host, port) (AF_INET)")
+
+
+def _check_family(family: str) -> int:
+    families = {"AF_UNIX": socket.AF_UNIX, "AF_INET": socket.AF_INET}
+    if family not in families:
+        raise ValueError(f"family must be 'AF_UNIX' or 'AF_INET', got {family!r}")
+    return families[family]
+
+
+def _check_authkey(authkey: bytes | None) -> None:
+    if authkey is not None and not isinstance(authkey, (bytes, bytearray)):
+        raise TypeError(f"authkey must be bytes, got {type(authkey).__name__}")
+
+
+class Listener:
+    """A bound, listening socket whose ``accept()`` returns connections."""
+
+    def __init__(
+        self,
+        address: Any = None,
+        family: str | None = None,
+        backlog: int = 1,
+        authkey: bytes | None = None,
+    ) -> None:
+        _check_authkey(authkey)
+        family = family or (address_type(address) if address is not None else "AF_UNIX")
+        socket_family = _check_family(family)
+        self._private_dir: str | None = None
+        if address is None:
+            address = self._private_address(family)
+        self._family = family
+        self._authkey = authkey
+        self._socket = socket.socket(socket_family, socket.SOCK_STREAM)
+        try:
+            if socket_family == socket.AF_INET:
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.bind(address)
+            self._socket.listen(backlog)
+        except BaseException:
+            self._socket.close()
+            raise
+        self._address = self._socket.getsockname()
+        self._unlink = os.fspath(address) if socket_family == socket.AF_UNIX else None
+        self._last_accepted: Any = None
+        self._creator = os.getpid()
+
+    def _private_address(self, family: str) -> Any:
+        if family == "AF_INET":
+            return ("127.0.0.1", 0)
+        import tempfile
+
+        self._private_dir = tempfile.mkdtemp(prefix="procframe-")
+        return os.path.join(self._private_dir, "listener")
+
+    @property
+    def address(self) -> Any:
+        """The address clients connect to."""
+        return self._address
+
+    @property
+    def last_accepted(self) -> Any:
+        """The address of the last accepted peer."""
+        return self._last_accepted
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def accept(self) -> Connection:
+        """Wait for a client; authenticate it if there is an authkey.
+
+        A client that fails the handshake raises ``AuthenticationError`` here;
+        the listener itself stays usable.
+        """
+        return self.authenticate(self.accept_socket())
+
+    def accept_socket(self) -> socket.socket:
+        """Wait for a client and return its socket, not yet authenticated.
+
+        With :meth:`authenticate` in another thread, a slow client cannot hold
+        up the accepting of others (what a server wants).
+        """
+        if self._socket.fileno() < 0:
+            raise OSError("listener is closed")
+        sock, self._last_accepted = self._socket.accept()
+        _no_delay(sock)
+        return sock
+
+    def authenticate(self, sock: socket.socket) -> Connection:
+        """The Connection over an accepted ``sock``, once it passed the handshake (if any)."""
+        if self._authkey is None:
+            return Connection(sock.detach())
+        return _authenticated(sock, self._authkey, server=True)
+
+    def close(self) -> None:
+        """Stop listening; remove the socket file of an AF_UNIX listener.
+
+        An ``accept()`` blocked in another thread raises ``OSError``.
+        """
+        if self._socket.fileno() >= 0:
+            if os.getpid() == self._creator:  # a forked child's close must not stop ours
+                try:
+                    self._socket.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept()
+                except OSError:
+                    pass
+            self._socket.close()
+            for remove, path in ((os.unlink, self._unlink), (os.rmdir, self._private_dir)):
+                if path:
+                    try:
+                        remove(path)
+                    except OSError:
+                        pass
+            self._unlink = self._private_dir = None
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<procframe Listener {self._family} {self._address!r}>"
+
+
+def Client(address: Any, family: str | None = None, authkey: bytes | None = None) -> Connection:
+    """Connect to a Listener at ``address``; authenticate if there is an authkey."""
+    _check_authkey(authkey)
+    socket_family = _check_family(family or address_type(address))
+    sock = socket.socket(socket_family, socket.SOCK_STREAM)
+    try:
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    _no_delay(sock)
+    if authkey is None:
+        return Connection(sock.detach())
+    return _authenticated(sock, authkey, server=False)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Send small TCP messages at once: each message is one write, and a request waits for
+    its answer, so Nagle's algorithm would only add a delayed-ACK wait."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _authenticated(sock: socket.socket, authkey: bytes, server: bool) -> Connection:
+    """Run the handshake on ``sock`` within ``HANDSHAKE_TIMEOUT``; the Connection, or raise.
+
+    The deadline bounds every read and write of the handshake, so a peer that
+    stops halfway cannot hold a Listener's ``accept()``.
+    """
+    limit = struct.pack("ll", int(HANDSHAKE_TIMEOUT), int(HANDSHAKE_TIMEOUT % 1 * 1e6))
+    no_limit = struct.pack("ll", 0, 0)
+    connection = Connection(sock.fileno())
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+        if server:
+            deliver_challenge(connection, authkey)
+            answer_challenge(connection, authkey)
+        else:
+            answer_challenge(connection, authkey)
+            deliver_challenge(connection, authkey)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, no_limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, no_limit)
+    except BlockingIOError:
+        sock.close()
+        connection._fd = -1
+        raise AuthenticationError(
+            f"the peer did not complete authentication within {HANDSHAKE_TIMEOUT} s"
+        ) from None
+    except BaseException:
+        sock.close()
+        connection._fd = -1
+        raise
+    sock.detach()  # the Connection owns the descriptor now
+    return connection
+
+
+def _handshake_recv(connection: Connection) -> bytes:
+    if not connection.poll(HANDSHAKE_TIMEOUT):
+        raise AuthenticationError(f"the peer did not answer within {HANDSHAKE_TIMEOUT} s")
+    try:
+        return connection.recv_bytes(_HANDSHAKE_MAX)
+    except EOFError:
+        raise AuthenticationError("the peer closed the connection during authentication") from None
+    except OSError as exc:
+        raise AuthenticationError(f"malformed authentication message: {exc}") from None
+
+
+def _digest(authkey: bytes, message: bytes) -> bytes:
+    return hmac.new(bytes(authkey), message, "sha256").digest()
+
+
+def deliver_challenge(connection: Connection, authkey: bytes) -> None:
+    """Challenge the peer to prove it knows ``authkey`` (HMAC-SHA256 of a random nonce)."""
+    message = _CHALLENGE + os.urandom(_NONCE_SIZE)
+    connection.send_bytes(message)
+    response = _handshake_recv(connection)
+    if hmac.compare_digest(response, _digest(authkey, message)):
+        connection.send_bytes(_WELCOME)
+    else:
+        connection.send_bytes(_FAILURE)
+        raise AuthenticationError("the peer does not know the authkey")
+
+
+def answer_challenge(connection: Connection, authkey: bytes) -> None:
+    """Answer the peer's challenge; ``AuthenticationError`` if it rejects us."""
+    message = _handshake_recv(connection)
+    if not message.startswith(_CHALLENGE) or len(message) != len(_CHALLENGE) + _NONCE_SIZE:
+        raise AuthenticationError("the peer sent no valid challenge")
+    connection.send_bytes(_digest(authkey, message))
+    if _handshake_recv(connection) != _WELCOME:
+        raise AuthenticationError("the peer rejected our authkey")
