@@ -335,7 +335,11 @@ def procframe_make_pool(
     ``processes`` is ``None`` (one per CPU) or an int >= 1; ``task_timeout``
     (seconds, > 0) stops a task that runs longer.  procframe's default
     (:class:`procframe.pool.Pool`, ``trylast``) starts its workers with
-    ``ctx.Process`` and keeps its shared state in ``ctx.RawArray``.
+    ``ctx.Process`` and keeps its shared state in ``ctx.RawArray``; it talks
+    to each worker over a socket pair of its own (its serving thread
+    multiplexes non-blocking byte streams, which a Pipe's message API does not
+    offer), so a backend that wants tasks to travel another way implements
+    this hook.
     """
 
 
