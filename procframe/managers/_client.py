@@ -1,6 +1,6 @@
-"""A process's side of its managers: one channel per server address.
+"""A process's side of its managers: one :class:`RemoteServer` per server address.
 
-A channel holds a connection per thread (a server thread per connection owns
+A RemoteServer holds a connection per thread (a server thread per connection owns
 what its client thread acquired, as a ``threading.RLock`` wants), the
 process's *session* (how the server counts this process's holds), and how
 many live proxies this process has of each object: the server hears only when
@@ -32,24 +32,25 @@ from procframe.managers._stream import Stream
 if TYPE_CHECKING:
     from procframe.managers._server import Server
 
-_channels: dict[tuple[Any, bytes], Channel] = {}
+_remote_servers: dict[tuple[Any, bytes], RemoteServer] = {}
 """By (address, authkey)."""
-_first_channels: dict[Any, Channel] = {}
-"""By address: the first channel that connected to it (what an unpickled proxy uses)."""
-_channels_lock = threading.Lock()
+_first_remote_servers: dict[Any, RemoteServer] = {}
+"""By address: the first one that connected to it (what an unpickled proxy uses)."""
+_remote_servers_lock = threading.Lock()
 _hosted: Server | None = None
+"""The server running in this process, if any: its own proxies call it directly."""
 pickling = threading.local()
 """``address``: the server whose request this thread is pickling: a proxy of that server in
 it needs no transit hold (the server holds it as it unpickles the request)."""
-"""The server running in this process, if any: its own proxies call it directly."""
 
 
 def new_session() -> str:
     return f"{os.getpid()}-{os.urandom(6).hex()}"
 
 
-class Channel:
-    """This process's connections and holds for the manager at ``address``."""
+class RemoteServer:
+    """The manager server at ``address``, as this process reaches it: its connections, and
+    the holds of this process's proxies of its objects."""
 
     def __init__(self, address: Any, authkey: bytes) -> None:
         self.address = address
@@ -68,7 +69,7 @@ class Channel:
         self._anchor: Stream | None = None
         self._dead: ManagerGoneError | None = None
         """Set once the server was lost: a server at the same address later is another one,
-        whose objects this channel's proxies must never reach."""
+        whose objects this process's proxies of this one must never reach."""
 
     # -- connections -----------------------------------------------------------
 
@@ -84,7 +85,7 @@ class Channel:
             raise ManagerGoneError(str(self._dead))
         stream = self._open()
         self.local.stream = stream
-        _first_channels.setdefault(self.address, self)  # it works: unpickled proxies use it
+        _first_remote_servers.setdefault(self.address, self)  # it works: unpickled proxies use it
         if self._anchor is None:
             # The session lives while one of its connections is open: keep the first one
             # open after its thread ends, for as long as this process lives.
@@ -174,7 +175,7 @@ class Channel:
         raise RemoteError(payload)
 
     def gone(self, exc: BaseException, what: str = "lost the connection to") -> ManagerGoneError:
-        """The error for a lost server; from now on this channel only raises it."""
+        """The error for a lost server; from now on this object only raises it."""
         self._dead = ManagerGoneError(
             f"{what} the manager at {self.address!r} (shut down, or its process died): {exc!r}"
         )
@@ -250,8 +251,8 @@ class Channel:
         self.inherited = list(self.holdings)
 
 
-class LocalChannel:
-    """The channel of proxies that live in their own server's process: direct calls."""
+class LocalServer:
+    """The manager server running in this process, as its own proxies reach it: direct calls."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -267,49 +268,49 @@ class LocalChannel:
         self.server.local_drops.append(ident)
 
 
-def channel_for(address: Any, authkey: bytes | None) -> Channel | LocalChannel:
-    """This process's channel to the manager at ``address`` with ``authkey``.
+def server_for(address: Any, authkey: bytes | None) -> RemoteServer | LocalServer:
+    """The manager server at ``address``, reached with ``authkey``, as this process sees it.
 
-    Without an authkey (a proxy that was unpickled), the channel this process
-    already has to that address, else one with this process's authkey.
+    Without an authkey (a proxy that was unpickled), the RemoteServer this process
+    already has for that address, else one with this process's authkey.
     """
     address = wire.address_key(address)
     hosted = _hosted
     if hosted is not None and wire.address_key(hosted.address) == address:
-        return LocalChannel(hosted)
+        return LocalServer(hosted)
     if authkey is None:
-        channel = _first_channels.get(address)
-        if channel is not None:
-            return channel
+        remote = _first_remote_servers.get(address)
+        if remote is not None:
+            return remote
         from procframe._core.process import current_process
 
         authkey = current_process().authkey
     key = (address, bytes(authkey))
-    channel = _channels.get(key)
-    if channel is None:
-        with _channels_lock:
-            channel = _channels.get(key)
-            if channel is None:
-                channel = _channels[key] = Channel(address, key[1])
-    return channel
+    remote = _remote_servers.get(key)
+    if remote is None:
+        with _remote_servers_lock:
+            remote = _remote_servers.get(key)
+            if remote is None:
+                remote = _remote_servers[key] = RemoteServer(address, key[1])
+    return remote
 
 
-def _forget(channel: Channel) -> None:
-    """Make new proxies and managers of ``channel``'s address use a new channel."""
-    with _channels_lock:
-        if _channels.get((channel.address, channel.authkey)) is channel:
-            del _channels[(channel.address, channel.authkey)]
-        if _first_channels.get(channel.address) is channel:
-            del _first_channels[channel.address]
+def _forget(remote: RemoteServer) -> None:
+    """Make new proxies and managers of ``remote``'s address use a new RemoteServer."""
+    with _remote_servers_lock:
+        if _remote_servers.get((remote.address, remote.authkey)) is remote:
+            del _remote_servers[(remote.address, remote.authkey)]
+        if _first_remote_servers.get(remote.address) is remote:
+            del _first_remote_servers[remote.address]
 
 
-def forget_channels(address: Any) -> None:
-    """Drop the channels to ``address`` (its manager shut down)."""
+def forget_remote_servers(address: Any) -> None:
+    """Drop the RemoteServers of ``address`` (its manager shut down)."""
     address = wire.address_key(address)
-    with _channels_lock:
-        for key in [key for key in _channels if key[0] == address]:
-            del _channels[key]
-        _first_channels.pop(address, None)
+    with _remote_servers_lock:
+        for key in [key for key in _remote_servers if key[0] == address]:
+            del _remote_servers[key]
+        _first_remote_servers.pop(address, None)
 
 
 def host_server(server: Server | None) -> None:
@@ -327,7 +328,7 @@ end the child closes once the server counts what the child inherited."""
 
 
 def _before_fork() -> None:
-    holding = any(channel.holdings for channel in list(_channels.values()))
+    holding = any(remote.holdings for remote in list(_remote_servers.values()))
     _forking.gate = os.pipe() if holding else None
 
 
@@ -347,19 +348,19 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _channels_lock, _hosted
-    _channels_lock = threading.Lock()
+    global _remote_servers_lock, _hosted
+    _remote_servers_lock = threading.Lock()
     _hosted = None  # a process forked by the server (a pool's worker) is a client of it
     gate = getattr(_forking, "gate", None)
     _forking.gate = None
     if gate is not None:
         os.close(gate[0])
     try:
-        for channel in list(_channels.values()):
-            channel.after_fork()
-            if channel.inherited:
+        for remote in list(_remote_servers.values()):
+            remote.after_fork()
+            if remote.inherited:
                 try:
-                    channel.control("dummy")  # the first connection's hello lists them
+                    remote.control("dummy")  # the first connection's hello lists them
                 except Exception:
                     pass
     finally:

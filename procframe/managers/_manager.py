@@ -76,7 +76,7 @@ class BaseManager:
     def connect(self) -> None:
         """Use the server already running at ``address``."""
         self._check_state(State.INITIAL, "connect")
-        self._channel().control("dummy")
+        self._server().control("dummy")
         self._state = State.STARTED
 
     def start(self, initializer: Any = None, initargs: Any = ()) -> None:
@@ -146,18 +146,19 @@ class BaseManager:
         if self._state is not expected:
             raise ProcessStateError(f"cannot {what}(): the manager is {self._state.value}")
 
-    def _channel(self) -> Any:
-        return _client.channel_for(self._address, self._authkey)
+    def _server(self) -> Any:
+        """The server, as this process reaches it (see :func:`_client.server_for`)."""
+        return _client.server_for(self._address, self._authkey)
 
     # -- objects -------------------------------------------------------------------
 
     def _create(self, typeid: str, *args: Any, **kwds: Any) -> Any:
         if self._state is not State.STARTED:
             raise ManagerGoneError(f"cannot make a {typeid!r}: the manager is {self._state.value}")
-        channel = self._channel()
-        if isinstance(channel, _client.LocalChannel):
+        server = self._server()
+        if isinstance(server, _client.LocalServer):
             raise RuntimeError("a manager cannot make objects from inside its own server")
-        typeid, ident, exposed, proxytype = channel.control("create", typeid, args, kwds)
+        typeid, ident, exposed, proxytype = server.control("create", typeid, args, kwds)
         proxytype = self._registry[typeid].proxytype
         token = wire.Token(typeid, self._address, ident)
         return proxytype(
@@ -167,11 +168,11 @@ class BaseManager:
 
     def _number_of_objects(self) -> int:
         """How many shared objects the server holds."""
-        return self._channel().control("number_of_objects")  # type: ignore[no-any-return]
+        return self._server().control("number_of_objects")  # type: ignore[no-any-return]
 
     def _debug_info(self) -> str:
         """One line per shared object the server holds."""
-        return self._channel().control("debug_info")  # type: ignore[no-any-return]
+        return self._server().control("debug_info")  # type: ignore[no-any-return]
 
     @classmethod
     def register(
@@ -231,10 +232,10 @@ class _Finalizer:
 
         forget_exit_callback(self)
         if self._process.is_alive():
-            channel = _client.channel_for(self._address, self._authkey)
+            server = _client.server_for(self._address, self._authkey)
             try:
-                if isinstance(channel, _client.Channel):
-                    channel.control("shutdown")
+                if isinstance(server, _client.RemoteServer):
+                    server.control("shutdown")
             except Exception:
                 pass
             self._process.join(self._timeout)
@@ -244,7 +245,7 @@ class _Finalizer:
                 if self._process.is_alive():
                     self._process.kill()
                     self._process.join()
-        _client.forget_channels(self._address)
+        _client.forget_remote_servers(self._address)
 
 
 class SyncManager(BaseManager):

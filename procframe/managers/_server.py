@@ -116,7 +116,7 @@ class Server:
         self._stopping = threading.Event()
         self._watch = select.epoll() if hasattr(select, "epoll") else None
         self.local_drops: deque[int] = deque()
-        """Proxies of this server that died in this process (see ``_proxy.LocalChannel``)."""
+        """Proxies of this server that died in this process (see ``_client.LocalServer``)."""
         self._controls: dict[str, Callable[..., Any]] = {
             "create": self._create,
             "hold": self._hold,
