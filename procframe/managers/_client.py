@@ -25,7 +25,7 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import TYPE_CHECKING, Any
 
 from procframe._core.errors import AuthenticationError
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError, RemoteError
 from procframe.managers._stream import Stream
 
@@ -107,7 +107,7 @@ class RemoteServer:
         with self._lock:
             inherited, self.inherited = self.inherited, []
         stream = Stream(connection)
-        stream.send(dumps((wire.CONTROL, wire.HELLO, (self.session, inherited), {})))
+        stream.send(dumps((protocol.CONTROL, protocol.HELLO, (self.session, inherited), {})))
         return stream
 
     def abandon(self, broken: bool) -> None:
@@ -125,7 +125,7 @@ class RemoteServer:
             if not broken:
                 try:
                     replacement = self._open()
-                    replacement.send(dumps((wire.CONTROL, "dummy", (), {})))
+                    replacement.send(dumps((protocol.CONTROL, "dummy", (), {})))
                     replacement.recv()  # the server counted it in the session
                 except Exception:
                     pass
@@ -147,7 +147,9 @@ class RemoteServer:
         changes = self._take_changes() if self.dropped or self.pending else None
         try:
             if changes:
-                stream.send(dumps((wire.CONTROL, wire.REFS, (changes,), {}), HIGHEST_PROTOCOL))
+                stream.send(
+                    dumps((protocol.CONTROL, protocol.REFS, (changes,), {}), HIGHEST_PROTOCOL)
+                )
                 changes = None
             stream.send(data)
             reply = stream.recv()
@@ -169,8 +171,8 @@ class RemoteServer:
 
     def control(self, name: str, *args: Any) -> Any:
         """Run a server operation; its result, or ``RemoteError``."""
-        kind, payload = self.request(wire.CONTROL, name, args)
-        if kind == wire.RETURN:
+        kind, payload = self.request(protocol.CONTROL, name, args)
+        if kind == protocol.RETURN:
             return payload
         raise RemoteError(payload)
 
@@ -191,7 +193,7 @@ class RemoteServer:
             count = self.holdings.get(ident, 0)
             self.holdings[ident] = count + 1
             if count:
-                self.pending.append((wire.RELEASE, ident, 0))
+                self.pending.append((protocol.RELEASE, ident, 0))
 
     def acquire(self, ident: int, transit: int | None) -> None:
         """A new proxy of ``ident`` (unpickled, or made from a token); ``transit``: the id of
@@ -202,7 +204,7 @@ class RemoteServer:
             if count:
                 self.holdings[ident] = count + 1
                 if transit is not None:
-                    self.pending.append((wire.UNTRANSIT, ident, transit))
+                    self.pending.append((protocol.UNTRANSIT, ident, transit))
                 return
         self.control("hold", ident, transit)
         self.adopt(ident)  # another thread may have taken a hold meanwhile: adopt evens it out
@@ -226,7 +228,7 @@ class RemoteServer:
                 self.holdings[ident] = count
             else:
                 self.holdings.pop(ident, None)
-                self.pending.append((wire.RELEASE, ident, 0))
+                self.pending.append((protocol.RELEASE, ident, 0))
 
     def _take_changes(self) -> list[tuple[int, int, int]]:
         """The hold changes the server has not heard yet, now taken off the queue."""
@@ -274,9 +276,9 @@ def server_for(address: Any, authkey: bytes | None) -> RemoteServer | LocalServe
     Without an authkey (a proxy that was unpickled), the RemoteServer this process
     already has for that address, else one with this process's authkey.
     """
-    address = wire.address_key(address)
+    address = protocol.address_key(address)
     hosted = _hosted
-    if hosted is not None and wire.address_key(hosted.address) == address:
+    if hosted is not None and protocol.address_key(hosted.address) == address:
         return LocalServer(hosted)
     if authkey is None:
         remote = _first_remote_servers.get(address)
@@ -306,7 +308,7 @@ def _forget(remote: RemoteServer) -> None:
 
 def forget_remote_servers(address: Any) -> None:
     """Drop the RemoteServers of ``address`` (its manager shut down)."""
-    address = wire.address_key(address)
+    address = protocol.address_key(address)
     with _remote_servers_lock:
         for key in [key for key in _remote_servers if key[0] == address]:
             del _remote_servers[key]

@@ -9,7 +9,7 @@ from typing import Any
 
 from procframe._core.errors import ProcessStateError
 from procframe.managers import _client, _types
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError
 from procframe.managers._proxy import AutoProxy, BaseProxy
 from procframe.managers._server import Registration, Server, picklable_registry, run_server
@@ -40,17 +40,17 @@ class BaseManager:
         self,
         address: Any = None,
         authkey: bytes | None = None,
-        serializer: str = wire.PICKLE,
+        serializer: str = protocol.PICKLE,
         ctx: Any = None,
         *,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
         from procframe._core.process import current_process
 
-        wire.check_serializer(serializer)
+        protocol.check_serializer(serializer)
         if authkey is not None and not isinstance(authkey, (bytes, bytearray)):
             raise TypeError(f"authkey must be bytes, got {type(authkey).__name__}")
-        self._address = wire.address_key(address)
+        self._address = protocol.address_key(address)
         self._authkey = bytes(current_process().authkey if authkey is None else authkey)
         self._serializer = serializer
         self._ctx = ctx
@@ -70,7 +70,7 @@ class BaseManager:
         """A server for this manager's types at its address, to run with ``serve_forever()``."""
         self._check_state(State.INITIAL, "get_server")
         server = Server(self._registry, self._address, self._authkey, self._serializer)
-        self._address = wire.address_key(server.address)
+        self._address = protocol.address_key(server.address)
         return server
 
     def connect(self) -> None:
@@ -110,7 +110,7 @@ class BaseManager:
             ) from None
         finally:
             reader.close()
-        self._address = wire.address_key(address)
+        self._address = protocol.address_key(address)
         self._state = State.STARTED
         from procframe._core.process import on_exit_after_children
 
@@ -160,7 +160,7 @@ class BaseManager:
             raise RuntimeError("a manager cannot make objects from inside its own server")
         typeid, ident, exposed, proxytype = server.control("create", typeid, args, kwds)
         proxytype = self._registry[typeid].proxytype
-        token = wire.Token(typeid, self._address, ident)
+        token = protocol.Token(typeid, self._address, ident)
         return proxytype(
             token, self._serializer, manager=self, authkey=self._authkey, exposed=exposed,
             incref=False,

@@ -7,7 +7,7 @@ import weakref
 from typing import Any
 
 from procframe.managers import _client
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._errors import RemoteError
 from procframe.managers._protocol import Token
 from procframe.managers._server import GET_VALUE
@@ -30,14 +30,14 @@ class BaseProxy:
     def __init__(
         self,
         token: Token,
-        serializer: str = wire.PICKLE,
+        serializer: str = protocol.PICKLE,
         manager: Any = None,
         authkey: bytes | None = None,
         exposed: tuple[str, ...] | None = None,
         incref: bool = True,
         manager_owned: bool = False,
     ) -> None:
-        wire.check_serializer(serializer)
+        protocol.check_serializer(serializer)
         self._token = token
         self._id = token.id
         self._serializer = serializer
@@ -56,15 +56,15 @@ class BaseProxy:
         if isinstance(server, _client.LocalServer):
             return self._call_here(methodname, args, kwds)
         kind, payload = server.request(self._id, methodname, args, kwds)
-        if kind == wire.RETURN:
+        if kind == protocol.RETURN:
             return payload
         return self._outcome(kind, payload)
 
     def _outcome(self, kind: int, payload: Any) -> Any:
-        if kind == wire.RAISED:
+        if kind == protocol.RAISED:
             exc, text = payload
             raise exc from RemoteError(text)
-        if kind == wire.PROXY:
+        if kind == protocol.PROXY:
             return _new_proxy(payload, self._token.address, self._manager, self._authkey)
         raise RemoteError(payload)
 
@@ -79,9 +79,9 @@ class BaseProxy:
         if entry is None:
             raise RemoteError(f"no shared object with id {self._id}: it was freed")
         kind, payload = server.call(entry, SERVER_SESSION, self._id, methodname, args, kwds or {})
-        if kind == wire.RETURN:
+        if kind == protocol.RETURN:
             return payload
-        if kind == wire.RAISED:
+        if kind == protocol.RAISED:
             raise payload[0]
         return self._outcome(kind, payload)
 
@@ -180,7 +180,7 @@ def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes
     if proxytype is None:
         proxytype = AutoProxy
     return proxytype(
-        token, wire.PICKLE, manager=manager, authkey=authkey, exposed=exposed, incref=False
+        token, protocol.PICKLE, manager=manager, authkey=authkey, exposed=exposed, incref=False
     )
 
 
@@ -217,7 +217,7 @@ def _auto_type(typeid: str, exposed: Any) -> type[BaseProxy]:
 
 def AutoProxy(
     token: Token,
-    serializer: str = wire.PICKLE,
+    serializer: str = protocol.PICKLE,
     manager: Any = None,
     authkey: bytes | None = None,
     exposed: Any = None,
