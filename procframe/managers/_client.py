@@ -125,7 +125,7 @@ class RemoteServer:
             if not broken:
                 try:
                     replacement = self._open()
-                    replacement.send(dumps((protocol.CONTROL, "dummy", (), {})))
+                    replacement.send(dumps((protocol.CONTROL, protocol.PING, (), {})))
                     replacement.recv()  # the server counted it in the session
                 except Exception:
                     pass
@@ -362,7 +362,7 @@ def _after_fork_in_child() -> None:
             remote.after_fork()
             if remote.inherited:
                 try:
-                    remote.control("dummy")  # the first connection's hello lists them
+                    remote.control(protocol.PING)  # the first connection's hello lists them
                 except Exception:
                     pass
     finally:

@@ -76,7 +76,7 @@ class BaseManager:
     def connect(self) -> None:
         """Use the server already running at ``address``."""
         self._check_state(State.INITIAL, "connect")
-        self._server().control("dummy")
+        self._server().control(protocol.PING)
         self._state = State.STARTED
 
     def start(self, initializer: Any = None, initargs: Any = ()) -> None:

@@ -124,7 +124,7 @@ class Server:
             "number_of_objects": self._number_of_objects,
             "debug_info": self._debug_info,
             "exposed": self._exposed,
-            "dummy": lambda session: None,
+            protocol.PING: lambda session: None,
             "shutdown": self._shutdown,
         }
 
