@@ -216,9 +216,6 @@ class Connection:
         self._check_size(size, maxlength)
         if size <= _GROWTH_STEP:
             return self._read_exactly(size, "body")
-        return self._read_big(size)
-
-    def _read_big(self, size: int) -> bytearray:
         return read_growing(self._fd, size)
 
     # -- crossing to a child ---------------------------------------------------
