@@ -45,6 +45,22 @@ _serving = threading.local()
 the thread is pickling (a proxy in it is held for that session)."""
 
 
+def hangup_events() -> int:
+    """The ``poll()`` events of a client that hung up.
+
+    ``POLLRDHUP`` (Linux) is a peer that shut its end, even over TCP; where it is
+    missing, ``POLLHUP`` alone, which a closed Unix socket raises too.
+    """
+    return select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+
+
+def hangup_watcher() -> Any:
+    """An ``epoll`` that reports only hang-ups (Linux); None where there is none."""
+    if not all(hasattr(select, name) for name in ("epoll", "EPOLLRDHUP", "POLLRDHUP")):
+        return None
+    return select.epoll()
+
+
 def caller_gone() -> bool:
     """True if the client whose request this thread runs has hung up.
 
@@ -88,7 +104,7 @@ class _Link:
         self.stream = Stream(connection)
         self.hangup = select.poll()
         """Polls the connection for the client's hang-up (see :func:`caller_gone`)."""
-        self.hangup.register(connection.fileno(), select.POLLRDHUP | select.POLLHUP)
+        self.hangup.register(connection.fileno(), hangup_events())
         self.session: Any = None
         self.open = True
 
@@ -114,7 +130,9 @@ class Server:
         self._lock = threading.Lock()
         self._idents = itertools.count(1)
         self._stopping = threading.Event()
-        self._watch = select.epoll() if hasattr(select, "epoll") else None
+        self._watch = hangup_watcher()
+        """Where it is None, a hang-up is noticed by the client's own thread, once the method
+        it runs returns, or by the method itself (see :func:`caller_gone`)."""
         self.local_drops: deque[int] = deque()
         """Proxies of this server that died in this process (see ``_client.LocalServer``)."""
         self._controls: dict[str, Callable[..., Any]] = {
@@ -455,7 +473,7 @@ class Server:
                 if link is None:
                     continue
                 # The descriptor may have been closed and reused since poll() answered.
-                probe.register(fd, select.POLLRDHUP)
+                probe.register(fd, hangup_events())
                 try:
                     hung_up = bool(probe.poll(0))
                 finally:
