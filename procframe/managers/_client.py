@@ -69,7 +69,7 @@ class RemoteServer:
         self._anchor: Stream | None = None
         self._dead: ManagerGoneError | None = None
         """Set once the server was lost: a server at the same address later is another one,
-        whose objects this process's proxies of this one must never reach."""
+        whose objects the proxies made through this one must never reach."""
 
     # -- connections -----------------------------------------------------------
 
