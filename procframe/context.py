@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from procframe.posix import queues, synchronize
     from procframe.posix.connection import Connection
 
-BACKEND_ENV = registry.BACKEND_ENV
-
 _lock = _thread.RLock()
 _contexts: dict[str, Context] = {}
 

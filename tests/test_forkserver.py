@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import procframe
-from procframe.backends.forkserver import server_pid
+from procframe._core.process import service_pids
 from procframe.testing.helpers import targets
 from procframe.testing.helpers.scripts import run_script
 
@@ -21,7 +21,7 @@ def test_preloaded_modules_are_imported_once_by_the_server(tmp_path: Path) -> No
         """
         import sys
         import procframe
-        from procframe.backends.forkserver import server_pid
+        from procframe._core.process import service_pids
         from procframe.testing.helpers import targets
 
         def loaded(path):
@@ -33,7 +33,8 @@ def test_preloaded_modules_are_imported_once_by_the_server(tmp_path: Path) -> No
                 p = procframe.Process(target=loaded, args=(f'child{i}',))
                 p.start()
                 p.join()
-            targets.report('server', server_pid())
+            (server,) = service_pids()  # the fork server is the one helper process
+            targets.report('server', server)
             assert 'preloadme' not in sys.modules
         """,
         "forkserver",
@@ -57,8 +58,7 @@ def test_a_dead_server_is_replaced(tmp_path: Path) -> None:
     first = ctx.Process(target=targets.noop)
     first.start()
     first.join(60)
-    old = server_pid()
-    assert old is not None
+    (old,) = service_pids()  # the fork server is the one helper process
     os.kill(old, signal.SIGKILL)  # no wait: the next start may still see it dying
     out = tmp_path / "out"
     second = ctx.Process(target=targets.write_marker, args=(str(out),))
@@ -66,4 +66,5 @@ def test_a_dead_server_is_replaced(tmp_path: Path) -> None:
     second.join(60)
     assert second.exitcode == 0
     assert out.read_text() == str(second.pid)
-    assert server_pid() not in (None, old)
+    (new,) = service_pids()
+    assert new != old

@@ -106,7 +106,7 @@ def _from_importlib_metadata(group: str) -> list[EntryPoint]:
 
     found = []
     for ep in metadata_entry_points(group=group):
-        dist = getattr(ep, "dist", None)
+        dist = ep.dist
         found.append(
             EntryPoint(
                 ep.name,

@@ -112,24 +112,37 @@ PIPE_SIZE = 1 << 20
 """The buffer procframe asks for its pipes (the system may cap it lower)."""
 
 
+def enlarge_pipe(fd: int) -> None:
+    """Ask for a buffer of ``PIPE_SIZE`` for the pipe of ``fd`` (fewer blocked writers).
+
+    Only Linux can (``F_SETPIPE_SZ``); elsewhere, or above the system's limit,
+    the pipe keeps its default size, which works too.
+    """
+    import fcntl
+
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
+    try:
+        fcntl.fcntl(fd, set_size, PIPE_SIZE)
+    except OSError:
+        pass
+
+
 def packet_pipe(nonblocking: bool) -> tuple[int, int] | None:
     """A pipe in packet mode (``O_DIRECT``): each write of up to ``PIPE_BUF`` bytes is one
     packet, written whole, and each read returns at most one packet.  None where the
-    system has no packet-mode pipes."""
+    system has no packet-mode pipes (only Linux has them: another system's ``O_DIRECT``
+    means something else, or nothing, for a pipe)."""
     direct = getattr(os, "O_DIRECT", 0)
-    if not direct or not hasattr(os, "pipe2"):
+    if not (sys.platform.startswith("linux") and direct and hasattr(os, "pipe2")):
         return None
     flags = direct | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
     try:
         read_fd, write_fd = os.pipe2(flags)
     except OSError:
         return None
-    import fcntl
-
-    try:
-        fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
-    except OSError:
-        pass  # the system's limit is lower: the default size works too
+    enlarge_pipe(write_fd)
     return read_fd, write_fd
 
 

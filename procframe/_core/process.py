@@ -363,7 +363,7 @@ class _MainProcess(BaseProcess):
         self._exitcode = None
         self._closed = False
         self._counter = itertools.count(1)
-        self._config = {"authkey": AuthenticationString(os.urandom(32)), "semprefix": "/pf"}
+        self._config = {"authkey": AuthenticationString(os.urandom(32))}
 
     def close(self) -> None:
         pass

@@ -8,20 +8,11 @@ only when the backend is used.
 from __future__ import annotations
 
 import os
-import sys
 
 from procframe._core.backend import PICKLES_PROCESS, REIMPORTS_MAIN, BackendInfo, Launcher
 from procframe._core.hookspecs import hookimpl
 from procframe._core.process import BaseProcess
 from procframe.backends.base import OS_PROCESS_CAPABILITIES, ProcessBackend
-
-_CLIENT = "procframe.backends.forkserver_client"
-
-
-def server_pid() -> int | None:
-    """The pid of this process's fork server, if one is running."""
-    client = sys.modules.get(_CLIENT)
-    return None if client is None else client.server.pid
 
 
 class ForkServerBackend(ProcessBackend):

@@ -46,14 +46,6 @@ class ForkServer:
         self._control: socket.socket | None = None
         self._popen: Any = None
 
-    @property
-    def pid(self) -> int | None:
-        """The server's pid, if this process has started one."""
-        if self._owner_pid != os.getpid() or self._popen is None:
-            return None
-        pid: int = self._popen.pid
-        return pid
-
     def _ensure_running(self) -> socket.socket:
         if self._owner_pid != os.getpid():
             # Inherited through fork from a parent that had a server: not ours.

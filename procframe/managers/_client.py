@@ -1,6 +1,6 @@
-"""A process's side of its managers: one channel per server address.
+"""A process's side of its managers: one :class:`RemoteServer` per server address.
 
-A channel holds a connection per thread (a server thread per connection owns
+A RemoteServer holds a connection per thread (a server thread per connection owns
 what its client thread acquired, as a ``threading.RLock`` wants), the
 process's *session* (how the server counts this process's holds), and how
 many live proxies this process has of each object: the server hears only when
@@ -25,31 +25,32 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import TYPE_CHECKING, Any
 
 from procframe._core.errors import AuthenticationError
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError, RemoteError
 from procframe.managers._stream import Stream
 
 if TYPE_CHECKING:
     from procframe.managers._server import Server
 
-_channels: dict[tuple[Any, bytes], Channel] = {}
+_remote_servers: dict[tuple[Any, bytes], RemoteServer] = {}
 """By (address, authkey)."""
-_first_channels: dict[Any, Channel] = {}
-"""By address: the first channel that connected to it (what an unpickled proxy uses)."""
-_channels_lock = threading.Lock()
+_first_remote_servers: dict[Any, RemoteServer] = {}
+"""By address: the first one that connected to it (what an unpickled proxy uses)."""
+_remote_servers_lock = threading.Lock()
 _hosted: Server | None = None
+"""The server running in this process, if any: its own proxies call it directly."""
 pickling = threading.local()
 """``address``: the server whose request this thread is pickling: a proxy of that server in
 it needs no transit hold (the server holds it as it unpickles the request)."""
-"""The server running in this process, if any: its own proxies call it directly."""
 
 
 def new_session() -> str:
     return f"{os.getpid()}-{os.urandom(6).hex()}"
 
 
-class Channel:
-    """This process's connections and holds for the manager at ``address``."""
+class RemoteServer:
+    """The manager server at ``address``, as this process reaches it: its connections, and
+    the holds of this process's proxies of its objects."""
 
     def __init__(self, address: Any, authkey: bytes) -> None:
         self.address = address
@@ -68,7 +69,7 @@ class Channel:
         self._anchor: Stream | None = None
         self._dead: ManagerGoneError | None = None
         """Set once the server was lost: a server at the same address later is another one,
-        whose objects this channel's proxies must never reach."""
+        whose objects the proxies made through this one must never reach."""
 
     # -- connections -----------------------------------------------------------
 
@@ -84,7 +85,7 @@ class Channel:
             raise ManagerGoneError(str(self._dead))
         stream = self._open()
         self.local.stream = stream
-        _first_channels.setdefault(self.address, self)  # it works: unpickled proxies use it
+        _first_remote_servers.setdefault(self.address, self)  # it works: unpickled proxies use it
         if self._anchor is None:
             # The session lives while one of its connections is open: keep the first one
             # open after its thread ends, for as long as this process lives.
@@ -106,7 +107,7 @@ class Channel:
         with self._lock:
             inherited, self.inherited = self.inherited, []
         stream = Stream(connection)
-        stream.send(dumps((wire.CONTROL, wire.HELLO, (self.session, inherited), {})))
+        stream.send(dumps((protocol.CONTROL, protocol.HELLO, (self.session, inherited), {})))
         return stream
 
     def abandon(self, broken: bool) -> None:
@@ -124,7 +125,7 @@ class Channel:
             if not broken:
                 try:
                     replacement = self._open()
-                    replacement.send(dumps((wire.CONTROL, "dummy", (), {})))
+                    replacement.send(dumps((protocol.CONTROL, protocol.PING, (), {})))
                     replacement.recv()  # the server counted it in the session
                 except Exception:
                     pass
@@ -146,7 +147,9 @@ class Channel:
         changes = self._take_changes() if self.dropped or self.pending else None
         try:
             if changes:
-                stream.send(dumps((wire.CONTROL, wire.REFS, (changes,), {}), HIGHEST_PROTOCOL))
+                stream.send(
+                    dumps((protocol.CONTROL, protocol.REFS, (changes,), {}), HIGHEST_PROTOCOL)
+                )
                 changes = None
             stream.send(data)
             reply = stream.recv()
@@ -168,13 +171,13 @@ class Channel:
 
     def control(self, name: str, *args: Any) -> Any:
         """Run a server operation; its result, or ``RemoteError``."""
-        kind, payload = self.request(wire.CONTROL, name, args)
-        if kind == wire.RETURN:
+        kind, payload = self.request(protocol.CONTROL, name, args)
+        if kind == protocol.RETURN:
             return payload
         raise RemoteError(payload)
 
     def gone(self, exc: BaseException, what: str = "lost the connection to") -> ManagerGoneError:
-        """The error for a lost server; from now on this channel only raises it."""
+        """The error for a lost server; from now on this object only raises it."""
         self._dead = ManagerGoneError(
             f"{what} the manager at {self.address!r} (shut down, or its process died): {exc!r}"
         )
@@ -190,7 +193,7 @@ class Channel:
             count = self.holdings.get(ident, 0)
             self.holdings[ident] = count + 1
             if count:
-                self.pending.append((wire.RELEASE, ident, 0))
+                self.pending.append((protocol.RELEASE, ident, 0))
 
     def acquire(self, ident: int, transit: int | None) -> None:
         """A new proxy of ``ident`` (unpickled, or made from a token); ``transit``: the id of
@@ -201,7 +204,7 @@ class Channel:
             if count:
                 self.holdings[ident] = count + 1
                 if transit is not None:
-                    self.pending.append((wire.UNTRANSIT, ident, transit))
+                    self.pending.append((protocol.UNTRANSIT, ident, transit))
                 return
         self.control("hold", ident, transit)
         self.adopt(ident)  # another thread may have taken a hold meanwhile: adopt evens it out
@@ -225,7 +228,7 @@ class Channel:
                 self.holdings[ident] = count
             else:
                 self.holdings.pop(ident, None)
-                self.pending.append((wire.RELEASE, ident, 0))
+                self.pending.append((protocol.RELEASE, ident, 0))
 
     def _take_changes(self) -> list[tuple[int, int, int]]:
         """The hold changes the server has not heard yet, now taken off the queue."""
@@ -250,8 +253,8 @@ class Channel:
         self.inherited = list(self.holdings)
 
 
-class LocalChannel:
-    """The channel of proxies that live in their own server's process: direct calls."""
+class LocalServer:
+    """The manager server running in this process, as its own proxies reach it: direct calls."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -267,49 +270,49 @@ class LocalChannel:
         self.server.local_drops.append(ident)
 
 
-def channel_for(address: Any, authkey: bytes | None) -> Channel | LocalChannel:
-    """This process's channel to the manager at ``address`` with ``authkey``.
+def server_for(address: Any, authkey: bytes | None) -> RemoteServer | LocalServer:
+    """The manager server at ``address``, reached with ``authkey``, as this process sees it.
 
-    Without an authkey (a proxy that was unpickled), the channel this process
-    already has to that address, else one with this process's authkey.
+    Without an authkey (a proxy that was unpickled), the RemoteServer this process
+    already has for that address, else one with this process's authkey.
     """
-    address = wire.address_key(address)
+    address = protocol.address_key(address)
     hosted = _hosted
-    if hosted is not None and wire.address_key(hosted.address) == address:
-        return LocalChannel(hosted)
+    if hosted is not None and protocol.address_key(hosted.address) == address:
+        return LocalServer(hosted)
     if authkey is None:
-        channel = _first_channels.get(address)
-        if channel is not None:
-            return channel
+        remote = _first_remote_servers.get(address)
+        if remote is not None:
+            return remote
         from procframe._core.process import current_process
 
         authkey = current_process().authkey
     key = (address, bytes(authkey))
-    channel = _channels.get(key)
-    if channel is None:
-        with _channels_lock:
-            channel = _channels.get(key)
-            if channel is None:
-                channel = _channels[key] = Channel(address, key[1])
-    return channel
+    remote = _remote_servers.get(key)
+    if remote is None:
+        with _remote_servers_lock:
+            remote = _remote_servers.get(key)
+            if remote is None:
+                remote = _remote_servers[key] = RemoteServer(address, key[1])
+    return remote
 
 
-def _forget(channel: Channel) -> None:
-    """Make new proxies and managers of ``channel``'s address use a new channel."""
-    with _channels_lock:
-        if _channels.get((channel.address, channel.authkey)) is channel:
-            del _channels[(channel.address, channel.authkey)]
-        if _first_channels.get(channel.address) is channel:
-            del _first_channels[channel.address]
+def _forget(remote: RemoteServer) -> None:
+    """Make new proxies and managers of ``remote``'s address use a new RemoteServer."""
+    with _remote_servers_lock:
+        if _remote_servers.get((remote.address, remote.authkey)) is remote:
+            del _remote_servers[(remote.address, remote.authkey)]
+        if _first_remote_servers.get(remote.address) is remote:
+            del _first_remote_servers[remote.address]
 
 
-def forget_channels(address: Any) -> None:
-    """Drop the channels to ``address`` (its manager shut down)."""
-    address = wire.address_key(address)
-    with _channels_lock:
-        for key in [key for key in _channels if key[0] == address]:
-            del _channels[key]
-        _first_channels.pop(address, None)
+def forget_remote_servers(address: Any) -> None:
+    """Drop the RemoteServers of ``address`` (its manager shut down)."""
+    address = protocol.address_key(address)
+    with _remote_servers_lock:
+        for key in [key for key in _remote_servers if key[0] == address]:
+            del _remote_servers[key]
+        _first_remote_servers.pop(address, None)
 
 
 def host_server(server: Server | None) -> None:
@@ -327,7 +330,7 @@ end the child closes once the server counts what the child inherited."""
 
 
 def _before_fork() -> None:
-    holding = any(channel.holdings for channel in list(_channels.values()))
+    holding = any(remote.holdings for remote in list(_remote_servers.values()))
     _forking.gate = os.pipe() if holding else None
 
 
@@ -347,19 +350,19 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _channels_lock, _hosted
-    _channels_lock = threading.Lock()
+    global _remote_servers_lock, _hosted
+    _remote_servers_lock = threading.Lock()
     _hosted = None  # a process forked by the server (a pool's worker) is a client of it
     gate = getattr(_forking, "gate", None)
     _forking.gate = None
     if gate is not None:
         os.close(gate[0])
     try:
-        for channel in list(_channels.values()):
-            channel.after_fork()
-            if channel.inherited:
+        for remote in list(_remote_servers.values()):
+            remote.after_fork()
+            if remote.inherited:
                 try:
-                    channel.control("dummy")  # the first connection's hello lists them
+                    remote.control(protocol.PING)  # the first connection's hello lists them
                 except Exception:
                     pass
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 from procframe._core.errors import ProcessStateError
 from procframe.managers import _client, _types
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError
 from procframe.managers._proxy import AutoProxy, BaseProxy
 from procframe.managers._server import Registration, Server, picklable_registry, run_server
@@ -40,17 +40,17 @@ class BaseManager:
         self,
         address: Any = None,
         authkey: bytes | None = None,
-        serializer: str = wire.PICKLE,
+        serializer: str = protocol.PICKLE,
         ctx: Any = None,
         *,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
         from procframe._core.process import current_process
 
-        wire.check_serializer(serializer)
+        protocol.check_serializer(serializer)
         if authkey is not None and not isinstance(authkey, (bytes, bytearray)):
             raise TypeError(f"authkey must be bytes, got {type(authkey).__name__}")
-        self._address = wire.address_key(address)
+        self._address = protocol.address_key(address)
         self._authkey = bytes(current_process().authkey if authkey is None else authkey)
         self._serializer = serializer
         self._ctx = ctx
@@ -70,13 +70,13 @@ class BaseManager:
         """A server for this manager's types at its address, to run with ``serve_forever()``."""
         self._check_state(State.INITIAL, "get_server")
         server = Server(self._registry, self._address, self._authkey, self._serializer)
-        self._address = wire.address_key(server.address)
+        self._address = protocol.address_key(server.address)
         return server
 
     def connect(self) -> None:
         """Use the server already running at ``address``."""
         self._check_state(State.INITIAL, "connect")
-        self._channel().control("dummy")
+        self._server().control(protocol.PING)
         self._state = State.STARTED
 
     def start(self, initializer: Any = None, initargs: Any = ()) -> None:
@@ -110,7 +110,7 @@ class BaseManager:
             ) from None
         finally:
             reader.close()
-        self._address = wire.address_key(address)
+        self._address = protocol.address_key(address)
         self._state = State.STARTED
         from procframe._core.process import on_exit_after_children
 
@@ -146,20 +146,21 @@ class BaseManager:
         if self._state is not expected:
             raise ProcessStateError(f"cannot {what}(): the manager is {self._state.value}")
 
-    def _channel(self) -> Any:
-        return _client.channel_for(self._address, self._authkey)
+    def _server(self) -> Any:
+        """The server, as this process reaches it (see :func:`_client.server_for`)."""
+        return _client.server_for(self._address, self._authkey)
 
     # -- objects -------------------------------------------------------------------
 
     def _create(self, typeid: str, *args: Any, **kwds: Any) -> Any:
         if self._state is not State.STARTED:
             raise ManagerGoneError(f"cannot make a {typeid!r}: the manager is {self._state.value}")
-        channel = self._channel()
-        if isinstance(channel, _client.LocalChannel):
+        server = self._server()
+        if isinstance(server, _client.LocalServer):
             raise RuntimeError("a manager cannot make objects from inside its own server")
-        typeid, ident, exposed, proxytype = channel.control("create", typeid, args, kwds)
+        typeid, ident, exposed, proxytype = server.control("create", typeid, args, kwds)
         proxytype = self._registry[typeid].proxytype
-        token = wire.Token(typeid, self._address, ident)
+        token = protocol.Token(typeid, self._address, ident)
         return proxytype(
             token, self._serializer, manager=self, authkey=self._authkey, exposed=exposed,
             incref=False,
@@ -167,11 +168,11 @@ class BaseManager:
 
     def _number_of_objects(self) -> int:
         """How many shared objects the server holds."""
-        return self._channel().control("number_of_objects")  # type: ignore[no-any-return]
+        return self._server().control("number_of_objects")  # type: ignore[no-any-return]
 
     def _debug_info(self) -> str:
         """One line per shared object the server holds."""
-        return self._channel().control("debug_info")  # type: ignore[no-any-return]
+        return self._server().control("debug_info")  # type: ignore[no-any-return]
 
     @classmethod
     def register(
@@ -231,10 +232,10 @@ class _Finalizer:
 
         forget_exit_callback(self)
         if self._process.is_alive():
-            channel = _client.channel_for(self._address, self._authkey)
+            server = _client.server_for(self._address, self._authkey)
             try:
-                if isinstance(channel, _client.Channel):
-                    channel.control("shutdown")
+                if isinstance(server, _client.RemoteServer):
+                    server.control("shutdown")
             except Exception:
                 pass
             self._process.join(self._timeout)
@@ -244,7 +245,7 @@ class _Finalizer:
                 if self._process.is_alive():
                     self._process.kill()
                     self._process.join()
-        _client.forget_channels(self._address)
+        _client.forget_remote_servers(self._address)
 
 
 class SyncManager(BaseManager):

@@ -31,6 +31,10 @@ REFS = "refs"
 """args: (list of (RELEASE, ident, 0) or (UNTRANSIT, ident, transit id)): holds given up."""
 ONE_WAY = frozenset({HELLO, REFS})
 
+PING = "ping"
+"""A server operation that does nothing and answers None: the server is there and has read
+everything sent before it on that connection (the hello that opened it, say)."""
+
 RELEASE = 0
 """The session holds one proxy fewer of the object."""
 UNTRANSIT = 1

@@ -7,7 +7,7 @@ import weakref
 from typing import Any
 
 from procframe.managers import _client
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._errors import RemoteError
 from procframe.managers._protocol import Token
 from procframe.managers._server import GET_VALUE
@@ -30,21 +30,21 @@ class BaseProxy:
     def __init__(
         self,
         token: Token,
-        serializer: str = wire.PICKLE,
+        serializer: str = protocol.PICKLE,
         manager: Any = None,
         authkey: bytes | None = None,
         exposed: tuple[str, ...] | None = None,
         incref: bool = True,
         manager_owned: bool = False,
     ) -> None:
-        wire.check_serializer(serializer)
+        protocol.check_serializer(serializer)
         self._token = token
         self._id = token.id
         self._serializer = serializer
         self._manager = manager
-        channel = _client.channel_for(token.address, authkey)
-        self._channel = channel
-        self._authkey = channel.authkey
+        server = _client.server_for(token.address, authkey)
+        self._server = server
+        self._authkey = server.authkey
         if exposed is not None and self._exposed_ is None:
             self._exposed_ = tuple(exposed)
         if not manager_owned:
@@ -52,19 +52,19 @@ class BaseProxy:
 
     def _callmethod(self, methodname: str, args: Any = (), kwds: Any = None) -> Any:
         """Call ``methodname`` of the shared object; its result (or a proxy, or its exception)."""
-        channel = self._channel
-        if isinstance(channel, _client.LocalChannel):
+        server = self._server
+        if isinstance(server, _client.LocalServer):
             return self._call_here(methodname, args, kwds)
-        kind, payload = channel.request(self._id, methodname, args, kwds)
-        if kind == wire.RETURN:
+        kind, payload = server.request(self._id, methodname, args, kwds)
+        if kind == protocol.RETURN:
             return payload
         return self._outcome(kind, payload)
 
     def _outcome(self, kind: int, payload: Any) -> Any:
-        if kind == wire.RAISED:
+        if kind == protocol.RAISED:
             exc, text = payload
             raise exc from RemoteError(text)
-        if kind == wire.PROXY:
+        if kind == protocol.PROXY:
             return _new_proxy(payload, self._token.address, self._manager, self._authkey)
         raise RemoteError(payload)
 
@@ -72,25 +72,25 @@ class BaseProxy:
         """A call by a proxy that lives in its own server's process."""
         from procframe.managers._server import SERVER_SESSION
 
-        channel = self._channel
-        assert isinstance(channel, _client.LocalChannel)
-        server = channel.server
+        local = self._server
+        assert isinstance(local, _client.LocalServer)
+        server = local.server
         entry = server.objects.get(self._id)
         if entry is None:
             raise RemoteError(f"no shared object with id {self._id}: it was freed")
         kind, payload = server.call(entry, SERVER_SESSION, self._id, methodname, args, kwds or {})
-        if kind == wire.RETURN:
+        if kind == protocol.RETURN:
             return payload
-        if kind == wire.RAISED:
+        if kind == protocol.RAISED:
             raise payload[0]
         return self._outcome(kind, payload)
 
     def _referent(self) -> Any:
         """The object itself, for a proxy that lives in its own server's process."""
-        channel = self._channel
-        if not isinstance(channel, _client.LocalChannel):
+        local = self._server
+        if not isinstance(local, _client.LocalServer):
             raise TypeError("only a proxy in its own server's process can reach its object")
-        entry = channel.server.objects.get(self._id)
+        entry = local.server.objects.get(self._id)
         if entry is None:
             raise RemoteError(f"no shared object with id {self._id}: it was freed")
         return entry.obj
@@ -100,14 +100,14 @@ class BaseProxy:
         return self._callmethod(GET_VALUE)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        channel = self._channel
-        if isinstance(channel, _client.LocalChannel):
-            server = channel.server
-            held = _HELD if server.hold_for_reply(self._id) else server._transit(None, self._id)
-        elif getattr(_client.pickling, "address", None) == channel.address:
+        server = self._server
+        if isinstance(server, _client.LocalServer):
+            hosted = server.server
+            held = _HELD if hosted.hold_for_reply(self._id) else hosted._transit(None, self._id)
+        elif getattr(_client.pickling, "address", None) == server.address:
             held = _UNHELD
         else:
-            held = channel.transit(self._id)
+            held = server.transit(self._id)
         authkey = None
         from procframe._core.process import _spawning
 
@@ -157,19 +157,19 @@ def _rebuild_proxy(
 
 
 def _take_hold(proxy: BaseProxy, held: int) -> None:
-    """Count ``proxy`` in its channel: take a hold (``_UNHELD``), adopt the one the server
+    """Count ``proxy`` with its server: take a hold (``_UNHELD``), adopt the one the server
     counted for this session (``_HELD``), or take over transit hold ``held``; released when
     the proxy dies."""
-    channel = proxy._channel
+    server = proxy._server
     transit = held if held > 0 else None
-    if isinstance(channel, _client.LocalChannel):
+    if isinstance(server, _client.LocalServer):
         if held != _HELD:
-            channel.hold(proxy._id, transit)
+            server.hold(proxy._id, transit)
     elif held == _HELD:
-        channel.adopt(proxy._id)
+        server.adopt(proxy._id)
     else:
-        channel.acquire(proxy._id, transit)
-    weakref.finalize(proxy, channel.drop, proxy._id)
+        server.acquire(proxy._id, transit)
+    weakref.finalize(proxy, server.drop, proxy._id)
 
 
 def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes) -> Any:
@@ -180,7 +180,7 @@ def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes
     if proxytype is None:
         proxytype = AutoProxy
     return proxytype(
-        token, wire.PICKLE, manager=manager, authkey=authkey, exposed=exposed, incref=False
+        token, protocol.PICKLE, manager=manager, authkey=authkey, exposed=exposed, incref=False
     )
 
 
@@ -217,7 +217,7 @@ def _auto_type(typeid: str, exposed: Any) -> type[BaseProxy]:
 
 def AutoProxy(
     token: Token,
-    serializer: str = wire.PICKLE,
+    serializer: str = protocol.PICKLE,
     manager: Any = None,
     authkey: bytes | None = None,
     exposed: Any = None,
@@ -227,11 +227,11 @@ def AutoProxy(
     """A proxy whose methods are the shared object's exposed methods (asked of the server if
     not given)."""
     if exposed is None:
-        channel = _client.channel_for(token.address, authkey)
-        if isinstance(channel, _client.LocalChannel):
-            exposed = sorted(channel.server.objects[token.id].exposed)
+        server = _client.server_for(token.address, authkey)
+        if isinstance(server, _client.LocalServer):
+            exposed = sorted(server.server.objects[token.id].exposed)
         else:
-            exposed = channel.control("exposed", token.id)
+            exposed = server.control("exposed", token.id)
     proxy = _auto_type(token.typeid, exposed)(
         token,
         serializer,

@@ -24,7 +24,7 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any, NamedTuple
 
 from procframe._core.errors import AuthenticationError
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.managers._stream import Stream
 from procframe.posix.connection import Connection, Listener
 
@@ -43,6 +43,22 @@ _VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.ite
 _serving = threading.local()
 """``link``: the connection a server thread serves; ``session``: the session whose answer
 the thread is pickling (a proxy in it is held for that session)."""
+
+
+def hangup_events() -> int:
+    """The ``poll()`` events of a client that hung up.
+
+    ``POLLRDHUP`` (Linux) is a peer that shut its end, even over TCP; where it is
+    missing, ``POLLHUP`` alone, which a closed Unix socket raises too.
+    """
+    return select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+
+
+def hangup_watcher() -> Any:
+    """An ``epoll`` that reports only hang-ups (Linux); None where there is none."""
+    if not all(hasattr(select, name) for name in ("epoll", "EPOLLRDHUP", "POLLRDHUP")):
+        return None
+    return select.epoll()
 
 
 def caller_gone() -> bool:
@@ -88,7 +104,7 @@ class _Link:
         self.stream = Stream(connection)
         self.hangup = select.poll()
         """Polls the connection for the client's hang-up (see :func:`caller_gone`)."""
-        self.hangup.register(connection.fileno(), select.POLLRDHUP | select.POLLHUP)
+        self.hangup.register(connection.fileno(), hangup_events())
         self.session: Any = None
         self.open = True
 
@@ -99,7 +115,7 @@ class Server:
     def __init__(
         self, registry: dict[str, Registration], address: Any, authkey: bytes, serializer: str
     ) -> None:
-        wire.check_serializer(serializer)
+        protocol.check_serializer(serializer)
         self.registry = picklable_registry(registry)
         self.authkey = bytes(authkey)
         self.listener = Listener(address, backlog=128, authkey=self.authkey)
@@ -114,9 +130,11 @@ class Server:
         self._lock = threading.Lock()
         self._idents = itertools.count(1)
         self._stopping = threading.Event()
-        self._watch = select.epoll() if hasattr(select, "epoll") else None
+        self._watch = hangup_watcher()
+        """Where it is None, a hang-up is noticed by the client's own thread, once the method
+        it runs returns, or by the method itself (see :func:`caller_gone`)."""
         self.local_drops: deque[int] = deque()
-        """Proxies of this server that died in this process (see ``_proxy.LocalChannel``)."""
+        """Proxies of this server that died in this process (see ``_client.LocalServer``)."""
         self._controls: dict[str, Callable[..., Any]] = {
             "create": self._create,
             "hold": self._hold,
@@ -124,7 +142,7 @@ class Server:
             "number_of_objects": self._number_of_objects,
             "debug_info": self._debug_info,
             "exposed": self._exposed,
-            "dummy": lambda session: None,
+            protocol.PING: lambda session: None,
             "shutdown": self._shutdown,
         }
 
@@ -178,7 +196,7 @@ class Server:
         link = _Link(connection)
         try:
             first = loads(link.stream.recv())
-            if not (isinstance(first, tuple) and len(first) == 4 and first[1] == wire.HELLO):
+            if not (isinstance(first, tuple) and len(first) == 4 and first[1] == protocol.HELLO):
                 return
             self._hello(link, *first[2])
             self._serve(link)
@@ -200,24 +218,25 @@ class Server:
             try:
                 request = loads(message)
             except Exception as exc:  # a class the server cannot import, say
-                write(dumps((wire.FAILED, f"the server cannot unpickle the request: {exc!r}")))
+                write(dumps((protocol.FAILED, f"the server cannot unpickle the request: {exc!r}")))
                 continue
             try:
                 ident, name, args, kwds = request
             except (TypeError, ValueError):
-                write(dumps((wire.FAILED, f"malformed request {request!r:.200}"), HIGHEST_PROTOCOL))
+                failure = f"malformed request {request!r:.200}"
+                write(dumps((protocol.FAILED, failure), HIGHEST_PROTOCOL))
                 continue
             if ident >= 0:
                 entry = objects.get(ident)
                 if entry is None:
                     answer: tuple[int, Any] = (
-                        wire.FAILED,
+                        protocol.FAILED,
                         f"no shared object with id {ident}: it was freed",
                     )
                 else:
                     answer = self.call(entry, session, ident, name, args, kwds)
-            elif name in wire.ONE_WAY:
-                if name == wire.REFS:
+            elif name in protocol.ONE_WAY:
+                if name == protocol.REFS:
                     self._refs(session, *args)
                 continue
             else:
@@ -227,7 +246,7 @@ class Server:
                 data = dumps(answer, HIGHEST_PROTOCOL)
             except Exception as exc:  # the method's result (its exception was checked)
                 failure = f"the result of {name}() cannot be pickled: {exc!r}"
-                data = dumps((wire.FAILED, failure), HIGHEST_PROTOCOL)
+                data = dumps((protocol.FAILED, failure), HIGHEST_PROTOCOL)
             finally:
                 _serving.session = None
             write(data)
@@ -241,11 +260,11 @@ class Server:
         obj, exposed, method_to_typeid, typeid = entry
         if name not in exposed:
             if name == GET_VALUE:
-                return (wire.RETURN, obj)
+                return (protocol.RETURN, obj)
             if name in _ALWAYS:
-                return (wire.RETURN, _ALWAYS[name](obj))
+                return (protocol.RETURN, _ALWAYS[name](obj))
             return (
-                wire.FAILED,
+                protocol.FAILED,
                 f"method {name!r} of the {typeid!r} object is not exposed "
                 f"(exposed: {', '.join(sorted(exposed))})",
             )
@@ -256,22 +275,22 @@ class Server:
             try:
                 loads(dumps(exc, HIGHEST_PROTOCOL))
             except Exception as failure:
-                return (wire.FAILED, f"{text}(the exception cannot be pickled: {failure!r})\n")
-            return (wire.RAISED, (exc, text))
+                return (protocol.FAILED, f"{text}(the exception cannot be pickled: {failure!r})\n")
+            return (protocol.RAISED, (exc, text))
         if method_to_typeid is not None and name in method_to_typeid:
-            return (wire.PROXY, self._register(method_to_typeid[name], result, session))
+            return (protocol.PROXY, self._register(method_to_typeid[name], result, session))
         if type(result) in _VIEW_TYPES:
             result = list(result)
-        return (wire.RETURN, result)
+        return (protocol.RETURN, result)
 
     def _control(self, session: Any, name: str, args: Any, kwds: Any) -> tuple[int, Any]:
         operation = self._controls.get(name)
         if operation is None:
-            return (wire.FAILED, f"unknown manager operation {name!r}")
+            return (protocol.FAILED, f"unknown manager operation {name!r}")
         try:
-            return (wire.RETURN, operation(session, *args, **kwds))
+            return (protocol.RETURN, operation(session, *args, **kwds))
         except BaseException:  # a factory's SystemExit too: that caller's failure only
-            return (wire.FAILED, traceback.format_exc())
+            return (protocol.FAILED, traceback.format_exc())
 
     # -- objects and holds -------------------------------------------------------
 
@@ -356,7 +375,7 @@ class Server:
                 holds = self._holds.get(ident)
                 if holds is None:
                     continue
-                key = session if change == wire.RELEASE else ("transit", transit)
+                key = session if change == protocol.RELEASE else ("transit", transit)
                 freed.append(self._change(ident, holds, key, -1))
         del freed  # the objects die here, outside the lock
 
@@ -454,7 +473,7 @@ class Server:
                 if link is None:
                     continue
                 # The descriptor may have been closed and reused since poll() answered.
-                probe.register(fd, select.POLLRDHUP)
+                probe.register(fd, hangup_events())
                 try:
                     hung_up = bool(probe.poll(0))
                 finally:

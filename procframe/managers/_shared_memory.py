@@ -35,9 +35,6 @@ class SegmentKeeper:
             segment.unlink()
             segment.close()
 
-    def names(self) -> list[str]:
-        return list(self._segments)
-
 
 _keeper: SegmentKeeper | None = None
 
@@ -65,10 +62,6 @@ class SharedMemoryManager(BaseManager):
     def ShareableList(self, sequence: Any) -> ShareableList:
         """A new ShareableList of ``sequence``, held by the server until shutdown."""
         return ShareableList(name=self._keeper().create_list(sequence))
-
-    def _segment_names(self) -> list[str]:
-        """The names of the segments the server holds."""
-        return self._keeper().names()  # type: ignore[no-any-return]
 
     def release_segment(self, name: str) -> None:
         """Let the server drop the segment ``name`` before shutdown."""

@@ -58,8 +58,5 @@ class Stream:
             raise EOFError(f"connection closed in the middle of a message {what}")
         return pending + chunk
 
-    def fileno(self) -> int:
-        return self._fd
-
     def close(self) -> None:
         self.connection.close()

@@ -381,8 +381,6 @@ class ConditionProxy(AcquirerProxy):
         self._callmethod("notify_all")
 
     def wait_for(self, predicate: Any, timeout: float | None = None) -> Any:
-        import time
-
         result = predicate()
         if result:
             return result

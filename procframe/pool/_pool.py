@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from procframe.pool import _wire
+from procframe.pool import _frames
 from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore
 from procframe.pool._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from procframe.pool._thread_core import ThreadCore
@@ -62,7 +62,7 @@ class _BasePool:
             result: ApplyResult[T] = ApplyResult()
             call = (func, tuple(args), dict(kwds) if kwds else {})
             try:
-                if self._core.call((result, 0, _wire.APPLY, call)):
+                if self._core.call((result, 0, _frames.APPLY, call)):
                     return result.get()
             except KeyboardInterrupt:
                 self.terminate()
@@ -84,7 +84,7 @@ class _BasePool:
         timeout = self._check_timeout(timeout if timeout is not None else self._task_timeout)
         result: ApplyResult[T] = ApplyResult(callback, error_callback)
         call = (func, tuple(args), dict(kwds) if kwds else {})
-        self._core.submit([(result, 0, _wire.APPLY, call)], timeout)
+        self._core.submit([(result, 0, _frames.APPLY, call)], timeout)
         return result
 
     applyAsync = apply_async
@@ -111,7 +111,7 @@ class _BasePool:
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> MapResult[T]:
         """``map`` without waiting: a result for the whole list."""
-        return self._map_async(_wire.MAP, func, iterable, chunksize, callback, error_callback)
+        return self._map_async(_frames.MAP, func, iterable, chunksize, callback, error_callback)
 
     def starmap(
         self,
@@ -131,7 +131,7 @@ class _BasePool:
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> MapResult[T]:
         """``starmap`` without waiting: a result for the whole list."""
-        return self._map_async(_wire.STARMAP, func, iterable, chunksize, callback, error_callback)
+        return self._map_async(_frames.STARMAP, func, iterable, chunksize, callback, error_callback)
 
     def _map_async(
         self,
@@ -254,7 +254,7 @@ def _feed(
                 if not chunk:
                     exhausted = True
                     break
-                batch.append((results, index + len(batch), _wire.MAP, (func, chunk)))
+                batch.append((results, index + len(batch), _frames.MAP, (func, chunk)))
                 if time.monotonic() - started > FEED_BATCH_WINDOW:
                     break
             if batch:

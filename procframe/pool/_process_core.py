@@ -28,7 +28,7 @@ from typing import Any
 
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.fdwait import wait_readable
-from procframe.pool import _wire, _worker
+from procframe.pool import _frames, _worker
 from procframe.pool._errors import (
     BrokenPoolError,
     MaybeEncodingError,
@@ -106,7 +106,7 @@ class Worker:
         self.held: deque[Task] = deque()
         self.outbox: deque[bytes | memoryview] = deque()  # sent in order with writev
         self.quota = quota
-        self.reader = _wire.FrameReader()
+        self.reader = _frames.FrameReader()
         self.eof = False
         self.stopped = False
         self.timed_out: Task | None = None
@@ -179,7 +179,7 @@ class ProcessCore:
             )
             raise unpicklable from e
         if isinstance(func, _BY_NAME):
-            kind |= _wire.SAME_FUNC
+            kind |= _frames.SAME_FUNC
         return Task(next(self._ids), kind, payload, job, index, timeout)
 
     def _pickle_function(self, func: Any) -> bytes:
@@ -238,7 +238,7 @@ class ProcessCore:
             if w.quota is not None:
                 w.quota -= 1
             w.claimed = True
-            w.outbox.append(_wire.HEADER.pack(len(task.payload), task.id, task.kind, 0))
+            w.outbox.append(_frames.HEADER.pack(len(task.payload), task.id, task.kind, 0))
             w.outbox.append(task.payload)
             self._flush(w)
             if w.outbox:  # a big call: the serving thread sends the rest, and reads
@@ -298,7 +298,7 @@ class ProcessCore:
         woken = False
         if pending and workers:
             ahead = self._ahead()
-            frame = _wire.HEADER.pack
+            frame = _frames.HEADER.pack
             while pending:
                 best = None
                 for w in workers:
@@ -445,8 +445,8 @@ class ProcessCore:
             w.eof = True
             return True
         for task_id, code, micros, payload in frames:
-            if code == _wire.INIT_FAILED:
-                self._break(_decode(_wire.RAISED, payload)[1], ended)
+            if code == _frames.INIT_FAILED:
+                self._break(_decode(_frames.TASK_RAISED, payload)[1], ended)
                 return True
             if not w.held or w.held[0].id != task_id:
                 continue  # its task was settled already (the pool was terminated or broken)
@@ -638,7 +638,7 @@ _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 
 def _pickle_function(func: Any) -> bytes:
     pickled = dumps(func, HIGHEST_PROTOCOL)
-    return _wire.FUNC_LENGTH.pack(len(pickled)) + pickled
+    return _frames.FUNC_LENGTH.pack(len(pickled)) + pickled
 
 
 def _idle(w: Worker) -> bool:
@@ -661,7 +661,7 @@ def _decode(code: int, payload: Any) -> tuple[bool, Any]:
     """(ok, value) from an outcome the worker sent, or one the pool decided (``_LOST``)."""
     if code == _LOST:
         return False, payload
-    if code == _wire.DONE:
+    if code == _frames.DONE:
         try:
             return True, loads(payload)
         except Exception as e:
@@ -670,7 +670,7 @@ def _decode(code: int, payload: Any) -> tuple[bool, Any]:
             )
     message, tb, pickled = loads(payload)
     error: BaseException
-    if code == _wire.RAISED and pickled is not None:
+    if code == _frames.TASK_RAISED and pickled is not None:
         try:
             error = loads(pickled)
         except Exception as e:
@@ -678,7 +678,7 @@ def _decode(code: int, payload: Any) -> tuple[bool, Any]:
                 f"the task raised an exception that cannot be unpickled here "
                 f"({type(e).__name__}: {e}): {message}"
             )
-    elif code == _wire.ABORTED:
+    elif code == _frames.ABORTED:
         error = TaskAbortedError(message)
     else:
         error = MaybeEncodingError(message)

@@ -15,16 +15,16 @@ import time
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
-from procframe.pool import _wire
+from procframe.pool import _frames
 
 
 def execute(kind: int, func: Any, rest: tuple[Any, ...]) -> Any:
     """Run one task: ``rest`` is (args, kwds) for APPLY, else (items,)."""
-    if kind == _wire.APPLY:
+    if kind == _frames.APPLY:
         args, kwds = rest
         return func(*args, **kwds)
     (items,) = rest
-    if kind == _wire.MAP:
+    if kind == _frames.MAP:
         return list(map(func, items))
     return list(itertools.starmap(func, items))
 
@@ -42,11 +42,11 @@ _functions: dict[bytes, Any] = {}
 
 
 def _unpickle_call(kind: int, payload: bytes) -> tuple[int, Any, Any]:
-    (length,) = _wire.FUNC_LENGTH.unpack_from(payload)
-    start = _wire.FUNC_LENGTH.size
+    (length,) = _frames.FUNC_LENGTH.unpack_from(payload)
+    start = _frames.FUNC_LENGTH.size
     view = memoryview(payload)
     pickled = bytes(view[start : start + length])
-    if kind & _wire.SAME_FUNC:
+    if kind & _frames.SAME_FUNC:
         func = _functions.get(pickled)
         if func is None:
             if len(_functions) > 256:
@@ -54,7 +54,7 @@ def _unpickle_call(kind: int, payload: bytes) -> tuple[int, Any, Any]:
             func = _functions[pickled] = loads(pickled)
     else:
         func = loads(pickled)
-    return kind & ~_wire.SAME_FUNC, func, loads(view[start + length :])
+    return kind & ~_frames.SAME_FUNC, func, loads(view[start + length :])
 
 
 def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
@@ -63,19 +63,19 @@ def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
         kind, func, rest = _unpickle_call(kind, payload)
     except BaseException as e:
         message = f"the worker cannot unpickle the task: {type(e).__name__}: {e}"
-        return _wire.BAD_TASK, error_payload(message, e, None)
+        return _frames.BAD_TASK, error_payload(message, e, None)
     try:
         result = execute(kind, func, rest)
     except Exception as e:
         return failure(e)
     except BaseException as e:  # SystemExit, KeyboardInterrupt: the task fails, not the worker
         message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
-        return _wire.ABORTED, error_payload(message, e, None)
+        return _frames.ABORTED, error_payload(message, e, None)
     try:
-        return _wire.DONE, dumps(result, HIGHEST_PROTOCOL)
+        return _frames.DONE, dumps(result, HIGHEST_PROTOCOL)
     except Exception as e:
         message = f"cannot pickle the task's result {_short_repr(result)}: {type(e).__name__}: {e}"
-        return _wire.UNPICKLABLE, error_payload(message, None, None)
+        return _frames.UNPICKLABLE, error_payload(message, None, None)
 
 
 def failure(error: Exception) -> tuple[int, bytes]:
@@ -85,8 +85,8 @@ def failure(error: Exception) -> tuple[int, bytes]:
         pickled = dumps(error, HIGHEST_PROTOCOL)
     except Exception as e:
         message = f"the task raised an exception that cannot be pickled ({message}): {e}"
-        return _wire.UNPICKLABLE, error_payload(message, error, None)
-    return _wire.RAISED, error_payload(message, error, pickled)
+        return _frames.UNPICKLABLE, error_payload(message, error, None)
+    return _frames.TASK_RAISED, error_payload(message, error, pickled)
 
 
 def _short_repr(obj: object, limit: int = 200) -> str:
@@ -123,11 +123,11 @@ def main(
             except Exception:
                 pickled = None
             message = f"the pool's initializer raised {type(e).__qualname__}: {e}"
-            _send(fd, _wire.frame(0, _wire.INIT_FAILED, error_payload(message, e, pickled)))
+            _send(fd, _frames.frame(0, _frames.INIT_FAILED, error_payload(message, e, pickled)))
             return
     started = memoryview(slots).cast("B").cast("q")
     at = 2 * index
-    reader = _wire.FrameReader()
+    reader = _frames.FrameReader()
     clock = time.monotonic_ns
     done = 0
     while maxtasks is None or done < maxtasks:
@@ -142,7 +142,7 @@ def main(
             started[at + 1] = start = clock()
             code, result = outcome(kind, payload)
             try:
-                _send(fd, _wire.frame(task_id, code, result, (clock() - start) // 1000))
+                _send(fd, _frames.frame(task_id, code, result, (clock() - start) // 1000))
             except OSError:  # the pool is gone
                 return
             done += 1

@@ -17,11 +17,14 @@ If the process holding a record is killed, the reader looking for it gets
 :class:`ItemLostError` after ``LOST_ITEM_TIMEOUT`` instead of waiting forever.
 
 Where packet-mode pipes do not exist, every item is a side-socket record.
+Unix ``SOCK_SEQPACKET`` sockets are needed either way: where the system has
+none (macOS), making a channel raises an ``OSError`` that says so.
 """
 
 from __future__ import annotations
 
 import array
+import errno
 import os
 import select
 import socket
@@ -57,11 +60,9 @@ class Channel:
 
     def __init__(self, fds: tuple[int, int, int, int] | None = None) -> None:
         if fds is None:
+            self.side_reader, self.side_writer = _side_socketpair()
             pipe = osutil.packet_pipe(nonblocking=True)
             self.read_fd, self.write_fd = pipe if pipe is not None else (-1, -1)
-            self.side_reader, self.side_writer = socket.socketpair(
-                socket.AF_UNIX, socket.SOCK_SEQPACKET
-            )
         else:
             self.read_fd, self.write_fd = fds[0], fds[1]
             self.side_reader = socket.socket(fileno=fds[2])
@@ -107,8 +108,11 @@ class Channel:
         import struct
         import termios
 
+        unsent = getattr(termios, "TIOCOUTQ", None)  # Linux's SIOCOUTQ: bytes not yet read
+        if unsent is None:
+            return False
         try:
-            queued = struct.unpack("i", fcntl.ioctl(self.side_writer, termios.TIOCOUTQ, b"\0" * 4))
+            queued = struct.unpack("i", fcntl.ioctl(self.side_writer, unsent, b"\0" * 4))
         except OSError:
             return False
         capacity = self.side_writer.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
@@ -260,6 +264,27 @@ class Channel:
             side = getattr(self, name, None)
             if side is not None:
                 side.close()
+
+
+def _side_socketpair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair of Unix ``SOCK_SEQPACKET`` sockets: reader end, writer end."""
+    kind = getattr(socket, "SOCK_SEQPACKET", None)
+    try:
+        if kind is None:
+            raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT))
+        return socket.socketpair(socket.AF_UNIX, kind)
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+        raise OSError(
+            exc.errno,
+            "procframe's queues need Unix SOCK_SEQPACKET sockets, which this system "
+            f"does not have ({exc.strerror})",
+        ) from exc
+
+
+_UNSUPPORTED = (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EPROTOTYPE, errno.EOPNOTSUPP)
+"""What ``socketpair()`` fails with where a socket type does not exist."""
 
 
 def _rebuild_channel(*tokens: int) -> Channel:

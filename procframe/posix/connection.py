@@ -216,9 +216,6 @@ class Connection:
         self._check_size(size, maxlength)
         if size <= _GROWTH_STEP:
             return self._read_exactly(size, "body")
-        return self._read_big(size)
-
-    def _read_big(self, size: int) -> bytearray:
         return read_growing(self._fd, size)
 
     # -- crossing to a child ---------------------------------------------------
@@ -359,17 +356,6 @@ def _write_rest(fd: int, *views: memoryview) -> None:
                 written = 0
 
 
-def _enlarge_pipe(fd: int) -> None:
-    """Give a pipe 1 MiB of buffer where the system allows (fewer blocked writers)."""
-    import fcntl
-
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-    try:
-        fcntl.fcntl(fd, set_size, 1 << 20)
-    except OSError:
-        pass
-
-
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end)."""
     one_way = osutil.packet_pipe(nonblocking=False)
@@ -388,7 +374,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
         left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return Connection(left.detach()), Connection(right.detach())
     read_fd, write_fd = os.pipe()
-    _enlarge_pipe(write_fd)
+    osutil.enlarge_pipe(write_fd)
     return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import sys
 import weakref
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
 from typing import Any
@@ -23,7 +22,6 @@ from procframe._core import osutil, reduction
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 SEM_VALUE_MAX: int = SemLock.SEM_VALUE_MAX
-_SEM_SIZE = 64  # sizeof(sem_t) is 32 on 64-bit Linux; one page is mapped anyway
 
 
 def _libc() -> Any:
@@ -94,5 +92,4 @@ def _forget_ownership() -> None:
         semaphore.semlock._after_fork()
 
 
-if sys.platform != "win32":
-    os.register_at_fork(after_in_child=_forget_ownership)
+os.register_at_fork(after_in_child=_forget_ownership)

@@ -46,13 +46,13 @@ class TooManyWaiters(RuntimeError):
 
 
 def process_exists(pid: int) -> bool:
-    """False if process ``pid`` has exited (an unreaped child of ours counts as exited)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
-    except ChildProcessError:  # not our child: ask the kernel whether it exists at all
-        pass
-    except AttributeError:  # pragma: no cover - no waitid on this platform
-        pass
+    """False if process ``pid`` has exited (an unreaped child of ours counts as exited,
+    where ``os.waitid`` exists: not on macOS)."""
+    if hasattr(os, "waitid"):
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:  # not our child: ask the kernel whether it exists at all
+            pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -30,13 +30,6 @@ def recv_n(conn: Any, count: int, report_path: str) -> None:
     report(report_path, {"error": None, "got": got})
 
 
-def send_then_close(conn: Any, *objs: Any) -> None:
-    """Send each of ``objs`` on ``conn``, then close it."""
-    for obj in objs:
-        conn.send(obj)
-    conn.close()
-
-
 def echo_once(conn: Any) -> None:
     """Receive one object and send it back unchanged."""
     conn.send(conn.recv())
@@ -264,19 +257,6 @@ def cancel_then_put(q: Any, count: int, size: int, done_path: str, stop_path: st
         q.put(checksummed_item(seq, size))
     report(done_path, os.getpid())
     read_report(stop_path, timeout=120)
-
-
-def work_through(q: Any, log_path: str) -> None:
-    """JoinableQueue consumer: log each item (a line), then ``task_done``; stop at ``None``."""
-    while True:
-        item = q.get()
-        if item is None:
-            q.task_done()
-            return
-        time.sleep(0.02)  # a join() that returns early sees a short log
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"{item}\n")
-        q.task_done()
 
 
 # -- parent side ----------------------------------------------------------------

@@ -67,12 +67,13 @@ def start_script(directory: Path, source: str, backend: str) -> subprocess.Popen
 
 
 def pid_running(pid: int) -> bool:
-    """True if ``pid`` is a running (not zombie) process."""
+    """True if ``pid`` is a running (not zombie) process; without ``/proc`` (macOS), one
+    that exists (a zombie counts)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and os.path.isdir("/proc/self"):
+            return False
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -27,13 +27,6 @@ class Point3(Point):
     _fields_ = [("z", ctypes.c_double)]
 
 
-def negate(n: Any, a: Any) -> None:
-    """The seed's example: set ``n`` to pi (to 7 places), negate every element of ``a``."""
-    n.value = 3.1415927
-    for i in range(len(a)):
-        a[i] = -a[i]
-
-
 def increment(value: Any, times: int) -> None:
     """Add 1 to a synchronized ``value``, ``times`` times, each under its lock."""
     for _ in range(times):

@@ -35,7 +35,7 @@ SAME_FUNC = 0x80
 # How a task ended (worker to parent).
 DONE = 0
 """Payload: the result's pickle."""
-RAISED = 1
+TASK_RAISED = 1
 """Payload: pickle of (formatted traceback, the exception's own pickle)."""
 UNPICKLABLE = 2
 """Payload: UTF-8 text: the result, or the exception raised, could not be pickled."""
@@ -44,7 +44,7 @@ ABORTED = 3
 BAD_TASK = 4
 """Payload: UTF-8 text: the task could not be unpickled in the worker."""
 INIT_FAILED = 5
-"""Payload: as RAISED, for the initializer (task id 0); the worker then exits."""
+"""Payload: as TASK_RAISED, for the initializer (task id 0); the worker then exits."""
 
 RECV_SIZE = 1 << 16
 """How much one read asks for (below malloc's mmap threshold: a cheap buffer per read)."""
