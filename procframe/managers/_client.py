@@ -18,13 +18,13 @@ an object the child is about to use.
 from __future__ import annotations
 
 import os
-import select
 import threading
 from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import TYPE_CHECKING, Any
 
 from procframe._core.errors import AuthenticationError
+from procframe._core.fdwait import wait_readable
 from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError, RemoteError
 from procframe.managers._stream import Stream
@@ -344,7 +344,7 @@ def _after_fork_in_parent() -> None:
     read_end, write_end = gate
     os.close(write_end)
     try:
-        select.select([read_end], [], [], FORK_REGISTRATION_TIMEOUT)
+        wait_readable([read_end], FORK_REGISTRATION_TIMEOUT)
     finally:
         os.close(read_end)
 
