@@ -312,10 +312,7 @@ class Pool(_BasePool):
         processes = _check_processes(processes, ctx.cpu_count)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
-        if maxtasksperchild is not None and (
-            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
-        ):
-            raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
+        _check_maxtasks(maxtasksperchild)
         self._task_timeout = self._check_timeout(task_timeout)
         core = ProcessCore(ctx, processes, initializer, tuple(initargs), maxtasksperchild)
         core.task_timeout = self._task_timeout
@@ -327,25 +324,39 @@ class Pool(_BasePool):
 
 
 class ThreadPool(_BasePool):
-    """A pool of worker threads in this process, with the API of ``Pool``; nothing is pickled."""
+    """A pool of worker threads in this process, with the API of ``Pool``; nothing is pickled.
+
+    With ``maxtasksperchild``, a thread that has run that many tasks is replaced
+    by a new one (which runs the initializer again).  No task can be stopped,
+    so there is no ``task_timeout``.
+    """
 
     def __init__(
         self,
         processes: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
     ) -> None:
         from procframe._core.system import cpu_count
 
         processes = _check_processes(processes, cpu_count)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
-        self._start(ThreadCore(processes, initializer, tuple(initargs)))
+        _check_maxtasks(maxtasksperchild)
+        self._start(ThreadCore(processes, initializer, tuple(initargs), maxtasksperchild))
 
     def _check_timeout(self, timeout: float | None) -> float | None:
         if timeout is not None:
             raise ValueError("a ThreadPool cannot stop a running task: it takes no timeout")
         return None
+
+
+def _check_maxtasks(maxtasksperchild: int | None) -> None:
+    if maxtasksperchild is not None and (
+        not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
+    ):
+        raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
 
 
 def _check_processes(processes: int | None, cpu_count: Callable[[], int]) -> int:
