@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from procframe._core import registry
 from procframe.pool._errors import BrokenPoolError, TaskAbortedError
 from procframe.pool._process_core import CLOSED, RUNNING, TERMINATED, Call
 from procframe.pool._worker import execute
@@ -22,6 +23,7 @@ class ThreadCore:
         initializer: Any,
         initargs: tuple[Any, ...],
         maxtasksperchild: int | None = None,
+        backend: str | None = None,
     ) -> None:
         self.processes = processes
         self.state = RUNNING
@@ -29,6 +31,7 @@ class ThreadCore:
         self._initializer = initializer
         self._initargs = initargs
         self._maxtasks = maxtasksperchild
+        self._backend = backend
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._feeders = 0
@@ -74,6 +77,8 @@ class ThreadCore:
         self._stop_when_idle()
 
     def _work(self, slot: int) -> None:
+        if self._backend is not None:  # the worker's default backend is its pool's
+            registry.adopt_in_thread(self._backend)
         if self._initializer is not None:
             try:
                 self._initializer(*self._initargs)

@@ -153,6 +153,7 @@ class ThreadsBackend:
     @hookimpl
     def procframe_make_pool(
         self,
+        ctx: Context,
         processes: int | None,
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
@@ -167,7 +168,7 @@ class ThreadsBackend:
                 "threads, which cannot be stopped), so it refuses task_timeout; leave it out, "
                 "or use a backend of OS processes (procframe.get_context('forkserver'))"
             )
-        return ThreadPool(processes, initializer, initargs, maxtasksperchild)
+        return ThreadPool(processes, initializer, initargs, maxtasksperchild, ctx)
 
     @hookimpl
     def procframe_make_manager(self, ctx: Context) -> Any:

@@ -73,7 +73,7 @@ class _Way:
 
     def ready(self, timeout: float | None) -> bool:
         with self.cond:
-            return self.cond.wait_for(lambda: self.items or self.sender_closed, timeout)
+            return bool(self.cond.wait_for(lambda: self.items or self.sender_closed, timeout))
 
     def close_sender(self, _close: Any = os.close) -> None:
         with self.cond:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from threading import get_ident
 from typing import Any
 
 from procframe.posix.waitroom import CAPACITY, TooManyWaiters
@@ -27,21 +28,28 @@ def _wait_time(timeout: float | None) -> float:
 
 
 class Lock(Shared):
-    """A non-recursive lock; any thread may release it."""
+    """A non-recursive lock; any thread may release it.
 
-    __slots__ = ("_lock",)
+    It knows which thread took it (as ``multiprocessing``'s does), so that a
+    Condition on it tells its holder from the other threads.
+    """
+
+    __slots__ = ("_lock", "_owner")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._owner: int | None = None
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; False if ``block`` is false or ``timeout`` passes while it is held."""
-        if not block:
-            return self._lock.acquire(False)
-        return self._lock.acquire(True, _wait_time(timeout))
+        got = self._lock.acquire(True, _wait_time(timeout)) if block else self._lock.acquire(False)
+        if got:
+            self._owner = get_ident()
+        return got
 
     def release(self) -> None:
         """Release the lock; ValueError if it is not held."""
+        self._owner = None  # before: once released, another thread may own it
         try:
             self._lock.release()
         except RuntimeError:
@@ -51,11 +59,16 @@ class Lock(Shared):
         """True if the lock is held."""
         return self._lock.locked()
 
+    def _is_owned(self) -> bool:
+        return self._owner == get_ident() and self._lock.locked()
+
     def __enter__(self) -> bool:
-        return self._lock.acquire()
+        self._lock.acquire()
+        self._owner = get_ident()
+        return True
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        self.release()
 
     def __repr__(self) -> str:
         return f"<Lock({'locked' if self._lock.locked() else 'unlocked'})>"
