@@ -17,7 +17,9 @@ from procframe._core.registry import backends, platform_default
 from procframe.cli import format_info, main
 
 BUILTIN = ("fork", "spawn", "forkserver", "threads")
-PLUGINS = {name: f"procframe.backends.{name}" for name in BUILTIN} | {"threads": "procframe.threads"}
+PLUGINS = {name: f"procframe.backends.{name}" for name in BUILTIN[:3]} | {
+    "threads": "procframe.threads"
+}
 """The plugin name of each built-in backend (the module that declares it)."""
 JSON_KEYS = {"name", "plugin", "available", "reason", "capabilities", "default", "description"}
 

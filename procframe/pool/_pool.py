@@ -355,9 +355,7 @@ class ThreadPool(_BasePool):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
         _check_maxtasks(maxtasksperchild)
         backend = None if context is None else context.get_start_method()
-        self._start(
-            ThreadCore(processes, initializer, tuple(initargs), maxtasksperchild, backend)
-        )
+        self._start(ThreadCore(processes, initializer, tuple(initargs), maxtasksperchild, backend))
 
     def _check_timeout(self, timeout: float | None) -> float | None:
         if timeout is not None:

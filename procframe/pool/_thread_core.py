@@ -114,9 +114,9 @@ class ThreadCore:
     def _retire(self, slot: int) -> None:
         """Hand this thread's place to a new one (``maxtasksperchild``); it takes the same
         share of the stop signals, so the count of threads taking tasks never changes."""
-        with self._lock:
+        with self._lock:  # started before join() can see it
             thread = self._threads[slot] = self._new_thread(slot)
-        thread.start()
+            thread.start()
 
     def _fail_queued(self) -> None:
         error = self._refusal()

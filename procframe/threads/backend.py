@@ -116,7 +116,7 @@ class ThreadsBackend:
     ) -> Any:
         from procframe.threads.synchronize import Barrier
 
-        return Barrier(parties, action, timeout)
+        return Barrier(parties, action, timeout)  # type: ignore[arg-type]
 
     # -- ctypes objects ----------------------------------------------------------------
 

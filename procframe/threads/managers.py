@@ -137,7 +137,7 @@ class ThreadManager:
         return threading.BoundedSemaphore(value)
 
     def Condition(self, lock: Any = None) -> threading.Condition:
-        """A ``threading.Condition`` on ``lock`` (a Lock or RLock of this manager), or a new RLock."""
+        """A ``threading.Condition`` on ``lock`` (a Lock or RLock of this manager) or an RLock."""
         self._check("Condition")
         return threading.Condition(lock)
 
@@ -146,7 +146,7 @@ class ThreadManager:
     ) -> threading.Barrier:
         """A ``threading.Barrier``."""
         self._check("Barrier")
-        return threading.Barrier(parties, action, timeout)
+        return threading.Barrier(parties, action, timeout)  # type: ignore[arg-type]
 
     def Pool(
         self,

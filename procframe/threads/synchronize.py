@@ -186,7 +186,7 @@ class Condition(Shared, threading.Condition):
     """
 
     def __init__(self, lock: Any = None) -> None:
-        super().__init__(RLock() if lock is None else lock)
+        super().__init__(RLock() if lock is None else lock)  # type: ignore[arg-type]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
@@ -208,4 +208,4 @@ class Event(Shared, threading.Event):
 
 
 class Barrier(Shared, threading.Barrier):
-    """``threading.Barrier``: ``wait``, ``reset``, ``abort``, ``parties``, ``n_waiting``, ``broken``."""
+    """``threading.Barrier``: ``wait``, ``reset``, ``abort``, ``parties``, ``n_waiting``..."""
