@@ -16,7 +16,11 @@ import procframe.plugins
 from procframe._core.registry import backends, platform_default
 from procframe.cli import format_info, main
 
-BUILTIN = ("fork", "spawn", "forkserver")
+BUILTIN = ("fork", "spawn", "forkserver", "threads")
+PLUGINS = {name: f"procframe.backends.{name}" for name in BUILTIN[:3]} | {
+    "threads": "procframe.threads"
+}
+"""The plugin name of each built-in backend (the module that declares it)."""
 JSON_KEYS = {"name", "plugin", "available", "reason", "capabilities", "default", "description"}
 
 
@@ -43,7 +47,7 @@ def test_info_lists_builtin_backends_with_their_capabilities() -> None:
     assert result.returncode == 0, result.stderr
     for name in BUILTIN:
         row = row_of(result.stdout, name)
-        assert f"procframe.backends.{name}" in row
+        assert PLUGINS[name] in row
         assert "available" in row
         assert ", ".join(sorted(backends()[name].capabilities)) in row
 
@@ -66,7 +70,7 @@ def test_info_json_has_the_documented_keys() -> None:
     assert set(BUILTIN) <= set(listed)
     for name in BUILTIN:
         assert listed[name]["capabilities"] == sorted(backends()[name].capabilities)
-        assert listed[name]["plugin"] == f"procframe.backends.{name}"
+        assert listed[name]["plugin"] == PLUGINS[name]
         assert listed[name]["available"] is True
     assert [r["name"] for r in records if r["default"]] == [platform_default()]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 FORBIDDEN = ("multiprocessing", "concurrent.futures.process")
-BUILTIN = ("fork", "spawn", "forkserver")
+BUILTIN = ("fork", "spawn", "forkserver", "threads")
 # Not part of the runtime: testing imports pytest; __main__ runs the command line.
 EXCLUDED = ("procframe.testing", "procframe.__main__")
 

@@ -12,7 +12,7 @@ import pytest
 from pluggy import PluginValidationError
 
 import procframe
-from procframe import hookspecs, plugins
+from procframe import hookspecs, plugins, threads
 from procframe._core import registry
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.errors import BackendError
@@ -93,11 +93,11 @@ class SecondFork(fork.ForkBackend):
 
 def test_builtins_are_registered_under_their_module_names() -> None:
     pm = plugins.get_plugin_manager()
-    for module in (fork, spawn, forkserver):
+    for module in (fork, spawn, forkserver, threads):
         assert pm.get_plugin(module.__name__) is module.plugin
         assert pm.get_name(module.plugin) == module.__name__
     declared = registry.backends()
-    for module in (fork, spawn, forkserver):
+    for module in (fork, spawn, forkserver, threads):
         info = declared[module.plugin.name]
         assert info.plugin is module.plugin
         assert info.available
@@ -205,7 +205,7 @@ def test_wrapper_times_every_launch(procframe_backend: str, ctx: procframe.Conte
     assert all(isinstance(elapsed, float) and elapsed >= 0 for *_, elapsed in timer.starts)
 
 
-@pytest.mark.requires("inherits_parent_memory")
+@pytest.mark.requires("inherits_parent_memory", "local_pids")
 def test_child_bootstrap_fires_in_a_forked_child(
     procframe_backend: str, ctx: procframe.Context, tmp_path: Path
 ) -> None:

@@ -17,7 +17,7 @@ from procframe._core import registry
 from procframe.testing.helpers.scripts import HELLO_BOB
 from procframe.testing.helpers.targets import describe_self, noop, read_report
 
-BUILTIN = ("fork", "spawn", "forkserver")
+BUILTIN = ("fork", "spawn", "forkserver", "threads")
 on_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux default")
 
 
@@ -248,7 +248,8 @@ def test_env_selects_backend_in_parent_and_children(tmp_path: Path, backend: str
 
 
 @pytest.mark.parametrize(
-    ("env_backend", "method"), [("fork", "spawn"), ("spawn", "forkserver"), ("forkserver", "fork")]
+    ("env_backend", "method"),
+    [("fork", "spawn"), ("spawn", "forkserver"), ("forkserver", "fork"), ("fork", "threads")],
 )
 def test_child_runs_under_its_parents_backend_not_the_env(
     tmp_path: Path, env_backend: str, method: str

@@ -37,3 +37,13 @@ class ProcessPicklingError(_pickle.PicklingError, TypeError):
 
 class BackendError(ValueError):
     """An unknown or unavailable backend was asked for."""
+
+
+class NotSupportedError(ProcessError, NotImplementedError):
+    """What the backend in use cannot do; the message says what to do instead.
+
+    The ``threads`` backend raises it to stop a thread from outside
+    (``terminate``, ``kill``, ``interrupt``) and for what needs a manager's
+    server; a manager refuses to start its server under a backend that runs
+    none (one without the ``manager_server`` capability).
+    """

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("procframe.backends.fork", "procframe.backends.fork:plugin"),
     ("procframe.backends.spawn", "procframe.backends.spawn:plugin"),
     ("procframe.backends.forkserver", "procframe.backends.forkserver:plugin"),
+    ("procframe.threads", "procframe.threads:plugin"),
 )
 """(name, entry-point value) of every plugin procframe ships: the shared POSIX
 primitives, the default Pool and Manager, and the built-in backends."""

@@ -95,7 +95,7 @@ class BaseProcess:
             raise ValueError("group must be None: process groups are not implemented")
         if target is not None and not callable(target):
             raise TypeError(f"target must be callable, got {type(target).__name__}: {target!r}")
-        me = _current_process
+        me = current_process()
         self._identity: tuple[int, ...] = (*me._identity, next(me._counter))
         self._config: dict[str, Any] = dict(me._config)
         self._parent_pid = os.getpid()
@@ -135,16 +135,24 @@ class BaseProcess:
             raise ProcessStateError(
                 "can only start a process object created by the current process"
             )
-        if _current_process._config.get("daemon"):
+        if current_process()._config.get("daemon"):
             raise ProcessStateError("daemonic processes are not allowed to have children")
         _reap_children()
         backend = self._backend_name()
         self._launcher = registry.launch(self, backend)
         self._backend = backend
         _register_child(self)
-        # The child has its own copies now; drop ours so they can be freed.
-        del self._target, self._args, self._kwargs
+        from procframe._core.backend import SEPARATE_MEMORY
+
+        if _backend_has(backend, SEPARATE_MEMORY, unknown=True):
+            # The child has its own copies now; drop ours so they can be freed.  (A child
+            # sharing this memory runs with these very attributes: it drops them itself.)
+            self._drop_target()
         registry.notify_started(self, backend)
+
+    def _drop_target(self) -> None:
+        for name in ("_target", "_args", "_kwargs"):
+            self.__dict__.pop(name, None)
 
     def _backend_name(self) -> str:
         """The backend this process starts (started) under."""
@@ -170,7 +178,7 @@ class BaseProcess:
     @_check_closed
     def is_alive(self) -> bool:
         """True from ``start()`` until the process exits."""
-        if self is _current_process:
+        if self is current_process():
             return True
         if self._parent_pid != os.getpid():
             raise ProcessStateError("can only test a child process")
@@ -185,7 +193,7 @@ class BaseProcess:
     def _note_exit(self, code: int) -> None:
         if self._exitcode is None:
             self._exitcode = code
-            _children.discard(self)
+            _forget_child(self)
             registry.notify_exited(self, self._backend_name(), code)
 
     @_check_closed
@@ -220,7 +228,7 @@ class BaseProcess:
                 )
             self._launcher.close()
             self._launcher = None
-        _children.discard(self)
+        _forget_child(self)
         self._closed = True
 
     # -- attributes -----------------------------------------------------------
@@ -273,9 +281,13 @@ class BaseProcess:
     @property
     @_check_closed
     def pid(self) -> int | None:
-        """The OS process id, ``None`` before ``start()``."""
-        if self is _current_process:
-            return os.getpid()
+        """The process id the backend gives it, ``None`` before ``start()``.
+
+        An OS process id under the backends that declare ``local_pids``; see the
+        backend's documentation for the others.
+        """
+        if self is current_process():
+            return _state.pid or os.getpid()
         return None if self._launcher is None else self._launcher.pid
 
     ident = pid
@@ -287,7 +299,7 @@ class BaseProcess:
         return self._require_started("get the sentinel of").sentinel
 
     def __repr__(self) -> str:
-        if self is _current_process:
+        if self is current_process():
             status = "started"
         elif self._closed:
             status = "closed"
@@ -325,18 +337,38 @@ class BaseProcess:
     # -- the child side -------------------------------------------------------
 
     def _bootstrap(self, notify_bootstrap: bool = True) -> int:
-        """Run the process in the child; return the exit code.  Never raises."""
+        """Run the process as this new OS process (the child); return the exit code.
+
+        Never raises.  The child becomes the current process first; when ``run()``
+        ends it waits for its threads and runs its exit handlers, as an
+        interpreter does at exit.
+        """
+        return self._run_here(notify_bootstrap, lambda: _become_child(self), _end_os_process)
+
+    def _run_here(
+        self,
+        notify_bootstrap: bool,
+        prepare: Callable[[], None] | None = None,
+        finish: Callable[[], None] | None = None,
+    ) -> int:
+        """``prepare()``, the bootstrap observers, ``run()``, ``finish()``; the exit code.
+
+        Never raises.  0 when ``run()`` returns, ``n`` for ``SystemExit(n)``, and
+        1 for an exception, whose traceback is printed to stderr after
+        ``Process <name>:``.
+        """
         exitcode = 1
         try:
-            _become_child(self)
+            if prepare is not None:
+                prepare()
             if notify_bootstrap:
                 registry.notify_bootstrap(self, self._backend_name())
             try:
                 self.run()
                 exitcode = 0
             finally:
-                _join_threads()
-                _at_exit()
+                if finish is not None:
+                    finish()
         except SystemExit as exc:
             exitcode = _exit_code_of(exc)
         except BaseException:
@@ -428,6 +460,67 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
+class _ThreadParent(_ParentProcess):
+    """The parent of a process run by a thread of this OS process (``parent_process()`` there).
+
+    The parent is either another such process (its launcher tells whether it
+    runs) or this OS process's own process, which outlives every thread it
+    runs: alive until its main thread has finished, and without a sentinel.
+    """
+
+    def __init__(self, process: BaseProcess, in_thread: bool) -> None:
+        super().__init__(process.name, process.pid or os.getpid())
+        self._process = process
+        self._in_thread = in_thread
+
+    def _launcher(self) -> Launcher | None:
+        return self._process._launcher if self._in_thread else None
+
+    @property
+    def sentinel(self) -> int:
+        """The parent's sentinel, if it is a process run by a thread too."""
+        launcher = self._launcher()
+        if launcher is None:
+            raise NotImplementedError(
+                f"the parent {self.name!r} is this OS process itself, which outlives the "
+                "threads it runs: it has no sentinel"
+            )
+        return launcher.sentinel
+
+    def is_alive(self) -> bool:
+        """True while the parent runs."""
+        launcher = self._launcher()
+        if launcher is not None:
+            return launcher.poll() is None
+        if self._in_thread:  # its launcher is being attached: it has just started
+            return True
+        import threading
+
+        return threading.main_thread().is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the parent exits, or until ``timeout`` seconds have passed."""
+        launcher = self._launcher()
+        if launcher is not None:
+            launcher.wait(timeout)
+            return
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive() and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.05 if deadline is None else min(0.05, deadline - time.monotonic()))
+
+
+class _ThreadState(_thread._local):
+    """What differs in a thread that runs a process of its own (see :func:`run_in_thread`)."""
+
+    process: BaseProcess | None = None
+    parent: _ParentProcess | None = None
+    children: set[BaseProcess] | None = None
+    pid: int | None = None
+
+
+_state = _ThreadState()
 _current_process: BaseProcess = _MainProcess()
 _parent_process: _ParentProcess | None = None
 _children: set[BaseProcess] = set()
@@ -435,26 +528,35 @@ _exit_handler_installed = False
 
 
 def current_process() -> BaseProcess:
-    """The process object of the calling process."""
-    return _current_process
+    """The process object of the calling process (or of the thread-run process calling)."""
+    return _state.process or _current_process
 
 
 def parent_process() -> _ParentProcess | None:
     """The parent of the calling process, or ``None`` in the main process."""
+    if _state.process is not None:
+        return _state.parent
     return _parent_process
+
+
+def _my_children() -> set[BaseProcess]:
+    """The children of the calling process (those of a thread-run process are its own)."""
+    children = _state.children
+    return _children if children is None else children
 
 
 def active_children() -> list[BaseProcess]:
     """The children of this process still running (joining those that have exited)."""
     _reap_children()
-    return list(_children)
+    return list(_my_children())
 
 
 def _reap_children() -> None:
-    for child in list(_children):
+    children = _my_children()
+    for child in list(children):
         launcher = child._launcher
-        if launcher is None:
-            _children.discard(child)
+        if launcher is None or child._exitcode is not None:
+            children.discard(child)
             continue
         code = launcher.poll()
         if code is not None:
@@ -462,8 +564,48 @@ def _reap_children() -> None:
 
 
 def _register_child(process: BaseProcess) -> None:
-    _children.add(process)
+    _my_children().add(process)
     _install_exit_handler()
+
+
+def _forget_child(process: BaseProcess) -> None:
+    _my_children().discard(process)
+
+
+def thread_parent() -> _ParentProcess:
+    """The calling process as a process it starts in a thread of its own will see its parent.
+
+    Called in the parent (by a backend that runs processes in threads of this OS
+    process), and handed to :func:`run_in_thread`.
+    """
+    return _ThreadParent(current_process(), _state.process is not None)
+
+
+def run_in_thread(
+    process: BaseProcess, parent: _ParentProcess, backend: str, notify_bootstrap: bool
+) -> int:
+    """Run ``process`` in the calling thread, as a process of its own; return its exit code.
+
+    For backends whose processes are threads of this OS process.  Within the
+    thread, ``current_process()`` is ``process`` (its ``pid`` the thread's
+    native id), ``parent_process()`` is ``parent``, the default backend is
+    ``backend`` and ``active_children()`` lists the children it starts; threads
+    that it starts in turn see this OS process's own process.  Exit codes and
+    the traceback of an exception are those of :meth:`BaseProcess._bootstrap`,
+    but none of the steps of a new OS process are taken (stdin, exit handlers,
+    waiting for every thread).  When ``run()`` ends, the process stops its own
+    children as a process does at exit.  Never raises.
+    """
+    state = _state
+    state.process, state.parent, state.children = process, parent, set()
+    state.pid = _thread.get_native_id()
+    registry.adopt_in_thread(backend)
+    try:
+        return process._run_here(notify_bootstrap, finish=_stop_children)
+    finally:
+        process._drop_target()
+        registry.adopt_in_thread(None)
+        state.process = state.parent = state.children = state.pid = None
 
 
 _flushers: list[Callable[[], None]] = []
@@ -542,6 +684,9 @@ def _at_exit() -> None:
 def _become_child(process: BaseProcess) -> None:
     """Make ``process`` the current process (called first thing in a new child)."""
     global _current_process, _parent_process, _children
+    # A child forked by a thread that ran a process of its own: that is the parent now.
+    _state.process = _state.parent = _state.children = _state.pid = None
+    registry.adopt_in_thread(None)
     _parent_process = _ParentProcess(process._parent_name, process._parent_pid)
     _current_process = process
     _children = set()
@@ -586,19 +731,41 @@ def _detach_stdin() -> None:
 
 
 def _stop_children() -> None:
-    """Terminate daemonic children, then join the others (at exit, and at a child's end)."""
-    daemons = [p for p in list(_children) if p.daemon and p._launcher is not None]
-    for child in daemons:
+    """Terminate daemonic children, then join the others (at exit, and at a child's end).
+
+    Only children of a backend with ``posix_signals`` are signalled: a daemonic
+    child of any other (a thread of this process) is left to end with this
+    process, neither signalled nor waited for.
+    """
+    from procframe._core.backend import POSIX_SIGNALS
+
+    children = _my_children()
+    daemons = [p for p in list(children) if p.daemon and p._launcher is not None]
+    left = {p for p in daemons if not _backend_has(p._backend_name(), POSIX_SIGNALS, unknown=True)}
+    signalled = [p for p in daemons if p not in left]
+    for child in signalled:
         if child.is_alive():
             child.terminate()
-    for child in daemons:
+    for child in signalled:
         child.join(DAEMON_STOP_GRACE)
         if child.is_alive():
             child.kill()
             child.join()
-    for child in list(_children):
-        if child._launcher is not None and not child._serves_others:
+    for child in list(children):
+        if child._launcher is not None and not child._serves_others and child not in left:
             child.join()
+
+
+def _end_os_process() -> None:
+    """What an interpreter does at exit: wait for its threads, run the exit handlers."""
+    _join_threads()
+    _at_exit()
+
+
+def _backend_has(backend: str, capability: str, unknown: bool) -> bool:
+    """True if ``backend`` declares ``capability``; ``unknown`` if it is declared no more."""
+    info = registry.backends().get(backend)
+    return unknown if info is None else info.has(capability)
 
 
 def _join_threads() -> None:

@@ -1,7 +1,8 @@
 """The backends the plugins declare, the one this process uses, and the hook calls bound to one.
 
 Selection order: an explicit name > :func:`choose` (``set_backend``, or the
-backend that launched this child, :func:`adopt`) > ``PROCFRAME_BACKEND`` >
+backend that launched this child, :func:`adopt`, or in a thread that runs a
+process, :func:`adopt_in_thread`) > ``PROCFRAME_BACKEND`` >
 the platform default.  A backend's hook calls go to its own plugin and to
 every plugin that is not a backend (observers, the shared POSIX primitives);
 other backends are left out, so a backend never checks which one was asked for.
@@ -29,6 +30,14 @@ BACKEND_ENV = "PROCFRAME_BACKEND"
 
 _lock = _thread.RLock()
 _chosen: str | None = None
+
+
+class _ThreadChoice(_thread._local):
+    name: str | None = None
+    """The backend of the process a thread runs, if it runs one (:func:`adopt_in_thread`)."""
+
+
+_in_thread = _ThreadChoice()
 _declared: dict[str, BackendInfo] | None = None
 _callers: dict[tuple[str, str], HookCaller] = {}
 
@@ -110,13 +119,14 @@ def resolve(name: str, source: str) -> BackendInfo:
 
 def chosen() -> str | None:
     """The backend chosen in code (or inherited from the launching parent), if any."""
-    return _chosen
+    return _in_thread.name or _chosen
 
 
 def default_backend_name() -> str:
     """The default backend's name: chosen > ``PROCFRAME_BACKEND`` > platform default."""
-    if _chosen is not None:
-        return _chosen
+    name = _in_thread.name or _chosen
+    if name is not None:
+        return name
     from_env = os.environ.get(BACKEND_ENV, "").strip()
     if from_env:
         resolve(from_env, f"from the environment variable {BACKEND_ENV}")
@@ -146,6 +156,11 @@ def adopt(name: str) -> None:
     """In a child: run under ``name``, the backend that launched it (no check, no plugins)."""
     global _chosen
     _chosen = name
+
+
+def adopt_in_thread(name: str | None) -> None:
+    """In a thread that runs a process: run under ``name`` there (``None``: as the others)."""
+    _in_thread.name = name
 
 
 def hook(backend: str, hook_name: str) -> HookCaller:

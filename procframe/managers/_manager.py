@@ -7,7 +7,8 @@ import threading
 import weakref
 from typing import Any
 
-from procframe._core.errors import ProcessStateError
+from procframe._core.backend import MANAGER_SERVER
+from procframe._core.errors import NotSupportedError, ProcessStateError
 from procframe.managers import _client, _types
 from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError
@@ -87,6 +88,12 @@ class BaseManager:
         from procframe.context import get_context
 
         ctx = self._ctx or get_context()
+        if not ctx.backend.has(MANAGER_SERVER):
+            raise NotSupportedError(
+                f"backend {ctx.name!r} runs no manager server (it does not declare "
+                f"{MANAGER_SERVER!r}): start {type(self).__name__} under a backend of OS "
+                "processes (ctx=procframe.get_context('forkserver'))"
+            )
         reader, writer = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
             target=run_server,

@@ -10,6 +10,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from procframe._core.backend import POSIX_SIGNALS
+from procframe._core.errors import NotSupportedError
 from procframe.pool import _frames
 from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore
 from procframe.pool._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
@@ -309,13 +311,16 @@ class Pool(_BasePool):
         from procframe.context import get_context
 
         ctx = context if context is not None else get_context()
+        if not ctx.backend.has(POSIX_SIGNALS):
+            raise NotSupportedError(
+                f"a Pool of worker processes stops its workers with signals (terminate(), "
+                f"task timeouts), and backend {ctx.name!r} cannot signal its processes (it "
+                f"does not declare {POSIX_SIGNALS!r}): use ctx.Pool(), that backend's own pool"
+            )
         processes = _check_processes(processes, ctx.cpu_count)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
-        if maxtasksperchild is not None and (
-            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
-        ):
-            raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
+        _check_maxtasks(maxtasksperchild)
         self._task_timeout = self._check_timeout(task_timeout)
         core = ProcessCore(ctx, processes, initializer, tuple(initargs), maxtasksperchild)
         core.task_timeout = self._task_timeout
@@ -327,25 +332,42 @@ class Pool(_BasePool):
 
 
 class ThreadPool(_BasePool):
-    """A pool of worker threads in this process, with the API of ``Pool``; nothing is pickled."""
+    """A pool of worker threads in this process, with the API of ``Pool``; nothing is pickled.
+
+    With ``maxtasksperchild``, a thread that has run that many tasks is replaced
+    by a new one (which runs the initializer again).  In a worker,
+    ``get_start_method()`` is ``context``'s backend when one is given.  No task
+    can be stopped, so there is no ``task_timeout``.
+    """
 
     def __init__(
         self,
         processes: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
     ) -> None:
         from procframe._core.system import cpu_count
 
         processes = _check_processes(processes, cpu_count)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
-        self._start(ThreadCore(processes, initializer, tuple(initargs)))
+        _check_maxtasks(maxtasksperchild)
+        backend = None if context is None else context.get_start_method()
+        self._start(ThreadCore(processes, initializer, tuple(initargs), maxtasksperchild, backend))
 
     def _check_timeout(self, timeout: float | None) -> float | None:
         if timeout is not None:
             raise ValueError("a ThreadPool cannot stop a running task: it takes no timeout")
         return None
+
+
+def _check_maxtasks(maxtasksperchild: int | None) -> None:
+    if maxtasksperchild is not None and (
+        not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
+    ):
+        raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
 
 
 def _check_processes(processes: int | None, cpu_count: Callable[[], int]) -> int:

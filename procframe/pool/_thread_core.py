@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
+import time
 from typing import Any
 
+from procframe._core import registry
 from procframe.pool._errors import BrokenPoolError, TaskAbortedError
 from procframe.pool._process_core import CLOSED, RUNNING, TERMINATED, Call
 from procframe.pool._worker import execute
@@ -14,23 +17,38 @@ from procframe.pool._worker import execute
 class ThreadCore:
     """Threads, the task queue, and the state of one thread pool."""
 
-    def __init__(self, processes: int, initializer: Any, initargs: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        processes: int,
+        initializer: Any,
+        initargs: tuple[Any, ...],
+        maxtasksperchild: int | None = None,
+        backend: str | None = None,
+    ) -> None:
         self.processes = processes
         self.state = RUNNING
         self.task_timeout: float | None = None
         self._initializer = initializer
         self._initargs = initargs
+        self._maxtasks = maxtasksperchild
+        self._backend = backend
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._feeders = 0
         self._stopping = False
         self._broken: BaseException | None = None
-        self._threads = [
-            threading.Thread(target=self._work, name=f"ThreadPoolWorker-{n}", daemon=True)
-            for n in range(1, processes + 1)
-        ]
+        self._numbers = itertools.count(1)
+        self._threads = [self._new_thread(slot) for slot in range(processes)]
         for thread in self._threads:
             thread.start()
+
+    def _new_thread(self, slot: int) -> threading.Thread:
+        return threading.Thread(
+            target=self._work,
+            args=(slot,),
+            name=f"ThreadPoolWorker-{next(self._numbers)}",
+            daemon=True,
+        )
 
     def submit(self, calls: list[Call], timeout: float | None) -> None:
         """Queue (job, index, kind, call) tasks."""
@@ -58,7 +76,9 @@ class ThreadCore:
             self._feeders -= 1
         self._stop_when_idle()
 
-    def _work(self) -> None:
+    def _work(self, slot: int) -> None:
+        if self._backend is not None:  # the worker's default backend is its pool's
+            registry.adopt_in_thread(self._backend)
         if self._initializer is not None:
             try:
                 self._initializer(*self._initargs)
@@ -68,6 +88,7 @@ class ThreadCore:
                         self._broken = e
                 self._fail_queued()
                 return
+        done = 0
         while True:
             item = self._queue.get()
             if item is None:
@@ -84,6 +105,18 @@ class ThreadCore:
                 value, ok = TaskAbortedError(f"the task raised {e!r}"), False
                 value.__cause__ = e
             job._set(index, ok, value)
+            del item, job, call, value  # a retired thread must not keep the last task alive
+            done += 1
+            if done == self._maxtasks:
+                self._retire(slot)
+                return
+
+    def _retire(self, slot: int) -> None:
+        """Hand this thread's place to a new one (``maxtasksperchild``); it takes the same
+        share of the stop signals, so the count of threads taking tasks never changes."""
+        with self._lock:  # started before join() can see it
+            thread = self._threads[slot] = self._new_thread(slot)
+            thread.start()
 
     def _fail_queued(self) -> None:
         error = self._refusal()
@@ -117,11 +150,20 @@ class ThreadCore:
             self.state = TERMINATED
         self._fail_queued()
         self._stop_when_idle()
-        current = threading.current_thread()
-        for thread in self._threads:
-            if thread is not current:
-                thread.join()
+        self.join()
 
     def join(self, timeout: float | None = None) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
+        """Wait for the threads (those that replaced retired ones too), but not for the caller."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = threading.current_thread()
+        while True:
+            with self._lock:
+                threads = list(self._threads)
+            for thread in threads:
+                if thread is not current:
+                    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                if threads == self._threads:
+                    return
+            if deadline is not None and time.monotonic() >= deadline:
+                return

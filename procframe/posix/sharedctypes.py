@@ -54,7 +54,7 @@ _CTYPES_BASES: tuple[type[Any], ...] = (
 )
 
 
-def _ctype(typecode_or_type: Any) -> type[Any]:
+def ctype_of(typecode_or_type: Any) -> type[Any]:
     """The ctypes type that ``typecode_or_type`` names, or a TypeError that says what fits."""
     if isinstance(typecode_or_type, str):
         found = typecode_to_type.get(typecode_or_type)
@@ -149,15 +149,15 @@ def _new_value(ctype: type[Any]) -> Any:
 
 def RawValue(typecode_or_type: Any, *args: Any) -> Any:
     """A ctypes object in shared memory, initialised with ``args`` (zeroed without)."""
-    obj = _new_value(_ctype(typecode_or_type))
+    obj = _new_value(ctype_of(typecode_or_type))
     if args:
         obj.__init__(*args)
     return obj
 
 
-def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
-    """A ctypes array in shared memory: ``size`` zeros, or a copy of the initializer."""
-    ctype = _ctype(typecode_or_type)
+def array_layout(typecode_or_type: Any, size_or_initializer: Any) -> tuple[type[Any], list[Any]]:
+    """The ctypes array type ``RawArray`` makes, and its initial items (``[]``: zeros)."""
+    ctype = ctype_of(typecode_or_type)
     try:
         length = operator.index(size_or_initializer)
     except TypeError:
@@ -165,7 +165,7 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
     else:
         if length < 0:
             raise ValueError(f"array size must be >= 0, got {length}")
-        return _new_value(ctype * length)
+        return ctype * length, []
     try:
         initializer = list(size_or_initializer)
     except TypeError:
@@ -173,7 +173,13 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
             "size_or_initializer must be an int or an iterable of initial values, got "
             f"{type(size_or_initializer).__name__}"
         ) from None
-    obj = _new_value(ctype * len(initializer))
+    return ctype * len(initializer), initializer
+
+
+def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
+    """A ctypes array in shared memory: ``size`` zeros, or a copy of the initializer."""
+    array_type, initializer = array_layout(typecode_or_type, size_or_initializer)
+    obj = _new_value(array_type)
     if initializer:
         obj.__init__(*initializer)
     return obj
@@ -205,7 +211,7 @@ def _resolve_lock(lock: Any, ctx: Context | None) -> Any:
 
 def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Context) -> Any:
     """``ctx.RawValue`` wrapped with ``lock``; with ``lock=False``, the raw object itself."""
-    ctype = _ctype(typecode_or_type)
+    ctype = ctype_of(typecode_or_type)
     lock = _resolve_lock(lock, ctx)
     obj = ctx.RawValue(ctype, *args)
     return obj if lock is None else synchronized(obj, lock, ctx=ctx)
@@ -215,7 +221,7 @@ def Array(
     typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, ctx: Context
 ) -> Any:
     """``ctx.RawArray`` wrapped with ``lock``; with ``lock=False``, the raw array itself."""
-    ctype = _ctype(typecode_or_type)
+    ctype = ctype_of(typecode_or_type)
     lock = _resolve_lock(lock, ctx)
     obj = ctx.RawArray(ctype, size_or_initializer)
     return obj if lock is None else synchronized(obj, lock, ctx=ctx)
@@ -227,7 +233,7 @@ def copy(obj: Any) -> Any:
         obj = obj.get_obj()
     if not isinstance(obj, _CTYPES_BASES):
         raise TypeError(f"copy() needs a ctypes object, got {type(obj).__name__}")
-    new = _new_value(_ctype(type(obj)))
+    new = _new_value(ctype_of(type(obj)))
     ctypes.memmove(ctypes.addressof(new), ctypes.addressof(obj), ctypes.sizeof(new))
     return new
 

@@ -40,6 +40,14 @@ ITEMS = 25
 # -- managers and scripts of the tests ------------------------------------------------
 
 
+def serving(backends: list[str]) -> list[str]:
+    """The backends of ``backends`` that run manager servers (they declare ``manager_server``)."""
+    from procframe._core import registry
+    from procframe._core.backend import MANAGER_SERVER
+
+    return [name for name in backends if registry.backends()[name].has(MANAGER_SERVER)]
+
+
 @contextmanager
 def managers_per_backend(
     backends: list[str], start: Callable[[procframe.Context], Any]

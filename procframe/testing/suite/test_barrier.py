@@ -61,6 +61,7 @@ def test_a_timeout_breaks_the_barrier(ctx: procframe.Context) -> None:
     assert not barrier.broken
 
 
+@pytest.mark.requires("posix_signals")
 @pytest.mark.timeout(30)
 def test_a_party_that_died_while_the_barrier_drained_breaks_it_not_hangs(
     ctx: procframe.Context,

@@ -95,6 +95,7 @@ def test_a_duplex_connection_carries_objects_both_ways(
     assert a.closed and b.closed
 
 
+@pytest.mark.requires("separate_memory")
 def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
     reader, writer = ctx.Pipe(duplex=False)
     with reader, writer:
@@ -281,6 +282,7 @@ def test_eof_once_the_peer_closed_and_the_data_is_consumed(
             a.recv_bytes_into(bytearray(8))
 
 
+@pytest.mark.requires("passes_descriptors")
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_wire_format_is_a_big_endian_length_prefix(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -300,6 +302,7 @@ def test_wire_format_is_a_big_endian_length_prefix(
         assert reader.recv_bytes() == b"abc"
 
 
+@pytest.mark.requires("passes_descriptors")
 @pytest.mark.parametrize("how", ["recv", "recv_bytes", "recv_bytes_maxlength", "recv_bytes_into"])
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_an_absurd_length_prefix_is_refused_before_allocating(
@@ -563,6 +566,7 @@ def test_wait_blocks_until_a_child_sends(ctx: procframe.Context) -> None:
             exchange.reap(p)
 
 
+@pytest.mark.requires("posix_signals")
 def test_wait_takes_sockets_descriptors_and_sentinels(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:

@@ -55,6 +55,7 @@ def _open_later(path: str, delay: float) -> threading.Thread:
 # -- submit ------------------------------------------------------------------------
 
 
+@pytest.mark.requires("local_pids")
 def test_submit_returns_futures_with_results(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         assert isinstance(executor, cf.Executor)
@@ -79,6 +80,7 @@ def test_submit_returns_futures_with_results(ctx: procframe.Context) -> None:
         assert seen == [25]
 
 
+@pytest.mark.requires("separate_memory")
 def test_exceptions_keep_type_message_and_the_remote_traceback(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         future = executor.submit(tk.raise_value_error, "boom")
@@ -124,6 +126,7 @@ def test_map_runs_a_chunk_as_one_task(ctx: procframe.Context) -> None:
         assert len(set(pids[5:])) == 1
 
 
+@pytest.mark.requires("separate_memory")
 def test_map_raises_where_a_call_failed(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         results = executor.map(tk.square_unless, range(8), itertools.repeat(5), chunksize=2)
@@ -332,6 +335,7 @@ def test_no_worker_starts_before_the_first_submit(ctx: procframe.Context) -> Non
 # -- failures ------------------------------------------------------------------------------
 
 
+@pytest.mark.requires("separate_memory")
 def test_a_dead_worker_fails_only_its_future(ctx: procframe.Context, gate: str) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         survivor = executor.submit(tk.wait_for_path, gate, "survivor")
@@ -369,6 +373,7 @@ def test_a_failing_initializer_breaks_the_futures(ctx: procframe.Context) -> Non
         assert isinstance(later.exception(timeout=PATIENCE), BrokenPoolError)
 
 
+@pytest.mark.requires("local_pids")
 def test_max_tasks_per_child_replaces_workers(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=2) as executor:
         pids = [executor.submit(tk.pid).result(timeout=PATIENCE) for _ in range(6)]

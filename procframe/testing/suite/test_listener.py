@@ -306,7 +306,7 @@ def test_closing_a_listener(tmp_path: Path) -> None:
         Client(str(path), family="AF_UNIX")
 
 
-@pytest.mark.requires("inherits_parent_memory")
+@pytest.mark.requires("inherits_parent_memory", "separate_memory")
 def test_a_forked_child_closing_its_copy_leaves_the_listener_listening(
     ctx: procframe.Context,
 ) -> None:

@@ -86,8 +86,9 @@ def manager(procframe_backend: str, _sync_managers: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def _calc_managers(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """A started CalcManager per backend under test (its initializer ran)."""
-    with tkm.managers_per_backend(selected_backends(request.config), _calc_manager) as started:
+    """A started CalcManager per backend under test that serves (its initializer ran)."""
+    backends = tkm.serving(selected_backends(request.config))
+    with tkm.managers_per_backend(backends, _calc_manager) as started:
         yield started
 
 
@@ -122,6 +123,7 @@ def test_the_managers_module_exports_its_names() -> None:
     assert callable(procframe.Manager)
 
 
+@pytest.mark.requires("manager_server")
 def test_only_the_pickle_serializer_is_accepted(ctx: procframe.Context) -> None:
     for serializer in ("xmlrpclib", "json"):
         with pytest.raises(ValueError, match="pickle"):
@@ -136,6 +138,7 @@ def test_only_the_pickle_serializer_is_accepted(ctx: procframe.Context) -> None:
 # -- a manager's life --------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_a_manager_is_started_and_shuts_down(ctx: procframe.Context) -> None:
     manager = ctx.Manager()
     try:
@@ -156,6 +159,7 @@ def test_a_manager_is_started_and_shuts_down(ctx: procframe.Context) -> None:
     assert tk_pool.eventually(lambda: not pid_running(pid)), "the with-block did not shut it down"
 
 
+@pytest.mark.requires("manager_server")
 def test_a_manager_starts_once(ctx: procframe.Context) -> None:
     manager = managers.BaseManager(ctx=ctx)
     with pytest.raises(TypeError):
@@ -172,6 +176,7 @@ def test_a_manager_starts_once(ctx: procframe.Context) -> None:
         manager.start()
 
 
+@pytest.mark.requires("manager_server")
 def test_the_manager_serves_from_the_backend_it_was_given(
     procframe_backend: str, calc_manager: Any
 ) -> None:
@@ -183,6 +188,7 @@ def test_the_manager_serves_from_the_backend_it_was_given(
 # -- the shared types --------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_list_proxy(manager: Any) -> None:
     items = manager.list(range(5))
     assert isinstance(items, managers.BaseProxy)
@@ -232,6 +238,7 @@ def test_list_proxy(manager: Any) -> None:
     assert str(manager.list(["a", None])) == "['a', None]"
 
 
+@pytest.mark.requires("manager_server")
 def test_dict_proxy(manager: Any) -> None:
     d = manager.dict({"a": 1}, b=2)
     assert isinstance(d, managers.BaseProxy)
@@ -268,6 +275,7 @@ def test_dict_proxy(manager: Any) -> None:
     assert len(d) == 0 and str(d) == "{}"
 
 
+@pytest.mark.requires("manager_server")
 def test_namespace_proxy(manager: Any) -> None:
     ns = manager.Namespace(x=1)
     assert ns.x == 1
@@ -494,6 +502,7 @@ def test_queue_proxies(manager: Any) -> None:
         jq.task_done()
 
 
+@pytest.mark.requires("manager_server")
 def test_pool_proxy(manager: Any) -> None:
     baseline = objects_now(manager)
     pool = manager.Pool(2)
@@ -561,6 +570,7 @@ def _threads_of(pid: int) -> int:
     raise AssertionError(f"no thread count for {pid}")
 
 
+@pytest.mark.requires("manager_server")
 def test_threads_that_come_and_go_leave_no_connections(manager: Any) -> None:
     items = manager.list()
     server = manager._process.pid
@@ -586,6 +596,7 @@ def test_threads_that_come_and_go_leave_no_connections(manager: Any) -> None:
     )
 
 
+@pytest.mark.requires("manager_server")
 def test_proxies_passed_to_children(ctx: procframe.Context, manager: Any) -> None:
     d, items, ns = manager.dict(), manager.list(), manager.Namespace(last=None)
     value, lock, out = manager.Value("i", 0), manager.Lock(), manager.Queue()
@@ -609,6 +620,7 @@ def test_proxies_passed_to_children(ctx: procframe.Context, manager: Any) -> Non
     assert out.empty()
 
 
+@pytest.mark.requires("manager_server")
 def test_proxies_sent_through_queues(ctx: procframe.Context, manager: Any) -> None:
     baseline = objects_now(manager)
     managed, plain, back = manager.Queue(), ctx.Queue(), manager.Queue()
@@ -668,6 +680,7 @@ def test_the_seed_example(procframe_backend: str, tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.requires("manager_server")
 def test_nested_proxies(manager: Any) -> None:
     baseline = objects_now(manager)
     d = manager.dict()
@@ -703,6 +716,7 @@ def test_nested_proxies(manager: Any) -> None:
 # -- reference counting ---------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_objects_are_freed_when_their_last_proxy_goes(manager: Any) -> None:
     baseline = objects_now(manager)
     for i in range(500):
@@ -734,6 +748,7 @@ def _hand_over(ctx: procframe.Context, manager: Any, *paths: str) -> Any:
     return child
 
 
+@pytest.mark.requires("manager_server")
 def test_an_object_lives_while_only_a_child_holds_a_proxy(
     ctx: procframe.Context, manager: Any, tmp_path: Path
 ) -> None:
@@ -788,6 +803,7 @@ def test_a_method_s_exception_is_raised_with_its_own_type(manager: Any) -> None:
     assert _in_thread(lambda: d["a"]) == 1
 
 
+@pytest.mark.requires("manager_server")
 def test_a_method_s_exception_carries_the_server_traceback(manager: Any, calc_manager: Any) -> None:
     """procframe only: the re-raised exception's ``__cause__`` is a RemoteError with the text."""
     d = manager.dict()
@@ -811,6 +827,7 @@ def test_a_method_s_exception_carries_the_server_traceback(manager: Any, calc_ma
 # -- custom types -----------------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_a_registered_class_through_autoproxy(calc_manager: Any) -> None:
     calc = calc_manager.Calculator(10)
     assert isinstance(calc, managers.BaseProxy)
@@ -841,6 +858,7 @@ def test_a_registered_class_through_autoproxy(calc_manager: Any) -> None:
     del shared["k"]
 
 
+@pytest.mark.requires("manager_server")
 def test_exposed_restricts_the_methods(calc_manager: Any) -> None:
     restricted = calc_manager.RestrictedCalculator(1)
     assert restricted.add(1) == 2 and restricted.total() == 2
@@ -854,6 +872,7 @@ def test_exposed_restricts_the_methods(calc_manager: Any) -> None:
     assert restricted.total() == 2 and counter.total() == 0
 
 
+@pytest.mark.requires("manager_server")
 def test_register_creates_methods_on_the_subclass_only(calc_manager: Any) -> None:
     assert callable(getattr(tkm.CalcManager, "Calculator", None))
     assert callable(getattr(tkm.CalcManager, "Counter", None))
@@ -863,6 +882,7 @@ def test_register_creates_methods_on_the_subclass_only(calc_manager: Any) -> Non
     assert not hasattr(tkm.RemoteManager, "Calculator")
 
 
+@pytest.mark.requires("manager_server")
 def test_failures_that_are_not_the_method_s_raise_remote_error(calc_manager: Any) -> None:
     calc = calc_manager.Calculator()
     with pytest.raises(managers.RemoteError, match=r"(?i)lock"):
@@ -876,12 +896,14 @@ def test_failures_that_are_not_the_method_s_raise_remote_error(calc_manager: Any
     assert calc.total() == 2
 
 
+@pytest.mark.requires("manager_server")
 def test_the_server_initializer_runs_in_the_server(calc_manager: Any) -> None:
     state = calc_manager.state().get()
     assert state == {"value": "initialized", "pid": calc_manager._process.pid}
     assert state["pid"] != os.getpid()
 
 
+@pytest.mark.requires("manager_server")
 def test_connect_to_a_running_manager(calc_manager: Any, manager: Any) -> None:
     client = tkm.CalcManager(address=calc_manager.address, authkey=tkm.KEY)
     client.connect()
@@ -905,6 +927,7 @@ def test_connect_to_a_running_manager(calc_manager: Any, manager: Any) -> None:
 # -- procframe's extras -------------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_copies_and_snapshot_iteration(manager: Any) -> None:
     """procframe only: ``copy()`` of a list proxy; iteration reads a snapshot."""
     items = manager.list([1, [2]])
@@ -932,6 +955,7 @@ def test_copies_and_snapshot_iteration(manager: Any) -> None:
 # -- SharedMemoryManager ------------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_shared_memory_manager(ctx: procframe.Context) -> None:
     from procframe.shared_memory import ShareableList, SharedMemory
 

@@ -86,8 +86,9 @@ class _MakesMarker:
 
 @pytest.fixture(scope="module")
 def _remote_managers(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """A started RemoteManager on 127.0.0.1 per backend under test."""
-    with tkm.managers_per_backend(selected_backends(request.config), _remote_manager) as started:
+    """A started RemoteManager on 127.0.0.1 per backend under test that serves."""
+    backends = tkm.serving(selected_backends(request.config))
+    with tkm.managers_per_backend(backends, _remote_manager) as started:
         yield started
 
 
@@ -124,6 +125,7 @@ def assert_serves(remote: Any) -> None:
 # -- authentication ------------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_a_wrong_authkey_is_refused_and_the_server_keeps_serving(remote: Any) -> None:
     assert procframe.connection.AuthenticationError is procframe.AuthenticationError
     assert_serves(remote)  # this process has a connection with the right key already
@@ -134,6 +136,7 @@ def test_a_wrong_authkey_is_refused_and_the_server_keeps_serving(remote: Any) ->
     assert_serves(remote)
 
 
+@pytest.mark.requires("manager_server")
 def test_a_wrong_authkey_tried_first_does_not_lock_out_the_right_one(
     ctx: procframe.Context,
 ) -> None:
@@ -147,6 +150,7 @@ def test_a_wrong_authkey_tried_first_does_not_lock_out_the_right_one(
         assert server.get_dict()["client"] == 1
 
 
+@pytest.mark.requires("manager_server")
 def test_a_client_with_a_wrong_key_in_another_process(
     ctx: procframe.Context, remote: Any, tmp_path: Path
 ) -> None:
@@ -162,6 +166,7 @@ def test_a_client_with_a_wrong_key_in_another_process(
     assert_serves(remote)
 
 
+@pytest.mark.requires("manager_server")
 def test_nothing_is_unpickled_before_authentication(remote: Any, tmp_path: Path) -> None:
     marker = tmp_path / "unpickled"
     evil = framed(pickle.dumps(_MakesMarker(str(marker))))
@@ -185,6 +190,7 @@ BEFORE_AUTHENTICATION = {
 """What a peer sends before the handshake, and whether it closes at once (else it stays)."""
 
 
+@pytest.mark.requires("manager_server")
 @pytest.mark.parametrize("garbage", list(BEFORE_AUTHENTICATION))
 def test_garbage_before_authentication(remote: Any, garbage: str) -> None:
     data, close = BEFORE_AUTHENTICATION[garbage]
@@ -236,6 +242,7 @@ def hello() -> bytes:
     return framed(pickle.dumps((wire.CONTROL, wire.HELLO, (session, []), {})))
 
 
+@pytest.mark.requires("manager_server")
 @pytest.mark.parametrize("first", ["", "hello"], ids=["first-message", "after-hello"])
 @pytest.mark.parametrize("garbage", list(AFTER_AUTHENTICATION))
 def test_garbage_after_authentication(remote: Any, garbage: str, first: str) -> None:
@@ -263,6 +270,7 @@ def test_garbage_after_authentication(remote: Any, garbage: str, first: str) -> 
     assert vm_peak(remote._process.pid) - peak < MAX_GROWTH, "the server allocated a lot"
 
 
+@pytest.mark.requires("manager_server")
 def test_unpicklable_arguments_fail_in_the_caller(remote: Any) -> None:
     shared = remote.get_dict()
     key = uuid.uuid4().hex
@@ -279,6 +287,7 @@ def test_unpicklable_arguments_fail_in_the_caller(remote: Any) -> None:
     assert_serves(remote)
 
 
+@pytest.mark.requires("manager_server")
 def test_an_exception_the_caller_cannot_rebuild(ctx: procframe.Context) -> None:
     with tkm.CalcManager(ctx=ctx) as manager:
         calc = manager.Calculator()
@@ -350,6 +359,7 @@ def _finish(script: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+@pytest.mark.requires("manager_server")
 @pytest.mark.parametrize("how", ["start", "serve_forever"])
 def test_clients_in_other_interpreters_share_a_queue_and_a_dict(
     ctx: procframe.Context, procframe_backend: str, tmp_path: Path, how: str
@@ -427,6 +437,7 @@ def test_clients_in_other_interpreters_share_a_queue_and_a_dict(
 # -- killed clients, a gone server, a killed owner ------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_a_client_killed_in_a_blocking_call_does_not_wedge_the_server(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -476,6 +487,7 @@ def test_a_client_killed_in_a_blocking_call_does_not_wedge_the_server(
         )
 
 
+@pytest.mark.requires("manager_server")
 def test_a_proxy_fails_promptly_once_its_manager_shut_down(ctx: procframe.Context) -> None:
     """procframe only: the error is a ConnectionError, also for a call in flight."""
     manager = ctx.Manager()
@@ -504,6 +516,7 @@ def test_a_proxy_fails_promptly_once_its_manager_shut_down(ctx: procframe.Contex
     manager.join(PATIENCE)
 
 
+@pytest.mark.requires("manager_server")
 def test_a_proxy_fails_promptly_once_its_server_is_killed(ctx: procframe.Context) -> None:
     """procframe only: a ConnectionError, also for a call in flight; shutdown() still works."""
     manager = ctx.Manager()
@@ -569,6 +582,7 @@ if __name__ == '__main__':
 """Ctrl-C in the middle of a call; then the same thread carries on with the manager."""
 
 
+@pytest.mark.requires("manager_server")
 def test_a_call_interrupted_by_ctrl_c(procframe_backend: str, tmp_path: Path) -> None:
     """procframe only: the interrupted get() gives up instead of taking the next item."""
     script = tkm.start_script(tmp_path, INTERRUPTED, procframe_backend, name="script.py")
@@ -644,6 +658,7 @@ def test_a_manager_does_not_outlive_its_killed_owner(
 # -- found in review ----------------------------------------------------------------------------
 
 
+@pytest.mark.requires("manager_server")
 def test_a_managed_pool_s_task_changes_the_shared_object(ctx: procframe.Context) -> None:
     """A worker the server started (forked from it, on fork) is a client, not a server copy."""
     with ctx.Manager() as manager:
@@ -656,6 +671,7 @@ def test_a_managed_pool_s_task_changes_the_shared_object(ctx: procframe.Context)
             pool.terminate()
 
 
+@pytest.mark.requires("manager_server")
 def test_a_waiter_killed_in_condition_wait_keeps_neither_the_lock_nor_the_notification(
     ctx: procframe.Context,
 ) -> None:
@@ -689,6 +705,7 @@ def cond_wait(cond: Any) -> bool:
         return bool(cond.wait(PATIENCE))
 
 
+@pytest.mark.requires("manager_server")
 def test_a_proxy_in_transit_outlives_its_sender(ctx: procframe.Context) -> None:
     with ctx.Manager() as manager:
         channel = ctx.Queue()
@@ -703,6 +720,7 @@ def test_a_proxy_in_transit_outlives_its_sender(ctx: procframe.Context) -> None:
         channel.close()
 
 
+@pytest.mark.requires("manager_server")
 def test_a_proxy_never_reaches_the_next_server_at_its_address(ctx: procframe.Context) -> None:
     first = managers.SyncManager(address=("127.0.0.1", 0), authkey=KEY, ctx=ctx)
     first.start()

@@ -270,6 +270,7 @@ def test_async_maps_call_back_with_the_whole_list(ctx: procframe.Context) -> Non
 # -- errors ------------------------------------------------------------------------
 
 
+@pytest.mark.requires("separate_memory")
 def test_a_task_error_keeps_its_type_message_and_remote_traceback(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         with pytest.raises(ValueError) as info:
@@ -296,6 +297,7 @@ def test_a_task_error_keeps_its_type_message_and_remote_traceback(ctx: procframe
 # -- the pool's life -----------------------------------------------------------------
 
 
+@pytest.mark.requires("local_pids")
 def test_close_lets_tasks_finish_and_forbids_new_ones(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     pool = ctx.Pool(2)
@@ -329,6 +331,7 @@ def test_close_lets_tasks_finish_and_forbids_new_ones(ctx: procframe.Context) ->
         pool.join()
 
 
+@pytest.mark.requires("local_pids", "posix_signals")
 def test_the_context_manager_terminates(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     with ctx.Pool(2) as pool:
@@ -345,6 +348,7 @@ def test_the_context_manager_terminates(ctx: procframe.Context) -> None:
         stuck.get(timeout=1)  # it never got a value
 
 
+@pytest.mark.requires("posix_signals")
 def test_every_way_to_make_a_pool_uses_its_context(
     ctx: procframe.Context, procframe_backend: str
 ) -> None:
@@ -355,6 +359,7 @@ def test_every_way_to_make_a_pool_uses_its_context(
         assert pool.apply(tk.square, (3,)) == 9
 
 
+@pytest.mark.requires("local_pids")
 def test_the_initializer_runs_once_in_each_worker(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     with ctx.Pool(2, tk.initialize, ("ready",)) as pool:
@@ -366,6 +371,7 @@ def test_the_initializer_runs_once_in_each_worker(ctx: procframe.Context) -> Non
         assert pool.apply(tk.worker_state)[1:] == (["x"], 1)
 
 
+@pytest.mark.requires("local_pids")
 def test_maxtasksperchild_replaces_workers(ctx: procframe.Context) -> None:
     with ctx.Pool(1, tk.initialize, (7,), 2) as pool:
         states = pool.map(tk.worker_state, range(6), chunksize=1)

@@ -55,6 +55,7 @@ def names_exit(message: str, exitcode: int) -> bool:
 # -- what cannot cross -----------------------------------------------------------------
 
 
+@pytest.mark.requires("separate_memory")
 def test_an_unpicklable_argument_fails_its_task(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         for bad in (lambda: 0, threading.Lock()):
@@ -73,6 +74,7 @@ def test_an_unpicklable_argument_fails_its_task(ctx: procframe.Context) -> None:
         assert pool.map(tk.square, range(6), 1) == [0, 1, 4, 9, 16, 25]  # the pool carries on
 
 
+@pytest.mark.requires("separate_memory")
 def test_an_unpicklable_result_or_exception_fails_its_task(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         with pytest.raises(procframe.pool.MaybeEncodingError) as info:
@@ -105,6 +107,7 @@ def test_system_exit_or_keyboard_interrupt_aborts_only_the_task(ctx: procframe.C
 # -- a worker that dies ------------------------------------------------------------------
 
 
+@pytest.mark.requires("separate_memory")
 @pytest.mark.parametrize("how", list(EXITS))
 def test_a_worker_dying_mid_task_fails_only_that_task(ctx: procframe.Context, how: str) -> None:
     before = tk.child_pids()
@@ -137,6 +140,7 @@ def test_a_worker_dying_mid_task_fails_only_that_task(ctx: procframe.Context, ho
         pool.join()
 
 
+@pytest.mark.requires("separate_memory")
 def test_a_worker_dying_fails_its_map_not_the_pool(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     with ctx.Pool(2) as pool:
@@ -159,6 +163,7 @@ def test_a_worker_dying_fails_its_map_not_the_pool(ctx: procframe.Context) -> No
 # -- timeouts ------------------------------------------------------------------------
 
 
+@pytest.mark.requires("task_timeouts")
 def test_a_task_timeout_kills_and_replaces_the_worker(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     with ctx.Pool(2) as pool:
@@ -183,6 +188,7 @@ def test_a_task_timeout_kills_and_replaces_the_worker(ctx: procframe.Context) ->
         assert pool.map(tk.square, range(10)) == [x * x for x in range(10)]
 
 
+@pytest.mark.requires("task_timeouts")
 def test_the_pool_task_timeout_applies_to_every_task(ctx: procframe.Context) -> None:
     with ctx.Pool(2, task_timeout=1) as pool:
         began = time.monotonic()
@@ -284,6 +290,7 @@ def test_workers_do_not_outlive_a_killed_parent(procframe_backend: str, tmp_path
         tk.kill_marked(mark)
 
 
+@pytest.mark.requires("local_pids")
 def test_a_dropped_pool_terminates_its_workers(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     pool = ctx.Pool(2)

@@ -52,6 +52,7 @@ def test_lifecycle_attributes(ctx: procframe.Context) -> None:
     assert p not in procframe.active_children()
 
 
+@pytest.mark.requires("posix_signals")
 def test_join_with_timeout_returns_while_running(ctx: procframe.Context) -> None:
     p = ctx.Process(target=targets.sleep_forever)
     p.start()
@@ -63,6 +64,7 @@ def test_join_with_timeout_returns_while_running(ctx: procframe.Context) -> None
     assert p.exitcode == -signal.SIGKILL
 
 
+@pytest.mark.requires("local_pids")
 def test_child_sees_itself_and_its_parent(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"
     p = ctx.Process(target=targets.describe_self, args=(str(out),), name="worker-7")
@@ -188,6 +190,7 @@ def test_signalling_an_exited_process_is_harmless(ctx: procframe.Context) -> Non
     assert p.exitcode == 0
 
 
+@pytest.mark.requires("posix_signals")
 def test_sentinel_becomes_readable_at_exit(ctx: procframe.Context, tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     p = ctx.Process(target=targets.sleep_forever, args=(str(ready),))
@@ -202,6 +205,7 @@ def test_sentinel_becomes_readable_at_exit(ctx: procframe.Context, tmp_path: Pat
     assert p.exitcode == -signal.SIGKILL
 
 
+@pytest.mark.requires("posix_signals")
 def test_close_releases_and_forbids_further_use(ctx: procframe.Context, tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     p = ctx.Process(target=targets.sleep_forever, args=(str(ready),))
@@ -331,6 +335,7 @@ def test_unpicklable_target_works_when_the_child_inherits_memory(
 
 
 # Forking from a thread is what this test is about; Python 3.12+ warns about it, rightly.
+@pytest.mark.requires("posix_signals")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_process_started_from_a_short_lived_thread_survives_it(
     ctx: procframe.Context, tmp_path: Path
@@ -354,6 +359,7 @@ def test_process_started_from_a_short_lived_thread_survives_it(
     p.join(60)
 
 
+@pytest.mark.requires("local_pids")
 def test_many_children_at_once(ctx: procframe.Context, tmp_path: Path) -> None:
     procs = [
         ctx.Process(target=targets.write_marker, args=(str(tmp_path / f"m{i}"),)) for i in range(8)
@@ -373,6 +379,7 @@ def test_ctx_process_instances_pickle_by_reference(ctx: procframe.Context) -> No
     assert cls._context_name == ctx.name
 
 
+@pytest.mark.requires("separate_memory")
 def test_child_waits_for_its_non_daemonic_threads(ctx: procframe.Context, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     p = ctx.Process(target=targets.leave_a_thread_running, args=(str(marker),))

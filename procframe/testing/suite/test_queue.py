@@ -155,6 +155,7 @@ UNPICKLABLE = {
 }
 
 
+@pytest.mark.requires("separate_memory")
 @pytest.mark.parametrize("bad", list(UNPICKLABLE))
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_unpicklable_put_fails_in_the_caller(

@@ -675,6 +675,7 @@ def test_a_survivor_keeps_the_memory_of_a_killed_creator(
         assert procframe_names(made["name"]) - before == set()
 
 
+@pytest.mark.requires("separate_memory")
 def test_a_name_ends_when_its_creator_exits(
     ctx: procframe.Context, tmp_path: Path, chosen: str
 ) -> None:

@@ -266,7 +266,7 @@ def test_lock_true_wraps_with_a_new_rlock(ctx: procframe.Context) -> None:
     a = ctx.Array("i", 3)
     for wrapped in (v, a, ctx.Value("i", lock=None)):
         assert isinstance(wrapped, sharedctypes.SynchronizedBase)
-        assert isinstance(wrapped.get_lock(), RLock)
+        assert isinstance(wrapped.get_lock(), type(ctx.RLock()))
     assert v.get_lock() is not a.get_lock()
     assert isinstance(v, sharedctypes.Synchronized)
     assert isinstance(a, sharedctypes.SynchronizedArray)
@@ -368,7 +368,7 @@ def test_the_sharedctypes_module(ctx: procframe.Context) -> None:
     assert sharedctypes.RawValue("i", 2).value == 2
     assert sharedctypes.RawArray("i", 2)[:] == [0, 0]
     v = sharedctypes.Value("i", 2, ctx=ctx)
-    assert v.value == 2 and isinstance(v.get_lock(), RLock)
+    assert v.value == 2 and isinstance(v.get_lock(), type(ctx.RLock()))
     assert sharedctypes.Array("i", [1], lock=False)[:] == [1]
 
 
@@ -423,6 +423,7 @@ def test_bad_sizes_and_initializers(ctx: procframe.Context) -> None:
         ctx.Value("c", "a str, not bytes")
 
 
+@pytest.mark.requires("passes_descriptors")
 def test_shared_objects_do_not_pickle_outside_a_process_start(ctx: procframe.Context) -> None:
     for obj in (ctx.RawValue("i"), ctx.Value("i"), ctx.RawArray("d", 2), ctx.Array("c", 2)):
         with pytest.raises(TypeError, match="can only be passed to a child process"):
