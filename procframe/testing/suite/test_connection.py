@@ -75,6 +75,8 @@ def _which(ready: list[object], named: dict[str, object]) -> list[str]:
 # -- in one process -------------------------------------------------------------
 
 
+@pytest.mark.core
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_a_duplex_connection_carries_objects_both_ways(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -95,6 +97,7 @@ def test_a_duplex_connection_carries_objects_both_ways(
     assert a.closed and b.closed
 
 
+@pytest.mark.in_one_process
 def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
     reader, writer = ctx.Pipe(duplex=False)
     with reader, writer:
@@ -119,6 +122,7 @@ def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
         assert reader.poll(0) is False
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize(
     "use",
     [
@@ -152,6 +156,7 @@ def test_a_closed_connection_raises_oserror(ctx: procframe.Context, use: str) ->
         assert a.closed
 
 
+@pytest.mark.in_one_process
 def test_connection_is_a_context_manager(ctx: procframe.Context) -> None:
     a, b = ctx.Pipe()
     with a as entered:
@@ -163,6 +168,7 @@ def test_connection_is_a_context_manager(ctx: procframe.Context) -> None:
     assert b.closed
 
 
+@pytest.mark.in_one_process
 def test_send_bytes_takes_any_buffer_with_offset_and_size(ctx: procframe.Context) -> None:
     reader, writer = ctx.Pipe(duplex=False)
     with reader, writer:
@@ -185,6 +191,7 @@ def test_send_bytes_takes_any_buffer_with_offset_and_size(ctx: procframe.Context
         assert not reader.poll(0)  # a refused send wrote nothing
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -213,6 +220,7 @@ def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(
         assert reader.recv_bytes() == b"next"
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_recv_bytes_with_maxlength_refuses_a_longer_message(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -225,6 +233,7 @@ def test_recv_bytes_with_maxlength_refuses_a_longer_message(
             reader.recv_bytes(100)
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_poll(ctx: procframe.Context, kind: str, tmp_path: Path) -> None:
     with _duplex(ctx, kind, tmp_path) as (a, b):
@@ -242,6 +251,7 @@ def test_poll(ctx: procframe.Context, kind: str, tmp_path: Path) -> None:
         assert a.poll() is False
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_poll_and_wait_see_messages_already_read_into_user_space(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -261,6 +271,7 @@ def test_poll_and_wait_see_messages_already_read_into_user_space(
         assert wait([a], 0) == []
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_eof_once_the_peer_closed_and_the_data_is_consumed(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -281,6 +292,7 @@ def test_eof_once_the_peer_closed_and_the_data_is_consumed(
             a.recv_bytes_into(bytearray(8))
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_wire_format_is_a_big_endian_length_prefix(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -300,6 +312,7 @@ def test_wire_format_is_a_big_endian_length_prefix(
         assert reader.recv_bytes() == b"abc"
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("how", ["recv", "recv_bytes", "recv_bytes_maxlength", "recv_bytes_into"])
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_an_absurd_length_prefix_is_refused_before_allocating(
@@ -344,6 +357,7 @@ def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "[42, None, 'hello']\n", "")
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_objects_bigger_than_the_pipe_buffer_cross_both_ways(
@@ -518,6 +532,7 @@ def test_a_killed_peer_gives_eof_after_its_buffered_messages(
 # -- procframe.connection.wait ---------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 def test_wait_returns_the_ready_connections(ctx: procframe.Context) -> None:
     a, b = ctx.Pipe()
     c, d = ctx.Pipe()
@@ -538,6 +553,7 @@ def test_wait_returns_the_ready_connections(ctx: procframe.Context) -> None:
         assert wait([], 0) == []
 
 
+@pytest.mark.in_one_process
 def test_wait_counts_a_closed_peer_as_ready(ctx: procframe.Context) -> None:
     a, b = ctx.Pipe()
     with a:

@@ -55,6 +55,7 @@ def _open_later(path: str, delay: float) -> threading.Thread:
 # -- submit ------------------------------------------------------------------------
 
 
+@pytest.mark.core
 def test_submit_returns_futures_with_results(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         assert isinstance(executor, cf.Executor)

@@ -62,6 +62,7 @@ def _framed(payload: bytes) -> bytes:
     return struct.pack("!I", len(payload)) + payload
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("authkey", [None, KEY], ids=["plain", "authkey"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_listener_serves_clients_in_children(

@@ -77,6 +77,7 @@ def test_the_pool_module_exports_its_names() -> None:
 # -- apply -----------------------------------------------------------------------
 
 
+@pytest.mark.core
 def test_apply_and_apply_async(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         assert pool.apply(tk.square, (7,)) == 49
