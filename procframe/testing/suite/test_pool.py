@@ -32,7 +32,7 @@ pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExce
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen at once."""
 PROMPTLY = tk.PROMPTLY
-SHORT = 0.2
+SHORT = 0.1
 """A timeout that must elapse (a result gated on a file that does not exist yet)."""
 
 DATA = list(range(23))
@@ -393,7 +393,7 @@ def test_a_failing_initializer_breaks_the_pool(ctx: procframe.Context, tmp_path:
         assert "no init" in str(cause)
         with pytest.raises(procframe.pool.BrokenPoolError):
             pool.map(tk.square, range(4))
-        time.sleep(2)  # a pool that respawned workers forever would start dozens meanwhile
+        time.sleep(1)  # a pool that respawned workers forever would start dozens meanwhile
         started = len(calls.read_text(encoding="utf-8").splitlines())
         assert 1 <= started <= 8, f"the initializer ran {started} times"
     finally:
