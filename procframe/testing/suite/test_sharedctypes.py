@@ -511,6 +511,7 @@ def test_increments_under_the_lock_lose_nothing(ctx: procframe.Context) -> None:
     assert counter.value == 8000
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_a_raw_value_and_a_separate_lock(ctx: procframe.Context) -> None:
     counter = ctx.RawValue("q", 0)

@@ -639,7 +639,6 @@ def test_a_child_times_out_on_a_lock_the_parent_holds(
     assert result["elapsed"] >= SHORT - SLACK
 
 
-@pytest.mark.core
 @pytest.mark.parametrize("kind", MUTEXES)
 @PASSES_DESCRIPTORS
 def test_processes_exclude_each_other(ctx: procframe.Context, tmp_path: Path, kind: str) -> None:
