@@ -3,10 +3,10 @@
 Items travel as atomic packets (:mod:`procframe.posix.channel`): no reader or
 writer lock, and no half item left behind by a process killed mid-``put`` or
 mid-``get``.  The semaphores that count items and bound the queue are the
-context's (``ctx.Semaphore``, ``ctx.BoundedSemaphore``).  ``put`` pickles in the caller (an unpicklable item fails there,
-not later in a thread) and writes at once; only when the kernel's buffer is
-full do items wait in the process, sent on by the next ``put`` or by a
-feeder thread as readers catch up.
+context's (``ctx.Semaphore``, ``ctx.BoundedSemaphore``).  ``put`` pickles in
+the caller (an unpicklable item fails there, not later in a thread) and writes
+at once; only when the kernel's buffer is full do items wait in the process,
+sent on by the next ``put`` or by a feeder thread as readers catch up.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _remote_manager(ctx: procframe.Context) -> Any:
 
 @pytest.fixture
 def remote(procframe_backend: str, _remote_managers: dict[str, Any]) -> Any:
-    """A started :class:`~procframe.testing.helpers.managers.RemoteManager` on 127.0.0.1 (key KEY)."""
+    """A started :class:`~procframe.testing.helpers.managers.RemoteManager` (127.0.0.1, KEY)."""
     return _remote_managers[procframe_backend]
 
 
