@@ -88,6 +88,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "core: one of the conformance suite's core tests (--procframe-core runs only these)",
     )
+    if hasattr(config, "workerinput"):
+        # A pytest-xdist worker always runs a thread of its own (execnet's), so on Python
+        # 3.12+ every fork would warn that the process is multi-threaded; without xdist
+        # the warning still tells of a test's own threads.
+        config.addinivalue_line(
+            "filterwarnings", "ignore:This process .* is multi-threaded:DeprecationWarning"
+        )
     wanted = bool(config.getoption("procframe_backends")) or config.getini("procframe_suite")
     if not wanted or config.args_source == pytest.Config.ArgsSource.ARGS:
         return
