@@ -585,7 +585,7 @@ from procframe.testing.helpers import managers as tkm
 if __name__ == '__main__':
     manager = Manager()
     items = manager.list(['early'])
-    Process(target=tkm.append_later, args=(items, 1.0, sys.argv[1])).start()
+    Process(target=tkm.append_later, args=(items, 0.5, sys.argv[1])).start()
     print('main ends', flush=True)
 """
 """The main module ends while a child still has a call to make to the manager."""
