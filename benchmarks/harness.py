@@ -153,9 +153,16 @@ def chunk_sizes(iterations: int) -> list[int]:
     return [iterations // chunks + (i < iterations % chunks) for i in range(chunks)]
 
 
-WARM_UP = 0.2
-"""Seconds of the measured operation before the samples of a lock or sequence case, for both
-implementations.
+def _warm_up() -> float:
+    import os  # loaded with the interpreter: no cost
+
+    return float(os.environ.get("PROCFRAME_BENCH_WARM_UP", "0.2"))
+
+
+WARM_UP = _warm_up()
+"""Seconds of the measured operation before the samples of a lock, sequence or pool case,
+for both implementations (``PROCFRAME_BENCH_WARM_UP`` in the environment changes it: the
+project's tests, which never assert a timing, shorten it).
 
 Making its first lock under spawn or forkserver (an ``Array`` makes one),
 the standard library starts its resource tracker, a new interpreter that

@@ -48,8 +48,14 @@ from procframe.bench.tables import (
 HARNESS_KEYS = {"impl", "case", "method", "iterations", "samples", "median", "mean", "min"}
 
 
+WARM_UP = "0.01"
+"""Seconds of warm-up before a harness's samples (0.2 by default): timings are not asserted."""
+
+
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
+    env["PROCFRAME_BENCH_WARM_UP"] = WARM_UP
+    return env
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:

@@ -336,3 +336,33 @@ def test_seed_example_run_with_dash_m(tmp_path: Path, backend: str) -> None:
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "__main__.py").write_text(HELLO_BOB, encoding="utf-8")
     assert run_hello(["-m", "hellopkg"], tmp_path, backend) == "hello bob\n"
+
+
+PACKAGE_MAIN = """\
+import procframe
+from procframe.testing.helpers.targets import report
+
+with open("imports", "a") as f:  # a line each time this module runs
+    f.write(__name__ + "\\n")
+
+if __name__ == "__main__":
+    p = procframe.Process(target=report, args=("child", "ran"))
+    p.start()
+    p.join()
+    print(p.exitcode)
+"""
+
+
+@pytest.mark.requires("reimports_main")
+def test_a_packages_main_module_is_not_run_again_in_a_child(
+    tmp_path: Path, procframe_backend: str
+) -> None:
+    # As CPython's spawn: `python -m pkg` runs pkg/__main__.py, which is the program's
+    # work, not definitions; a child that needs no name from it does not run it again.
+    package = tmp_path / "mainpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "__main__.py").write_text(PACKAGE_MAIN, encoding="utf-8")
+    assert run_hello(["-m", "mainpkg"], tmp_path, procframe_backend) == "0\n"
+    assert read_report(tmp_path / "child") == "ran"
+    assert (tmp_path / "imports").read_text(encoding="utf-8") == "__main__\n"

@@ -152,21 +152,52 @@ def test_info_json_lists_the_toy_backend(site: Path, workdir: Path) -> None:
     assert toy["description"] == "toy: a spawn backend from a third-party distribution"
 
 
+def run_kit_core(
+    backends: list[str], site: Path, cwd: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The conformance kit's core (``--procframe-core``) against ``backends``, verbosely."""
+    args = ["-m", "pytest", "-p", "procframe.testing", "--procframe-core", "--timeout=120"]
+    for name in backends:
+        args += ["--procframe-backend", name]
+    return run([*args, "-v", "-p", "no:cacheprovider"], site, cwd, timeout=300, **env)
+
+
 @pytest.mark.timeout(360)
 def test_conformance_suite_passes_against_the_toy_backend(site: Path, workdir: Path) -> None:
-    args = [
-        "-m",
-        "pytest",
-        "-p",
-        "procframe.testing",
-        "--procframe-backend",
-        "toy",
-        "--timeout=120",
-    ]
-    result = run([*args, "-q", "-p", "no:cacheprovider"], site, workdir, timeout=300)
+    # The core: the whole kit on a spawn subclass proves nothing the spawn runs do not.
+    marker = workdir / "marker"
+    result = run_kit_core(["toy"], site, workdir, **{MARKER_ENV: str(marker)})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "passed" in output, output
+    assert " passed" in output and "[toy" in output, output
+    # The kit's children ran the bootstrap observer of the entry point.
+    assert marker.read_text(encoding="utf-8").split()[1] == "toy"
+
+
+PARTIAL_SOURCE = Path(__file__).parent / "toy_backend" / "partial_backend.py"
+PARTIAL_LOG_ENV = "PARTIAL_BACKEND_LOG"
+
+
+@pytest.mark.timeout(360)
+def test_a_backend_that_overrides_only_the_queue_and_the_lock(
+    tmp_path: Path, workdir: Path
+) -> None:
+    # Its own Queue and Lock, procframe's everything else (built from its context):
+    # the kit's core passes, and the objects it made were the backend's own.
+    site = tmp_path / "partial_site"
+    install(site, "partial_backend", "partial = partial_backend:plugin", PARTIAL_SOURCE)
+    log = workdir / "made"
+    result = run_kit_core(["fork", "partial"], site, workdir, **{PARTIAL_LOG_ENV: str(log)})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    made = {line.split()[0] for line in log.read_text(encoding="utf-8").splitlines()}
+    assert made == {"Queue", "Lock"}
+    # Overriding factories makes it an implementation of its own: the tests that stay in
+    # one process ran on it as well as on fork, for the Lock and for the Queue.
+    for test in ("test_acquire_and_release", "test_items_come_out_in_order"):
+        kind = "Lock" if "acquire" in test else "Queue"
+        for backend in ("fork", "partial"):
+            assert f"{test}[{backend}-{kind}] PASSED" in output, output
 
 
 def test_broken_entry_point_raises_plugin_load_error(tmp_path: Path, workdir: Path) -> None:

@@ -240,8 +240,10 @@ def procframe_make_rlock(ctx: Context) -> Any:
 
 @hookspec(firstresult=True)
 def procframe_make_semaphore(ctx: Context, value: int) -> Any:
-    """Called by ``ctx.Semaphore(value)`` (``value >= 0``): ``acquire``, ``release``,
-    ``get_value()``."""
+    """Called by ``ctx.Semaphore(value)``: ``acquire``, ``release``, ``get_value()``.
+
+    ``value >= 0``.
+    """
 
 
 @hookspec(firstresult=True)

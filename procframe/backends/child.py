@@ -83,13 +83,36 @@ def prepare(prep: dict[str, Any]) -> None:
 
 
 def import_main(kind: str, where: str) -> None:
-    """Import the parent's main module as ``__mp_main__`` (its ``__main__`` guard stays shut)."""
+    """Import the parent's main module as ``__mp_main__`` (its ``__main__`` guard stays shut).
+
+    ``kind`` comes from :func:`procframe.backends.payload.main_module_spec`.  A
+    package's ``__main__`` ("lazy_" kinds) is not run here: the module stays
+    empty until something asks it for a name (unpickling a target defined
+    there), which imports it then.
+    """
     current = sys.modules.get(MAIN_ALIAS)
     if current is not None and getattr(current, "__procframe_main__", None) == (kind, where):
         sys.modules["__main__"] = current
         return
     module = types.ModuleType(MAIN_ALIAS)
     module.__dict__["__procframe_main__"] = (kind, where)
+    if kind.startswith("lazy_"):
+        module.__dict__["__getattr__"] = _import_on_first_use(module, kind[len("lazy_") :], where)
+        sys.modules["__main__"] = sys.modules[MAIN_ALIAS] = module
+        return
+    previous_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = sys.modules[MAIN_ALIAS] = module
+    try:
+        _run_main(module, kind, where)
+    except BaseException:
+        sys.modules.pop(MAIN_ALIAS, None)
+        if previous_main is not None:
+            sys.modules["__main__"] = previous_main
+        raise
+
+
+def _run_main(module: types.ModuleType, kind: str, where: str) -> None:
+    """Run the parent's main module (a module name or a file) in ``module``."""
     if kind == "module":
         import importlib.util
 
@@ -105,15 +128,24 @@ def import_main(kind: str, where: str) -> None:
         module.__file__ = where
         with open(where, "rb") as source:
             code = compile(source.read(), where, "exec")
-    previous_main = sys.modules.get("__main__")
-    sys.modules["__main__"] = sys.modules[MAIN_ALIAS] = module
-    try:
-        exec(code, module.__dict__)
-    except BaseException:
-        sys.modules.pop(MAIN_ALIAS, None)
-        if previous_main is not None:
-            sys.modules["__main__"] = previous_main
-        raise
+    exec(code, module.__dict__)
+
+
+def _import_on_first_use(module: types.ModuleType, kind: str, where: str) -> Any:
+    """A module ``__getattr__`` that runs the main module when a name is asked of it."""
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):  # probes (hasattr(m, "__file__"))
+            raise AttributeError(f"module {MAIN_ALIAS!r} has no attribute {name!r}")
+        if module.__dict__.get("__getattr__") is __getattr__:
+            del module.__dict__["__getattr__"]
+            _run_main(module, kind, where)
+        try:
+            return module.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module {MAIN_ALIAS!r} has no attribute {name!r}") from None
+
+    return __getattr__
 
 
 def _report_start_failure(exc: BaseException) -> None:

@@ -21,17 +21,27 @@ _LENGTH = struct.Struct("!Q")
 
 
 def main_module_spec() -> tuple[str, str] | None:
-    """How a child re-imports the parent's ``__main__``: ("module", name), ("path", file), None."""
+    """How a child re-imports the parent's ``__main__``: (kind, where), or None.
+
+    ``kind`` is "module" (``where`` a module name) or "path" (a file); with a
+    "lazy_" prefix when the main module is a package's, a directory's or a zip's
+    ``__main__`` (``python -m pkg``).  CPython's spawn never runs such a module
+    again (``multiprocessing.spawn._fixup_main_from_name``): its body runs
+    unconditionally, the program's work and not definitions.  A procframe child
+    imports it only if it needs a name from it (a target defined there).
+    """
     main = sys.modules.get("__main__")
     if main is None:
         return None
     spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name and spec.name != "__main__":
-        return ("module", spec.name)
+    name = spec.name if spec is not None and spec.name else None
+    package_main = name is not None and (name == "__main__" or name.endswith(".__main__"))
+    if name is not None and name != "__main__":
+        return ("lazy_module" if package_main else "module", name)
     path = getattr(main, "__file__", None)
     if not path or not os.path.isfile(path):  # interactive, -c, or stdin: nothing to re-import
         return None
-    return ("path", os.path.abspath(path))
+    return ("lazy_path" if package_main else "path", os.path.abspath(path))
 
 
 def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:

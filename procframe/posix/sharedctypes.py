@@ -193,8 +193,7 @@ class _LockArgumentError(TypeError, AttributeError):
 
 
 def _resolve_lock(lock: Any, ctx: Context | None) -> Any:
-    """The lock to wrap with: None for ``lock=False``, a new ``ctx.RLock()`` for ``True`` or
-    ``None``."""
+    """The lock to wrap with: None for ``lock=False``, a new ``ctx.RLock()`` for True or None."""
     if lock is False:
         return None
     if lock is True or lock is None:

@@ -6,6 +6,21 @@
   ``test_x[spawn]``) and ``ctx`` is that backend's context.
 * ``@pytest.mark.requires("capability", ...)`` skips a test on a backend that
   does not declare every capability named.
+* ``@pytest.mark.in_one_process`` declares that a test never leaves its
+  process: it makes objects through ``ctx`` and uses them here, with threads
+  at most.  It starts no Process, Pool or Manager, runs no script, and relies
+  on nothing a backend's launcher does.  Such a test runs once per
+  *implementation* of the factory hooks, not once per backend: the selected
+  backends are grouped by the hook implementations their ``procframe_make_*``
+  calls reach (fork, spawn and forkserver all reach the POSIX primitives, so
+  they are one group; a backend that implements a factory hook itself is a
+  group of its own), and the test runs on the first backend of each group
+  that has the capabilities it ``requires``.  Its id names that backend
+  (``test_x[fork]``).
+* ``@pytest.mark.core`` marks the kit's core: a few tests per primitive that
+  prove a backend starts children, hands every kind of object to them and
+  runs its hooks.  ``--procframe-core`` runs only those of the suite (a smoke
+  run, for a backend's own CI or a quick check of a plugin).
 * Every test that uses a backend fails if it leaves a child process, a thread,
   or a procframe semaphore or shared-memory segment behind.
 * With ``--procframe-backend`` or the ini option ``procframe_suite = true``,
@@ -24,8 +39,8 @@ from pathlib import Path
 import pytest
 
 import procframe
+from procframe._core import hookspecs, registry
 from procframe._core import process as _process
-from procframe._core import registry
 from procframe._core.backend import KNOWN_CAPABILITIES
 from procframe.testing.helpers.devshm import procframe_names
 
@@ -44,6 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run procframe tests against backend NAME (repeatable; default: every available)",
     )
+    group.addoption(
+        "--procframe-core",
+        action="store_true",
+        dest="procframe_core",
+        default=False,
+        help="run only the conformance suite's core (tests marked core): a smoke run",
+    )
     parser.addini(
         "procframe_suite",
         type="bool",
@@ -57,6 +79,22 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "requires(*capabilities): skip on a backend that does not declare every capability",
     )
+    config.addinivalue_line(
+        "markers",
+        "in_one_process: the test starts no process and relies on no launcher; it runs on "
+        "one backend per implementation of the factory hooks, not on every backend",
+    )
+    config.addinivalue_line(
+        "markers",
+        "core: one of the conformance suite's core tests (--procframe-core runs only these)",
+    )
+    if hasattr(config, "workerinput"):
+        # A pytest-xdist worker always runs a thread of its own (execnet's), so on Python
+        # 3.12+ every fork would warn that the process is multi-threaded; without xdist
+        # the warning still tells of a test's own threads.
+        config.addinivalue_line(
+            "filterwarnings", "ignore:This process .* is multi-threaded:DeprecationWarning"
+        )
     wanted = bool(config.getoption("procframe_backends")) or config.getini("procframe_suite")
     if not wanted or config.args_source == pytest.Config.ArgsSource.ARGS:
         return
@@ -87,13 +125,50 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"procframe backends: {', '.join(names)}"
 
 
+FACTORY_HOOKS = tuple(
+    sorted(name for name in vars(hookspecs) if name.startswith("procframe_make_"))
+)
+"""The hooks behind ``ctx``'s factories: what an in-one-process test can reach."""
+
+
+def implementation_groups(names: list[str]) -> list[list[str]]:
+    """``names`` grouped by the hook implementations their factory calls reach, in order.
+
+    Two backends are in one group when, for every factory hook, their calls
+    reach the same implementations (hookwrappers included) in the same order:
+    whichever answers first for one answers first for the other.
+    """
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for name in names:
+        key = tuple(tuple(registry.hook(name, hook).get_hookimpls()) for hook in FACTORY_HOOKS)
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
+def representatives(names: list[str], required: set[str]) -> list[str]:
+    """One backend per implementation group: the first that has every ``required`` capability."""
+    declared = registry.backends()
+    chosen = []
+    for group in implementation_groups(names):
+        able = [name for name in group if required <= declared[name].capabilities]
+        chosen.append((able or group)[0])  # none able: the first, to be reported as skipped
+    return [name for name in names if name in chosen]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "procframe_backend" in metafunc.fixturenames:
         names = selected_backends(metafunc.config)
+        if metafunc.definition.get_closest_marker("in_one_process") is not None:
+            required = {
+                c for mark in metafunc.definition.iter_markers("requires") for c in mark.args
+            }
+            names = representatives(names, required)
         metafunc.parametrize("procframe_backend", names, ids=names)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("procframe_core"):
+        _keep_only_the_core(config, items)
     declared = set(KNOWN_CAPABILITIES)
     for info in registry.backends().values():
         declared |= info.capabilities
@@ -115,6 +190,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                             reason=f"backend {backend.name!r} lacks capability {capability!r}"
                         )
                     )
+
+
+def _keep_only_the_core(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the suite's tests that are not marked ``core`` (the project's own stay)."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        in_suite = SUITE_DIR in Path(str(item.path)).parents
+        (dropped if in_suite and item.get_closest_marker("core") is None else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from procframe.testing.helpers.targets import read_report
 PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_parties_meet_and_each_gets_a_distinct_index(ctx: procframe.Context) -> None:
     barrier = ctx.Barrier(3)
@@ -50,6 +51,7 @@ def test_the_action_runs_once_per_crossing(ctx: procframe.Context, tmp_path: Pat
     assert marker.read_text().count("x") == 3
 
 
+@pytest.mark.in_one_process
 def test_a_timeout_breaks_the_barrier(ctx: procframe.Context) -> None:
     barrier = ctx.Barrier(2, timeout=0.2)
     with pytest.raises(threading.BrokenBarrierError):
@@ -62,6 +64,7 @@ def test_a_timeout_breaks_the_barrier(ctx: procframe.Context) -> None:
 
 
 @pytest.mark.requires("posix_signals")
+@pytest.mark.in_one_process
 @pytest.mark.timeout(30)
 def test_a_party_that_died_while_the_barrier_drained_breaks_it_not_hangs(
     ctx: procframe.Context,
@@ -90,6 +93,7 @@ def test_abort_releases_a_waiting_process(ctx: procframe.Context, tmp_path: Path
     assert barrier.broken
 
 
+@pytest.mark.in_one_process
 def test_bad_parties_are_refused(ctx: procframe.Context) -> None:
     with pytest.raises(ValueError, match="parties"):
         ctx.Barrier(0)

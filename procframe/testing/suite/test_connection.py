@@ -75,6 +75,8 @@ def _which(ready: list[object], named: dict[str, object]) -> list[str]:
 # -- in one process -------------------------------------------------------------
 
 
+@pytest.mark.core
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_a_duplex_connection_carries_objects_both_ways(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -96,6 +98,7 @@ def test_a_duplex_connection_carries_objects_both_ways(
 
 
 @pytest.mark.requires("separate_memory")
+@pytest.mark.in_one_process
 def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
     reader, writer = ctx.Pipe(duplex=False)
     with reader, writer:
@@ -120,6 +123,7 @@ def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
         assert reader.poll(0) is False
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize(
     "use",
     [
@@ -153,6 +157,7 @@ def test_a_closed_connection_raises_oserror(ctx: procframe.Context, use: str) ->
         assert a.closed
 
 
+@pytest.mark.in_one_process
 def test_connection_is_a_context_manager(ctx: procframe.Context) -> None:
     a, b = ctx.Pipe()
     with a as entered:
@@ -164,6 +169,7 @@ def test_connection_is_a_context_manager(ctx: procframe.Context) -> None:
     assert b.closed
 
 
+@pytest.mark.in_one_process
 def test_send_bytes_takes_any_buffer_with_offset_and_size(ctx: procframe.Context) -> None:
     reader, writer = ctx.Pipe(duplex=False)
     with reader, writer:
@@ -186,6 +192,7 @@ def test_send_bytes_takes_any_buffer_with_offset_and_size(ctx: procframe.Context
         assert not reader.poll(0)  # a refused send wrote nothing
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -214,6 +221,7 @@ def test_recv_bytes_into_fills_the_buffer_and_reports_too_short(
         assert reader.recv_bytes() == b"next"
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_recv_bytes_with_maxlength_refuses_a_longer_message(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -226,6 +234,7 @@ def test_recv_bytes_with_maxlength_refuses_a_longer_message(
             reader.recv_bytes(100)
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_poll(ctx: procframe.Context, kind: str, tmp_path: Path) -> None:
     with _duplex(ctx, kind, tmp_path) as (a, b):
@@ -243,6 +252,7 @@ def test_poll(ctx: procframe.Context, kind: str, tmp_path: Path) -> None:
         assert a.poll() is False
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_poll_and_wait_see_messages_already_read_into_user_space(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -262,6 +272,7 @@ def test_poll_and_wait_see_messages_already_read_into_user_space(
         assert wait([a], 0) == []
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_eof_once_the_peer_closed_and_the_data_is_consumed(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -283,6 +294,7 @@ def test_eof_once_the_peer_closed_and_the_data_is_consumed(
 
 
 @pytest.mark.requires("passes_descriptors")
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_wire_format_is_a_big_endian_length_prefix(
     ctx: procframe.Context, kind: str, tmp_path: Path
@@ -303,6 +315,7 @@ def test_wire_format_is_a_big_endian_length_prefix(
 
 
 @pytest.mark.requires("passes_descriptors")
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("how", ["recv", "recv_bytes", "recv_bytes_maxlength", "recv_bytes_into"])
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_an_absurd_length_prefix_is_refused_before_allocating(
@@ -347,6 +360,7 @@ def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "[42, None, 'hello']\n", "")
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_objects_bigger_than_the_pipe_buffer_cross_both_ways(
@@ -521,6 +535,7 @@ def test_a_killed_peer_gives_eof_after_its_buffered_messages(
 # -- procframe.connection.wait ---------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 def test_wait_returns_the_ready_connections(ctx: procframe.Context) -> None:
     a, b = ctx.Pipe()
     c, d = ctx.Pipe()
@@ -541,6 +556,7 @@ def test_wait_returns_the_ready_connections(ctx: procframe.Context) -> None:
         assert wait([], 0) == []
 
 
+@pytest.mark.in_one_process
 def test_wait_counts_a_closed_peer_as_ready(ctx: procframe.Context) -> None:
     a, b = ctx.Pipe()
     with a:

@@ -56,6 +56,7 @@ def _open_later(path: str, delay: float) -> threading.Thread:
 
 
 @pytest.mark.requires("local_pids")
+@pytest.mark.core
 def test_submit_returns_futures_with_results(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         assert isinstance(executor, cf.Executor)
@@ -307,7 +308,7 @@ def test_at_exit_an_executor_finishes_its_work(procframe_backend: str, tmp_path:
     assert not pid_running(int(worker))
 
 
-def test_shutdown_cannot_wait_from_a_done_callback(ctx: procframe.Context) -> None:
+def test_shutdown_cannot_wait_from_a_done_callback(ctx: procframe.Context, gate: str) -> None:
     executor = ProcessPoolExecutor(1, mp_context=ctx)
     raised: list[BaseException] = []
     called = threading.Event()
@@ -319,7 +320,9 @@ def test_shutdown_cannot_wait_from_a_done_callback(ctx: procframe.Context) -> No
             raised.append(e)
         called.set()
 
-    executor.submit(tk.square, 2).add_done_callback(shut_down)
+    # Gated: a future already done would run its callback here, in the caller's thread.
+    executor.submit(tk.wait_for_path, gate, 2).add_done_callback(shut_down)
+    Path(gate).touch()
     assert called.wait(PATIENCE)
     assert [type(e) for e in raised] == [RuntimeError]  # it would wait for itself
     with pytest.raises(RuntimeError, match="after shutdown"):

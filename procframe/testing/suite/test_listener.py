@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe import connection
 from procframe.connection import Client, Listener
+from procframe.posix import connection
 from procframe.testing.helpers import exchange
 from procframe.testing.helpers.targets import read_report
 
@@ -62,6 +62,7 @@ def _framed(payload: bytes) -> bytes:
     return struct.pack("!I", len(payload)) + payload
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("authkey", [None, KEY], ids=["plain", "authkey"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_listener_serves_clients_in_children(
@@ -256,7 +257,7 @@ def test_a_peer_that_stalls_mid_handshake_does_not_hold_the_listener_forever(
 ) -> None:
     # A length prefix announcing 100 bytes, 3 of them, and silence: accept() must give
     # up within the handshake timeout (shortened here), not wait for the rest forever.
-    monkeypatch.setattr(connection, "HANDSHAKE_TIMEOUT", 1.0, raising=False)
+    monkeypatch.setattr(connection, "HANDSHAKE_TIMEOUT", 1.0)
     outcome: list[BaseException | None] = []
 
     def accept(listener: Any) -> None:

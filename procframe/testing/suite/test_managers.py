@@ -597,6 +597,7 @@ def test_threads_that_come_and_go_leave_no_connections(manager: Any) -> None:
 
 
 @pytest.mark.requires("manager_server")
+@pytest.mark.core
 def test_proxies_passed_to_children(ctx: procframe.Context, manager: Any) -> None:
     d, items, ns = manager.dict(), manager.list(), manager.Namespace(last=None)
     value, lock, out = manager.Value("i", 0), manager.Lock(), manager.Queue()

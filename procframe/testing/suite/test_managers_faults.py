@@ -100,7 +100,7 @@ def _remote_manager(ctx: procframe.Context) -> Any:
 
 @pytest.fixture
 def remote(procframe_backend: str, _remote_managers: dict[str, Any]) -> Any:
-    """A started :class:`~procframe.testing.helpers.managers.RemoteManager` on 127.0.0.1 (key KEY)."""
+    """A started :class:`~procframe.testing.helpers.managers.RemoteManager` (127.0.0.1, KEY)."""
     return _remote_managers[procframe_backend]
 
 
@@ -473,7 +473,7 @@ def test_a_client_killed_in_a_blocking_call_does_not_wedge_the_server(
         assert client.dict(a=1)["a"] == 1
         # A lock the killed client held stays held, as with threads; the acquire() it was
         # waiting in gives up instead of taking the lock; so does its get() with the item.
-        assert lock.acquire(timeout=1.0) is False
+        assert lock.acquire(timeout=0.3) is False
         gate.release()
         assert gate.acquire(timeout=PATIENCE), "the killed client's acquire() took the lock"
         q.put("after")
@@ -599,7 +599,7 @@ from procframe.testing.helpers import managers as tkm
 if __name__ == '__main__':
     manager = Manager()
     items = manager.list(['early'])
-    Process(target=tkm.append_later, args=(items, 1.0, sys.argv[1])).start()
+    Process(target=tkm.append_later, args=(items, 0.5, sys.argv[1])).start()
     print('main ends', flush=True)
 """
 """The main module ends while a child still has a call to make to the manager."""

@@ -34,8 +34,8 @@ pytestmark = [
     ),
 ]
 
-CHURN = 3.0
-"""Seconds each process of the tree uses the objects."""
+CHURN = 1.0
+"""Seconds each process of the tree uses the objects (a kill "busy" comes halfway)."""
 PATIENCE = 60.0
 TREE_MARK = "PROCFRAME_TEST_TREE"
 """An environment variable every process of the tree inherits: how the test finds them all."""

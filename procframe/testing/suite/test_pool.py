@@ -32,7 +32,7 @@ pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExce
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen at once."""
 PROMPTLY = tk.PROMPTLY
-SHORT = 0.2
+SHORT = 0.1
 """A timeout that must elapse (a result gated on a file that does not exist yet)."""
 
 DATA = list(range(23))
@@ -77,6 +77,7 @@ def test_the_pool_module_exports_its_names() -> None:
 # -- apply -----------------------------------------------------------------------
 
 
+@pytest.mark.core
 def test_apply_and_apply_async(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         assert pool.apply(tk.square, (7,)) == 49
@@ -398,7 +399,7 @@ def test_a_failing_initializer_breaks_the_pool(ctx: procframe.Context, tmp_path:
         assert "no init" in str(cause)
         with pytest.raises(procframe.pool.BrokenPoolError):
             pool.map(tk.square, range(4))
-        time.sleep(2)  # a pool that respawned workers forever would start dozens meanwhile
+        time.sleep(1)  # a pool that respawned workers forever would start dozens meanwhile
         started = len(calls.read_text(encoding="utf-8").splitlines())
         assert 1 <= started <= 8, f"the initializer ran {started} times"
     finally:

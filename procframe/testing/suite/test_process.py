@@ -17,6 +17,7 @@ from procframe.testing.helpers import targets
 from procframe.testing.helpers.targets import read_report
 
 
+@pytest.mark.core
 def test_target_runs_with_args_and_kwargs(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"
     p = ctx.Process(target=targets.echo_args, args=(str(out), 1, "two"), kwargs={"k": [3]})
@@ -65,6 +66,7 @@ def test_join_with_timeout_returns_while_running(ctx: procframe.Context) -> None
 
 
 @pytest.mark.requires("local_pids")
+@pytest.mark.core
 def test_child_sees_itself_and_its_parent(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"
     p = ctx.Process(target=targets.describe_self, args=(str(out),), name="worker-7")
@@ -89,12 +91,14 @@ def test_main_process_view() -> None:
     assert len(me.authkey) >= 32
 
 
+@pytest.mark.in_one_process
 def test_default_names_are_unique(ctx: procframe.Context) -> None:
     a, b = ctx.Process(target=targets.noop), ctx.Process(target=targets.noop)
     assert a.name != b.name
     assert a.name.endswith(tuple("0123456789"))
 
 
+@pytest.mark.core
 def test_child_runs_under_the_backend_that_launched_it(
     ctx: procframe.Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,6 +115,7 @@ def test_child_runs_under_the_backend_that_launched_it(
     assert grandchild["parent_pid"] == p.pid
 
 
+@pytest.mark.core
 def test_exit_codes(ctx: procframe.Context) -> None:
     cases = {None: 0, 0: 0, 3: 3, 255: 255, "bye": 1}
     procs = {code: ctx.Process(target=targets.exit_with, args=(code,)) for code in cases}
@@ -121,6 +126,7 @@ def test_exit_codes(ctx: procframe.Context) -> None:
         assert p.exitcode == cases[code], code
 
 
+@pytest.mark.core
 def test_exception_in_child_prints_traceback_and_exits_1(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -135,6 +141,7 @@ def test_exception_in_child_prints_traceback_and_exits_1(
     assert "ValueError: boom 17" in text
 
 
+@pytest.mark.core
 @pytest.mark.requires("posix_signals")
 @pytest.mark.parametrize(
     ("method", "signum"), [("terminate", signal.SIGTERM), ("kill", signal.SIGKILL)]
@@ -235,6 +242,7 @@ def test_start_twice_is_an_error(ctx: procframe.Context) -> None:
         p.start()
 
 
+@pytest.mark.in_one_process
 def test_using_a_process_before_start_is_an_error(ctx: procframe.Context) -> None:
     p = ctx.Process(target=targets.noop)
     with pytest.raises(procframe.ProcessStateError, match="started"):
@@ -247,6 +255,7 @@ def test_using_a_process_before_start_is_an_error(ctx: procframe.Context) -> Non
     p.close()  # closing a never-started process is fine
 
 
+@pytest.mark.in_one_process
 def test_bad_arguments_are_refused_at_construction(ctx: procframe.Context) -> None:
     with pytest.raises(TypeError, match=r"target must be callable.*int"):
         ctx.Process(target=42)

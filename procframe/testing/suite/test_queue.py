@@ -71,6 +71,8 @@ def _join_within(q: Any, timeout: float) -> bool:
 # -- in one process -------------------------------------------------------------
 
 
+@pytest.mark.core
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", KINDS)
 def test_items_come_out_in_order(ctx: procframe.Context, kind: str) -> None:
     with _closing(_make(ctx, kind)) as q:
@@ -87,6 +89,7 @@ def test_items_come_out_in_order(ctx: procframe.Context, kind: str) -> None:
             assert q.qsize() == 0
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", TIMED_KINDS)
 def test_get_from_an_empty_queue_raises_empty(ctx: procframe.Context, kind: str) -> None:
     with _closing(_make(ctx, kind)) as q:
@@ -102,6 +105,7 @@ def test_get_from_an_empty_queue_raises_empty(ctx: procframe.Context, kind: str)
         assert q.get(timeout=60) == "late"
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", TIMED_KINDS)
 def test_put_on_a_full_queue_raises_full(ctx: procframe.Context, kind: str) -> None:
     with _closing(_make(ctx, kind, 2)) as q:
@@ -124,6 +128,7 @@ def test_put_on_a_full_queue_raises_full(ctx: procframe.Context, kind: str) -> N
         assert [q.get(timeout=60), q.get(timeout=60)] == [2, 4]
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", TIMED_KINDS)
 def test_put_on_an_unbounded_queue_never_blocks(ctx: procframe.Context, kind: str) -> None:
     # 1000 items of 5 KB (bigger than a pipe's atomic write): more than any kernel
@@ -140,6 +145,7 @@ def test_put_on_an_unbounded_queue_never_blocks(ctx: procframe.Context, kind: st
         assert got == items
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", KINDS)
 def test_items_of_awkward_sizes(ctx: procframe.Context, kind: str) -> None:
     with _closing(_make(ctx, kind)) as q:
@@ -156,6 +162,7 @@ UNPICKLABLE = {
 
 
 @pytest.mark.requires("separate_memory")
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("bad", list(UNPICKLABLE))
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_unpicklable_put_fails_in_the_caller(
@@ -183,6 +190,7 @@ def test_an_unpicklable_put_fails_in_the_caller(
                 q.get(timeout=0.3)
 
 
+@pytest.mark.in_one_process
 def test_task_done_more_often_than_put_raises_valueerror(ctx: procframe.Context) -> None:
     with _closing(ctx.JoinableQueue()) as q:
         with pytest.raises(ValueError):
@@ -194,6 +202,7 @@ def test_task_done_more_often_than_put_raises_valueerror(ctx: procframe.Context)
             q.task_done()
 
 
+@pytest.mark.in_one_process
 def test_join_blocks_until_every_item_is_done(ctx: procframe.Context) -> None:
     with _closing(ctx.JoinableQueue()) as q:
         assert _join_within(q, 60)  # nothing put: returns at once
@@ -214,6 +223,7 @@ def test_join_blocks_until_every_item_is_done(ctx: procframe.Context) -> None:
 # -- across processes -------------------------------------------------------------
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(
@@ -236,6 +246,7 @@ def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "[42, None, 'hello']\n", "")
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("kind", KINDS)
 @PASSES_DESCRIPTORS
 def test_items_big_and_small_cross_to_a_child_and_back(ctx: procframe.Context, kind: str) -> None:

@@ -466,6 +466,7 @@ def test_a_child_attaches_by_name(ctx: procframe.Context, tmp_path: Path, chosen
             shm.unlink()
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_a_child_gets_the_block_as_an_argument(ctx: procframe.Context, tmp_path: Path) -> None:
     shm = SharedMemory(create=True, size=5)

@@ -93,6 +93,7 @@ def _join(*procs: Any) -> None:
 # -- in one process: values --------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("code", list(SAMPLES))
 def test_raw_value_of_every_typecode(ctx: procframe.Context, code: str) -> None:
     zero = ctx.RawValue(code)
@@ -104,6 +105,8 @@ def test_raw_value_of_every_typecode(ctx: procframe.Context, code: str) -> None:
         assert ctypes.sizeof(v) == array.array(code).itemsize
 
 
+@pytest.mark.core
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("code", list(SAMPLES))
 def test_value_of_every_typecode(ctx: procframe.Context, code: str) -> None:
     v = ctx.Value(code, SAMPLES[code])
@@ -113,6 +116,7 @@ def test_value_of_every_typecode(ctx: procframe.Context, code: str) -> None:
     assert v.get_obj().value == ZERO.get(code, 0)
 
 
+@pytest.mark.in_one_process
 def test_ctypes_types_work_like_their_typecodes(ctx: procframe.Context) -> None:
     v = ctx.Value(ctypes.c_int, 5)
     assert v.value == 5
@@ -126,6 +130,7 @@ def test_ctypes_types_work_like_their_typecodes(ctx: procframe.Context) -> None:
     assert ctx.RawValue(ctypes.c_int16).value == 0
 
 
+@pytest.mark.in_one_process
 def test_a_structure(ctx: procframe.Context) -> None:
     raw = ctx.RawValue(shared.Point, 3, 4.5)
     assert (raw.x, raw.y) == (3, 4.5)
@@ -143,6 +148,7 @@ def test_a_structure(ctx: procframe.Context) -> None:
     assert derived.get_obj().z == 4.0
 
 
+@pytest.mark.in_one_process
 def test_a_union(ctx: procframe.Context) -> None:
     class Word(ctypes.Union):
         _fields_ = [("u", ctypes.c_uint32), ("b", ctypes.c_uint8 * 4)]
@@ -155,6 +161,7 @@ def test_a_union(ctx: procframe.Context) -> None:
 # -- in one process: arrays --------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 def test_raw_array_from_a_size_and_from_an_initializer(ctx: procframe.Context) -> None:
     zeros = ctx.RawArray("i", 10)
     assert list(zeros) == [0] * 10
@@ -170,6 +177,7 @@ def test_raw_array_from_a_size_and_from_an_initializer(ctx: procframe.Context) -
     assert len(ctx.RawArray("b", [])) == 0
 
 
+@pytest.mark.in_one_process
 def test_an_array_of_structures(ctx: procframe.Context) -> None:
     points = ctx.RawArray(shared.Point, [(1, 1.5), (2, 2.5)])
     assert [(p.x, p.y) for p in points] == [(1, 1.5), (2, 2.5)]
@@ -179,6 +187,7 @@ def test_an_array_of_structures(ctx: procframe.Context) -> None:
     assert [p.x for p in wrapped[:]] == [0, 0, 0]
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("lock", [True, False])
 def test_indexing_and_slicing(ctx: procframe.Context, lock: bool) -> None:
     a = ctx.Array("i", range(10), lock=lock)
@@ -206,6 +215,7 @@ def test_indexing_and_slicing(ctx: procframe.Context, lock: bool) -> None:
         a[0] = "not a number"
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("lock", [True, False])
 def test_char_arrays_have_value_and_raw(ctx: procframe.Context, lock: bool) -> None:
     s = ctx.Array("c", b"hello", lock=lock)
@@ -229,6 +239,7 @@ def test_char_arrays_have_value_and_raw(ctx: procframe.Context, lock: bool) -> N
     assert (raw.value, raw.raw) == (b"xyz", b"xyz")
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("lock", [True, False])
 def test_wide_char_arrays_have_value(ctx: procframe.Context, lock: bool) -> None:
     w = ctx.Array("u", "h\u00e9llo", lock=lock)
@@ -239,6 +250,7 @@ def test_wide_char_arrays_have_value(ctx: procframe.Context, lock: bool) -> None
     assert w[:] == "\u4e2d\x00llo"
 
 
+@pytest.mark.in_one_process
 def test_fresh_and_reused_memory_start_at_zero(ctx: procframe.Context) -> None:
     import gc
 
@@ -251,6 +263,7 @@ def test_fresh_and_reused_memory_start_at_zero(ctx: procframe.Context) -> None:
         assert all(ctx.RawValue("q").value == 0 for _ in range(20))
 
 
+@pytest.mark.in_one_process
 def test_a_big_array(ctx: procframe.Context) -> None:
     n = 3 * 1024 * 1024 // 8 + 5  # bigger than a heap arena
     a = ctx.RawArray("d", n)
@@ -261,6 +274,7 @@ def test_a_big_array(ctx: procframe.Context) -> None:
 # -- locks, wrappers, copy ---------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 def test_lock_true_wraps_with_a_new_rlock(ctx: procframe.Context) -> None:
     v = ctx.Value("i", 1)
     a = ctx.Array("i", 3)
@@ -279,6 +293,7 @@ def test_lock_true_wraps_with_a_new_rlock(ctx: procframe.Context) -> None:
     assert not v.get_lock()._is_owned()
 
 
+@pytest.mark.in_one_process
 def test_lock_false_gives_the_raw_object(ctx: procframe.Context) -> None:
     v = ctx.Value("i", 5, lock=False)
     assert isinstance(v, ctypes.c_int)
@@ -288,6 +303,7 @@ def test_lock_false_gives_the_raw_object(ctx: procframe.Context) -> None:
     assert a[:] == [1.0, 2.0]
 
 
+@pytest.mark.in_one_process
 def test_a_given_lock_is_used(ctx: procframe.Context) -> None:
     lock = ctx.Lock()
     v = ctx.Value("i", 1, lock=lock)
@@ -305,6 +321,7 @@ def test_a_given_lock_is_used(ctx: procframe.Context) -> None:
     assert ctx.Value("d", lock=rlock).get_lock() is rlock
 
 
+@pytest.mark.in_one_process
 def test_get_obj_shares_the_memory(ctx: procframe.Context) -> None:
     v = ctx.Value("i", 1)
     raw = v.get_obj()
@@ -315,12 +332,14 @@ def test_get_obj_shares_the_memory(ctx: procframe.Context) -> None:
     assert a[:] == [0, 9, 0]
 
 
+@pytest.mark.in_one_process
 def test_wrappers_repr(ctx: procframe.Context) -> None:
     assert repr(ctx.Value("i", 5)) == "<Synchronized wrapper for c_int(5)>"
     assert repr(ctx.RawValue("d", 0.5)) == "c_double(0.5)"
     assert "SynchronizedArray wrapper for" in repr(ctx.Array("i", 2))
 
 
+@pytest.mark.in_one_process
 def test_copy(ctx: procframe.Context) -> None:
     a = ctx.RawArray("i", [1, 2, 3])
     b = sharedctypes.copy(a)
@@ -337,6 +356,7 @@ def test_copy(ctx: procframe.Context) -> None:
         sharedctypes.copy([1, 2])
 
 
+@pytest.mark.in_one_process
 def test_synchronized(ctx: procframe.Context) -> None:
     raw = ctx.RawValue("i", 3)
     wrapped = sharedctypes.synchronized(raw)
@@ -356,6 +376,7 @@ def test_synchronized(ctx: procframe.Context) -> None:
         sharedctypes.synchronized(wrapped)
 
 
+@pytest.mark.in_one_process
 def test_the_sharedctypes_module(ctx: procframe.Context) -> None:
     assert set(sharedctypes.__all__) == {
         "RawValue",
@@ -372,6 +393,7 @@ def test_the_sharedctypes_module(ctx: procframe.Context) -> None:
     assert sharedctypes.Array("i", [1], lock=False)[:] == [1]
 
 
+@pytest.mark.in_one_process
 def test_module_level_factories(ctx: procframe.Context) -> None:
     assert {"Value", "Array", "RawValue", "RawArray"} <= set(procframe.__all__)
     v = procframe.Value("d", 0.5)
@@ -386,6 +408,7 @@ def test_module_level_factories(ctx: procframe.Context) -> None:
 # -- bad input -----------------------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 def test_an_unknown_typecode_is_a_clear_typeerror(ctx: procframe.Context) -> None:
     for make in (ctx.Value, ctx.RawValue):
         with pytest.raises(TypeError, match=r"unknown typecode 'x'.*'i'.*'d'.*ctypes type"):
@@ -399,6 +422,7 @@ def test_an_unknown_typecode_is_a_clear_typeerror(ctx: procframe.Context) -> Non
         ctx.RawArray(int, 3)
 
 
+@pytest.mark.in_one_process
 def test_a_wrong_lock_argument_is_a_clear_error(ctx: procframe.Context) -> None:
     for bad in ("yes", 0, object()):
         # AttributeError as in multiprocessing, and a TypeError as it should be.
@@ -410,6 +434,7 @@ def test_a_wrong_lock_argument_is_a_clear_error(ctx: procframe.Context) -> None:
         ctx.Value("i", 1, 2)  # Value takes lock by keyword only after the initial values
 
 
+@pytest.mark.in_one_process
 def test_bad_sizes_and_initializers(ctx: procframe.Context) -> None:
     with pytest.raises(ValueError, match=">= 0"):
         ctx.RawArray("i", -1)
@@ -424,6 +449,7 @@ def test_bad_sizes_and_initializers(ctx: procframe.Context) -> None:
 
 
 @pytest.mark.requires("passes_descriptors")
+@pytest.mark.in_one_process
 def test_shared_objects_do_not_pickle_outside_a_process_start(ctx: procframe.Context) -> None:
     for obj in (ctx.RawValue("i"), ctx.Value("i"), ctx.RawArray("d", 2), ctx.Array("c", 2)):
         with pytest.raises(TypeError, match="can only be passed to a child process"):
@@ -446,6 +472,7 @@ def test_seed_example(procframe_backend: str, tmp_path: Path) -> None:
     assert result.stdout == "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_a_child_sees_and_changes_every_kind(ctx: procframe.Context, tmp_path: Path) -> None:
     objs = shared.every_kind(ctx)
@@ -475,6 +502,7 @@ def test_a_child_sees_and_changes_every_kind(ctx: procframe.Context, tmp_path: P
     assert objs["wide"].value == "wide"
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_increments_under_the_lock_lose_nothing(ctx: procframe.Context) -> None:
     counter = ctx.Value("i", 0)
@@ -484,6 +512,7 @@ def test_increments_under_the_lock_lose_nothing(ctx: procframe.Context) -> None:
     assert counter.value == 8000
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_a_raw_value_and_a_separate_lock(ctx: procframe.Context) -> None:
     counter = ctx.RawValue("q", 0)
@@ -571,6 +600,7 @@ def test_a_killed_child_leaves_nothing_behind(ctx: procframe.Context, tmp_path: 
     assert procframe_names() <= names_before  # no name anywhere: memory is reached by descriptor
 
 
+@pytest.mark.in_one_process
 @pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd on this platform")
 def test_the_memory_is_an_anonymous_memfd(ctx: procframe.Context) -> None:
     value = ctx.RawValue("i", 1)

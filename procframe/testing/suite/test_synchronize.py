@@ -94,6 +94,8 @@ def _eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
 # -- Lock, RLock, Semaphore, BoundedSemaphore in one process --------------------------
 
 
+@pytest.mark.core
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", MUTEXES)
 def test_acquire_and_release(ctx: procframe.Context, kind: str) -> None:
     lock = _make(ctx, kind)
@@ -112,6 +114,7 @@ def test_acquire_and_release(ctx: procframe.Context, kind: str) -> None:
     lock.release()
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", MUTEXES)
 def test_acquire_times_out_no_earlier_than_asked(ctx: procframe.Context, kind: str) -> None:
     lock = _make(ctx, kind)
@@ -130,6 +133,7 @@ def test_acquire_times_out_no_earlier_than_asked(ctx: procframe.Context, kind: s
         lock.release()
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", MUTEXES)
 def test_context_manager(ctx: procframe.Context, kind: str) -> None:
     lock = _make(ctx, kind)
@@ -148,6 +152,7 @@ def _release_after(lock: Any, got: bool) -> bool:
     return got
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", MUTEXES)
 def test_threads_of_one_process_exclude_each_other(ctx: procframe.Context, kind: str) -> None:
     lock = _make(ctx, kind)
@@ -172,6 +177,7 @@ def test_threads_of_one_process_exclude_each_other(ctx: procframe.Context, kind:
     assert state == {"value": 800, "inside": 0, "most_inside": 1}
 
 
+@pytest.mark.in_one_process
 def test_lock_may_be_released_by_another_thread(ctx: procframe.Context) -> None:
     lock = ctx.Lock()
     assert lock.acquire()
@@ -180,6 +186,7 @@ def test_lock_may_be_released_by_another_thread(ctx: procframe.Context) -> None:
     lock.release()
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", ["Lock", "Semaphore"])
 def test_releasing_an_unlocked_lock_raises_valueerror(ctx: procframe.Context, kind: str) -> None:
     # multiprocessing's Lock raises ValueError (threading's raises RuntimeError);
@@ -195,6 +202,7 @@ def test_releasing_an_unlocked_lock_raises_valueerror(ctx: procframe.Context, ki
         assert [lock.acquire(False) for _ in range(3)] == [True, True, False]
 
 
+@pytest.mark.in_one_process
 def test_lock_locked(ctx: procframe.Context) -> None:
     lock = ctx.Lock()
     assert not lock.locked()
@@ -203,6 +211,7 @@ def test_lock_locked(ctx: procframe.Context) -> None:
     assert not lock.locked()
 
 
+@pytest.mark.in_one_process
 def test_rlock_is_recursive_and_owned(ctx: procframe.Context) -> None:
     rlock = ctx.RLock()
     assert rlock.acquire()
@@ -221,6 +230,7 @@ def test_rlock_is_recursive_and_owned(ctx: procframe.Context) -> None:
     assert _in_thread(lambda: _release_after(rlock, rlock.acquire(False))) is True
 
 
+@pytest.mark.in_one_process
 def test_rlock_waits_for_its_owner_thread(ctx: procframe.Context) -> None:
     rlock = ctx.RLock()
     rlock.acquire()
@@ -241,6 +251,7 @@ def test_rlock_waits_for_its_owner_thread(ctx: procframe.Context) -> None:
     assert got == [True]
 
 
+@pytest.mark.in_one_process
 def test_semaphore_counts(ctx: procframe.Context) -> None:
     sem = ctx.Semaphore(3)
     assert sem.get_value() == 3
@@ -259,6 +270,7 @@ def test_semaphore_counts(ctx: procframe.Context) -> None:
     assert ctx.Semaphore().acquire(False) is True  # default value 1
 
 
+@pytest.mark.in_one_process
 def test_semaphore_wakes_a_waiting_thread(ctx: procframe.Context) -> None:
     sem = ctx.Semaphore(0)
     got: list[bool] = []
@@ -272,12 +284,14 @@ def test_semaphore_wakes_a_waiting_thread(ctx: procframe.Context) -> None:
     assert got == [True]
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", ["Semaphore", "BoundedSemaphore"])
 def test_negative_semaphore_value_is_refused(ctx: procframe.Context, kind: str) -> None:
     with pytest.raises(ValueError):
         getattr(ctx, kind)(-1)
 
 
+@pytest.mark.in_one_process
 def test_bounded_semaphore_refuses_to_go_above_its_value(ctx: procframe.Context) -> None:
     sem = ctx.BoundedSemaphore(2)
     with pytest.raises(ValueError):
@@ -294,6 +308,7 @@ def test_bounded_semaphore_refuses_to_go_above_its_value(ctx: procframe.Context)
     assert sem.get_value() == 2
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("kind", [*MUTEXES, "Event"])
 def test_pickling_outside_a_process_start_is_refused(ctx: procframe.Context, kind: str) -> None:
     lock = _make(ctx, kind)
@@ -304,6 +319,7 @@ def test_pickling_outside_a_process_start_is_refused(ctx: procframe.Context, kin
 # -- Condition in one process ----------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("lock", ["default", "Lock", "RLock"])
 def test_condition_wait_times_out_and_keeps_the_lock(ctx: procframe.Context, lock: str) -> None:
     cond = ctx.Condition() if lock == "default" else ctx.Condition(getattr(ctx, lock)())
@@ -323,6 +339,7 @@ def test_condition_wait_times_out_and_keeps_the_lock(ctx: procframe.Context, loc
     assert _in_thread(lambda: _release_after(cond, cond.acquire(False))) is True
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("lock", ["default", "Lock", "RLock"])
 def test_condition_methods_need_the_lock(ctx: procframe.Context, lock: str) -> None:
     cond = ctx.Condition() if lock == "default" else ctx.Condition(getattr(ctx, lock)())
@@ -341,6 +358,7 @@ def test_condition_methods_need_the_lock(ctx: procframe.Context, lock: str) -> N
             _in_thread(lambda: cond.wait(0.01))
 
 
+@pytest.mark.in_one_process
 def test_condition_uses_the_lock_it_is_given(ctx: procframe.Context) -> None:
     lock = ctx.Lock()
     cond = ctx.Condition(lock)
@@ -351,6 +369,7 @@ def test_condition_uses_the_lock_it_is_given(ctx: procframe.Context) -> None:
     lock.release()
 
 
+@pytest.mark.in_one_process
 def test_condition_wait_releases_a_recursive_lock_entirely(ctx: procframe.Context) -> None:
     rlock = ctx.RLock()
     cond = ctx.Condition(rlock)
@@ -400,6 +419,7 @@ def _waiting_threads(
     return threads, results
 
 
+@pytest.mark.in_one_process
 @pytest.mark.parametrize("how", ["notify", "notify(2)", "notify_all"])
 def test_condition_notify_wakes_that_many_threads(ctx: procframe.Context, how: str) -> None:
     cond = ctx.Condition()
@@ -424,6 +444,7 @@ def test_condition_notify_wakes_that_many_threads(ctx: procframe.Context, how: s
     assert results == [True] * 3
 
 
+@pytest.mark.in_one_process
 def test_a_waiter_that_timed_out_does_not_take_a_later_notify(ctx: procframe.Context) -> None:
     cond = ctx.Condition()
     with cond:
@@ -439,6 +460,7 @@ def test_a_waiter_that_timed_out_does_not_take_a_later_notify(ctx: procframe.Con
         threads[0].join(PATIENCE)
 
 
+@pytest.mark.in_one_process
 def test_condition_notify_wakes_the_longest_waiting_first(ctx: procframe.Context) -> None:
     cond = ctx.Condition()
     waiters = [_waiting_threads(cond, 1) for _ in range(3)]  # one after the other
@@ -455,6 +477,7 @@ def test_condition_notify_wakes_the_longest_waiting_first(ctx: procframe.Context
             threads[0].join(PATIENCE)
 
 
+@pytest.mark.in_one_process
 def test_a_full_condition_refuses_one_more_waiter_by_name(ctx: procframe.Context) -> None:
     from procframe.posix.waitroom import CAPACITY
 
@@ -471,6 +494,7 @@ def test_a_full_condition_refuses_one_more_waiter_by_name(ctx: procframe.Context
     assert results == [True] * CAPACITY
 
 
+@pytest.mark.in_one_process
 def test_condition_wait_for_a_predicate_set_by_another_thread(ctx: procframe.Context) -> None:
     cond = ctx.Condition()
     state = {"value": 0}
@@ -493,6 +517,7 @@ def test_condition_wait_for_a_predicate_set_by_another_thread(ctx: procframe.Con
 # -- Event in one process ----------------------------------------------------------------
 
 
+@pytest.mark.in_one_process
 def test_event_set_clear_wait(ctx: procframe.Context) -> None:
     event = ctx.Event()
     assert event.is_set() is False
@@ -513,6 +538,7 @@ def test_event_set_clear_wait(ctx: procframe.Context) -> None:
     assert event.is_set() is False
 
 
+@pytest.mark.in_one_process
 def test_event_set_wakes_every_waiting_thread(ctx: procframe.Context) -> None:
     event = ctx.Event()
     results: list[bool] = []
@@ -731,9 +757,9 @@ def test_a_lock_whose_holder_died_times_out(
     finally:
         reap(p)
     assert p.exitcode is not None and p.exitcode != 0
-    got, elapsed = _in_thread(lambda: _timed(lambda: lock.acquire(timeout=1)))
+    got, elapsed = _in_thread(lambda: _timed(lambda: lock.acquire(timeout=SHORT)))
     assert got is False
-    assert elapsed >= 1 - SLACK
+    assert elapsed >= SHORT - SLACK
     assert _in_thread(lambda: lock.acquire(False)) is False
 
 
@@ -792,6 +818,7 @@ def test_condition_notify_wakes_that_many_processes(
     assert all(read_report(path)["woken"] is True for path in results)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("how", ["1", "all"])
 @PASSES_DESCRIPTORS
 def test_a_child_notifies_the_parent(ctx: procframe.Context, tmp_path: Path, how: str) -> None:
@@ -1012,6 +1039,7 @@ def test_event_wait_times_out_in_a_child(ctx: procframe.Context, tmp_path: Path)
     assert outcome["elapsed"] >= SHORT - SLACK
 
 
+@pytest.mark.core
 @PASSES_DESCRIPTORS
 def test_every_kind_crosses_to_one_child_together(ctx: procframe.Context, tmp_path: Path) -> None:
     # all six in one child's arguments: several descriptors in one launch
