@@ -33,7 +33,8 @@ PARENT_DEATH = "parent_death"
 PASSES_DESCRIPTORS = "passes_descriptors"
 """Pipe ends, queues and locks are the kernel's (a Pipe end's messages travel through its
 ``fileno()``, in procframe's wire format); passed as Process arguments, they reach the child
-by descriptor, as copies of their own."""
+by descriptor, as copies of its own: the parent may close its end once the child has started.
+(Without it, objects passed to a child are still shared with it, as the same objects.)"""
 TASK_TIMEOUTS = "task_timeouts"
 """``Pool(task_timeout=...)`` stops a task that runs too long (its worker is replaced)."""
 MANAGER_SERVER = "manager_server"

@@ -11,11 +11,8 @@ import procframe
 from procframe.testing.helpers import barrier as helpers
 from procframe.testing.helpers.targets import read_report
 
-PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
-
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_parties_meet_and_each_gets_a_distinct_index(ctx: procframe.Context) -> None:
     barrier = ctx.Barrier(3)
     results = ctx.Queue()
@@ -35,7 +32,6 @@ def test_parties_meet_and_each_gets_a_distinct_index(ctx: procframe.Context) -> 
     results.close()
 
 
-@PASSES_DESCRIPTORS
 def test_the_action_runs_once_per_crossing(ctx: procframe.Context, tmp_path: Path) -> None:
     marker = tmp_path / "actions"
     barrier = ctx.Barrier(2, action=helpers.ActionAppend(str(marker)))
@@ -77,7 +73,6 @@ def test_a_party_that_died_while_the_barrier_drained_breaks_it_not_hangs(
     assert barrier.broken
 
 
-@PASSES_DESCRIPTORS
 def test_abort_releases_a_waiting_process(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"
     barrier = ctx.Barrier(2)

@@ -337,7 +337,6 @@ def test_an_absurd_length_prefix_is_refused_before_allocating(
 # -- across processes -------------------------------------------------------------
 
 
-@PASSES_DESCRIPTORS
 def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
@@ -437,7 +436,6 @@ def test_a_burst_of_messages_of_awkward_sizes(
         assert p.exitcode == 0
 
 
-@PASSES_DESCRIPTORS
 @pytest.mark.parametrize("kind", CONNECTIONS)
 def test_a_connection_handed_to_a_child_after_a_partial_read(
     ctx: procframe.Context, tmp_path: Path, kind: str

@@ -19,7 +19,6 @@ from procframe.testing.helpers import exchange
 from procframe.testing.helpers.scripts import run_script
 from procframe.testing.helpers.targets import read_report, report
 
-PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a connection or a queue to a child as a Process argument."""
 
 KINDS = ["Queue", "SimpleQueue", "JoinableQueue"]
@@ -224,7 +223,6 @@ def test_join_blocks_until_every_item_is_done(ctx: procframe.Context) -> None:
 
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
@@ -248,7 +246,6 @@ def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
 
 @pytest.mark.core
 @pytest.mark.parametrize("kind", KINDS)
-@PASSES_DESCRIPTORS
 def test_items_big_and_small_cross_to_a_child_and_back(ctx: procframe.Context, kind: str) -> None:
     with _closing(_make(ctx, kind)) as q_in, _closing(_make(ctx, kind)) as q_out:
         p = ctx.Process(target=exchange.echo_queue, args=(q_in, q_out))
@@ -265,7 +262,6 @@ def test_items_big_and_small_cross_to_a_child_and_back(ctx: procframe.Context, k
         assert p.exitcode == 0
 
 
-@PASSES_DESCRIPTORS
 def test_a_bounded_queue_makes_a_producer_wait_for_its_consumer(ctx: procframe.Context) -> None:
     with _closing(ctx.Queue(2)) as q:
         p = ctx.Process(target=exchange.put_all, args=(q, list(range(20))))
@@ -278,7 +274,6 @@ def test_a_bounded_queue_makes_a_producer_wait_for_its_consumer(ctx: procframe.C
         assert p.exitcode == 0
 
 
-@PASSES_DESCRIPTORS
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_producers_items_arrive_in_order_whatever_their_sizes(
     ctx: procframe.Context, kind: str
@@ -299,7 +294,6 @@ def test_one_producers_items_arrive_in_order_whatever_their_sizes(
 
 @pytest.mark.parametrize("big_every", [0, 3], ids=["small", "mixed-sizes"])
 @pytest.mark.parametrize("kind", ["Queue", "SimpleQueue"])
-@PASSES_DESCRIPTORS
 def test_many_producers_and_consumers_lose_and_duplicate_nothing(
     ctx: procframe.Context, tmp_path: Path, kind: str, big_every: int
 ) -> None:
@@ -341,7 +335,6 @@ def test_many_producers_and_consumers_lose_and_duplicate_nothing(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@PASSES_DESCRIPTORS
 def test_a_child_that_put_items_can_be_joined_before_they_are_read(
     ctx: procframe.Context, kind: str
 ) -> None:
@@ -358,7 +351,6 @@ def test_a_child_that_put_items_can_be_joined_before_they_are_read(
 
 
 @pytest.mark.parametrize("kind", TIMED_KINDS)
-@PASSES_DESCRIPTORS
 def test_cancel_join_thread_lets_a_child_exit_with_its_items_unread(
     ctx: procframe.Context, kind: str
 ) -> None:
@@ -372,7 +364,6 @@ def test_cancel_join_thread_lets_a_child_exit_with_its_items_unread(
             exchange.reap(p)
 
 
-@PASSES_DESCRIPTORS
 def test_items_put_after_cancel_join_thread_still_flow_while_the_child_lives(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -404,7 +395,6 @@ def test_items_put_after_cancel_join_thread_still_flow_while_the_child_lives(
     assert [item[0] for item in received] == list(range(count))
 
 
-@PASSES_DESCRIPTORS
 def test_close_and_join_thread_deliver_what_was_put(ctx: procframe.Context, tmp_path: Path) -> None:
     out = tmp_path / "out"
     items = [1, "x" * MIB, [3]]
@@ -497,7 +487,7 @@ def test_a_consumer_killed_in_get_does_not_block_the_next(
     assert not first_out.exists()
 
 
-@PASSES_DESCRIPTORS
+@pytest.mark.requires("posix_signals", "passes_descriptors")
 def test_a_joinable_queue_outlives_a_process_killed_inside_it(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:

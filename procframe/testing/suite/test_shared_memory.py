@@ -32,7 +32,6 @@ from procframe.testing.helpers.targets import read_report, report
 
 pytestmark = pytest.mark.timeout(120)
 
-PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a block to a child as a Process argument."""
 MEMFD = pytest.mark.skipif(
     not shared_memory._USE_MEMFD, reason="blocks are named POSIX shared memory here"
@@ -467,7 +466,6 @@ def test_a_child_attaches_by_name(ctx: procframe.Context, tmp_path: Path, chosen
 
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_a_child_gets_the_block_as_an_argument(ctx: procframe.Context, tmp_path: Path) -> None:
     shm = SharedMemory(create=True, size=5)
     assert shm.buf is not None
@@ -482,7 +480,6 @@ def test_a_child_gets_the_block_as_an_argument(ctx: procframe.Context, tmp_path:
         shm.unlink()
 
 
-@PASSES_DESCRIPTORS
 def test_a_block_passed_to_a_child_outlives_its_name(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -498,7 +495,6 @@ def test_a_block_passed_to_a_child_outlives_its_name(
     shm.close()
 
 
-@PASSES_DESCRIPTORS
 def test_a_child_changes_a_list_passed_as_an_argument(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:

@@ -28,7 +28,6 @@ from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.scripts import run_script
 from procframe.testing.helpers.targets import read_report, report
 
-PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a shared object to a child as a Process argument."""
 
 PATIENCE = 60.0
@@ -465,7 +464,6 @@ def test_shared_objects_do_not_pickle_outside_a_process_start(ctx: procframe.Con
 # -- across processes ------------------------------------------------------------------
 
 
-@PASSES_DESCRIPTORS
 def test_seed_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(tmp_path, SEED_EXAMPLE, procframe_backend)
     assert result.returncode == 0, result.stderr
@@ -473,7 +471,6 @@ def test_seed_example(procframe_backend: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_a_child_sees_and_changes_every_kind(ctx: procframe.Context, tmp_path: Path) -> None:
     objs = shared.every_kind(ctx)
     out = tmp_path / "seen"
@@ -503,7 +500,6 @@ def test_a_child_sees_and_changes_every_kind(ctx: procframe.Context, tmp_path: P
 
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_increments_under_the_lock_lose_nothing(ctx: procframe.Context) -> None:
     counter = ctx.Value("i", 0)
     procs = [_start(ctx, shared.increment, counter, 2000) for _ in range(3)]
@@ -513,7 +509,6 @@ def test_increments_under_the_lock_lose_nothing(ctx: procframe.Context) -> None:
 
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_a_raw_value_and_a_separate_lock(ctx: procframe.Context) -> None:
     counter = ctx.RawValue("q", 0)
     lock = ctx.Lock()
@@ -523,7 +518,6 @@ def test_a_raw_value_and_a_separate_lock(ctx: procframe.Context) -> None:
     assert counter.value == 1200
 
 
-@PASSES_DESCRIPTORS
 def test_a_value_made_with_a_given_lock_shares_it_with_children(ctx: procframe.Context) -> None:
     lock = ctx.RLock()
     counter = ctx.Value("i", 0, lock=lock)
@@ -533,7 +527,6 @@ def test_a_value_made_with_a_given_lock_shares_it_with_children(ctx: procframe.C
     assert counter.get_lock() is lock
 
 
-@PASSES_DESCRIPTORS
 def test_many_objects_cross_in_a_few_descriptors(ctx: procframe.Context, tmp_path: Path) -> None:
     values = [ctx.RawValue("i", i) for i in range(300)]  # more than a child's descriptor budget
     out = tmp_path / "sum"
@@ -541,7 +534,6 @@ def test_many_objects_cross_in_a_few_descriptors(ctx: procframe.Context, tmp_pat
     assert read_report(out) == sum(range(300))
 
 
-@PASSES_DESCRIPTORS
 def test_a_big_array_crosses_to_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     n = 1_000_003
     arr = ctx.RawArray("i", n)
@@ -551,7 +543,6 @@ def test_a_big_array_crosses_to_a_child(ctx: procframe.Context, tmp_path: Path) 
     assert read_report(out) == [n, 6]
 
 
-@PASSES_DESCRIPTORS
 def test_a_child_passes_the_memory_on_to_a_grandchild(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -579,7 +570,6 @@ def test_a_child_allocates_memory_of_its_own(ctx: procframe.Context, tmp_path: P
     assert all(v.value == 2 for v in values)
 
 
-@PASSES_DESCRIPTORS
 @pytest.mark.requires("posix_signals")
 def test_a_killed_child_leaves_nothing_behind(ctx: procframe.Context, tmp_path: Path) -> None:
     names_before = procframe_names()

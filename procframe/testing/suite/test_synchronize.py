@@ -23,7 +23,6 @@ from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.scripts import run_script
 from procframe.testing.helpers.targets import read_report, report
 
-PASSES_DESCRIPTORS = pytest.mark.requires("passes_descriptors")
 """Tests that hand a lock to a child as a Process argument."""
 
 MUTEXES = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition"]
@@ -559,7 +558,6 @@ def test_event_set_wakes_every_waiting_thread(ctx: procframe.Context) -> None:
 # -- across processes ---------------------------------------------------------------------
 
 
-@PASSES_DESCRIPTORS
 def test_seed_lock_example(procframe_backend: str, tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
@@ -585,7 +583,6 @@ def test_seed_lock_example(procframe_backend: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", MUTEXES)
-@PASSES_DESCRIPTORS
 def test_a_held_lock_crosses_to_a_child(ctx: procframe.Context, tmp_path: Path, kind: str) -> None:
     lock = _make(ctx, kind)
     path, released = str(tmp_path / "child"), str(tmp_path / "released")
@@ -610,7 +607,6 @@ def test_a_held_lock_crosses_to_a_child(ctx: procframe.Context, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("kind", MUTEXES)
-@PASSES_DESCRIPTORS
 def test_a_lock_taken_by_a_child_is_held_in_the_parent(
     ctx: procframe.Context, tmp_path: Path, kind: str
 ) -> None:
@@ -625,7 +621,6 @@ def test_a_lock_taken_by_a_child_is_held_in_the_parent(
 
 
 @pytest.mark.parametrize("kind", MUTEXES)
-@PASSES_DESCRIPTORS
 def test_a_child_times_out_on_a_lock_the_parent_holds(
     ctx: procframe.Context, tmp_path: Path, kind: str
 ) -> None:
@@ -640,7 +635,6 @@ def test_a_child_times_out_on_a_lock_the_parent_holds(
 
 
 @pytest.mark.parametrize("kind", MUTEXES)
-@PASSES_DESCRIPTORS
 def test_processes_exclude_each_other(ctx: procframe.Context, tmp_path: Path, kind: str) -> None:
     lock = _make(ctx, kind)
     counter = tmp_path / "counter"
@@ -651,7 +645,6 @@ def test_processes_exclude_each_other(ctx: procframe.Context, tmp_path: Path, ki
     assert int(counter.read_text(encoding="utf-8")) == n_procs * times
 
 
-@PASSES_DESCRIPTORS
 def test_semaphore_admits_that_many_processes_at_once(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -668,7 +661,6 @@ def test_semaphore_admits_that_many_processes_at_once(
     assert sem.get_value() == 2
 
 
-@PASSES_DESCRIPTORS
 def test_a_semaphore_counts_across_processes(ctx: procframe.Context, tmp_path: Path) -> None:
     sem = ctx.Semaphore(3)
     path = str(tmp_path / "got")
@@ -679,7 +671,6 @@ def test_a_semaphore_counts_across_processes(ctx: procframe.Context, tmp_path: P
 
 
 @pytest.mark.parametrize("kind", ["Lock", "Semaphore", "BoundedSemaphore"])
-@PASSES_DESCRIPTORS
 def test_a_child_may_release_what_the_parent_acquired(
     ctx: procframe.Context, tmp_path: Path, kind: str
 ) -> None:
@@ -691,7 +682,6 @@ def test_a_child_may_release_what_the_parent_acquired(
     assert lock.acquire(False) is True
 
 
-@PASSES_DESCRIPTORS
 def test_bounded_semaphore_over_release_in_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     sem = ctx.BoundedSemaphore(1)
     path = str(tmp_path / "released")
@@ -700,7 +690,6 @@ def test_bounded_semaphore_over_release_in_a_child(ctx: procframe.Context, tmp_p
     assert [sem.acquire(False), sem.acquire(False)] == [True, False]
 
 
-@PASSES_DESCRIPTORS
 def test_a_lock_over_released_in_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     lock = ctx.Lock()
     path = str(tmp_path / "released")
@@ -709,7 +698,6 @@ def test_a_lock_over_released_in_a_child(ctx: procframe.Context, tmp_path: Path)
     assert [lock.acquire(False), lock.acquire(False)] == [True, False]
 
 
-@PASSES_DESCRIPTORS
 def test_rlock_owned_by_the_parent_is_not_the_childs(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -730,7 +718,6 @@ def test_rlock_owned_by_the_parent_is_not_the_childs(
         rlock.release()
 
 
-@PASSES_DESCRIPTORS
 def test_rlock_is_recursive_in_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     rlock = ctx.RLock()
     path = str(tmp_path / "recursive")
@@ -743,7 +730,7 @@ def test_rlock_is_recursive_in_a_child(ctx: procframe.Context, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
-@PASSES_DESCRIPTORS
+@pytest.mark.requires("posix_signals")
 def test_a_lock_whose_holder_died_times_out(
     ctx: procframe.Context, tmp_path: Path, kind: str
 ) -> None:
@@ -789,7 +776,6 @@ def _waiting_children(
 
 
 @pytest.mark.parametrize("how", ["1", "2", "all"])
-@PASSES_DESCRIPTORS
 def test_condition_notify_wakes_that_many_processes(
     ctx: procframe.Context, tmp_path: Path, how: str
 ) -> None:
@@ -820,7 +806,6 @@ def test_condition_notify_wakes_that_many_processes(
 
 @pytest.mark.core
 @pytest.mark.parametrize("how", ["1", "all"])
-@PASSES_DESCRIPTORS
 def test_a_child_notifies_the_parent(ctx: procframe.Context, tmp_path: Path, how: str) -> None:
     cond = ctx.Condition()
     flag = tmp_path / "flag"
@@ -834,7 +819,6 @@ def test_a_child_notifies_the_parent(ctx: procframe.Context, tmp_path: Path, how
     assert result is True
 
 
-@PASSES_DESCRIPTORS
 def test_condition_wait_for_across_processes(ctx: procframe.Context, tmp_path: Path) -> None:
     cond = ctx.Condition(ctx.Lock())
     ready, flag, result = (str(tmp_path / name) for name in ("ready", "flag", "result"))
@@ -856,7 +840,6 @@ def test_condition_wait_for_across_processes(ctx: procframe.Context, tmp_path: P
     assert read_report(result)["result"] is True
 
 
-@PASSES_DESCRIPTORS
 def test_condition_wait_times_out_in_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     cond = ctx.Condition()
     ready, result = str(tmp_path / "ready"), str(tmp_path / "result")
@@ -869,7 +852,6 @@ def test_condition_wait_times_out_in_a_child(ctx: procframe.Context, tmp_path: P
 
 
 @pytest.mark.parametrize("lock", ["default", "Lock", "RLock"])
-@PASSES_DESCRIPTORS
 def test_a_condition_held_by_the_parent_is_not_the_childs(
     ctx: procframe.Context, tmp_path: Path, lock: str
 ) -> None:
@@ -901,7 +883,7 @@ def _killed_while_waiting(
     assert p.exitcode == -9
 
 
-@PASSES_DESCRIPTORS
+@pytest.mark.requires("posix_signals")
 def test_notify_skips_a_waiter_whose_process_was_killed(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -921,7 +903,7 @@ def test_notify_skips_a_waiter_whose_process_was_killed(
     assert read_report(results[0])["woken"] is True
 
 
-@PASSES_DESCRIPTORS
+@pytest.mark.requires("posix_signals")
 def test_event_set_after_a_waiter_was_killed_wakes_the_others(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -938,7 +920,7 @@ def test_event_set_after_a_waiter_was_killed_wakes_the_others(
     assert read_report(result)["got"] is True
 
 
-@PASSES_DESCRIPTORS
+@pytest.mark.requires("posix_signals", "passes_descriptors")
 def test_an_event_outlives_a_process_killed_inside_it(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -957,7 +939,7 @@ def test_an_event_outlives_a_process_killed_inside_it(
     assert event.wait(0) is True
 
 
-@PASSES_DESCRIPTORS
+@pytest.mark.requires("posix_signals")
 def test_a_full_condition_reuses_the_slot_of_a_killed_waiter(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:
@@ -980,7 +962,6 @@ def test_a_full_condition_reuses_the_slot_of_a_killed_waiter(
 # -- Event across processes ------------------------------------------------------------------
 
 
-@PASSES_DESCRIPTORS
 def test_event_set_in_the_parent_wakes_every_child(ctx: procframe.Context, tmp_path: Path) -> None:
     event = ctx.Event()
     readies = [str(tmp_path / f"ready{i}") for i in range(3)]
@@ -1003,7 +984,6 @@ def test_event_set_in_the_parent_wakes_every_child(ctx: procframe.Context, tmp_p
     assert all(read_report(path)["is_set"] for path in results)
 
 
-@PASSES_DESCRIPTORS
 def test_event_set_in_a_child_wakes_the_parent(ctx: procframe.Context, tmp_path: Path) -> None:
     event = ctx.Event()
     path = str(tmp_path / "set")
@@ -1018,7 +998,6 @@ def test_event_set_in_a_child_wakes_the_parent(ctx: procframe.Context, tmp_path:
     assert read_report(path) == {"is_set": True}
 
 
-@PASSES_DESCRIPTORS
 def test_event_cleared_in_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     event = ctx.Event()
     event.set()
@@ -1029,7 +1008,6 @@ def test_event_cleared_in_a_child(ctx: procframe.Context, tmp_path: Path) -> Non
     assert event.wait(0.01) is False
 
 
-@PASSES_DESCRIPTORS
 def test_event_wait_times_out_in_a_child(ctx: procframe.Context, tmp_path: Path) -> None:
     event = ctx.Event()
     ready, result = str(tmp_path / "ready"), str(tmp_path / "result")
@@ -1040,7 +1018,6 @@ def test_event_wait_times_out_in_a_child(ctx: procframe.Context, tmp_path: Path)
 
 
 @pytest.mark.core
-@PASSES_DESCRIPTORS
 def test_every_kind_crosses_to_one_child_together(ctx: procframe.Context, tmp_path: Path) -> None:
     # all six in one child's arguments: several descriptors in one launch
     lock, rlock, sem, bsem = ctx.Lock(), ctx.RLock(), ctx.Semaphore(2), ctx.BoundedSemaphore(2)
