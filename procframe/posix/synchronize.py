@@ -139,8 +139,12 @@ class Condition:
     other as a plain non-recursive lock (as ``threading.Condition`` does).
     """
 
-    def __init__(self, lock: Any = None, *, ctx: Context) -> None:
-        self.__setstate__((lock if lock is not None else ctx.RLock(), WaitRoom()))
+    def __init__(self, lock: Any = None, *, ctx: Context | None = None) -> None:
+        if lock is None:
+            if ctx is None:
+                raise TypeError("a Condition without a lock needs the context to make one (ctx)")
+            lock = ctx.RLock()
+        self.__setstate__((lock, WaitRoom()))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self._lock, self._room)

@@ -2,11 +2,8 @@
 
 ``acquire(block=True, timeout=None)`` (``None``: wait for ever, a negative
 timeout counts as 0, ``block=False`` ignores the timeout), a Lock released
-while unlocked raises ValueError, semaphores have ``get_value()``, and a
-Condition admits as many waiters as the POSIX one
-(:data:`procframe.posix.waitroom.CAPACITY`), so that a program behaves the
-same here as on a backend of processes.  Event and Barrier are
-``threading``'s, which have the API already.
+while unlocked raises ValueError, semaphores have ``get_value()``.  Event and
+Barrier are ``threading``'s, which have the API already.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ import time
 from threading import get_ident
 from typing import Any
 
-from procframe.posix.waitroom import CAPACITY, TooManyWaiters
 from procframe.threads._shared import Shared
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
@@ -179,21 +175,13 @@ class BoundedSemaphore(Semaphore):
 
 
 class Condition(Shared, threading.Condition):
-    """``threading.Condition`` on a lock of this backend (a new :class:`RLock` by default).
-
-    At most :data:`~procframe.posix.waitroom.CAPACITY` threads wait at once, as
-    on the POSIX Condition.
-    """
+    """``threading.Condition`` on a lock of this backend (a new :class:`RLock` by default)."""
 
     def __init__(self, lock: Any = None) -> None:
         super().__init__(RLock() if lock is None else lock)  # type: ignore[arg-type]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
-        if len(self._waiters) >= CAPACITY:  # type: ignore[attr-defined]
-            if not self._is_owned():  # type: ignore[attr-defined]
-                raise RuntimeError("cannot wait on un-acquired lock")
-            raise TooManyWaiters(f"more than {CAPACITY} threads are waiting on one Condition")
         return super().wait(None if timeout is None else max(timeout, 0.0))
 
     def __repr__(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import itertools
 import os
 import pickle
 import signal
@@ -600,35 +599,3 @@ def test_the_memory_is_an_anonymous_memfd(ctx: procframe.Context) -> None:
         pytest.skip("/proc/self/fd is Linux's")
     target = os.readlink(f"/proc/self/fd/{value._pf_block.arena.fd}")
     assert target.startswith("/memfd:procframe")
-
-
-# -- procframe's heap (the default implementation's allocator) -------------------------
-
-
-def test_heap_blocks_never_overlap_and_coalesce_when_freed() -> None:
-    import random
-
-    from procframe.posix import heap as heap_module
-
-    heap = heap_module.Heap()
-    rng = random.Random(7)
-    live: list[heap_module.Block] = []
-    for _ in range(3000):
-        if live and rng.random() < 0.45:
-            live.pop(rng.randrange(len(live)))  # collected: its span goes back
-        else:
-            size = rng.choice((1, 8, 24, 100, 4096, 70_000, heap_module.ARENA_SIZE))
-            live.append(heap.malloc(size, rng.choice((1, 8, 16, 64))))
-        spans = sorted((b.arena.fd, b.offset, b.offset + b.size) for b in live)
-        for (fd1, _, end1), (fd2, start2, _) in itertools.pairwise(spans):
-            assert fd1 != fd2 or end1 <= start2, "two live blocks overlap"
-    assert all(b.offset % 16 == 0 for b in live)
-    assert heap.stats()["used"] == sum(b.size for b in live)
-    live.clear()
-    stats = heap.stats()
-    assert stats["used"] == 0
-    assert stats["size"] == stats["arenas"] * heap_module.ARENA_SIZE  # big arenas let go
-    for spans in heap._free.values():
-        assert len(spans) == 1  # every arena is one free span again
-    first = heap.malloc(64)
-    assert not first.zeroed  # that memory was used before: the caller must clear it

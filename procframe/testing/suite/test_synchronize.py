@@ -477,23 +477,6 @@ def test_condition_notify_wakes_the_longest_waiting_first(ctx: procframe.Context
 
 
 @pytest.mark.in_one_process
-def test_a_full_condition_refuses_one_more_waiter_by_name(ctx: procframe.Context) -> None:
-    from procframe.posix.waitroom import CAPACITY
-
-    cond = ctx.Condition()
-    threads, results = _waiting_threads(cond, CAPACITY)
-    try:
-        with cond, pytest.raises(RuntimeError, match=f"more than {CAPACITY} threads are waiting"):
-            cond.wait(PATIENCE)
-    finally:
-        with cond:
-            cond.notify_all()
-        for thread in threads:
-            thread.join(PATIENCE)
-    assert results == [True] * CAPACITY
-
-
-@pytest.mark.in_one_process
 def test_condition_wait_for_a_predicate_set_by_another_thread(ctx: procframe.Context) -> None:
     cond = ctx.Condition()
     state = {"value": 0}
@@ -937,26 +920,6 @@ def test_an_event_outlives_a_process_killed_inside_it(
     _in_thread(event.set)  # takes the lock back from the dead process
     assert event.is_set() is True
     assert event.wait(0) is True
-
-
-@pytest.mark.requires("posix_signals")
-def test_a_full_condition_reuses_the_slot_of_a_killed_waiter(
-    ctx: procframe.Context, tmp_path: Path
-) -> None:
-    from procframe.posix.waitroom import CAPACITY
-
-    cond = ctx.Condition()
-    _killed_while_waiting(ctx, sync.wait_on, cond, tmp_path)
-    threads, results = _waiting_threads(cond, CAPACITY - 1)
-    try:
-        with cond:
-            assert cond.wait(0.01) is False  # takes the dead waiter's slot
-    finally:
-        with cond:
-            cond.notify_all()
-        for thread in threads:
-            thread.join(PATIENCE)
-    assert results == [True] * (CAPACITY - 1)
 
 
 # -- Event across processes ------------------------------------------------------------------
