@@ -286,7 +286,7 @@ def test_unknown_env_backend_does_not_break_import(tmp_path: Path) -> None:
         assert name in result.stdout
 
 
-# -- the seed's first example, as a script -------------------------------------
+# -- the documented hello example, as a script ----------------------------------
 
 
 HELLO_CONTEXT = """\
@@ -316,13 +316,17 @@ def run_hello(args: list[str], cwd: Path, backend: str | None) -> str:
 
 
 @pytest.mark.parametrize("backend", BUILTIN)
-def test_seed_example_selected_by_env(tmp_path: Path, backend: str) -> None:
+def test_the_hello_example_runs_under_the_backend_of_the_environment(
+    tmp_path: Path, backend: str
+) -> None:
     (tmp_path / "hello.py").write_text(HELLO_BOB, encoding="utf-8")
     assert run_hello(["hello.py"], tmp_path, backend) == "hello bob\n"
 
 
 @pytest.mark.parametrize("backend", BUILTIN)
-def test_seed_example_selected_by_get_context(tmp_path: Path, backend: str) -> None:
+def test_the_hello_example_runs_under_the_backend_of_get_context(
+    tmp_path: Path, backend: str
+) -> None:
     script = HELLO_CONTEXT.format(backend=backend)
     (tmp_path / "hello.py").write_text(script, encoding="utf-8")
     other = "fork" if backend != "fork" else "spawn"
@@ -330,7 +334,7 @@ def test_seed_example_selected_by_get_context(tmp_path: Path, backend: str) -> N
 
 
 @pytest.mark.parametrize("backend", ["spawn", "forkserver"])
-def test_seed_example_run_with_dash_m(tmp_path: Path, backend: str) -> None:
+def test_the_hello_example_run_with_dash_m(tmp_path: Path, backend: str) -> None:
     package = tmp_path / "hellopkg"
     package.mkdir()
     (package / "__init__.py").write_text("", encoding="utf-8")

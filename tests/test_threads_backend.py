@@ -69,7 +69,7 @@ def test_declared_as_a_builtin_with_honest_capabilities() -> None:
     assert "threads" in procframe.get_all_start_methods()
 
 
-def test_selected_by_the_environment_it_runs_the_seed_example(tmp_path: Path) -> None:
+def test_selected_by_the_environment_it_runs_the_hello_example(tmp_path: Path) -> None:
     result = run_script(tmp_path, HELLO_BOB, "threads")
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello bob\n", "")
 

@@ -194,7 +194,7 @@ SEQUENCES = (
     ("RawArray", "raw_array_read", 3_000_000, 500_000, 1.0),
     ("Array", "array_read", 1_000_000, 200_000, 1.0),
 )
-"""The rows of :data:`SEQUENCE_READS` on every backend: the seed's sequence benchmark.
+"""The rows of :data:`SEQUENCE_READS` on every backend: the documented sequence benchmark.
 
 Each reads ``seq[5]`` of a ten-integer sequence in a loop: a ``list`` (the
 reference: the same code on both sides), ``RawArray('i', 10)`` (no lock) and

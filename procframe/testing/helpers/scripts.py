@@ -19,7 +19,7 @@ if __name__ == '__main__':
     p.start()
     p.join()
 """
-"""The seed's first example, with ``procframe`` for ``processing`` and Python 3's print."""
+"""The first example of ``processing``'s documentation (``procframe`` for it, Python 3's print)."""
 
 
 def script_env(backend: str) -> dict[str, str]:

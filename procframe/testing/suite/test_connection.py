@@ -337,7 +337,9 @@ def test_an_absurd_length_prefix_is_refused_before_allocating(
 # -- across processes -------------------------------------------------------------
 
 
-def test_seed_pipe_example(procframe_backend: str, tmp_path: Path) -> None:
+def test_the_documented_pipe_example_prints_what_the_child_sent(
+    procframe_backend: str, tmp_path: Path
+) -> None:
     result = run_script(
         tmp_path,
         """

@@ -2,7 +2,7 @@
 
 ``Manager()`` and its shared types (list, dict, Namespace, the locks, Event,
 Condition, Barrier, queues, Value, Array, Pool) through their proxies, in the
-test process, in its threads and in child processes; the seed's example as a
+test process, in its threads and in child processes; the documented example as a
 script; custom types registered on a ``BaseManager`` subclass; reference
 counting; errors raised by a referent's method; ``SharedMemoryManager``.
 
@@ -645,7 +645,7 @@ def test_proxies_sent_through_queues(ctx: procframe.Context, manager: Any) -> No
     )
 
 
-SEED_EXAMPLE = """\
+DOCUMENTED_EXAMPLE = """\
 from procframe import Process, Manager
 
 def f(d, l):
@@ -664,11 +664,13 @@ if __name__ == '__main__':
     print(d)
     print(l)
 """
-"""The seed's example: the manager is never shut down, and the script must still end."""
+"""``processing``'s documented manager example: never shut down, yet the script must end."""
 
 
-def test_the_seed_example(procframe_backend: str, tmp_path: Path) -> None:
-    with tkm.marked_script(tmp_path, SEED_EXAMPLE, procframe_backend) as (script, mark):
+def test_the_documented_manager_example_exits_with_its_manager_running(
+    procframe_backend: str, tmp_path: Path
+) -> None:
+    with tkm.marked_script(tmp_path, DOCUMENTED_EXAMPLE, procframe_backend) as (script, mark):
         try:
             out, err = script.communicate(timeout=PATIENCE)
         except subprocess.TimeoutExpired:

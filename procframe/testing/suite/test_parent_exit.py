@@ -34,7 +34,9 @@ def _kill_all(pids: list[int]) -> None:
 
 
 @pytest.mark.core
-def test_seed_hello_bob(procframe_backend: str, tmp_path: Path) -> None:
+def test_the_documented_hello_example_prints_hello_bob(
+    procframe_backend: str, tmp_path: Path
+) -> None:
     result = run_script(tmp_path, HELLO_BOB, procframe_backend)
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello bob\n", "")
 

@@ -106,7 +106,7 @@ def test_apply_and_apply_async(ctx: procframe.Context) -> None:
         assert done.values == []
         assert failed.ran_in_a_pool_thread()
 
-        # The seed's spelling: the alias, with a list for the arguments.
+        # ``processing``'s spelling: the alias, with a list for the arguments.
         assert pool.applyAsync(tk.square, [10]).get(timeout=PATIENCE) == 100
         done = tk.Calls()
         pool.applyAsync(tk.square, [11], callback=done).wait(PATIENCE)
@@ -505,9 +505,9 @@ def test_thread_pool() -> None:
     ), "the ThreadPool left threads running"
 
 
-# -- the seed's example --------------------------------------------------------------
+# -- the documented example -----------------------------------------------------------
 
-SEED_POOL = """\
+DOCUMENTED_POOL_EXAMPLE = """\
 from procframe import Pool
 
 def f(x):
@@ -519,14 +519,16 @@ if __name__ == '__main__':
     print(result.get(timeout=1))
     print(pool.map(f, range(10)))
 """
-"""The seed's Pool example: the pool is never closed, and the script must still exit."""
+"""``processing``'s documented Pool example: never closed, yet the script must exit."""
 
 
-def test_seed_pool_example(procframe_backend: str, tmp_path: Path) -> None:
+def test_the_documented_pool_example_exits_with_its_pool_open(
+    procframe_backend: str, tmp_path: Path
+) -> None:
     mark = uuid.uuid4().hex
     env = script_env(procframe_backend)
     env[tk.MARK] = mark
-    script = write_script(tmp_path, SEED_POOL)
+    script = write_script(tmp_path, DOCUMENTED_POOL_EXAMPLE)
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,

@@ -223,7 +223,9 @@ def test_join_blocks_until_every_item_is_done(ctx: procframe.Context) -> None:
 
 
 @pytest.mark.core
-def test_seed_queue_example(procframe_backend: str, tmp_path: Path) -> None:
+def test_the_documented_queue_example_prints_what_the_child_put(
+    procframe_backend: str, tmp_path: Path
+) -> None:
     result = run_script(
         tmp_path,
         """

@@ -31,7 +31,7 @@ from procframe.testing.helpers.targets import read_report, report
 
 PATIENCE = 60.0
 
-SEED_EXAMPLE = """\
+DOCUMENTED_EXAMPLE = """\
 from procframe import Process, Value, Array
 
 def f(n, a):
@@ -50,7 +50,7 @@ if __name__ == '__main__':
     print(num.value)
     print(arr[:])
 """
-"""The seed's shared-memory example, with ``procframe`` for ``processing``."""
+"""The shared-memory example of ``processing``'s documentation, with ``procframe`` for it."""
 
 SAMPLES: dict[str, Any] = {
     "c": b"x",
@@ -463,8 +463,10 @@ def test_shared_objects_do_not_pickle_outside_a_process_start(ctx: procframe.Con
 # -- across processes ------------------------------------------------------------------
 
 
-def test_seed_example(procframe_backend: str, tmp_path: Path) -> None:
-    result = run_script(tmp_path, SEED_EXAMPLE, procframe_backend)
+def test_the_documented_shared_memory_example_prints_what_the_children_wrote(
+    procframe_backend: str, tmp_path: Path
+) -> None:
+    result = run_script(tmp_path, DOCUMENTED_EXAMPLE, procframe_backend)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
 

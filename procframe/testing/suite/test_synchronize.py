@@ -541,7 +541,9 @@ def test_event_set_wakes_every_waiting_thread(ctx: procframe.Context) -> None:
 # -- across processes ---------------------------------------------------------------------
 
 
-def test_seed_lock_example(procframe_backend: str, tmp_path: Path) -> None:
+def test_the_documented_lock_example_prints_each_line_whole(
+    procframe_backend: str, tmp_path: Path
+) -> None:
     result = run_script(
         tmp_path,
         """
