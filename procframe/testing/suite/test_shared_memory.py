@@ -348,7 +348,7 @@ def test_a_list_of_every_supported_type() -> None:
         sl.shm.unlink()
 
 
-def test_slots_keep_their_capacity() -> None:
+def test_a_list_item_keeps_the_room_it_was_made_with() -> None:
     sl = ShareableList(["abc", b"xy", 1, "\u00e9" * 4])
     try:
         sl[0] = "12345678"  # "abc" got a slot of 8 bytes
