@@ -16,6 +16,7 @@ import os
 import select
 import socket
 import struct
+import sys
 from collections.abc import Iterable
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
@@ -437,10 +438,10 @@ class Listener:
         family = family or (address_type(address) if address is not None else "AF_UNIX")
         socket_family = _check_family(family)
         self._private_dir: str | None = None
+        self._authkey = authkey
         if address is None:
             address = self._private_address(family)
         self._family = family
-        self._authkey = authkey
         self._socket = socket.socket(socket_family, socket.SOCK_STREAM)
         try:
             if socket_family == socket.AF_INET:
@@ -451,13 +452,20 @@ class Listener:
             self._socket.close()
             raise
         self._address = self._socket.getsockname()
-        self._unlink = os.fspath(address) if socket_family == socket.AF_UNIX else None
+        abstract = isinstance(address, (str, bytes)) and address[:1] in ("\0", b"\0")
+        unix_path = socket_family == socket.AF_UNIX and not abstract
+        self._unlink = os.fspath(address) if unix_path else None
         self._last_accepted: Any = None
         self._creator = os.getpid()
 
     def _private_address(self, family: str) -> Any:
         if family == "AF_INET":
             return ("127.0.0.1", 0)
+        if self._authkey is not None and sys.platform.startswith("linux"):
+            # An abstract address (Linux): nothing in the filesystem that a killed
+            # process could leave behind.  Any local process may connect to it, so it
+            # serves only listeners that authenticate their peers.
+            return b"\0procframe-" + os.urandom(12).hex().encode()
         import tempfile
 
         self._private_dir = tempfile.mkdtemp(prefix="procframe-")

@@ -1,0 +1,37 @@
+"""Where a Listener made without an address listens, and what it leaves behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+import pytest
+
+from procframe.connection import Client, Listener
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets")
+
+
+@linux
+def test_an_authenticating_listener_takes_an_abstract_address() -> None:
+    """Nothing in the filesystem: a killed server (a manager's, say) leaves nothing behind."""
+    with Listener(authkey=b"key") as listener:
+        assert isinstance(listener.address, bytes) and listener.address.startswith(b"\0")
+        with Client(listener.address, authkey=b"key") as client:
+            server = listener.accept()
+            client.send("over an abstract address")
+            assert server.recv() == "over an abstract address"
+            server.close()
+
+
+def test_a_listener_without_a_key_listens_in_a_private_directory() -> None:
+    """Anyone could connect to an abstract address: a listener that checks nobody stays
+    behind a directory only its user can enter, removed on close."""
+    listener = Listener()
+    path = listener.address
+    assert isinstance(path, str)
+    directory = os.path.dirname(path)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    listener.close()
+    assert not os.path.exists(directory)
