@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
+from typing import Any
 
 import pytest
 
@@ -18,11 +20,14 @@ def test_an_authenticating_listener_takes_an_abstract_address() -> None:
     """Nothing in the filesystem: a killed server (a manager's, say) leaves nothing behind."""
     with Listener(authkey=b"key") as listener:
         assert isinstance(listener.address, bytes) and listener.address.startswith(b"\0")
+        accepted: list[Any] = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()))
+        thread.start()
         with Client(listener.address, authkey=b"key") as client:
-            server = listener.accept()
+            thread.join(60)
             client.send("over an abstract address")
-            assert server.recv() == "over an abstract address"
-            server.close()
+            assert accepted[0].recv() == "over an abstract address"
+            accepted[0].close()
 
 
 def test_a_listener_without_a_key_listens_in_a_private_directory() -> None:
