@@ -22,7 +22,7 @@ import procframe.connection
 import procframe.plugins
 from procframe import threads
 from procframe._core import registry
-from procframe._core.backend import INHERITS_PARENT_MEMORY
+from procframe._core.capabilities import INHERITS_PARENT_MEMORY
 from procframe.futures import ProcessPoolExecutor
 from procframe.managers import BaseManager, ManagerGoneError, Namespace
 from procframe.testing.helpers.scripts import HELLO_BOB, run_script

@@ -1,4 +1,8 @@
-"""What a backend declares (:class:`BackendInfo`) and returns per process (:class:`Launcher`)."""
+"""What a backend declares (:class:`BackendInfo`) and returns per process (:class:`Launcher`).
+
+The capability constants live in :mod:`procframe._core.capabilities` and are
+importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -6,54 +10,6 @@ import abc
 import re
 import signal
 from dataclasses import dataclass, field
-
-# Capabilities a backend may declare.  Conformance tests ask for these, never
-# for a backend by name.
-SEPARATE_MEMORY = "separate_memory"
-"""Each child has its own address space: what it changes in memory its parent does not see;
-what crosses to it (queue items, Pipe messages, Pool tasks and their outcomes) is pickled, so
-an unpicklable object fails in the sender; ``os._exit(n)`` (or a signal it sends itself) ends
-only the child, whose exitcode is then ``n``; its threads and at-exit handlers are its own."""
-LOCAL_PIDS = "local_pids"
-"""``Process.pid`` is a process of this machine: ``os.kill`` reaches it, and the child's
-``os.getpid()`` equals it."""
-INHERITS_PARENT_MEMORY = "inherits_parent_memory"
-"""The child starts with (or shares) the parent's memory: unpicklable targets and lambdas work."""
-PICKLES_PROCESS = "pickles_process"
-"""The Process object crosses to the child by pickle; unpicklable ones fail at start()."""
-REIMPORTS_MAIN = "reimports_main"
-"""The child re-imports the parent's ``__main__`` as ``__mp_main__``."""
-POSIX_SIGNALS = "posix_signals"
-"""terminate/kill/interrupt deliver SIGTERM/SIGKILL/SIGINT; a killed child's exitcode is -signum.
-
-Without it they may raise (a thread cannot be stopped from outside), and a daemonic child is
-not signalled when its parent exits: it ends with the parent's process."""
-PARENT_DEATH = "parent_death"
-"""A child is killed within seconds when its parent dies, even by SIGKILL."""
-PASSES_DESCRIPTORS = "passes_descriptors"
-"""Pipe ends, queues and locks are the kernel's (a Pipe end's messages travel through its
-``fileno()``, in procframe's wire format); passed as Process arguments, they reach the child
-by descriptor, as copies of its own: the parent may close its end once the child has started.
-(Without it, objects passed to a child are still shared with it, as the same objects.)"""
-TASK_TIMEOUTS = "task_timeouts"
-"""``Pool(task_timeout=...)`` stops a task that runs too long (its worker is replaced)."""
-MANAGER_SERVER = "manager_server"
-"""``Manager()`` runs a server process; its objects are reached through proxies (``address``,
-``connect()``, ``register()``, authentication)."""
-KNOWN_CAPABILITIES = frozenset(
-    {
-        SEPARATE_MEMORY,
-        LOCAL_PIDS,
-        INHERITS_PARENT_MEMORY,
-        PICKLES_PROCESS,
-        REIMPORTS_MAIN,
-        POSIX_SIGNALS,
-        PARENT_DEATH,
-        PASSES_DESCRIPTORS,
-        TASK_TIMEOUTS,
-        MANAGER_SERVER,
-    }
-)
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

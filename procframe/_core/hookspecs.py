@@ -24,8 +24,8 @@ checked by the context (a backend gets a ``maxsize`` that is an ``int``, a
 ``value`` that is an ``int >= 0``, ...).  All are firstresult: the first
 implementation that returns something other than ``None`` wins.  procframe's
 own implementations are ``trylast`` (the POSIX primitives in
-:mod:`procframe.posix`, the Pool in :mod:`procframe.pool`, the Manager in
-:mod:`procframe.managers`), so a backend overrides any of them by implementing
+:mod:`procframe.posix.plugin`, the Pool and the Manager in
+:mod:`procframe.defaults`), so a backend overrides any of them by implementing
 the hook, and the others stay in place.
 
 An object that procframe builds from other objects takes them from ``ctx``:
@@ -337,8 +337,9 @@ def procframe_make_pool(
 
     ``processes`` is ``None`` (one per CPU) or an int >= 1; ``task_timeout``
     (seconds, > 0) stops a task that runs longer.  procframe's default
-    (:class:`procframe.pool.Pool`, ``trylast``) starts its workers with
-    ``ctx.Process`` and keeps its shared state in ``ctx.RawArray``; it talks
+    (:class:`procframe.pool.Pool`, ``trylast``, in :mod:`procframe.defaults`)
+    starts its workers with ``ctx.Process`` and keeps its shared state in
+    ``ctx.RawArray``; it talks
     to each worker over a socket pair of its own (its serving thread
     multiplexes non-blocking byte streams, which a Pipe's message API does not
     offer), so a backend that wants tasks to travel another way implements

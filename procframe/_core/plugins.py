@@ -32,8 +32,7 @@ class PluginLoadError(RuntimeError):
 
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("procframe.posix", "procframe.posix.plugin:plugin"),
-    ("procframe.pool", "procframe.pool.plugin"),
-    ("procframe.managers", "procframe.managers.plugin"),
+    ("procframe.defaults", "procframe.defaults"),
     ("procframe.backends.fork", "procframe.backends.fork:plugin"),
     ("procframe.backends.spawn", "procframe.backends.spawn:plugin"),
     ("procframe.backends.forkserver", "procframe.backends.forkserver:plugin"),

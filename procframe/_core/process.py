@@ -13,6 +13,7 @@ import os
 import sys
 
 from procframe._core import registry
+from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
 from procframe._core.errors import ProcessStateError
 
 # Not typing.TYPE_CHECKING: a spawned child imports this module and typing is slow to import.
@@ -138,13 +139,11 @@ class BaseProcess:
         if current_process()._config.get("daemon"):
             raise ProcessStateError("daemonic processes are not allowed to have children")
         _reap_children()
-        backend = self._backend_name()
+        backend = registry.resolve(self._backend_name(), "the backend of this Process")
         self._launcher = registry.launch(self, backend)
-        self._backend = backend
+        self._backend = backend.name
         _register_child(self)
-        from procframe._core.backend import SEPARATE_MEMORY
-
-        if _backend_has(backend, SEPARATE_MEMORY, unknown=True):
+        if backend.has(SEPARATE_MEMORY):
             # The child has its own copies now; drop ours so they can be freed.  (A child
             # sharing this memory runs with these very attributes: it drops them itself.)
             self._drop_target()
@@ -160,7 +159,6 @@ class BaseProcess:
             return self._backend
         if self._context_name is None:
             return registry.default_backend_name()
-        registry.resolve(self._context_name, "the backend of this Process")
         return self._context_name
 
     @_check_closed
@@ -737,8 +735,6 @@ def _stop_children() -> None:
     child of any other (a thread of this process) is left to end with this
     process, neither signalled nor waited for.
     """
-    from procframe._core.backend import POSIX_SIGNALS
-
     children = _my_children()
     daemons = [p for p in list(children) if p.daemon and p._launcher is not None]
     left = {p for p in daemons if not _backend_has(p._backend_name(), POSIX_SIGNALS, unknown=True)}

@@ -185,22 +185,22 @@ def has_observers(backend: str, hook_name: str) -> bool:
     return bool(hook(backend, hook_name).get_hookimpls())
 
 
-def launch(process: BaseProcess, backend: str) -> Launcher:
+def launch(process: BaseProcess, backend: BackendInfo) -> Launcher:
     """Start ``process`` through ``backend``'s ``procframe_launch_process``."""
-    info = backends()[backend]
-    launcher = hook(backend, "procframe_launch_process")(process=process, backend=info)
+    launcher = hook(backend.name, "procframe_launch_process")(process=process, backend=backend)
     if launcher is None:
         raise BackendError(
-            f"backend {backend!r} ({type(info.plugin).__name__}) "
+            f"backend {backend.name!r} ({type(backend.plugin).__name__}) "
             "did not implement procframe_launch_process"
         )
     return launcher  # type: ignore[no-any-return]
 
 
-def notify_started(process: BaseProcess, backend: str) -> None:
+def notify_started(process: BaseProcess, backend: BackendInfo) -> None:
     """Call the ``procframe_process_started`` observers, if any."""
-    if has_observers(backend, "procframe_process_started"):
-        hook(backend, "procframe_process_started")(process=process, backend=backends()[backend])
+    caller = hook(backend.name, "procframe_process_started")
+    if caller.get_hookimpls():
+        caller(process=process, backend=backend)
 
 
 def notify_exited(process: BaseProcess, backend: str, exitcode: int) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is slow to import, and every spawned child imports this
 if TYPE_CHECKING:
-    from procframe._core.backend import (
+    from procframe._core.backend import BackendInfo, Launcher
+    from procframe._core.capabilities import (
         INHERITS_PARENT_MEMORY,
         KNOWN_CAPABILITIES,
         LOCAL_PIDS,
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
         REIMPORTS_MAIN,
         SEPARATE_MEMORY,
         TASK_TIMEOUTS,
-        BackendInfo,
-        Launcher,
     )
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
 
@@ -58,8 +57,12 @@ def __getattr__(name: str) -> object:
         from procframe.backends import base
 
         return getattr(base, name)
-    if name in __all__:
+    if name in ("BackendInfo", "Launcher"):
         from procframe._core import backend
 
         return getattr(backend, name)
+    if name in __all__:
+        from procframe._core import capabilities
+
+        return getattr(capabilities, name)
     raise AttributeError(f"module 'procframe.backends' has no attribute {name!r}")

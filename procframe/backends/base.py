@@ -13,7 +13,8 @@ import abc
 import os
 from typing import Any, ClassVar
 
-from procframe._core.backend import (
+from procframe._core.backend import BackendInfo, Launcher
+from procframe._core.capabilities import (
     LOCAL_PIDS,
     MANAGER_SERVER,
     PARENT_DEATH,
@@ -21,8 +22,6 @@ from procframe._core.backend import (
     POSIX_SIGNALS,
     SEPARATE_MEMORY,
     TASK_TIMEOUTS,
-    BackendInfo,
-    Launcher,
 )
 from procframe._core.fdwait import wait_readable
 from procframe._core.hookspecs import hookimpl

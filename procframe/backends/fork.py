@@ -7,7 +7,8 @@ import sys
 import threading
 
 from procframe._core import osutil, registry
-from procframe._core.backend import INHERITS_PARENT_MEMORY, BackendInfo, Launcher
+from procframe._core.backend import BackendInfo, Launcher
+from procframe._core.capabilities import INHERITS_PARENT_MEMORY
 from procframe._core.process import BaseProcess, preopen_devnull
 from procframe.backends.base import OS_PROCESS_CAPABILITIES, ForkedChild, ProcessBackend
 

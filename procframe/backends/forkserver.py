@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from procframe._core.backend import PICKLES_PROCESS, REIMPORTS_MAIN, BackendInfo, Launcher
+from procframe._core.backend import BackendInfo, Launcher
+from procframe._core.capabilities import PICKLES_PROCESS, REIMPORTS_MAIN
 from procframe._core.hookspecs import hookimpl
 from procframe._core.process import BaseProcess
 from procframe.backends.base import OS_PROCESS_CAPABILITIES, ProcessBackend

@@ -6,7 +6,8 @@ import os
 import sys
 
 from procframe._core import osutil
-from procframe._core.backend import PICKLES_PROCESS, REIMPORTS_MAIN, BackendInfo, Launcher
+from procframe._core.backend import BackendInfo, Launcher
+from procframe._core.capabilities import PICKLES_PROCESS, REIMPORTS_MAIN
 from procframe._core.hookspecs import hookimpl
 from procframe._core.process import BaseProcess
 from procframe.backends import payload

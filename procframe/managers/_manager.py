@@ -7,7 +7,7 @@ import threading
 import weakref
 from typing import Any
 
-from procframe._core.backend import MANAGER_SERVER
+from procframe._core.capabilities import MANAGER_SERVER
 from procframe._core.errors import NotSupportedError, ProcessStateError
 from procframe.managers import _client, _types
 from procframe.managers import _protocol as protocol

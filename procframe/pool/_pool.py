@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from procframe._core.backend import POSIX_SIGNALS
+from procframe._core.capabilities import POSIX_SIGNALS
 from procframe._core.errors import NotSupportedError
 from procframe.pool import _frames
 from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore

@@ -41,7 +41,7 @@ import pytest
 import procframe
 from procframe._core import hookspecs, registry
 from procframe._core import process as _process
-from procframe._core.backend import KNOWN_CAPABILITIES
+from procframe._core.capabilities import KNOWN_CAPABILITIES
 from procframe.testing.helpers.devshm import procframe_names
 
 SUITE_DIR = Path(__file__).parent / "suite"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from procframe._core.backend import INHERITS_PARENT_MEMORY, BackendInfo, Launcher
+from procframe._core.backend import BackendInfo, Launcher
+from procframe._core.capabilities import INHERITS_PARENT_MEMORY
 from procframe._core.hookspecs import hookimpl
 from procframe._core.process import BaseProcess
 

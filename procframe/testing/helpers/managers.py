@@ -43,7 +43,7 @@ ITEMS = 25
 def serving(backends: list[str]) -> list[str]:
     """The backends of ``backends`` that run manager servers (they declare ``manager_server``)."""
     from procframe._core import registry
-    from procframe._core.backend import MANAGER_SERVER
+    from procframe._core.capabilities import MANAGER_SERVER
 
     return [name for name in backends if registry.backends()[name].has(MANAGER_SERVER)]
 
