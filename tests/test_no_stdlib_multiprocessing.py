@@ -40,9 +40,18 @@ def import_all(package):
                 import_all(module)
 
 
-def report(path):
+def write(path):
     with open(path, "w") as f:
         json.dump(loaded(WATCHED), f)
+
+
+def report(path):
+    write(path)
+    # Again once the child has done what it does at exit (an interpreter's children only:
+    # a forked child ends with os._exit, which runs no atexit handler).
+    import atexit
+
+    atexit.register(write, path)
 
 
 if __name__ == "__main__":
