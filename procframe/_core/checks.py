@@ -40,3 +40,25 @@ def optional_callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {value!r}")
     return value
+
+
+def message_slice(buf: Any, offset: int, size: int | None) -> memoryview:
+    """``buf[offset:offset + size]`` as a view of bytes (what ``Connection.send_bytes`` sends).
+
+    ``buf`` is any bytes-like object; ``size`` ``None`` means to its end.
+    """
+    view = memoryview(buf)
+    if view.itemsize != 1 or view.ndim != 1:
+        view = view.cast("B")
+    length = len(view)
+    if offset < 0:
+        raise ValueError("offset is negative")
+    if length < offset:
+        raise ValueError("buffer length < offset")
+    if size is None:
+        size = length - offset
+    elif size < 0:
+        raise ValueError("size is negative")
+    elif offset + size > length:
+        raise ValueError("buffer length < offset + size")
+    return view[offset : offset + size]

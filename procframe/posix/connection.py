@@ -22,6 +22,7 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
 from procframe._core import osutil, reduction
+from procframe._core.checks import message_slice
 from procframe._core.errors import AuthenticationError, BufferTooShort
 from procframe._core.fdwait import wait_readable
 
@@ -116,21 +117,7 @@ class Connection:
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
         self._check_writable()
-        view = memoryview(buf)
-        if view.itemsize != 1 or view.ndim != 1:
-            view = view.cast("B")
-        length = len(view)
-        if offset < 0:
-            raise ValueError("offset is negative")
-        if length < offset:
-            raise ValueError("buffer length < offset")
-        if size is None:
-            size = length - offset
-        elif size < 0:
-            raise ValueError("size is negative")
-        elif offset + size > length:
-            raise ValueError("buffer length < offset + size")
-        self._write_message(view[offset : offset + size])
+        self._write_message(message_slice(buf, offset, size))
 
     def _write_message(self, data: bytes | memoryview) -> None:
         size = len(data)

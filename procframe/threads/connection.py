@@ -18,6 +18,7 @@ from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
+from procframe._core.checks import message_slice
 from procframe._core.errors import BufferTooShort
 
 __all__ = ["Connection", "Pipe"]
@@ -174,21 +175,7 @@ class Connection:
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send a copy of ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
         way = self._outgoing()
-        with memoryview(buf) as view:
-            data = view.cast("B") if view.itemsize != 1 or view.ndim != 1 else view
-            length = len(data)
-            if offset < 0:
-                raise ValueError("offset is negative")
-            if length < offset:
-                raise ValueError("buffer length < offset")
-            if size is None:
-                size = length - offset
-            elif size < 0:
-                raise ValueError("size is negative")
-            elif offset + size > length:
-                raise ValueError("buffer length < offset + size")
-            message = bytes(data[offset : offset + size])
-        way.put(message)
+        way.put(bytes(message_slice(buf, offset, size)))
 
     # -- receiving ----------------------------------------------------------
 
