@@ -201,8 +201,12 @@ class _BasePool:
         try:
             return result.get()
         except KeyboardInterrupt:
-            self.terminate()  # Ctrl-C while waiting: stop the workers too
+            self._interrupted()
             raise
+
+    def _interrupted(self) -> None:
+        """Ctrl-C while waiting for a result: stop the workers too."""
+        self.terminate()
 
     def close(self) -> None:
         """Take no more tasks; the workers exit once the submitted ones have ended."""
@@ -361,6 +365,14 @@ class ThreadPool(_BasePool):
         if timeout is not None:
             raise ValueError("a ThreadPool cannot stop a running task: it takes no timeout")
         return None
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: take no more tasks and raise at once; the running ones cannot be stopped,
+        and end in their (daemonic) threads without anyone waiting for them."""
+        self._finalizer.detach()
+        core = self._core
+        assert isinstance(core, ThreadCore)
+        core.terminate(wait=False)
 
 
 def _check_maxtasks(maxtasksperchild: int | None) -> None:

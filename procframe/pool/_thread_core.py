@@ -145,12 +145,17 @@ class ThreadCore:
         for _ in self._threads:
             self._queue.put(None)
 
-    def terminate(self) -> None:
+    def terminate(self, wait: bool = True) -> None:
+        """Fail the queued tasks and stop the threads once their running task ends.
+
+        With ``wait``, until then: a thread cannot be stopped in the middle of a task.
+        """
         with self._lock:
             self.state = TERMINATED
         self._fail_queued()
         self._stop_when_idle()
-        self.join()
+        if wait:
+            self.join()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the threads (those that replaced retired ones too), but not for the caller."""
