@@ -176,24 +176,24 @@ def _process(ctx: Context) -> Iterator[Any]:
 
 Make = Callable[[Context], Iterator[Any]]
 
-CASES: list[tuple[type[Recorder], Make, bool]] = [
-    # (backend overriding one hook, composite, whether the composite keeps the part)
-    (Semaphores, _queue, True),
-    (Semaphores, _joinable_queue, True),
-    (BoundedSemaphores, _bounded_queue, True),
-    (RLocks, _condition, True),
-    (RLocks, _value, True),
-    (RLocks, _array, True),
-    (RawArrays, _event, True),
-    (RawArrays, _barrier, True),
-    (RawArrays, _array, True),
-    (RawArrays, _pool, True),
-    (RawValues, _value, True),
-    (Pipes, _manager, False),  # the pipe that brings the server's address back
-    (Pools, _executor, True),
-    (Launches, _pool, True),
-    (Launches, _manager, True),
-    (Launches, _process, True),
+CASES: list[tuple[type[Recorder], Make, int, bool]] = [
+    # (backend overriding one hook, composite, parts it asks for, whether it keeps them)
+    (Semaphores, _queue, 1, True),
+    (Semaphores, _joinable_queue, 2, True),  # the queue's count and the unfinished tasks
+    (BoundedSemaphores, _bounded_queue, 1, True),
+    (RLocks, _condition, 1, True),
+    (RLocks, _value, 1, True),
+    (RLocks, _array, 1, True),
+    (RawArrays, _event, 1, True),
+    (RawArrays, _barrier, 1, True),
+    (RawArrays, _array, 1, True),
+    (RawArrays, _pool, 1, True),
+    (RawValues, _value, 1, True),
+    (Pipes, _manager, 1, False),  # the pipe that brings the server's address back
+    (Pools, _executor, 1, True),
+    (Launches, _pool, 1, True),
+    (Launches, _manager, 1, True),
+    (Launches, _process, 1, True),
 ]
 
 
@@ -220,22 +220,23 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Recorder]:
 
 
 @pytest.mark.parametrize(
-    ("backend", "make", "keeps"),
+    ("backend", "make", "parts", "keeps"),
     CASES,
-    ids=[f"{cls.__name__}-{make.__name__.strip('_')}" for cls, make, _ in CASES],
+    ids=[f"{cls.__name__}-{make.__name__.strip('_')}" for cls, make, *_ in CASES],
     indirect=["backend"],
 )
 def test_a_composite_uses_the_part_its_backend_makes(
-    backend: Recorder, make: Make, keeps: bool
+    backend: Recorder, make: Make, parts: int, keeps: bool
 ) -> None:
     ctx = procframe.get_context("composed")
     assert ctx.backend.plugin is backend
     made = make(ctx)
     composite = next(made)
     try:
-        assert backend.made, f"{make.__name__.strip('_')} did not ask the context for its part"
+        what = make.__name__.strip("_")
+        assert len(backend.made) == parts, f"{what} asked the context for {len(backend.made)}"
         if keeps:
-            assert any(reachable(composite, part) for part in backend.made)
+            assert all(reachable(composite, part) for part in backend.made)
     finally:
         for _ in made:
             pass

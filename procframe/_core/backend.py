@@ -1,7 +1,6 @@
 """What a backend declares (:class:`BackendInfo`) and returns per process (:class:`Launcher`).
 
-The capability constants live in :mod:`procframe._core.capabilities` and are
-importable from here too.
+The capability constants it may declare are in :mod:`procframe._core.capabilities`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,13 @@ An object that procframe builds from other objects takes them from ``ctx``:
 a Queue's semaphores, a Condition's default lock, an Event's and a Barrier's
 shared state, ``Value``'s lock, a Pool's processes and shared state, a
 Manager's server process.  So an object a backend makes is used everywhere
-procframe builds with it.  What each factory returns must have the API of its
+procframe builds with it.  Two parts are the POSIX objects' own, not the
+context's: a queue's channel (its packet pipe), and the lock that Event,
+Barrier and JoinableQueue hold for their short critical sections, a robust
+mutex that the kernel hands on when its holder dies (a Lock held by a killed
+process would stop every other user of the object for good); a backend that
+wants either of its own implements those factories.  What each factory returns
+must have the API of its
 ``multiprocessing`` namesake (the conformance kit, ``pytest -p
 procframe.testing``, checks it); objects that travel to children as
 arguments of ``Process`` must be picklable under the backend's launcher.

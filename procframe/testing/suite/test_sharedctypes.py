@@ -20,7 +20,6 @@ import pytest
 
 import procframe
 from procframe import sharedctypes
-from procframe.posix.synchronize import RLock
 from procframe.testing.helpers import shared
 from procframe.testing.helpers.devshm import procframe_names
 from procframe.testing.helpers.exchange import reap
@@ -357,9 +356,9 @@ def test_copy(ctx: procframe.Context) -> None:
 @pytest.mark.in_one_process
 def test_synchronized(ctx: procframe.Context) -> None:
     raw = ctx.RawValue("i", 3)
-    wrapped = sharedctypes.synchronized(raw)
+    wrapped = sharedctypes.synchronized(raw)  # a new RLock of the default context
     assert isinstance(wrapped, sharedctypes.Synchronized)
-    assert isinstance(wrapped.get_lock(), RLock)
+    assert isinstance(wrapped.get_lock(), type(procframe.get_context().RLock()))
     assert wrapped.get_obj() is raw
     wrapped.value = 4
     assert raw.value == 4
@@ -394,8 +393,8 @@ def test_the_sharedctypes_module(ctx: procframe.Context) -> None:
 @pytest.mark.in_one_process
 def test_module_level_factories(ctx: procframe.Context) -> None:
     assert {"Value", "Array", "RawValue", "RawArray"} <= set(procframe.__all__)
-    v = procframe.Value("d", 0.5)
-    assert v.value == 0.5 and isinstance(v.get_lock(), RLock)
+    v = procframe.Value("d", 0.5)  # the default context's
+    assert v.value == 0.5 and isinstance(v.get_lock(), type(procframe.get_context().RLock()))
     assert procframe.Value("i", 1, lock=False).value == 1
     assert procframe.Array("i", range(3))[:] == [0, 1, 2]
     assert procframe.Array("i", 2, lock=False)[:] == [0, 0]
