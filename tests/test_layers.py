@@ -52,14 +52,35 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+DYNAMIC_IMPORTS: dict[str, str] = {
+    "procframe._core.entrypoints": "loads the plugins that entry points and BUILTIN_PLUGINS name",
+    "procframe.backends.forkserver_server": "imports the modules set_forkserver_preload() names",
+}
+"""Modules that may import by a computed name (``importlib.import_module``, ``__import__``)."""
+
+
 def _type_checking_blocks(tree: ast.AST) -> set[int]:
-    """The ids of import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` (annotations only) blocks."""
     skipped: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in (
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+        ):
             for inner in node.body:
                 skipped.update(id(n) for n in ast.walk(inner))
     return skipped
+
+
+def dynamic_imports(source: str) -> list[int]:
+    """The lines of ``source`` that import by a computed name."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name in ("importlib.import_module", "import_module", "__import__"):
+                lines.append(node.lineno)
+    return lines
 
 
 def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
@@ -108,6 +129,21 @@ def test_every_module_imports_only_layers_below_it() -> None:
     assert problems == []
 
 
+def test_only_the_plugin_loaders_import_by_a_computed_name() -> None:
+    """A computed import would slip past the layering check: only these two make one."""
+    found = {
+        module_name(path)
+        for path in ROOT.rglob("*.py")
+        if "testing" not in path.parts and dynamic_imports(path.read_text(encoding="utf-8"))
+    }
+    assert found == set(DYNAMIC_IMPORTS)
+
+
+def test_a_computed_import_is_seen() -> None:
+    assert dynamic_imports("import importlib\nimportlib.import_module(name)\n") == [2]
+    assert dynamic_imports("__import__('procframe.context')\n") == [1]
+
+
 def test_an_upward_import_is_caught_even_inside_a_function() -> None:
     source = "def f():\n    from procframe.context import get_context\n"
     assert violations("procframe._core.registry", source) == [
@@ -124,6 +160,12 @@ def test_sibling_packages_of_one_layer_do_not_import_each_other() -> None:
 def test_annotations_under_type_checking_are_allowed() -> None:
     source = "TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from procframe.context import Context\n"
     assert violations("procframe.posix.queues", source) == []
+
+
+def test_only_a_bare_type_checking_test_exempts_an_import() -> None:
+    for test in ("not TYPE_CHECKING", "TYPE_CHECKING or True"):
+        source = f"if {test}:\n    from procframe.context import Context\n"
+        assert violations("procframe.posix.queues", source), test
 
 
 def test_from_procframe_import_a_module_counts_as_that_module() -> None:
