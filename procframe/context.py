@@ -14,6 +14,7 @@ The module-level API of ``procframe`` is :data:`default_context`'s.
 from __future__ import annotations
 
 import _thread
+import os
 
 from procframe._core import checks, registry
 from procframe._core.errors import BackendError
@@ -143,9 +144,7 @@ class Context:
 
     def set_executable(self, executable: str) -> None:
         """The Python interpreter that backends starting fresh interpreters use (process-wide)."""
-        if not isinstance(executable, str):
-            executable = str(executable)
-        _broadcast("procframe_set_executable", executable=executable)
+        _broadcast("procframe_set_executable", executable=os.fsdecode(executable))
 
     def set_forkserver_preload(self, module_names: list[str]) -> None:
         """Modules a fork server imports once, before it forks any child (process-wide)."""
@@ -284,17 +283,13 @@ class Context:
         task_timeout: float | None = None,
     ) -> pool.Pool:
         """A pool of worker processes; ``task_timeout`` stops tasks that run longer."""
-        if processes is not None:
-            checks.integer("processes", processes)
-            if processes < 1:
-                raise ValueError(f"Number of processes must be at least 1, got {processes}")
         return self._make(  # type: ignore[no-any-return]
             "procframe_make_pool",
             "a Pool",
-            processes=processes,
+            processes=checks.pool_size(processes),
             initializer=checks.optional_callable("initializer", initializer),
             initargs=tuple(initargs),
-            maxtasksperchild=checks.optional_integer("maxtasksperchild", maxtasksperchild, 1),
+            maxtasksperchild=checks.tasks_per_child(maxtasksperchild),
             task_timeout=checks.timeout("task_timeout", task_timeout, positive=True),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,3 +219,52 @@ def test_child_bootstrap_fires_in_a_forked_child(
     pid, backend, name = marker.read_text(encoding="utf-8").split()
     assert (int(pid), backend, name) == (process.pid, procframe_backend, "watched")
     assert int(pid) != os.getpid()
+
+
+# -- process-wide settings reach every plugin ------------------------------------------
+
+
+class ExecutableWatcher:
+    def __init__(self) -> None:
+        self.executables: list[str] = []
+        self.preloads: list[list[str]] = []
+
+    @hookimpl
+    def procframe_set_executable(self, executable: str) -> None:
+        self.executables.append(executable)
+
+    @hookimpl
+    def procframe_set_forkserver_preload(self, module_names: list[str]) -> None:
+        self.preloads.append(module_names)
+
+
+def test_set_executable_reaches_the_interpreter_starting_backends_and_every_plugin() -> None:
+    from procframe.backends import forkserver_client
+    from procframe.backends import spawn as spawn_module
+
+    watcher = ExecutableWatcher()
+    saved_executable, saved_preload = spawn_module._executable, list(forkserver_client._preload)
+    try:
+        with plugins.registered(watcher):
+            procframe.get_context("fork").set_executable(sys.executable.encode())
+            procframe.set_forkserver_preload(["json"])
+            with pytest.raises(ValueError, match="not an executable"):
+                procframe.set_executable(os.devnull)
+        assert spawn_module.get_executable() == sys.executable  # spawn's and the fork server's
+        assert forkserver_client._preload == ["json"]
+        assert watcher.executables == [sys.executable, os.devnull]
+        assert watcher.preloads == [["json"]]
+    finally:
+        spawn_module._executable = saved_executable
+        forkserver_client._preload[:] = saved_preload
+
+
+def test_a_process_outlives_the_plugin_of_its_backend() -> None:
+    """Joining it after its backend was unregistered works (its exit has no observers)."""
+    extra = ExtraFork()
+    with plugins.registered(extra):
+        process = procframe.get_context("extra_fork").Process(target=exit_with, args=(5,))
+        process.start()
+    process.join(60)
+    assert process.exitcode == 5
+    assert not process.is_alive()

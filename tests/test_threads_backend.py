@@ -20,14 +20,13 @@ import pytest
 import procframe
 import procframe.connection
 import procframe.plugins
-from procframe import threads
+from procframe import NotSupportedError, threads
 from procframe._core import registry
 from procframe._core.capabilities import INHERITS_PARENT_MEMORY
 from procframe.futures import ProcessPoolExecutor
 from procframe.managers import BaseManager, ManagerGoneError, Namespace
 from procframe.testing.helpers.scripts import HELLO_BOB, run_script
 from procframe.testing.plugin import Snapshot
-from procframe.threads import NotSupportedError
 
 PATIENCE = 60.0
 
@@ -395,6 +394,14 @@ def test_a_manager_server_is_refused_under_threads(ctx: procframe.Context) -> No
         BaseManager(ctx=ctx).start()
 
 
+def test_a_pool_of_worker_processes_is_refused_under_threads(ctx: procframe.Context) -> None:
+    """procframe's process Pool signals its workers and hands each a descriptor."""
+    from procframe.pool import Pool
+
+    with pytest.raises(NotSupportedError, match=r"'posix_signals'.* or 'passes_descriptors'"):
+        Pool(2, context=ctx)
+
+
 def test_a_daemon_of_threads_is_not_signalled_at_exit(ctx: procframe.Context) -> None:
     from procframe._core import process
 
@@ -410,3 +417,16 @@ def test_a_daemon_of_threads_is_not_signalled_at_exit(ctx: procframe.Context) ->
         release.set()
         p.join(PATIENCE)
     p.close()
+
+
+def test_the_backend_answers_every_factory_hook_itself() -> None:
+    """No POSIX primitive (which takes part in every backend's calls, last) answers for it."""
+    from procframe import hookspecs
+    from procframe.threads import plugin
+
+    factories = [name for name in hookspecs.__all__ if name.startswith("procframe_make_")]
+    assert len(factories) == 17
+    missing = [
+        name for name in factories if not hasattr(getattr(plugin, name, None), "procframe_impl")
+    ]
+    assert missing == []

@@ -1,4 +1,5 @@
-"""Argument checks shared by the factories, so that every backend gets checked arguments."""
+"""Argument checks shared by the factories (so that every backend gets checked arguments) and
+by the objects that take the same arguments directly."""
 
 from __future__ import annotations
 
@@ -33,6 +34,23 @@ def timeout(name: str, value: Any, *, positive: bool = False) -> float | None:
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
     return float(value)
+
+
+def pool_size(processes: Any) -> int | None:
+    """``None`` (one per CPU) or a number of workers, ``>= 1``."""
+    if processes is None:
+        return None
+    integer("processes", processes)
+    if processes < 1:
+        raise ValueError(f"Number of processes must be at least 1, got {processes}")
+    return int(processes)
+
+
+def tasks_per_child(value: Any) -> int | None:
+    """``None`` or a positive int; a ValueError otherwise, as ``multiprocessing`` raises."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"maxtasksperchild must be a positive int or None, got {value!r}")
+    return value
 
 
 def optional_callable(name: str, value: Any) -> Any:

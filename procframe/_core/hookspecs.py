@@ -21,7 +21,8 @@ A backend therefore never checks which backend was asked for.
 named after it (``ctx.RawArray`` -> ``procframe_make_raw_array``).  Each gets
 ``ctx``, the context making the object, and the factory's arguments, already
 checked by the context (a backend gets a ``maxsize`` that is an ``int``, a
-``value`` that is an ``int >= 0``, ...).  All are firstresult: the first
+``value`` that is an ``int >= 0``, ...; the ctypes factories' typecodes and
+sizes excepted).  All are firstresult: the first
 implementation that returns something other than ``None`` wins.  procframe's
 own implementations are ``trylast`` (the POSIX primitives in
 :mod:`procframe.posix.plugin`, the Pool and the Manager in
@@ -292,7 +293,9 @@ def procframe_make_raw_value(ctx: Context, typecode_or_type: Any, args: tuple[An
     """Called by ``ctx.RawValue(typecode_or_type, *args)``: a ctypes object children share.
 
     ``typecode_or_type`` is an ``array`` typecode (``'i'``, ``'d'``, ...) or a
-    ctypes type; ``args`` initialize it.
+    ctypes type, as the caller gave it (the four ctypes factories get their
+    arguments unchecked: :func:`procframe.posix.sharedctypes.ctype_of` and
+    ``array_layout`` resolve and check them); ``args`` initialize it.
     """
 
 

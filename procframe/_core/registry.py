@@ -181,8 +181,12 @@ def hook(backend: str, hook_name: str) -> HookCaller:
 
 
 def has_observers(backend: str, hook_name: str) -> bool:
-    """True if some plugin implements ``hook_name`` for ``backend`` (skip the call if not)."""
-    return bool(hook(backend, hook_name).get_hookimpls())
+    """True if some plugin implements ``hook_name`` for ``backend`` (skip the call if not).
+
+    False for a backend no plugin declares any more (its plugin was unregistered
+    while one of its processes ran).
+    """
+    return backend in backends() and bool(hook(backend, hook_name).get_hookimpls())
 
 
 def launch(process: BaseProcess, backend: BackendInfo) -> Launcher:
@@ -207,6 +211,15 @@ def notify_exited(process: BaseProcess, backend: str, exitcode: int) -> None:
     """Call the ``procframe_process_exited`` observers, if any."""
     if has_observers(backend, "procframe_process_exited"):
         hook(backend, "procframe_process_exited")(process=process, exitcode=exitcode)
+
+
+def bootstrap_observed(backend: str) -> bool:
+    """True if a plugin implements ``procframe_child_bootstrap`` for ``backend``'s children.
+
+    Asked in the parent at launch, so that a child without observers need not
+    load the plugins (pluggy, the entry points).
+    """
+    return has_observers(backend, "procframe_child_bootstrap")
 
 
 def notify_bootstrap(process: BaseProcess, backend: str) -> None:

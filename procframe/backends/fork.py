@@ -15,7 +15,6 @@ from procframe.backends.base import OS_PROCESS_CAPABILITIES, ForkedChild, Proces
 # Held from pipe() to the parent's close of the child's end, so that a fork on
 # another thread cannot inherit that end and keep the sentinel from firing.
 _fork_lock = threading.Lock()
-BOOTSTRAP_HOOK = "procframe_child_bootstrap"
 
 
 class ForkBackend(ProcessBackend):
@@ -34,7 +33,7 @@ class ForkBackend(ProcessBackend):
         kernel_may_signal = osutil.launched_from_main_thread()
         osutil.load_prctl()  # once here, not in every child
         preopen_devnull()
-        notify_bootstrap = registry.has_observers(backend.name, BOOTSTRAP_HOOK)
+        notify_bootstrap = registry.bootstrap_observed(backend.name)
         parent_pid = os.getpid()
         with _fork_lock:
             sentinel_r, sentinel_w = os.pipe()

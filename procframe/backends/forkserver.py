@@ -34,6 +34,13 @@ class ForkServerBackend(ProcessBackend):
         return forkserver_client.server.launch(process, backend.name)
 
     @hookimpl
+    def procframe_set_executable(self, executable: str) -> None:
+        """The fork server is a new interpreter: it runs ``executable`` when it next starts."""
+        from procframe.backends import spawn
+
+        spawn.set_executable(executable)
+
+    @hookimpl
     def procframe_set_forkserver_preload(self, module_names: list[str]) -> None:
         """Modules the fork server imports before forking; takes effect when it next starts."""
         from procframe.backends import forkserver_client

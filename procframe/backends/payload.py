@@ -56,7 +56,7 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
         "death_signal": osutil.death_signal(process.daemon),
         "kernel_may_signal": osutil.launched_from_main_thread(),
         # Without observers the child need not load the plugins (pluggy, entry points).
-        "bootstrap_hooks": registry.has_observers(backend, "procframe_child_bootstrap"),
+        "bootstrap_hooks": registry.bootstrap_observed(backend),
     }
 
 

@@ -10,7 +10,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from procframe._core.capabilities import POSIX_SIGNALS
+from procframe._core import checks
+from procframe._core.capabilities import PASSES_DESCRIPTORS, POSIX_SIGNALS
 from procframe._core.errors import NotSupportedError
 from procframe.pool import _frames
 from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore
@@ -19,6 +20,12 @@ from procframe.pool._thread_core import ThreadCore
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_NEEDS = {
+    POSIX_SIGNALS: "the pool stops its workers with signals: terminate(), task timeouts",
+    PASSES_DESCRIPTORS: "each worker gets its own end of a socket pair, by descriptor",
+}
+"""The capabilities a backend needs for :class:`Pool` to run its workers, and why."""
 
 IMAP_AHEAD = 256
 """Chunks, per worker, an ``imap`` reads from its iterable before their results are consumed."""
@@ -315,16 +322,16 @@ class Pool(_BasePool):
         from procframe.context import get_context
 
         ctx = context if context is not None else get_context()
-        if not ctx.backend.has(POSIX_SIGNALS):
+        missing = [f"{need!r} ({why})" for need, why in _NEEDS.items() if not ctx.backend.has(need)]
+        if missing:
             raise NotSupportedError(
-                f"a Pool of worker processes stops its workers with signals (terminate(), "
-                f"task timeouts), and backend {ctx.name!r} cannot signal its processes (it "
-                f"does not declare {POSIX_SIGNALS!r}): use ctx.Pool(), that backend's own pool"
+                f"procframe's Pool of worker processes cannot run under backend {ctx.name!r}, "
+                f"which does not declare {' or '.join(missing)}: use ctx.Pool(), the backend's "
+                "own pool"
             )
-        processes = _check_processes(processes, ctx.cpu_count)
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"initializer must be callable, got {initializer!r}")
-        _check_maxtasks(maxtasksperchild)
+        processes = _workers(processes, ctx.cpu_count)
+        checks.optional_callable("initializer", initializer)
+        checks.tasks_per_child(maxtasksperchild)
         self._task_timeout = self._check_timeout(task_timeout)
         core = ProcessCore(ctx, processes, initializer, tuple(initargs), maxtasksperchild)
         core.task_timeout = self._task_timeout
@@ -354,10 +361,9 @@ class ThreadPool(_BasePool):
     ) -> None:
         from procframe._core.system import cpu_count
 
-        processes = _check_processes(processes, cpu_count)
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"initializer must be callable, got {initializer!r}")
-        _check_maxtasks(maxtasksperchild)
+        processes = _workers(processes, cpu_count)
+        checks.optional_callable("initializer", initializer)
+        checks.tasks_per_child(maxtasksperchild)
         backend = None if context is None else context.get_start_method()
         self._start(ThreadCore(processes, initializer, tuple(initargs), maxtasksperchild, backend))
 
@@ -375,18 +381,7 @@ class ThreadPool(_BasePool):
         core.terminate(wait=False)
 
 
-def _check_maxtasks(maxtasksperchild: int | None) -> None:
-    if maxtasksperchild is not None and (
-        not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
-    ):
-        raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
-
-
-def _check_processes(processes: int | None, cpu_count: Callable[[], int]) -> int:
-    if processes is None:
-        return max(1, cpu_count())
-    if not isinstance(processes, int) or isinstance(processes, bool):
-        raise TypeError(f"processes must be an int, got {processes!r}")
-    if processes < 1:
-        raise ValueError(f"Number of processes must be at least 1, got {processes}")
-    return processes
+def _workers(processes: int | None, cpu_count: Callable[[], int]) -> int:
+    """How many workers a pool starts: ``processes``, checked, or one per CPU."""
+    size = checks.pool_size(processes)
+    return max(1, cpu_count()) if size is None else size

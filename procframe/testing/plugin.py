@@ -41,7 +41,7 @@ import pytest
 import procframe
 from procframe._core import hookspecs, registry
 from procframe._core import process as _process
-from procframe._core.capabilities import KNOWN_CAPABILITIES
+from procframe._core.capabilities import KNOWN_CAPABILITIES, LOCAL_PIDS
 from procframe.testing.helpers.devshm import procframe_names
 
 SUITE_DIR = Path(__file__).parent / "suite"
@@ -269,7 +269,13 @@ def _os_children() -> set[int]:
             except OSError:
                 continue
         return pids
-    return {p.pid for p in procframe.active_children() if p.pid is not None}
+    # Without /proc: the children procframe knows of, those that are OS processes here.
+    known = registry.backends()
+    return {
+        p.pid
+        for p in procframe.active_children()
+        if p.pid is not None and (info := known.get(p._backend_name())) and info.has(LOCAL_PIDS)
+    }
 
 
 def _service_pids() -> set[int]:

@@ -12,7 +12,7 @@ What differs from a backend of OS processes:
   process's own one has no sentinel); threads it starts in turn are this OS
   process's.  ``pid`` is the thread's native id, not a process: nothing
   signals it.  ``terminate()``, ``kill()`` and ``interrupt()`` raise
-  :class:`NotSupportedError` (a thread cannot be stopped from outside), and
+  :class:`procframe.NotSupportedError` (a thread cannot be stopped from outside), and
   a daemonic one is neither signalled nor waited for at exit: it ends with
   the interpreter.
 * Nothing is pickled: a queue or a Pipe hands over the object itself, which
@@ -23,7 +23,7 @@ What differs from a backend of OS processes:
 
 from __future__ import annotations
 
+from procframe._core.errors import NotSupportedError
 from procframe.threads.backend import ThreadsBackend, plugin
-from procframe.threads.errors import NotSupportedError
 
 __all__ = ["NotSupportedError", "ThreadsBackend", "plugin"]

@@ -19,8 +19,6 @@ from procframe._core.process import BaseProcess
 if TYPE_CHECKING:
     from procframe.context import Context
 
-BOOTSTRAP_HOOK = "procframe_child_bootstrap"
-
 
 class ThreadsBackend:
     """Processes on threads, everything else in-process: for debuggers, free-threaded
@@ -44,7 +42,7 @@ class ThreadsBackend:
         from procframe._core import registry
         from procframe.threads.process import ThreadLauncher
 
-        notify_bootstrap = registry.has_observers(backend.name, BOOTSTRAP_HOOK)
+        notify_bootstrap = registry.bootstrap_observed(backend.name)
         return ThreadLauncher(process, backend.name, notify_bootstrap)
 
     # -- pipes and queues ----------------------------------------------------------

@@ -5,7 +5,7 @@ The objects are those a SyncManager's server holds (``list``, ``dict``,
 Namespace, a Value, an ``array.array``, a Pool of this backend), handed out
 as they are instead of by proxy: every thread shares them.  What needs a
 server (``address``, ``connect``, ``get_server``, ``register``) raises
-:class:`~procframe.threads.errors.NotSupportedError`.
+:class:`~procframe.NotSupportedError`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from procframe._core.errors import NotSupportedError
 from procframe.managers import ManagerGoneError, State
 from procframe.managers import Namespace as _Namespace
 from procframe.managers import Value as _Value
-from procframe.threads.errors import NotSupportedError
 
 if TYPE_CHECKING:
     from procframe.context import Context

@@ -16,9 +16,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from procframe._core.backend import Launcher
-from procframe._core.errors import ProcessStateError
+from procframe._core.errors import NotSupportedError, ProcessStateError
 from procframe._core.process import BaseProcess, run_in_thread, thread_parent
-from procframe.threads.errors import NotSupportedError
 
 if TYPE_CHECKING:
     from procframe._core.process import _ParentProcess

@@ -38,7 +38,7 @@ import pytest
 import procframe
 import procframe.connection
 from procframe import managers
-from procframe.managers import _protocol as wire
+from procframe.managers import _protocol as protocol
 from procframe.testing.helpers import managers as tkm
 from procframe.testing.helpers import pool as tk_pool
 from procframe.testing.helpers.exchange import reap
@@ -239,7 +239,7 @@ A function makes the bytes from the id of an object that the test holds.
 def hello() -> bytes:
     """The first message of a procframe manager's client (see ``managers._protocol``)."""
     session = f"intruder-{uuid.uuid4().hex}"
-    return framed(pickle.dumps((wire.CONTROL, wire.HELLO, (session, []), {})))
+    return framed(pickle.dumps((protocol.CONTROL, protocol.HELLO, (session, []), {})))
 
 
 @pytest.mark.requires("manager_server")

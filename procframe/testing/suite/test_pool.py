@@ -349,7 +349,7 @@ def test_the_context_manager_terminates(ctx: procframe.Context) -> None:
         stuck.get(timeout=1)  # it never got a value
 
 
-@pytest.mark.requires("posix_signals")
+@pytest.mark.requires("posix_signals", "passes_descriptors")
 def test_every_way_to_make_a_pool_uses_its_context(
     ctx: procframe.Context, procframe_backend: str
 ) -> None:
@@ -549,3 +549,22 @@ def test_the_documented_pool_example_exits_with_its_pool_open(
         )
     finally:
         tk.kill_marked(mark)
+
+
+@pytest.mark.in_one_process
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"processes": 0}, ValueError),
+        ({"processes": -2}, ValueError),
+        ({"processes": 1.5}, TypeError),
+        ({"maxtasksperchild": 0}, ValueError),
+        ({"maxtasksperchild": "2"}, ValueError),
+        ({"initializer": "not callable"}, TypeError),
+    ],
+)
+def test_bad_pool_arguments_are_refused_before_any_worker_starts(
+    ctx: procframe.Context, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=next(iter(kwargs))):
+        ctx.Pool(**kwargs)

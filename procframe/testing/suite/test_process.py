@@ -6,6 +6,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -132,8 +133,14 @@ def test_exception_in_child_prints_traceback_and_exits_1(
 ) -> None:
     err = tmp_path / "stderr"
     p = ctx.Process(target=targets.raise_value_error, args=("boom 17", str(err)), name="bad")
-    p.start()
-    p.join(60)
+    ours = sys.stderr
+    try:
+        p.start()
+        p.join(60)
+    finally:
+        if sys.stderr is not ours:  # a child sharing this process's memory replaced it
+            sys.stderr.close()
+            sys.stderr = ours
     assert p.exitcode == 1
     text = err.read_text(encoding="utf-8")
     assert "Process bad:" in text
