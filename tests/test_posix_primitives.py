@@ -8,7 +8,9 @@ not share: a Condition's fixed room for waiters, the memfd heap's allocator.
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 import procframe
 from procframe.posix import heap as heap_module
+from procframe.posix.sharedctypes import RawValue
 from procframe.posix.synchronize import Condition, RLock
 from procframe.posix.waitroom import CAPACITY
 from procframe.testing.helpers import sync
@@ -85,6 +88,13 @@ def test_the_place_of_a_killed_waiter_goes_to_a_new_one(
     finally:
         release(cond, threads)
     assert results == [True] * (CAPACITY - 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfds and /proc are Linux's")
+def test_shared_ctypes_live_in_an_anonymous_memfd() -> None:
+    value = RawValue("i", 1)
+    target = os.readlink(f"/proc/self/fd/{value._pf_block.arena.fd}")
+    assert target.startswith("/memfd:procframe")
 
 
 def test_heap_blocks_never_overlap_and_coalesce_when_freed() -> None:

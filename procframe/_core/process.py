@@ -458,59 +458,9 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-class _ThreadParent(_ParentProcess):
-    """The parent of a process run by a thread of this OS process (``parent_process()`` there).
-
-    The parent is either another such process (its launcher tells whether it
-    runs) or this OS process's own process, which outlives every thread it
-    runs: alive until its main thread has finished, and without a sentinel.
-    """
-
-    def __init__(self, process: BaseProcess, in_thread: bool) -> None:
-        super().__init__(process.name, process.pid or os.getpid())
-        self._process = process
-        self._in_thread = in_thread
-
-    def _launcher(self) -> Launcher | None:
-        return self._process._launcher if self._in_thread else None
-
-    @property
-    def sentinel(self) -> int:
-        """The parent's sentinel, if it is a process run by a thread too."""
-        launcher = self._launcher()
-        if launcher is None:
-            raise NotImplementedError(
-                f"the parent {self.name!r} is this OS process itself, which outlives the "
-                "threads it runs: it has no sentinel"
-            )
-        return launcher.sentinel
-
-    def is_alive(self) -> bool:
-        """True while the parent runs."""
-        launcher = self._launcher()
-        if launcher is not None:
-            return launcher.poll() is None
-        if self._in_thread:  # its launcher is being attached: it has just started
-            return True
-        import threading
-
-        return threading.main_thread().is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until the parent exits, or until ``timeout`` seconds have passed."""
-        launcher = self._launcher()
-        if launcher is not None:
-            launcher.wait(timeout)
-            return
-        import time
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_alive() and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.05 if deadline is None else min(0.05, deadline - time.monotonic()))
-
-
 class _ThreadState(_thread._local):
-    """What differs in a thread that runs a process of its own (see :func:`run_in_thread`)."""
+    """What differs in a thread that runs a process of its own (see
+    :func:`procframe._core.thread_run.run_in_thread`)."""
 
     process: BaseProcess | None = None
     parent: _ParentProcess | None = None
@@ -568,42 +518,6 @@ def _register_child(process: BaseProcess) -> None:
 
 def _forget_child(process: BaseProcess) -> None:
     _my_children().discard(process)
-
-
-def thread_parent() -> _ParentProcess:
-    """The calling process as a process it starts in a thread of its own will see its parent.
-
-    Called in the parent (by a backend that runs processes in threads of this OS
-    process), and handed to :func:`run_in_thread`.
-    """
-    return _ThreadParent(current_process(), _state.process is not None)
-
-
-def run_in_thread(
-    process: BaseProcess, parent: _ParentProcess, backend: str, notify_bootstrap: bool
-) -> int:
-    """Run ``process`` in the calling thread, as a process of its own; return its exit code.
-
-    For backends whose processes are threads of this OS process.  Within the
-    thread, ``current_process()`` is ``process`` (its ``pid`` the thread's
-    native id), ``parent_process()`` is ``parent``, the default backend is
-    ``backend`` and ``active_children()`` lists the children it starts; threads
-    that it starts in turn see this OS process's own process.  Exit codes and
-    the traceback of an exception are those of :meth:`BaseProcess._bootstrap`,
-    but none of the steps of a new OS process are taken (stdin, exit handlers,
-    waiting for every thread).  When ``run()`` ends, the process stops its own
-    children as a process does at exit.  Never raises.
-    """
-    state = _state
-    state.process, state.parent, state.children = process, parent, set()
-    state.pid = _thread.get_native_id()
-    registry.adopt_in_thread(backend)
-    try:
-        return process._run_here(notify_bootstrap, finish=_stop_children)
-    finally:
-        process._drop_target()
-        registry.adopt_in_thread(None)
-        state.process = state.parent = state.children = state.pid = None
 
 
 _flushers: list[Callable[[], None]] = []

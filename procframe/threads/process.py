@@ -1,6 +1,6 @@
 """A process run by a thread of this OS process: its launcher.
 
-The thread runs the process with :func:`procframe._core.process.run_in_thread`:
+The thread runs the process with :func:`procframe._core.thread_run.run_in_thread`:
 ``current_process()`` is the process there, exit codes are a process's.  The
 launcher's ``pid`` is the thread's native id (``threading.get_native_id()``,
 what ``top -H`` and ``/proc/<pid>/task`` show): unique while the thread runs,
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from procframe._core.backend import Launcher
 from procframe._core.errors import NotSupportedError, ProcessStateError
-from procframe._core.process import BaseProcess, run_in_thread, thread_parent
+from procframe._core.process import BaseProcess
+from procframe._core.thread_run import run_in_thread, thread_parent
 
 if TYPE_CHECKING:
     from procframe._core.process import _ParentProcess

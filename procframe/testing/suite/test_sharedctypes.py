@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import array
 import ctypes
-import os
 import pickle
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -588,15 +586,3 @@ def test_a_killed_child_leaves_nothing_behind(ctx: procframe.Context, tmp_path: 
     assert (value.value, len(arr)) == (99, 1000)  # the memory outlives the child
     del value, arr
     assert procframe_names() <= names_before  # no name anywhere: memory is reached by descriptor
-
-
-@pytest.mark.in_one_process
-@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd on this platform")
-def test_the_memory_is_an_anonymous_memfd(ctx: procframe.Context) -> None:
-    value = ctx.RawValue("i", 1)
-    if not hasattr(value, "_pf_block"):
-        pytest.skip(f"backend {ctx.name!r} does not use procframe's shared-memory heap")
-    if not sys.platform.startswith("linux"):
-        pytest.skip("/proc/self/fd is Linux's")
-    target = os.readlink(f"/proc/self/fd/{value._pf_block.arena.fd}")
-    assert target.startswith("/memfd:procframe")
