@@ -150,8 +150,10 @@ class BaseProcess:
         registry.notify_started(self, backend)
 
     def _drop_target(self) -> None:
-        for name in ("_target", "_args", "_kwargs"):
-            self.__dict__.pop(name, None)
+        try:
+            del self._target, self._args, self._kwargs
+        except AttributeError:  # dropped already
+            pass
 
     def _backend_name(self) -> str:
         """The backend this process starts (started) under."""
@@ -596,9 +598,9 @@ def _at_exit() -> None:
 def _become_child(process: BaseProcess) -> None:
     """Make ``process`` the current process (called first thing in a new child)."""
     global _current_process, _parent_process, _children
-    # A child forked by a thread that ran a process of its own: that is the parent now.
-    _state.process = _state.parent = _state.children = _state.pid = None
-    registry.adopt_in_thread(None)
+    if _state.process is not None:  # forked by a thread that ran a process of its own
+        _state.process = _state.parent = _state.children = _state.pid = None
+        registry.adopt_in_thread(None)
     _parent_process = _ParentProcess(process._parent_name, process._parent_pid)
     _current_process = process
     _children = set()

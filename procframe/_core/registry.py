@@ -40,6 +40,7 @@ class _ThreadChoice(_thread._local):
 _in_thread = _ThreadChoice()
 _declared: dict[str, BackendInfo] | None = None
 _callers: dict[tuple[str, str], HookCaller] = {}
+_observed: dict[tuple[str, str], bool] = {}
 
 
 def platform_default() -> str:
@@ -184,9 +185,14 @@ def has_observers(backend: str, hook_name: str) -> bool:
     """True if some plugin implements ``hook_name`` for ``backend`` (skip the call if not).
 
     False for a backend no plugin declares any more (its plugin was unregistered
-    while one of its processes ran).
+    while one of its processes ran).  Cached with the hook callers: it is asked
+    at every start.
     """
-    return backend in backends() and bool(hook(backend, hook_name).get_hookimpls())
+    observed = _observed.get((backend, hook_name))
+    if observed is None:
+        observed = backend in backends() and bool(hook(backend, hook_name).get_hookimpls())
+        _observed[(backend, hook_name)] = observed
+    return observed
 
 
 def launch(process: BaseProcess, backend: BackendInfo) -> Launcher:
@@ -202,9 +208,8 @@ def launch(process: BaseProcess, backend: BackendInfo) -> Launcher:
 
 def notify_started(process: BaseProcess, backend: BackendInfo) -> None:
     """Call the ``procframe_process_started`` observers, if any."""
-    caller = hook(backend.name, "procframe_process_started")
-    if caller.get_hookimpls():
-        caller(process=process, backend=backend)
+    if has_observers(backend.name, "procframe_process_started"):
+        hook(backend.name, "procframe_process_started")(process=process, backend=backend)
 
 
 def notify_exited(process: BaseProcess, backend: str, exitcode: int) -> None:
@@ -233,3 +238,4 @@ def forget() -> None:
     with _lock:
         _declared = None
         _callers.clear()
+        _observed.clear()
