@@ -26,10 +26,15 @@ from procframe.context import default_context as _default
 
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # As typeshed shows multiprocessing's: the classes, so that ``q: mp.Queue[int]`` is a type.
+    from procframe.posix.queues import JoinableQueue, Queue, SimpleQueue
+else:
+    Queue = _default.Queue
+    JoinableQueue = _default.JoinableQueue
+    SimpleQueue = _default.SimpleQueue
 Pipe = _default.Pipe
-Queue = _default.Queue
-JoinableQueue = _default.JoinableQueue
-SimpleQueue = _default.SimpleQueue
 Lock = _default.Lock
 RLock = _default.RLock
 Semaphore = _default.Semaphore

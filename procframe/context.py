@@ -21,14 +21,25 @@ from procframe._core.errors import BackendError
 
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
+    import ctypes
+    from _ctypes import _CData
     from collections.abc import Callable, Iterable
-    from typing import Any
+    from ctypes import _SimpleCData, c_char
+    from typing import Any, Literal, overload
 
     from procframe import managers, pool
     from procframe._core.backend import BackendInfo
+    from procframe._core.generic import CT, T
     from procframe._core.process import BaseProcess, _ParentProcess
     from procframe.posix import queues, synchronize
     from procframe.posix.connection import Connection
+    from procframe.posix.sharedctypes import (
+        LockLike,
+        Synchronized,
+        SynchronizedArray,
+        SynchronizedBase,
+        SynchronizedString,
+    )
 
 _lock = _thread.RLock()
 _contexts: dict[str, Context] = {}
@@ -173,19 +184,19 @@ class Context:
         """Two connected ends; with ``duplex=False``, (read-only end, write-only end)."""
         return self._make("procframe_make_pipe", "a Pipe", duplex=bool(duplex))  # type: ignore[no-any-return]
 
-    def Queue(self, maxsize: int = 0) -> queues.Queue:
+    def Queue(self, maxsize: int = 0) -> queues.Queue[Any]:
         """A FIFO queue between processes; ``maxsize > 0`` bounds it."""
         maxsize = checks.integer("maxsize", maxsize)
         return self._make("procframe_make_queue", "a Queue", maxsize=maxsize)  # type: ignore[no-any-return]
 
-    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue:
+    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue[Any]:
         """A Queue with ``task_done()`` and ``join()``."""
         maxsize = checks.integer("maxsize", maxsize)
         return self._make(  # type: ignore[no-any-return]
             "procframe_make_joinable_queue", "a JoinableQueue", maxsize=maxsize
         )
 
-    def SimpleQueue(self) -> queues.SimpleQueue:
+    def SimpleQueue(self) -> queues.SimpleQueue[Any]:
         """A queue with only ``put``, ``get``, ``empty`` and ``close``."""
         return self._make("procframe_make_simple_queue", "a SimpleQueue")  # type: ignore[no-any-return]
 
@@ -233,6 +244,32 @@ class Context:
             timeout=checks.timeout("timeout", timeout),
         )
 
+    # The factories of shared ctypes objects are typed as typeshed types multiprocessing's,
+    # except where typeshed is wrong: with lock=False they return the raw object.
+    if TYPE_CHECKING:
+
+        @overload
+        def Value(self, typecode_or_type: type[CT], *args: Any, lock: Literal[False]) -> CT: ...
+        @overload
+        def Value(
+            self,
+            typecode_or_type: type[_SimpleCData[T]],
+            *args: Any,
+            lock: Literal[True] | LockLike = True,
+        ) -> Synchronized[T]: ...
+        @overload
+        def Value(
+            self, typecode_or_type: type[CT], *args: Any, lock: Literal[True] | LockLike = True
+        ) -> SynchronizedBase[CT]: ...
+        @overload
+        def Value(
+            self, typecode_or_type: str, *args: Any, lock: Literal[True] | LockLike = True
+        ) -> Synchronized[Any]: ...
+        @overload
+        def Value(
+            self, typecode_or_type: str | type[_CData], *args: Any, lock: bool | LockLike = True
+        ) -> Any: ...
+
     def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
         """A ctypes object in shared memory behind a lock (``lock=True``: a new RLock).
 
@@ -248,6 +285,49 @@ class Context:
             lock=lock,
         )
 
+    if TYPE_CHECKING:
+
+        @overload
+        def Array(
+            self,
+            typecode_or_type: type[CT],
+            size_or_initializer: int | Iterable[Any],
+            *,
+            lock: Literal[False],
+        ) -> ctypes.Array[CT]: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: type[c_char],
+            size_or_initializer: int | Iterable[Any],
+            *,
+            lock: Literal[True] | LockLike = True,
+        ) -> SynchronizedString: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: type[_SimpleCData[T]],
+            size_or_initializer: int | Iterable[Any],
+            *,
+            lock: Literal[True] | LockLike = True,
+        ) -> SynchronizedArray[T]: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: str,
+            size_or_initializer: int | Iterable[Any],
+            *,
+            lock: Literal[True] | LockLike = True,
+        ) -> SynchronizedArray[Any]: ...
+        @overload
+        def Array(
+            self,
+            typecode_or_type: str | type[_CData],
+            size_or_initializer: int | Iterable[Any],
+            *,
+            lock: bool | LockLike = True,
+        ) -> Any: ...
+
     def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
         """A ctypes array in shared memory behind a lock: ``size`` zeros, or the initializer's."""
         return self._make(
@@ -258,11 +338,29 @@ class Context:
             lock=lock,
         )
 
+    if TYPE_CHECKING:
+
+        @overload
+        def RawValue(self, typecode_or_type: type[CT], *args: Any) -> CT: ...
+        @overload
+        def RawValue(self, typecode_or_type: str, *args: Any) -> Any: ...
+
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         """A ctypes object in shared memory, without a lock."""
         return self._make(
             "procframe_make_raw_value", "a RawValue", typecode_or_type=typecode_or_type, args=args
         )
+
+    if TYPE_CHECKING:
+
+        @overload
+        def RawArray(
+            self, typecode_or_type: type[CT], size_or_initializer: int | Iterable[Any]
+        ) -> ctypes.Array[CT]: ...
+        @overload
+        def RawArray(
+            self, typecode_or_type: str, size_or_initializer: int | Iterable[Any]
+        ) -> Any: ...
 
     def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
         """A ctypes array in shared memory, without a lock."""

@@ -59,7 +59,7 @@ class SharedMemoryManager(BaseManager):
             raise ValueError(f"size must be a positive int, got {size!r}")
         return SharedMemory(self._keeper().create(size))
 
-    def ShareableList(self, sequence: Any) -> ShareableList:
+    def ShareableList(self, sequence: Any) -> ShareableList[Any]:
         """A new ShareableList of ``sequence``, held by the server until shutdown."""
         return ShareableList(name=self._keeper().create_list(sequence))
 

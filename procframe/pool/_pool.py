@@ -18,6 +18,7 @@ from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore
 from procframe.pool._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from procframe.pool._thread_core import ThreadCore
 
+S = TypeVar("S")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -106,15 +107,15 @@ class _BasePool:
     # -- maps -------------------------------------------------------------------------
 
     def map(
-        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int | None = None
+        self, func: Callable[[S], T], iterable: Iterable[S], chunksize: int | None = None
     ) -> list[T]:
         """``[func(x) for x in iterable]``, computed by the workers in chunks."""
         return self._wait(self.map_async(func, iterable, chunksize))
 
     def map_async(
         self,
-        func: Callable[[Any], T],
-        iterable: Iterable[Any],
+        func: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         callback: Callable[[list[T]], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
@@ -169,13 +170,13 @@ class _BasePool:
         return result
 
     def imap(
-        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
+        self, func: Callable[[S], T], iterable: Iterable[S], chunksize: int = 1
     ) -> IMapIterator[T]:
         """Results of ``func`` over ``iterable`` in order, as they come; input read lazily."""
         return self._imap(IMapIterator, func, iterable, chunksize)
 
     def imap_unordered(
-        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
+        self, func: Callable[[S], T], iterable: Iterable[S], chunksize: int = 1
     ) -> IMapIterator[T]:
         """Results of ``func`` over ``iterable`` in the order they end; the input is read lazily."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize)

@@ -13,11 +13,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from procframe._core.errors import TimeoutError
-
-T = TypeVar("T")
+from procframe._core.generic import Generic, T
 
 
 def _run_callback(callback: Callable[[Any], object], value: Any) -> None:

@@ -22,6 +22,7 @@ from queue import Empty, Full
 from typing import Any
 
 from procframe._core import process
+from procframe._core.generic import Generic, T
 from procframe.posix.channel import Channel
 from procframe.posix.synchronize import RobustCondition
 
@@ -40,26 +41,26 @@ FLUSH_WARNING_DELAY = 5.0
 """Seconds a process waits at exit for readers of its queued items before it says so."""
 
 
-class SimpleQueue:
+class SimpleQueue(Generic[T]):
     """A queue with no size and no thread: ``put`` writes (and may block), ``get`` reads."""
 
     def __init__(self) -> None:
         self._channel = Channel()
         self._closed = False
 
-    def put(self, obj: Any) -> None:
+    def put(self, obj: T) -> None:
         """Put ``obj``; an unpicklable one raises here."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
         self._channel.send(dumps(obj, HIGHEST_PROTOCOL))
 
-    def get(self) -> Any:
+    def get(self) -> T:
         """Remove and return an item, waiting for one."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
         data = self._channel.receive(None)
         assert data is not None  # no timeout: receive() waits for an item
-        return loads(data)
+        return loads(data)  # type: ignore[no-any-return]
 
     def empty(self) -> bool:
         """True if no item is waiting (a snapshot)."""
@@ -81,10 +82,17 @@ class SimpleQueue:
         return f"<procframe SimpleQueue{' closed' if self._closed else ''}>"
 
 
-class Queue:
+class Queue(Generic[T]):
     """A FIFO queue between processes (the API of ``multiprocessing.Queue``)."""
 
-    def __init__(self, maxsize: int = 0, *, ctx: Context) -> None:
+    # ``ctx`` is optional only for type checkers, which see ``procframe.Queue`` as this class
+    # (as typeshed shows ``multiprocessing.Queue``): ``procframe.Queue()`` passes its context.
+    def __init__(self, maxsize: int = 0, *, ctx: Context | None = None) -> None:
+        if ctx is None:
+            raise TypeError(
+                f"{type(self).__name__}() needs ctx=, the context that makes its semaphores: "
+                f"make one with procframe.{type(self).__name__}() or a context's"
+            )
         self._maxsize = maxsize if maxsize > 0 else 0
         self._channel = Channel()
         self._slots = ctx.BoundedSemaphore(maxsize) if maxsize > 0 else None
@@ -117,7 +125,7 @@ class Queue:
 
     # -- putting ---------------------------------------------------------------
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj``; ``queue.Full`` if the queue stays full past ``timeout``.
 
         An unpicklable object raises its pickling error here, in the caller.
@@ -135,7 +143,7 @@ class Queue:
             data = rest
         self._hold(data)
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: T) -> None:
         """``put(obj, False)``."""
         self.put(obj, False)
 
@@ -212,7 +220,7 @@ class Queue:
 
     # -- getting ---------------------------------------------------------------
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item; ``queue.Empty`` if none comes within ``timeout``."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
@@ -222,9 +230,9 @@ class Queue:
         self._count.acquire(False)
         if self._slots is not None:
             self._slots.release()
-        return loads(data)
+        return loads(data)  # type: ignore[no-any-return]
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> T:
         """``get(False)``."""
         return self.get(False)
 
@@ -279,11 +287,12 @@ class Queue:
         return f"<procframe {type(self).__name__}{size}{state}>"
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[T]):
     """A Queue whose consumers call ``task_done()`` and whose ``join()`` waits for all of them."""
 
-    def __init__(self, maxsize: int = 0, *, ctx: Context) -> None:
+    def __init__(self, maxsize: int = 0, *, ctx: Context | None = None) -> None:
         super().__init__(maxsize, ctx=ctx)
+        assert ctx is not None  # Queue.__init__ refused None
         self._unfinished = ctx.Semaphore(0)
         self._cond = RobustCondition()
 
@@ -293,7 +302,7 @@ class JoinableQueue(Queue):
         state["_cond"] = self._cond
         return state
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj``, counting it as a task until ``task_done()``."""
         with self._cond:
             self._unfinished.release()
@@ -321,7 +330,7 @@ class JoinableQueue(Queue):
                 self._cond.wait()
 
 
-_live_queues: weakref.WeakSet[Queue] = weakref.WeakSet()
+_live_queues: weakref.WeakSet[Queue[Any]] = weakref.WeakSet()
 
 
 def _reset_after_fork() -> None:

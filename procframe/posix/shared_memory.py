@@ -61,9 +61,9 @@ import mmap
 import operator
 import os
 import struct
-import types
 
 from procframe._core import reduction
+from procframe._core.generic import SLT, Generic
 from procframe.posix import shm_names, shm_segment
 from procframe.posix.shm_names import owners as _owners
 
@@ -335,7 +335,7 @@ def _capacity(length: int) -> int:
     return 8 * (length // 8 + 1)
 
 
-class ShareableList:
+class ShareableList(Generic[SLT]):
     """A fixed-length list of ``int``, ``float``, ``bool``, ``str``, ``bytes`` and ``None``
     values in a :class:`SharedMemory` block.
 
@@ -347,11 +347,11 @@ class ShareableList:
 
     shm: SharedMemory
 
-    def __init__(self, sequence: Iterable[Any] | None = None, *, name: str | None = None) -> None:
+    def __init__(self, sequence: Iterable[SLT] | None = None, *, name: str | None = None) -> None:
         if name is not None and sequence is None:
             self._attach(SharedMemory(name))
             return
-        values = list(sequence) if sequence is not None else []
+        values: list[Any] = list(sequence) if sequence is not None else []
         layout = bytearray(_HEADER.pack(_LIST_MAGIC, len(values)))
         data = bytearray()
         for value in values:
@@ -459,9 +459,6 @@ class ShareableList:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)}, name={self.shm.name!r})"
 
-    def __class_getitem__(cls, item: Any) -> types.GenericAlias:
-        return types.GenericAlias(cls, item)
-
     @property
     def format(self) -> str:
         """The ``struct`` format of the items as stored now (the standard library's codes)."""
@@ -483,7 +480,7 @@ class ShareableList:
         raise ValueError(f"{value!r} not in this container")
 
 
-def _rebuild_list(cls: type[ShareableList], shm: SharedMemory) -> ShareableList:
+def _rebuild_list(cls: type[ShareableList[Any]], shm: SharedMemory) -> ShareableList[Any]:
     self = cls.__new__(cls)
     self._attach(shm)
     return self

@@ -20,11 +20,23 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from procframe._core.generic import CT, Generic, T
 from procframe.posix import heap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from ctypes import _SimpleCData  # noqa: F401 (in the quoted base classes below)
+    from typing import Protocol, SupportsIndex, overload
+
     from procframe.context import Context
+
+    class LockLike(Protocol):
+        """What a ``lock`` argument must have (procframe's and ``threading``'s locks do)."""
+
+        def acquire(self, /) -> object: ...
+        def release(self, /) -> object: ...
+
 
 __all__ = ["Array", "RawArray", "RawValue", "Value", "copy", "synchronized"]
 
@@ -147,6 +159,14 @@ def _new_value(ctype: type[Any]) -> Any:
     return obj
 
 
+if TYPE_CHECKING:
+
+    @overload
+    def RawValue(typecode_or_type: type[CT], *args: Any) -> CT: ...
+    @overload
+    def RawValue(typecode_or_type: str, *args: Any) -> Any: ...
+
+
 def RawValue(typecode_or_type: Any, *args: Any) -> Any:
     """A ctypes object in shared memory, initialised with ``args`` (zeroed without)."""
     obj = _new_value(ctype_of(typecode_or_type))
@@ -174,6 +194,16 @@ def array_layout(typecode_or_type: Any, size_or_initializer: Any) -> tuple[type[
             f"{type(size_or_initializer).__name__}"
         ) from None
     return ctype * len(initializer), initializer
+
+
+if TYPE_CHECKING:
+
+    @overload
+    def RawArray(
+        typecode_or_type: type[CT], size_or_initializer: int | Iterable[Any]
+    ) -> ctypes.Array[CT]: ...
+    @overload
+    def RawArray(typecode_or_type: str, size_or_initializer: int | Iterable[Any]) -> Any: ...
 
 
 def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
@@ -257,12 +287,12 @@ def synchronized(obj: Any, lock: Any = None, *, ctx: Context | None = None) -> A
     return _wrapper_class(type(obj))(obj, lock)
 
 
-class SynchronizedBase:
+class SynchronizedBase(Generic[CT]):
     """A ctypes object and the lock that guards it."""
 
     __slots__ = ("__weakref__", "_lock", "_obj", "acquire", "release")
 
-    def __init__(self, obj: Any, lock: Any) -> None:
+    def __init__(self, obj: CT, lock: Any) -> None:
         self._obj = obj
         self._lock = lock
         self.acquire: Callable[..., Any] = lock.acquire
@@ -277,7 +307,7 @@ class SynchronizedBase:
     def __reduce__(self) -> tuple[Any, ...]:
         return synchronized, (self._obj, self._lock)
 
-    def get_obj(self) -> Any:
+    def get_obj(self) -> CT:
         """The raw ctypes object (accessing it does not take the lock)."""
         return self._obj
 
@@ -289,13 +319,13 @@ class SynchronizedBase:
         return f"<{type(self).__name__} wrapper for {self._obj!r}>"
 
 
-class Synchronized(SynchronizedBase):
+class Synchronized(SynchronizedBase["_SimpleCData[T]"], Generic[T]):
     """A wrapped ``Value`` of a simple type: ``.value`` takes the lock."""
 
     __slots__ = ()
 
     @property
-    def value(self) -> Any:
+    def value(self) -> T:
         self.acquire()
         try:
             return self._obj.value
@@ -303,7 +333,7 @@ class Synchronized(SynchronizedBase):
             self.release()
 
     @value.setter
-    def value(self, value: Any) -> None:
+    def value(self, value: T) -> None:
         self.acquire()
         try:
             self._obj.value = value
@@ -311,7 +341,7 @@ class Synchronized(SynchronizedBase):
             self.release()
 
 
-class SynchronizedArray(SynchronizedBase):
+class SynchronizedArray(SynchronizedBase["ctypes.Array[_SimpleCData[T]]"], Generic[T]):
     """A wrapped ``Array``: indexing and slicing take the lock; ``len`` does not."""
 
     __slots__ = ()
@@ -319,12 +349,26 @@ class SynchronizedArray(SynchronizedBase):
     def __len__(self) -> int:
         return len(self._obj)
 
+    if TYPE_CHECKING:
+
+        @overload
+        def __getitem__(self, i: slice) -> list[T]: ...
+        @overload
+        def __getitem__(self, i: SupportsIndex) -> T: ...
+
     def __getitem__(self, i: Any) -> Any:
         self.acquire()
         try:
             return self._obj[i]
         finally:
             self.release()
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __setitem__(self, i: slice, value: Iterable[T]) -> None: ...
+        @overload
+        def __setitem__(self, i: SupportsIndex, value: T) -> None: ...
 
     def __setitem__(self, i: Any, value: Any) -> None:
         self.acquire()
@@ -337,14 +381,14 @@ class SynchronizedArray(SynchronizedBase):
 def _locked_property(name: str, doc: str | None = None) -> property:
     """A property reading and writing attribute ``name`` of the wrapped object under the lock."""
 
-    def get(self: SynchronizedBase) -> Any:
+    def get(self: SynchronizedBase[Any]) -> Any:
         self.acquire()
         try:
             return getattr(self._obj, name)
         finally:
             self.release()
 
-    def set(self: SynchronizedBase, value: Any) -> None:
+    def set(self: SynchronizedBase[Any], value: Any) -> None:
         self.acquire()
         try:
             setattr(self._obj, name, value)
@@ -354,29 +398,36 @@ def _locked_property(name: str, doc: str | None = None) -> property:
     return property(get, set, doc=doc)
 
 
-class SynchronizedString(SynchronizedArray):
+class SynchronizedString(SynchronizedArray[bytes]):
     """A wrapped char array (typecode ``'c'``): ``.value`` and ``.raw`` take the lock too."""
 
     __slots__ = ()
 
-    value = _locked_property("value", "The bytes up to the first NUL.")
-    raw = _locked_property("raw", "Every byte of the array.")
+    if TYPE_CHECKING:
+        value: bytes
+        raw: bytes
+    else:
+        value = _locked_property("value", "The bytes up to the first NUL.")
+        raw = _locked_property("raw", "Every byte of the array.")
 
 
-class SynchronizedWideString(SynchronizedArray):
+class SynchronizedWideString(SynchronizedArray[str]):
     """A wrapped wide char array (typecode ``'u'``): ``.value`` takes the lock too."""
 
     __slots__ = ()
 
-    value = _locked_property("value", "The characters up to the first NUL.")
+    if TYPE_CHECKING:
+        value: str
+    else:
+        value = _locked_property("value", "The characters up to the first NUL.")
 
 
-_wrapper_classes: weakref.WeakKeyDictionary[type[Any], type[SynchronizedBase]] = (
+_wrapper_classes: weakref.WeakKeyDictionary[type[Any], type[SynchronizedBase[Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _wrapper_class(ctype: type[Any]) -> type[SynchronizedBase]:
+def _wrapper_class(ctype: type[Any]) -> type[SynchronizedBase[Any]]:
     """The wrapper of a Structure or Union type: a locked property per field."""
     base = getattr(ctype, "_pf_base", ctype)
     wrapper = _wrapper_classes.get(base)

@@ -14,6 +14,7 @@ import weakref
 from queue import Empty, Full
 from typing import Any
 
+from procframe._core.generic import Generic, T
 from procframe._core.process import current_process
 from procframe.threads._shared import Shared
 
@@ -40,21 +41,21 @@ class _ClosedPerProcess(Shared):
         self._closed_in.add(current_process())
 
 
-class SimpleQueue(_ClosedPerProcess):
+class SimpleQueue(_ClosedPerProcess, Generic[T]):
     """An unbounded FIFO: ``put``, ``get``, ``empty`` and ``close``."""
 
     __slots__ = ("_queue",)
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
 
-    def put(self, obj: Any) -> None:
+    def put(self, obj: T) -> None:
         """Put ``obj`` (the object itself, not a copy)."""
         self._check_open()
         self._queue.put(obj)
 
-    def get(self) -> Any:
+    def get(self) -> T:
         """Remove and return an item, waiting for one."""
         self._check_open()
         return self._queue.get()
@@ -67,7 +68,7 @@ class SimpleQueue(_ClosedPerProcess):
         return f"<procframe threads SimpleQueue{' closed' if self._closed_here() else ''}>"
 
 
-class Queue(_ClosedPerProcess):
+class Queue(_ClosedPerProcess, Generic[T]):
     """A FIFO with the API of ``multiprocessing.Queue``; ``maxsize > 0`` bounds it."""
 
     __slots__ = ("_maxsize", "_queue")
@@ -75,23 +76,23 @@ class Queue(_ClosedPerProcess):
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__()
         self._maxsize = maxsize if maxsize > 0 else 0
-        self._queue: queue.Queue[Any] = queue.Queue(self._maxsize)
+        self._queue: queue.Queue[T] = queue.Queue(self._maxsize)
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj``; ``queue.Full`` if the queue stays full past ``timeout``."""
         self._check_open()
         self._queue.put(obj, block, None if timeout is None else max(timeout, 0.0))
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: T) -> None:
         """``put(obj, False)``."""
         self.put(obj, False)
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item; ``queue.Empty`` if none comes within ``timeout``."""
         self._check_open()
         return self._queue.get(block, None if timeout is None else max(timeout, 0.0))
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> T:
         """``get(False)``."""
         return self.get(False)
 
@@ -121,7 +122,7 @@ class Queue(_ClosedPerProcess):
         return f"<procframe threads {type(self).__name__}{size}{state}>"
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[T]):
     """A Queue whose consumers call ``task_done()`` and whose ``join()`` waits for all of them."""
 
     __slots__ = ()

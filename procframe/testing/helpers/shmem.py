@@ -90,7 +90,7 @@ def race_to_create(name: str, go_path: str, report_path: str, done_path: str) ->
     shm.close()
 
 
-def change_list(sl: ShareableList, report_path: str) -> None:
+def change_list(sl: ShareableList[Any], report_path: str) -> None:
     """Report a ShareableList's items and name; then replace some of them."""
     report(report_path, {"items": _jsonable(list(sl)), "name": sl.shm.name, "len": len(sl)})
     sl[0] = -sl[0]
