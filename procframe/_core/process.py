@@ -20,9 +20,11 @@ from procframe._core.errors import ProcessStateError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
-    from typing import Any
+    from typing import Any, TypeVar
 
     from procframe._core.backend import Launcher
+
+    Method = TypeVar("Method", bound=Callable[..., Any])
 
 __all__ = [
     "AuthenticationString",
@@ -61,7 +63,7 @@ class spawning_payload:
         _spawning.active = False
 
 
-def _check_closed(method: Callable[..., Any]) -> Callable[..., Any]:
+def _check_closed(method: Method) -> Method:
     def checked(self: BaseProcess, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
             raise ValueError(f"process object {self._name!r} is closed")
@@ -70,7 +72,7 @@ def _check_closed(method: Callable[..., Any]) -> Callable[..., Any]:
     checked.__name__ = method.__name__
     checked.__qualname__ = method.__qualname__
     checked.__doc__ = method.__doc__
-    return checked
+    return checked  # type: ignore[return-value]
 
 
 class BaseProcess:

@@ -18,7 +18,15 @@ from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE,
 from procframe.posix.waitroom import CAPACITY, WaitRoom
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from procframe.context import Context
+
+    class _Acquire(Protocol):
+        """The signature of ``acquire`` (the semaphore's C method, bound on the instance)."""
+
+        def __call__(self, block: bool = True, timeout: float | None = None) -> bool: ...
+
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
 
@@ -27,6 +35,9 @@ T = TypeVar("T")
 
 class _SemLock:
     """What every primitive shares: a shared semaphore and its C methods."""
+
+    acquire: _Acquire
+    release: Callable[[], None]
 
     def __init__(self, kind: int, value: int, maxvalue: int) -> None:
         self._semaphore = SharedSemaphore(kind, value, maxvalue)
