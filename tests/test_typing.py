@@ -22,7 +22,6 @@ import pytest
 
 from procframe import pool, sharedctypes
 from procframe.posix import queues as posix_queues
-from procframe.posix import sharedctypes as posix_sharedctypes
 from procframe.posix.shared_memory import ShareableList
 from procframe.threads import queues as thread_queues
 
@@ -32,21 +31,21 @@ needs_mypy = pytest.mark.skipif(
     not HAS_MYPY, reason="mypy is not installed: run these in the tox 'type' env"
 )
 
-GENERIC_CLASSES = [
-    posix_queues.Queue,
-    posix_queues.SimpleQueue,
-    posix_queues.JoinableQueue,
-    thread_queues.Queue,
-    thread_queues.SimpleQueue,
-    thread_queues.JoinableQueue,
-    posix_sharedctypes.SynchronizedBase,
-    sharedctypes.Synchronized,
-    sharedctypes.SynchronizedArray,
-    ShareableList,
-    pool.ApplyResult,
-    pool.AsyncResult,
-    pool.MapResult,
-]
+GENERIC_CLASSES = {
+    "posix.Queue": posix_queues.Queue,
+    "posix.SimpleQueue": posix_queues.SimpleQueue,
+    "posix.JoinableQueue": posix_queues.JoinableQueue,
+    "threads.Queue": thread_queues.Queue,
+    "threads.SimpleQueue": thread_queues.SimpleQueue,
+    "threads.JoinableQueue": thread_queues.JoinableQueue,
+    "SynchronizedBase": sharedctypes.SynchronizedBase,
+    "Synchronized": sharedctypes.Synchronized,
+    "SynchronizedArray": sharedctypes.SynchronizedArray,
+    "ShareableList": ShareableList,
+    "ApplyResult": pool.ApplyResult,
+    "AsyncResult": pool.AsyncResult,
+    "MapResult": pool.MapResult,
+}
 
 
 def clean_env() -> dict[str, str]:
@@ -56,8 +55,9 @@ def clean_env() -> dict[str, str]:
 # -- at run time --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", GENERIC_CLASSES, ids=lambda cls: f"{cls.__module__}.{cls.__name__}")
-def test_generic_classes_are_subscriptable_at_run_time(cls: Any) -> None:
+@pytest.mark.parametrize("name", GENERIC_CLASSES)
+def test_generic_classes_are_subscriptable_at_run_time(name: str) -> None:
+    cls: Any = GENERIC_CLASSES[name]
     alias = cls[int]
     assert alias.__origin__ is cls
     assert alias.__args__ == (int,)
