@@ -1,29 +1,17 @@
-"""procframe's logger (``multiprocessing.util``'s), and log records named by process.
+"""procframe's logger: ``multiprocessing.util``'s, named ``procframe``.
 
-``logging.LogRecord`` names a record's process after
-``sys.modules["multiprocessing"].current_process()``, which procframe never
-imports: every record would say "MainProcess".  A new child therefore has a
-record factory installed (:func:`name_records_by_process`) that puts the
-name of the current process in place of that default, as soon as ``logging``
-is imported, and not before: a child that does not log never imports
-``logging``.
-
-Kept light: a spawned child imports this module, and ``logging`` only when
-the program uses it.
+Imported only once something asks for the logger (or for procframe.util):
+:mod:`procframe._core.process` logs through it only if it is imported, since
+nobody can have configured the logger otherwise.
 """
 
 from __future__ import annotations
 
 import _thread
-import sys
 
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
     import logging
-    import types
-    from collections.abc import Callable, Sequence
-    from importlib.machinery import ModuleSpec
-    from typing import Any
 
 __all__ = [
     "DEBUG",
@@ -37,7 +25,6 @@ __all__ = [
     "get_logger",
     "info",
     "log_to_stderr",
-    "name_records_by_process",
     "sub_debug",
     "sub_warning",
 ]
@@ -128,94 +115,3 @@ def inherit(settings: tuple[int, bool]) -> None:
     if to_stderr:
         log_to_stderr()
     get_logger().setLevel(level)
-
-
-# -- records named by process ---------------------------------------------------------
-
-_current_process: Callable[[], Any] | None = None
-_factory_installed = False
-
-
-def name_records_by_process(current_process: Callable[[], Any]) -> None:
-    """Have log records carry ``current_process().name``: now if ``logging`` is imported,
-    else once it is.  Cheap, and at most once per process."""
-    global _current_process
-    if _current_process is not None:  # done already (in this process, or before a fork)
-        return
-    _current_process = current_process
-    logging = sys.modules.get("logging")
-    if logging is not None and hasattr(logging, "setLogRecordFactory"):
-        _install_record_factory(logging)
-    else:
-        sys.meta_path.insert(0, _LoggingImportWatcher())
-
-
-def _install_record_factory(logging: Any) -> None:
-    global _factory_installed
-    with _lock:
-        if _factory_installed:
-            return
-        _factory_installed = True
-        make_record = logging.getLogRecordFactory()
-        current_process = _current_process
-        assert current_process is not None
-
-        def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = make_record(*args, **kwargs)
-            # logging's default when it finds no multiprocessing module; None when
-            # logging.logMultiprocessing is off (left alone).
-            if record.processName == "MainProcess":
-                record.processName = current_process().name
-            return record
-
-        logging.setLogRecordFactory(record_factory)
-
-
-class _LoggingImportWatcher:
-    """A meta path finder that sees ``logging`` imported and names its records then.
-
-    It finds nothing itself: it lets the next finders find ``logging`` and has
-    the module's loader install the record factory once the module has run.
-    """
-
-    def find_spec(
-        self, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if name != "logging":
-            return None
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
-        spec: ModuleSpec | None = None
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = None if find_spec is None else find_spec(name, path, target)
-            if spec is not None:
-                break
-        if spec is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ThenNameRecords(spec.loader)  # type: ignore[assignment]
-        return spec
-
-
-class _ThenNameRecords:
-    """The loader of ``logging``, which installs the record factory after running it.
-
-    It gives the module back its own loader before running it: nothing else
-    sees this wrapper.
-    """
-
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: ModuleSpec) -> types.ModuleType | None:
-        module: types.ModuleType | None = self._loader.create_module(spec)
-        return module
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__loader__ = self._loader
-        spec = getattr(module, "__spec__", None)
-        if spec is not None:
-            spec.loader = self._loader
-        self._loader.exec_module(module)
-        _install_record_factory(module)

@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 
-from procframe._core import logsupport, registry
+from procframe._core import lognames, registry
 from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
 from procframe._core.errors import ProcessStateError
 
@@ -344,7 +344,7 @@ class BaseProcess:
         interpreter does at exit.
         """
         code = self._run_here(notify_bootstrap, lambda: _become_child(self), _end_os_process)
-        logsupport.info("process exiting with exitcode %d", code)
+        _info("process exiting with exitcode %d", code)
         return code
 
     def _run_here(
@@ -524,6 +524,13 @@ def _forget_child(process: BaseProcess) -> None:
     _my_children().discard(process)
 
 
+def _info(msg: str, *args: object) -> None:
+    """Log on procframe's logger, if anything configured it (it imported the module)."""
+    logsupport = sys.modules.get("procframe._core.logsupport")
+    if logsupport is not None:
+        logsupport.info(msg, *args)
+
+
 _flushers: list[Callable[[], None]] = []
 _after_children: list[Callable[[], None]] = []
 
@@ -634,7 +641,7 @@ def _at_exit() -> None:
     _exit_work_done = True
     finalizers = _finalizer_runner
     try:
-        logsupport.info("process shutting down")
+        _info("process shutting down")
         if finalizers is not None:
             finalizers(0)
         _stop_children()
@@ -672,10 +679,10 @@ def _become_child(process: BaseProcess) -> None:
         set_native_id = getattr(threading.main_thread(), "_set_native_id", None)
         if set_native_id is not None:
             set_native_id()
-    logsupport.name_records_by_process(current_process)
+    lognames.name_records_by_process(current_process)
     for callback in _child_start_callbacks:
         callback()
-    logsupport.info("child process calling self.run()")
+    _info("child process calling self.run()")
 
 
 _devnull: Any = None
@@ -723,7 +730,7 @@ def _stop_children() -> None:
     signalled = [p for p in daemons if p not in left]
     for child in signalled:
         if child.is_alive():
-            logsupport.info("calling terminate() for daemon %s", child.name)
+            _info("calling terminate() for daemon %s", child.name)
             child.terminate()
     for child in signalled:
         child.join(DAEMON_STOP_GRACE)
@@ -732,7 +739,7 @@ def _stop_children() -> None:
             child.join()
     for child in list(children):
         if child._launcher is not None and not child._serves_others and child not in left:
-            logsupport.info("calling join() for process %s", child.name)
+            _info("calling join() for process %s", child.name)
             child.join()
 
 

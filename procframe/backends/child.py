@@ -12,7 +12,7 @@ import os
 import sys
 import types
 
-from procframe._core import logsupport, osutil, reduction, registry
+from procframe._core import osutil, reduction, registry
 from procframe._core.process import BaseProcess, current_process
 
 TYPE_CHECKING = False  # typing is slow to import
@@ -72,7 +72,9 @@ def prepare(prep: dict[str, Any]) -> None:
     os_parent = prep.get("os_parent_pid", prep["parent_pid"])
     osutil.arm_parent_death(prep["death_signal"], os_parent, prep["kernel_may_signal"])
     registry.adopt(prep["backend"])
-    if "log" in prep:
+    if "log" in prep:  # the parent configured procframe's logger
+        from procframe._core import logsupport
+
         logsupport.inherit(prep["log"])
     sys.path[:] = prep["sys_path"]
     sys.argv[:] = prep["sys_argv"]
