@@ -79,10 +79,10 @@ def get_logger() -> logging.Logger:
             for level, name in ((SUBDEBUG, "SUBDEBUG"), (SUBWARNING, "SUBWARNING")):
                 if logging.getLevelName(level) == f"Level {level}":
                     logging.addLevelName(level, name)
-            # procframe's exit work logs: have it run before logging's own shutdown.
-            from procframe._core.process import reregister_exit_handler
+            # Its exit work logs "process shutting down", as multiprocessing's does.
+            from procframe._core.process import install_exit_handler
 
-            reregister_exit_handler()
+            install_exit_handler()
             _logger = logger
     return _logger
 

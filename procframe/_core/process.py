@@ -617,18 +617,13 @@ def _install_exit_handler() -> None:
         _exit_handler_installed = True
 
 
-def reregister_exit_handler() -> None:
-    """Register the exit handler anew: it then runs before those registered until now.
+def install_exit_handler() -> None:
+    """Have procframe's exit work run at interpreter exit even if no child was started.
 
-    (``atexit`` runs the newest first: procframe's exit work logs, so it must run
-    before ``logging``'s own shutdown.)
+    Registered early, it runs late: after the exit handlers of pools and
+    executors, which rely on that.
     """
-    global _exit_handler_installed
-    import atexit
-
-    atexit.unregister(_at_exit)
-    atexit.register(_at_exit)
-    _exit_handler_installed = True
+    _install_exit_handler()
 
 
 _exit_work_done = False
