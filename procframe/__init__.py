@@ -59,6 +59,8 @@ get_all_start_methods = _default.get_all_start_methods
 set_executable = _default.set_executable
 set_forkserver_preload = _default.set_forkserver_preload
 freeze_support = _default.freeze_support
+get_logger = _default.get_logger
+log_to_stderr = _default.log_to_stderr
 
 
 def __getattr__(name: str) -> object:
@@ -104,8 +106,10 @@ __all__ = [
     "freeze_support",
     "get_all_start_methods",
     "get_context",
+    "get_logger",
     "get_start_method",
     "hookimpl",
+    "log_to_stderr",
     "parent_process",
     "set_backend",
     "set_executable",

@@ -22,6 +22,7 @@ from procframe._core.errors import BackendError
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
     import ctypes
+    import logging
     from _ctypes import _CData
     from collections.abc import Callable, Iterable
     from ctypes import _SimpleCData, c_char
@@ -169,6 +170,18 @@ class Context:
 
     def freeze_support(self) -> None:
         """Accepted for compatibility: procframe needs nothing for frozen programs on POSIX."""
+
+    def get_logger(self) -> logging.Logger:
+        """procframe's logger (``procframe.util.get_logger``); children inherit its level."""
+        from procframe._core.logsupport import get_logger
+
+        return get_logger()
+
+    def log_to_stderr(self, level: int | str | None = None) -> logging.Logger:
+        """Print procframe's log records to stderr, at ``level`` if given (children too)."""
+        from procframe._core.logsupport import log_to_stderr
+
+        return log_to_stderr(level)
 
     # -- factories ----------------------------------------------------------------
 

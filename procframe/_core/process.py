@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 
-from procframe._core import registry
+from procframe._core import lognames, registry
 from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
 from procframe._core.errors import ProcessStateError
 
@@ -345,7 +345,9 @@ class BaseProcess:
         ends it waits for its threads and runs its exit handlers, as an
         interpreter does at exit.
         """
-        return self._run_here(notify_bootstrap, lambda: _become_child(self), _end_os_process)
+        code = self._run_here(notify_bootstrap, lambda: _become_child(self), _end_os_process)
+        _info("process exiting with exitcode %d", code)
+        return code
 
     def _run_here(
         self,
@@ -524,6 +526,13 @@ def _forget_child(process: BaseProcess) -> None:
     _my_children().discard(process)
 
 
+def _info(msg: str, *args: object) -> None:
+    """Log on procframe's logger, if anything configured it (it imported the module)."""
+    logsupport = sys.modules.get("procframe._core.logsupport")
+    if logsupport is not None:
+        logsupport.info(msg, *args)
+
+
 _flushers: list[Callable[[], None]] = []
 _after_children: list[Callable[[], None]] = []
 
@@ -576,6 +585,31 @@ def forget_exit_callback(callback: Callable[[], None]) -> None:
             callbacks.remove(callback)
 
 
+_finalizer_runner: Callable[[int | None], None] | None = None
+_child_start_callbacks: list[Callable[[], None]] = []
+
+
+def run_finalizers_at_exit(runner: Callable[[int | None], None]) -> None:
+    """At exit, call ``runner(0)`` before the children are stopped, ``runner(None)`` after.
+
+    The finalizers of :mod:`procframe.util` (``multiprocessing.util``'s order:
+    priorities of 0 and more first, the others once the children have been
+    joined and this process's held queue items handed over).
+    """
+    global _finalizer_runner
+    _finalizer_runner = runner
+    _install_exit_handler()
+
+
+def on_child_start(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` in every new child OS process as it starts, before ``run()``.
+
+    A forked child inherits the callbacks registered in its parent.
+    """
+    if callback not in _child_start_callbacks:
+        _child_start_callbacks.append(callback)
+
+
 def _install_exit_handler() -> None:
     global _exit_handler_installed
     if not _exit_handler_installed:
@@ -585,21 +619,45 @@ def _install_exit_handler() -> None:
         _exit_handler_installed = True
 
 
+def install_exit_handler() -> None:
+    """Have procframe's exit work run at interpreter exit even if no child was started.
+
+    Registered early, it runs late: after the exit handlers of pools and
+    executors, which rely on that.
+    """
+    _install_exit_handler()
+
+
+_exit_work_done = False
+
+
 def _at_exit() -> None:
+    global _exit_work_done
+    if _exit_work_done:  # a spawned child does it before its interpreter's atexit
+        return
+    _exit_work_done = True
+    finalizers = _finalizer_runner
     try:
+        _info("process shutting down")
+        if finalizers is not None:
+            finalizers(0)
         _stop_children()
     finally:
         try:
             while _flushers:
                 _flushers.pop(0)()
         finally:
-            for callback in reversed(_after_children):
-                callback()
+            try:
+                if finalizers is not None:
+                    finalizers(None)
+            finally:
+                for callback in reversed(_after_children):
+                    callback()
 
 
 def _become_child(process: BaseProcess) -> None:
     """Make ``process`` the current process (called first thing in a new child)."""
-    global _current_process, _parent_process, _children
+    global _current_process, _parent_process, _children, _exit_work_done
     if _state.process is not None:  # forked by a thread that ran a process of its own
         _state.process = _state.parent = _state.children = _state.pid = None
         registry.adopt_in_thread(None)
@@ -607,11 +665,21 @@ def _become_child(process: BaseProcess) -> None:
     _current_process = process
     _children = set()
     _services.clear()
+    _exit_work_done = False
     _flushers.clear()
     _after_children.clear()
     process._launcher = None
     process._counter = itertools.count(1)
     _detach_stdin()
+    threading = sys.modules.get("threading")
+    if threading is not None:  # a forked child's main thread still has its parent's id
+        set_native_id = getattr(threading.main_thread(), "_set_native_id", None)
+        if set_native_id is not None:
+            set_native_id()
+    lognames.name_records_by_process(current_process)
+    for callback in _child_start_callbacks:
+        callback()
+    _info("child process calling self.run()")
 
 
 _devnull: Any = None
@@ -659,6 +727,7 @@ def _stop_children() -> None:
     signalled = [p for p in daemons if p not in left]
     for child in signalled:
         if child.is_alive():
+            _info("calling terminate() for daemon %s", child.name)
             child.terminate()
     for child in signalled:
         child.join(DAEMON_STOP_GRACE)
@@ -667,6 +736,7 @@ def _stop_children() -> None:
             child.join()
     for child in list(children):
         if child._launcher is not None and not child._serves_others and child not in left:
+            _info("calling join() for process %s", child.name)
             child.join()
 
 

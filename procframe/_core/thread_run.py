@@ -11,8 +11,8 @@ import _thread
 import os
 import threading
 
+from procframe._core import lognames, registry
 from procframe._core import process as process_module
-from procframe._core import registry
 from procframe._core.process import BaseProcess, _ParentProcess, current_process
 
 TYPE_CHECKING = False
@@ -93,6 +93,7 @@ def run_in_thread(
     state.process, state.parent, state.children = process, parent, set()
     state.pid = _thread.get_native_id()
     registry.adopt_in_thread(backend)
+    lognames.name_records_by_process(current_process)  # its log records carry its name
     try:
         return process._run_here(notify_bootstrap, finish=process_module._stop_children)
     finally:

@@ -13,7 +13,7 @@ import sys
 import types
 
 from procframe._core import osutil, reduction, registry
-from procframe._core.process import BaseProcess
+from procframe._core.process import BaseProcess, current_process
 
 TYPE_CHECKING = False  # typing is slow to import
 if TYPE_CHECKING:
@@ -67,10 +67,15 @@ def load(
 
 
 def prepare(prep: dict[str, Any]) -> None:
-    """Make this interpreter look like the parent: path, cwd, argv, backend, main module."""
+    """Make this interpreter look like the parent: path, cwd, argv, backend, logger, main
+    module."""
     os_parent = prep.get("os_parent_pid", prep["parent_pid"])
     osutil.arm_parent_death(prep["death_signal"], os_parent, prep["kernel_may_signal"])
     registry.adopt(prep["backend"])
+    if "log" in prep:  # the parent configured procframe's logger
+        from procframe._core import logsupport
+
+        logsupport.inherit(prep["log"])
     sys.path[:] = prep["sys_path"]
     sys.argv[:] = prep["sys_argv"]
     try:
@@ -112,7 +117,22 @@ def import_main(kind: str, where: str) -> None:
 
 
 def _run_main(module: types.ModuleType, kind: str, where: str) -> None:
-    """Run the parent's main module (a module name or a file) in ``module``."""
+    """Run the parent's main module (a module name or a file) in ``module``.
+
+    Meanwhile this process may start no child (see
+    :func:`procframe.backends.payload.check_not_importing_main`).
+    """
+    me = current_process()
+    nested = getattr(me, "_inheriting", False)
+    me._inheriting = True  # type: ignore[attr-defined]  # multiprocessing's name for it
+    try:
+        _run_main_code(module, kind, where)
+    finally:
+        if not nested:
+            del me._inheriting  # type: ignore[attr-defined]
+
+
+def _run_main_code(module: types.ModuleType, kind: str, where: str) -> None:
     if kind == "module":
         import importlib.util
 

@@ -13,9 +13,9 @@ import struct
 import sys
 from typing import Any, NamedTuple
 
-from procframe._core import osutil, reduction, registry
+from procframe._core import logsupport, osutil, reduction, registry
 from procframe._core.errors import ProcessPicklingError
-from procframe._core.process import BaseProcess, spawning_payload
+from procframe._core.process import BaseProcess, current_process, spawning_payload
 
 _LENGTH = struct.Struct("!Q")
 
@@ -44,9 +44,40 @@ def main_module_spec() -> tuple[str, str] | None:
     return ("lazy_path" if package_main else "path", os.path.abspath(path))
 
 
+NOT_BOOTSTRAPPED = """
+        An attempt has been made to start a new process before the
+        current process has finished its bootstrapping phase.
+
+        This probably means that you are not using fork to start your
+        child processes and you have forgotten to use the proper idiom
+        in the main module:
+
+            if __name__ == '__main__':
+                freeze_support()
+                ...
+
+        The "freeze_support()" line can be omitted if the program
+        is not going to be frozen to produce an executable.
+
+        (This process is importing the main module of its parent, as children
+        of the spawn and forkserver backends do, and that module started a
+        process: without the guard above, every child would start another.)
+        """
+
+
+def check_not_importing_main() -> None:
+    """Refuse to start a child while this process imports its parent's main module.
+
+    A main module without the ``if __name__ == '__main__':`` guard would
+    otherwise have every fresh-interpreter child start another, without end.
+    """
+    if getattr(current_process(), "_inheriting", False):
+        raise RuntimeError(NOT_BOOTSTRAPPED)
+
+
 def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
     """The plain-data first part of the payload."""
-    return {
+    prep: dict[str, Any] = {
         "backend": backend,
         "sys_path": list(sys.path),
         "sys_argv": list(sys.argv),
@@ -58,6 +89,10 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
         # Without observers the child need not load the plugins (pluggy, entry points).
         "bootstrap_hooks": registry.bootstrap_observed(backend),
     }
+    log = logsupport.inherited_settings()
+    if log is not None:  # only when the program configured procframe's logger
+        prep["log"] = log
+    return prep
 
 
 class Payload(NamedTuple):
@@ -72,7 +107,9 @@ def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = 
 
     The descriptors of Pipe ends, queues and locks among the arguments are
     collected (:mod:`procframe._core.reduction`); the launcher must pass them on.
+    Refused (``RuntimeError``) while this process imports its parent's main module.
     """
+    check_not_importing_main()
     try:
         with spawning_payload(), reduction.collecting_fds() as fds:
             pickled_process = pickle.dumps(process, protocol=pickle.HIGHEST_PROTOCOL)
