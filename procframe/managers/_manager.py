@@ -122,7 +122,7 @@ class BaseManager:
         from procframe._core.process import on_exit_after_children
 
         self._finalizer = _Finalizer(
-            self._process, self._address, self._authkey, self._shutdown_timeout
+            self._process, self._address, self._authkey, self._serializer, self._shutdown_timeout
         )
         # At exit, once the other children were joined (they may still use the manager).
         on_exit_after_children(self._finalizer)
@@ -155,7 +155,7 @@ class BaseManager:
 
     def _server(self) -> Any:
         """The server, as this process reaches it (see :func:`_client.server_for`)."""
-        return _client.server_for(self._address, self._authkey)
+        return _client.server_for(self._address, self._authkey, self._serializer)
 
     # -- objects -------------------------------------------------------------------
 
@@ -222,10 +222,13 @@ class BaseManager:
 class _Finalizer:
     """Stops a manager's server: ask it, wait a little, then SIGTERM (once)."""
 
-    def __init__(self, process: Any, address: Any, authkey: bytes, timeout: float) -> None:
+    def __init__(
+        self, process: Any, address: Any, authkey: bytes, serializer: str, timeout: float
+    ) -> None:
         self._process = process
         self._address = address
         self._authkey = authkey
+        self._serializer = serializer
         self._timeout = timeout
         self._done = False
         self._lock = threading.Lock()
@@ -239,7 +242,7 @@ class _Finalizer:
 
         forget_exit_callback(self)
         if self._process.is_alive():
-            server = _client.server_for(self._address, self._authkey)
+            server = _client.server_for(self._address, self._authkey, self._serializer)
             try:
                 if isinstance(server, _client.RemoteServer):
                     server.control("shutdown")
