@@ -214,6 +214,8 @@ def MakeProxyType(name: str, exposed: Any, _cache: Any = None) -> type[BaseProxy
     namespace: dict[str, Any] = {"_exposed_": exposed, "__module__": module}
     for method in exposed:
         namespace[method] = _forwarder(method)
+    if "__next__" in exposed and "__iter__" not in exposed:  # an iterator: a for loop takes it
+        namespace["__iter__"] = _itself
     made = type(name, (BaseProxy,), namespace)
     _proxy_types[(name, exposed)] = made
     return made
@@ -225,6 +227,10 @@ def _forwarder(name: str) -> Any:
 
     forward.__name__ = name
     return forward
+
+
+def _itself(self: BaseProxy) -> BaseProxy:
+    return self
 
 
 def _auto_type(typeid: str, exposed: Any) -> type[BaseProxy]:

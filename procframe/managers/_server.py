@@ -37,6 +37,11 @@ ACCEPT_RETRY = 0.05
 SERVER_SESSION = "server"
 """The session of the proxies that live in the server process itself (nested in objects)."""
 
+ITERATOR = "Iterator"
+"""The typeid of the iterators a method returns by proxy (a dict proxy's ``__iter__``): a
+server whose registry lacks it registers it with :data:`ITERATOR_METHODS` exposed."""
+ITERATOR_METHODS = ("__next__", "send", "throw", "close")
+
 _VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 """Dict views cannot be pickled: a method returning one answers a list (as multiprocessing)."""
 
@@ -123,6 +128,7 @@ class Server:
 
             self._dumps_answer = _xmlrpc.dumps_answer
         self.registry = picklable_registry(registry)
+        self.registry.setdefault(ITERATOR, Registration(None, ITERATOR_METHODS, None, None))
         self.authkey = bytes(authkey)
         self.listener = Listener(address, backlog=128, authkey=self.authkey)
         self.address = self.listener.address
@@ -287,7 +293,10 @@ class Server:
                 return (protocol.FAILED, f"{text}(the exception cannot be pickled: {failure!r})\n")
             return (protocol.RAISED, (exc, text))
         if method_to_typeid is not None and name in method_to_typeid:
-            return (protocol.PROXY, self._register(method_to_typeid[name], result, session))
+            try:
+                return (protocol.PROXY, self._register(method_to_typeid[name], result, session))
+            except ValueError as exc:  # an unregistered typeid
+                return (protocol.FAILED, str(exc))
         if type(result) in _VIEW_TYPES:
             result = list(result)
         return (protocol.RETURN, result)

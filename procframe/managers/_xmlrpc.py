@@ -12,6 +12,7 @@ objects: a builtin one travels by name and arguments (see :func:`dumps_answer`).
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from typing import Any
 from xmlrpc import client as xmlrpc
 
@@ -24,15 +25,15 @@ CARRIES = (
 """What XML-RPC carries, for error messages."""
 
 
+def _refuse(marshaller: xmlrpc.Marshaller, value: Any, write: Callable[[str], object]) -> None:
+    raise TypeError(f"cannot marshal {type(value)} objects")
+
+
 class _StrictMarshaller(xmlrpc.Marshaller):
-    """An XML-RPC marshaller that refuses every object it has no type for."""
+    """An XML-RPC marshaller that refuses every object it has no type for (the standard
+    library's sends an instance's ``__dict__``)."""
 
-    dispatch = dict(xmlrpc.Marshaller.dispatch)
-
-    def _refuse(self, value: Any, write: Any) -> None:
-        raise TypeError(f"cannot marshal {type(value)} objects")
-
-    dispatch["_arbitrary_instance"] = _refuse
+    dispatch = {**xmlrpc.Marshaller.dispatch, "_arbitrary_instance": _refuse}
 
 
 def dumps(obj: Any) -> bytes:
@@ -59,8 +60,8 @@ def dumps_answer(answer: tuple[int, Any]) -> bytes:
     if kind != protocol.RAISED:
         return dumps(answer)
     exc, text = payload
-    name = type(exc).__name__
-    if getattr(builtins, name, None) is not type(exc):
+    name: str | None = type(exc).__name__
+    if getattr(builtins, type(exc).__name__, None) is not type(exc):
         name = None  # the client rebuilds only builtin exception types
     try:
         return dumps((protocol.RAISED_BY_NAME, (name, exc.args, text)))
