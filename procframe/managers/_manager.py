@@ -42,7 +42,9 @@ class BaseManager:
     that runs already (``get_server().serve_forever()`` elsewhere, possibly on
     another machine with ``address=(host, port)``).  Every connection is
     authenticated with ``authkey`` (default: this process's authkey) before
-    anything it sends is unpickled.
+    anything it sends is read.  ``serializer`` is ``"pickle"``, or
+    ``"xmlrpclib"`` (XML-RPC values: nothing is unpickled, and only what
+    XML-RPC carries travels; see :mod:`procframe.managers._xmlrpc`).
     """
 
     _registry: dict[str, Registration] = {}
