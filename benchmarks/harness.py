@@ -601,6 +601,32 @@ def managed_list_read(mp: ModuleType, method: str, iterations: int) -> list[floa
         return read_items(manager.list(range(SEQUENCE_LENGTH)), iterations)
 
 
+ITERATED_ITEMS = 10_000
+"""Integers in the managed list that :func:`managed_list_iterate` iterates over."""
+
+
+def managed_list_iterate(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of ``for x in items``, ``items`` a managed list of (at most)
+    :data:`ITERATED_ITEMS` integers: one sample per pass, passes enough for ``iterations``
+    items.  :data:`WARM_UP` seconds of ``items[0]`` reads come first.
+    """
+    from time import perf_counter
+
+    with StartedManager(mp, method) as manager:
+        items = manager.list(range(min(iterations, ITERATED_ITEMS)))
+        warm_until = perf_counter() + WARM_UP
+        while perf_counter() < warm_until:
+            _item = items[0]
+        size = len(items)
+        samples = []
+        for _ in range(-(-iterations // size)):
+            began = perf_counter()
+            for _item in items:
+                pass
+            samples.append((perf_counter() - began) / size)
+        return samples
+
+
 CASES: dict[str, Case] = {
     "start_join": start_join,
     "thread_queue": thread_queue,
@@ -626,6 +652,7 @@ CASES: dict[str, Case] = {
     "managed_rlock": managed_rlock_case,
     "managed_condition": managed_condition_case,
     "managed_list_read": managed_list_read,
+    "managed_list_iterate": managed_list_iterate,
 }
 
 

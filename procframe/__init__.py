@@ -10,6 +10,8 @@ procframe loads no plugin.
 
 from __future__ import annotations
 
+import sys
+
 from procframe._core.errors import (
     AuthenticationError,
     BackendError,
@@ -23,6 +25,13 @@ from procframe._core.errors import (
 from procframe._core.process import Process
 from procframe.context import Context, set_backend
 from procframe.context import default_context as _default
+
+# A child that re-imports the main module names it ``__mp_main__``, and so do the pickles
+# of the classes defined there that it sends back: here that name is ``__main__`` (as
+# multiprocessing makes it).
+if "__main__" in sys.modules:
+    sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
+del sys
 
 __version__ = "0.1.0"
 

@@ -269,6 +269,7 @@ MANAGED = (
     ("RLock managed by server", "managed_rlock", 10_000, 3_000, 1.0),
     ("Condition managed by server", "managed_condition", 3_000, 1_000, 1.0),
     ("list managed by server", "managed_list_read", 20_000, 5_000, 1.0),
+    ("list managed by server, iterated", "managed_list_iterate", 30_000, 10_000, 1.0),
 )
 """The rows of :data:`MANAGED_BY_SERVER` on every backend.
 
@@ -277,7 +278,9 @@ unmanaged row of another table measures its own: 256-byte strings passed
 from a child to this process (``Queue``, as in :data:`OBJECTS_PASSED`), lock
 pairs in one process (:data:`LOCK_PAIRS`), waits interleaved by this process
 and a child (:data:`CONDITION_WAITS`), ``seq[5]`` of ``list(range(10))``
-(:data:`SEQUENCE_READS`).  The server starts before the clock and is shut
+(:data:`SEQUENCE_READS`); ``for x in items`` over a list of 10,000 integers, one
+item an operation (each ``next`` reads the server's list, as the standard
+library's).  The server starts before the clock and is shut
 down after it.
 """
 

@@ -12,6 +12,7 @@ from procframe.managers._server import Server, public_methods
 from procframe.managers._shared_memory import SharedMemoryManager
 from procframe.managers._types import (
     AcquirerProxy,
+    Array,
     ArrayProxy,
     BarrierProxy,
     BaseListProxy,
@@ -29,6 +30,7 @@ from procframe.managers._types import (
 
 __all__ = [
     "AcquirerProxy",
+    "Array",
     "ArrayProxy",
     "AutoProxy",
     "BarrierProxy",

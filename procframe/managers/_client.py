@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import TYPE_CHECKING, Any
 
 from procframe._core.errors import AuthenticationError
@@ -32,8 +31,8 @@ from procframe.managers._stream import Stream
 if TYPE_CHECKING:
     from procframe.managers._server import Server
 
-_remote_servers: dict[tuple[Any, bytes], RemoteServer] = {}
-"""By (address, authkey)."""
+_remote_servers: dict[tuple[Any, bytes, str], RemoteServer] = {}
+"""By (address, authkey, serializer)."""
 _first_remote_servers: dict[Any, RemoteServer] = {}
 """By address: the first one that connected to it (what an unpickled proxy uses)."""
 _remote_servers_lock = threading.Lock()
@@ -52,9 +51,11 @@ class RemoteServer:
     """The manager server at ``address``, as this process reaches it: its connections, and
     the holds of this process's proxies of its objects."""
 
-    def __init__(self, address: Any, authkey: bytes) -> None:
+    def __init__(self, address: Any, authkey: bytes, serializer: str = protocol.PICKLE) -> None:
         self.address = address
         self.authkey = bytes(authkey)
+        self.serializer = serializer
+        self.dumps, self.loads = protocol.codec(serializer)
         self.local = threading.local()
         self.session = new_session()
         self.holdings: dict[int, int] = {}
@@ -107,7 +108,7 @@ class RemoteServer:
         with self._lock:
             inherited, self.inherited = self.inherited, []
         stream = Stream(connection)
-        stream.send(dumps((protocol.CONTROL, protocol.HELLO, (self.session, inherited), {})))
+        stream.send(self.dumps((protocol.CONTROL, protocol.HELLO, (self.session, inherited), {})))
         return stream
 
     def abandon(self, broken: bool) -> None:
@@ -125,7 +126,7 @@ class RemoteServer:
             if not broken:
                 try:
                     replacement = self._open()
-                    replacement.send(dumps((protocol.CONTROL, protocol.PING, (), {})))
+                    replacement.send(self.dumps((protocol.CONTROL, protocol.PING, (), {})))
                     replacement.recv()  # the server counted it in the session
                 except Exception:
                     pass
@@ -141,15 +142,13 @@ class RemoteServer:
         stream = self.stream()
         pickling.address = self.address
         try:
-            data = dumps((ident, name, args, kwds or {}), HIGHEST_PROTOCOL)
+            data = self.dumps((ident, name, args, kwds or {}))
         finally:
             pickling.address = None
         changes = self._take_changes() if self.dropped or self.pending else None
         try:
             if changes:
-                stream.send(
-                    dumps((protocol.CONTROL, protocol.REFS, (changes,), {}), HIGHEST_PROTOCOL)
-                )
+                stream.send(self.dumps((protocol.CONTROL, protocol.REFS, (changes,), {})))
                 changes = None
             stream.send(data)
             reply = stream.recv()
@@ -163,10 +162,10 @@ class RemoteServer:
                 raise self.gone(exc) from exc
             raise
         try:
-            return loads(reply)  # type: ignore[no-any-return]
+            return self.loads(reply)  # type: ignore[no-any-return]
         except Exception as exc:
             raise RemoteError(
-                f"the manager's answer to {name}() cannot be unpickled: {exc!r}"
+                f"the manager's answer to {name}() cannot be read ({self.serializer}): {exc!r}"
             ) from exc
 
     def control(self, name: str, *args: Any) -> Any:
@@ -270,7 +269,9 @@ class LocalServer:
         self.server.local_drops.append(ident)
 
 
-def server_for(address: Any, authkey: bytes | None) -> RemoteServer | LocalServer:
+def server_for(
+    address: Any, authkey: bytes | None, serializer: str = protocol.PICKLE
+) -> RemoteServer | LocalServer:
     """The manager server at ``address``, reached with ``authkey``, as this process sees it.
 
     Without an authkey (a proxy that was unpickled), the RemoteServer this process
@@ -282,26 +283,27 @@ def server_for(address: Any, authkey: bytes | None) -> RemoteServer | LocalServe
         return LocalServer(hosted)
     if authkey is None:
         remote = _first_remote_servers.get(address)
-        if remote is not None:
+        if remote is not None and remote.serializer == serializer:
             return remote
         from procframe._core.process import current_process
 
         authkey = current_process().authkey
-    key = (address, bytes(authkey))
+    key = (address, bytes(authkey), serializer)
     remote = _remote_servers.get(key)
     if remote is None:
         with _remote_servers_lock:
             remote = _remote_servers.get(key)
             if remote is None:
-                remote = _remote_servers[key] = RemoteServer(address, key[1])
+                remote = _remote_servers[key] = RemoteServer(address, key[1], serializer)
     return remote
 
 
 def _forget(remote: RemoteServer) -> None:
     """Make new proxies and managers of ``remote``'s address use a new RemoteServer."""
     with _remote_servers_lock:
-        if _remote_servers.get((remote.address, remote.authkey)) is remote:
-            del _remote_servers[(remote.address, remote.authkey)]
+        key = (remote.address, remote.authkey, remote.serializer)
+        if _remote_servers.get(key) is remote:
+            del _remote_servers[key]
         if _first_remote_servers.get(remote.address) is remote:
             del _first_remote_servers[remote.address]
 

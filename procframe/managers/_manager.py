@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from procframe._core.capabilities import MANAGER_SERVER
 from procframe._core.errors import NotSupportedError, ProcessStateError
@@ -14,6 +14,16 @@ from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError
 from procframe.managers._proxy import AutoProxy, BaseProxy
 from procframe.managers._server import Registration, Server, picklable_registry, run_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed import SupportsKeysAndGetItem
+    from typing_extensions import Self
+
+_T = TypeVar("_T")
+_KT = TypeVar("_KT")
+_VT = TypeVar("_VT")
 
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds the manager process gets to exit after a shutdown request, before SIGTERM."""
@@ -32,7 +42,9 @@ class BaseManager:
     that runs already (``get_server().serve_forever()`` elsewhere, possibly on
     another machine with ``address=(host, port)``).  Every connection is
     authenticated with ``authkey`` (default: this process's authkey) before
-    anything it sends is unpickled.
+    anything it sends is read.  ``serializer`` is ``"pickle"``, or
+    ``"xmlrpclib"`` (XML-RPC values: nothing is unpickled, and only what
+    XML-RPC carries travels; see :mod:`procframe.managers._xmlrpc`).
     """
 
     _registry: dict[str, Registration] = {}
@@ -122,7 +134,7 @@ class BaseManager:
         from procframe._core.process import on_exit_after_children
 
         self._finalizer = _Finalizer(
-            self._process, self._address, self._authkey, self._shutdown_timeout
+            self._process, self._address, self._authkey, self._serializer, self._shutdown_timeout
         )
         # At exit, once the other children were joined (they may still use the manager).
         on_exit_after_children(self._finalizer)
@@ -139,7 +151,7 @@ class BaseManager:
         if self._process is not None:
             self._process.join(timeout)
 
-    def __enter__(self) -> BaseManager:
+    def __enter__(self) -> Self:
         if self._state is State.INITIAL:
             self.start()
         elif self._state is not State.STARTED:
@@ -155,7 +167,7 @@ class BaseManager:
 
     def _server(self) -> Any:
         """The server, as this process reaches it (see :func:`_client.server_for`)."""
-        return _client.server_for(self._address, self._authkey)
+        return _client.server_for(self._address, self._authkey, self._serializer)
 
     # -- objects -------------------------------------------------------------------
 
@@ -222,10 +234,13 @@ class BaseManager:
 class _Finalizer:
     """Stops a manager's server: ask it, wait a little, then SIGTERM (once)."""
 
-    def __init__(self, process: Any, address: Any, authkey: bytes, timeout: float) -> None:
+    def __init__(
+        self, process: Any, address: Any, authkey: bytes, serializer: str, timeout: float
+    ) -> None:
         self._process = process
         self._address = address
         self._authkey = authkey
+        self._serializer = serializer
         self._timeout = timeout
         self._done = False
         self._lock = threading.Lock()
@@ -239,7 +254,7 @@ class _Finalizer:
 
         forget_exit_callback(self)
         if self._process.is_alive():
-            server = _client.server_for(self._address, self._authkey)
+            server = _client.server_for(self._address, self._authkey, self._serializer)
             try:
                 if isinstance(server, _client.RemoteServer):
                     server.control("shutdown")
@@ -303,16 +318,42 @@ class SyncManager(BaseManager):
             "Pool", processes, initializer, tuple(initargs), maxtasksperchild
         )
 
-    def list(self, sequence: Any = ()) -> _types.ListProxy:
-        return self._create("list", sequence)  # type: ignore[no-any-return]
+    # (Positional-only parameters spelled with "__": mypy rejects the "/" spelling here.)
+    @overload
+    def list(self) -> _types.ListProxy[Any]: ...
+    @overload
+    def list(self, __sequence: Iterable[_T]) -> _types.ListProxy[_T]: ...
+    def list(self, *args: Any) -> Any:
+        """A list in the server (``list(sequence)``)."""
+        return self._create("list", *args)
 
-    def dict(self, *args: Any, **kwds: Any) -> _types.DictProxy:
-        return self._create("dict", *args, **kwds)  # type: ignore[no-any-return]
+    @overload
+    def dict(self) -> _types.DictProxy[Any, Any]: ...
+    @overload
+    def dict(self, **kwds: _VT) -> _types.DictProxy[str, _VT]: ...
+    @overload
+    def dict(self, __mapping: SupportsKeysAndGetItem[_KT, _VT]) -> _types.DictProxy[_KT, _VT]: ...
+    @overload
+    def dict(
+        self, __mapping: SupportsKeysAndGetItem[str, _VT], **kwds: _VT
+    ) -> _types.DictProxy[str, _VT]: ...
+    @overload
+    def dict(self, __iterable: Iterable[tuple[_KT, _VT]]) -> _types.DictProxy[_KT, _VT]: ...
+    @overload
+    def dict(
+        self, __iterable: Iterable[tuple[str, _VT]], **kwds: _VT
+    ) -> _types.DictProxy[str, _VT]: ...
+    def dict(self, *args: Any, **kwds: Any) -> Any:
+        """A dict in the server, made as ``dict(*args, **kwds)``."""
+        return self._create("dict", *args, **kwds)
 
-    def Value(self, typecode: Any, value: Any, lock: Any = True) -> _types.ValueProxy:
+    def Value(self, typecode: Any, value: _T, lock: Any = True) -> _types.ValueProxy[_T]:
+        """A value in the server (see :class:`procframe.managers.Value`)."""
         return self._create("Value", typecode, value, lock)  # type: ignore[no-any-return]
 
-    def Array(self, typecode: str, sequence: Any, lock: Any = True) -> Any:
+    def Array(self, typecode: str, sequence: Iterable[Any], lock: Any = True) -> Any:
+        """An ``array.array`` in the server (see :func:`procframe.managers.Array`), by
+        ``ArrayProxy``: ``len()``, indexing and slices."""
         return self._create("Array", typecode, sequence, lock)
 
     def Namespace(self, **kwds: Any) -> _types.NamespaceProxy:

@@ -10,6 +10,8 @@ server has applied them before it answers that request.
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
 from typing import Any
 
 CONTROL = -1
@@ -40,8 +42,14 @@ RELEASE = 0
 UNTRANSIT = 1
 """A proxy that was pickled with a transit hold arrived where the object was held already."""
 
+RAISED_BY_NAME = 4
+"""payload: (the name of a builtin exception type, its args, the server-side traceback text):
+an exception, where the serializer cannot carry the object (xmlrpclib)."""
+
 PICKLE = "pickle"
-SERIALIZERS = (PICKLE,)
+XMLRPCLIB = "xmlrpclib"
+"""Messages are XML-RPC values: nothing is unpickled, and only what XML-RPC carries travels."""
+SERIALIZERS = (PICKLE, XMLRPCLIB)
 
 
 class Token:
@@ -64,11 +72,26 @@ class Token:
         return f"Token(typeid={self.typeid!r}, address={self.address!r}, id={self.id})"
 
 
+def _pickled(obj: Any, dumps: Callable[..., bytes] = pickle.dumps) -> bytes:
+    return dumps(obj, pickle.HIGHEST_PROTOCOL)  # (half the cost of a partial with a keyword)
+
+
 def check_serializer(serializer: str) -> None:
     if serializer not in SERIALIZERS:
         raise ValueError(
-            f"unknown serializer {serializer!r}; procframe managers support {SERIALIZERS}"
+            f"unknown serializer {serializer!r}; procframe managers support "
+            f"{' and '.join(map(repr, SERIALIZERS))}"
         )
+
+
+def codec(serializer: str) -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
+    """The (dumps, loads) pair of ``serializer`` for the messages of a manager connection."""
+    if serializer == PICKLE:
+        return _pickled, pickle.loads
+    check_serializer(serializer)
+    from procframe.managers import _xmlrpc
+
+    return _xmlrpc.dumps, _xmlrpc.loads
 
 
 def address_key(address: Any) -> Any:

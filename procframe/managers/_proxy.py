@@ -42,7 +42,7 @@ class BaseProxy:
         self._id = token.id
         self._serializer = serializer
         self._manager = manager
-        server = _client.server_for(token.address, authkey)
+        server = _client.server_for(token.address, authkey, serializer)
         self._server = server
         self._authkey = server.authkey
         if exposed is not None and self._exposed_ is None:
@@ -65,7 +65,17 @@ class BaseProxy:
             exc, text = payload
             raise exc from RemoteError(text)
         if kind == protocol.PROXY:
-            return _new_proxy(payload, self._token.address, self._manager, self._authkey)
+            return _new_proxy(
+                payload, self._token.address, self._manager, self._authkey, self._serializer
+            )
+        if kind == protocol.RAISED_BY_NAME:
+            from procframe.managers._xmlrpc import rebuild_exception
+
+            name, args, text = payload
+            rebuilt = rebuild_exception(name, args)
+            if rebuilt is not None:
+                raise rebuilt from RemoteError(text)
+            raise RemoteError(text)
         raise RemoteError(payload)
 
     def _call_here(self, methodname: str, args: Any, kwds: Any) -> Any:
@@ -172,15 +182,21 @@ def _take_hold(proxy: BaseProxy, held: int) -> None:
     weakref.finalize(proxy, server.drop, proxy._id)
 
 
-def _new_proxy(made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes) -> Any:
+def _new_proxy(
+    made: tuple[Any, ...], address: Any, manager: Any, authkey: bytes, serializer: str
+) -> Any:
     """The proxy of an object the server just registered for this session (already held):
-    ``made`` is (typeid, ident, exposed, proxytype)."""
+    ``made`` is (typeid, ident, exposed, proxytype); the proxy type is the one the manager's
+    registry names, else the server's, else AutoProxy."""
     typeid, ident, exposed, proxytype = made
     token = Token(typeid, address, ident)
+    registration = getattr(manager, "_registry", {}).get(typeid)
+    if registration is not None:
+        proxytype = registration.proxytype
     if proxytype is None:
         proxytype = AutoProxy
     return proxytype(
-        token, protocol.PICKLE, manager=manager, authkey=authkey, exposed=exposed, incref=False
+        token, serializer, manager=manager, authkey=authkey, exposed=exposed, incref=False
     )
 
 
@@ -198,6 +214,8 @@ def MakeProxyType(name: str, exposed: Any, _cache: Any = None) -> type[BaseProxy
     namespace: dict[str, Any] = {"_exposed_": exposed, "__module__": module}
     for method in exposed:
         namespace[method] = _forwarder(method)
+    if "__next__" in exposed and "__iter__" not in exposed:  # an iterator: a for loop takes it
+        namespace["__iter__"] = _itself
     made = type(name, (BaseProxy,), namespace)
     _proxy_types[(name, exposed)] = made
     return made
@@ -209,6 +227,10 @@ def _forwarder(name: str) -> Any:
 
     forward.__name__ = name
     return forward
+
+
+def _itself(self: BaseProxy) -> BaseProxy:
+    return self
 
 
 def _auto_type(typeid: str, exposed: Any) -> type[BaseProxy]:
@@ -227,7 +249,7 @@ def AutoProxy(
     """A proxy whose methods are the shared object's exposed methods (asked of the server if
     not given)."""
     if exposed is None:
-        server = _client.server_for(token.address, authkey)
+        server = _client.server_for(token.address, authkey, serializer)
         if isinstance(server, _client.LocalServer):
             exposed = sorted(server.server.objects[token.id].exposed)
         else:

@@ -37,6 +37,11 @@ ACCEPT_RETRY = 0.05
 SERVER_SESSION = "server"
 """The session of the proxies that live in the server process itself (nested in objects)."""
 
+ITERATOR = "Iterator"
+"""The typeid of the iterators a method returns by proxy (a dict proxy's ``__iter__``): a
+server whose registry lacks it registers it with :data:`ITERATOR_METHODS` exposed."""
+ITERATOR_METHODS = ("__next__", "send", "throw", "close")
+
 _VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 """Dict views cannot be pickled: a method returning one answers a list (as multiprocessing)."""
 
@@ -115,8 +120,15 @@ class Server:
     def __init__(
         self, registry: dict[str, Registration], address: Any, authkey: bytes, serializer: str
     ) -> None:
-        protocol.check_serializer(serializer)
+        self.dumps, self.loads = protocol.codec(serializer)
+        self.serializer = serializer
+        self._dumps_answer = self.dumps
+        if serializer == protocol.XMLRPCLIB:
+            from procframe.managers import _xmlrpc
+
+            self._dumps_answer = _xmlrpc.dumps_answer
         self.registry = picklable_registry(registry)
+        self.registry.setdefault(ITERATOR, Registration(None, ITERATOR_METHODS, None, None))
         self.authkey = bytes(authkey)
         self.listener = Listener(address, backlog=128, authkey=self.authkey)
         self.address = self.listener.address
@@ -195,8 +207,10 @@ class Server:
             return
         link = _Link(connection)
         try:
-            first = loads(link.stream.recv())
-            if not (isinstance(first, tuple) and len(first) == 4 and first[1] == protocol.HELLO):
+            first = self.loads(link.stream.recv())
+            if not (
+                isinstance(first, (tuple, list)) and len(first) == 4 and first[1] == protocol.HELLO
+            ):
                 return
             self._hello(link, *first[2])
             self._serve(link)
@@ -213,18 +227,19 @@ class Server:
         _serving.link = link
         objects = self.objects
         read, write = link.stream.recv, link.stream.send
+        loads, dumps_answer = self.loads, self._dumps_answer
         while not self._stopping.is_set():
             message = read()
             try:
                 request = loads(message)
             except Exception as exc:  # a class the server cannot import, say
-                write(dumps((protocol.FAILED, f"the server cannot unpickle the request: {exc!r}")))
+                failure = f"the server cannot read the request ({self.serializer}): {exc!r}"
+                write(dumps_answer((protocol.FAILED, failure)))
                 continue
             try:
                 ident, name, args, kwds = request
             except (TypeError, ValueError):
-                failure = f"malformed request {request!r:.200}"
-                write(dumps((protocol.FAILED, failure), HIGHEST_PROTOCOL))
+                write(dumps_answer((protocol.FAILED, f"malformed request {request!r:.200}")))
                 continue
             if ident >= 0:
                 entry = objects.get(ident)
@@ -243,10 +258,10 @@ class Server:
                 answer = self._control(session, name, args, kwds)
             _serving.session = session  # a proxy in the answer is held for this session
             try:
-                data = dumps(answer, HIGHEST_PROTOCOL)
+                data = dumps_answer(answer)
             except Exception as exc:  # the method's result (its exception was checked)
-                failure = f"the result of {name}() cannot be pickled: {exc!r}"
-                data = dumps((protocol.FAILED, failure), HIGHEST_PROTOCOL)
+                failure = f"the result of {name}() cannot be sent ({self.serializer}): {exc!r}"
+                data = dumps_answer((protocol.FAILED, failure))
             finally:
                 _serving.session = None
             write(data)
@@ -278,7 +293,10 @@ class Server:
                 return (protocol.FAILED, f"{text}(the exception cannot be pickled: {failure!r})\n")
             return (protocol.RAISED, (exc, text))
         if method_to_typeid is not None and name in method_to_typeid:
-            return (protocol.PROXY, self._register(method_to_typeid[name], result, session))
+            try:
+                return (protocol.PROXY, self._register(method_to_typeid[name], result, session))
+            except ValueError as exc:  # an unregistered typeid
+                return (protocol.FAILED, str(exc))
         if type(result) in _VIEW_TYPES:
             result = list(result)
         return (protocol.RETURN, result)
@@ -298,7 +316,10 @@ class Server:
         registration = self.registry.get(typeid)
         if registration is None or registration.factory is None:
             raise ValueError(f"the manager cannot create objects of typeid {typeid!r}")
-        return self._register(typeid, registration.factory(*args, **kwds), session)
+        made = self._register(typeid, registration.factory(*args, **kwds), session)
+        # The caller makes the proxy its own registry names: a class defined in a script's
+        # main module is named differently here, and a client of another script lacks it.
+        return (*made[:3], None)
 
     def _register(self, typeid: str, obj: Any, session: Any) -> tuple[Any, ...]:
         """Keep ``obj`` as a new object held once by ``session``.
@@ -320,7 +341,9 @@ class Server:
             self.objects[ident] = entry
             self._holds[ident] = {}
             self._add_hold(session, ident, self._holds[ident])
-        return (typeid, ident, tuple(exposed), registration.proxytype)
+        # A class travels only in a pickle (the client's registry or AutoProxy otherwise).
+        proxytype = registration.proxytype if self.serializer == protocol.PICKLE else None
+        return (typeid, ident, tuple(exposed), proxytype)
 
     def _hold(self, session: Any, ident: int, transit: int | None) -> None:
         """``session`` holds ``ident`` once more, taking over transit hold ``transit`` if any."""

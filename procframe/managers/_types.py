@@ -7,8 +7,9 @@ import array
 import queue
 import threading
 import time
+import types
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procframe.managers._proxy import BaseProxy, MakeProxyType
 from procframe.managers._server import caller_gone
@@ -464,9 +465,7 @@ class NamespaceProxy(BaseProxy):
         object.__getattribute__(self, "_callmethod")("__delattr__", (key,))
 
 
-class ValueProxy(BaseProxy):
-    """A Value in the server: ``.value``, ``get()``, ``set()``."""
-
+class _Value(BaseProxy):
     _exposed_ = ("get", "set")
 
     def get(self) -> Any:
@@ -475,16 +474,16 @@ class ValueProxy(BaseProxy):
     def set(self, value: Any) -> None:
         self._callmethod("set", (value,))
 
-    value = property(get, set)
 
+_LIST_METHODS = (
+    "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__",
+    "__reversed__", "__rmul__", "__setitem__", "append", "copy", "count", "extend",
+    "index", "insert", "pop", "remove", "reverse", "sort", "__imul__",
+)  # fmt: skip
 
-BaseListProxy = MakeProxyType(
-    "BaseListProxy",
-    (
-        "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__",
-        "__reversed__", "__rmul__", "__setitem__", "append", "copy", "count", "extend",
-        "index", "insert", "pop", "remove", "reverse", "sort", "__imul__",
-    ),
+_DICT_METHODS = (
+    "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
+    "clear", "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update", "values",
 )  # fmt: skip
 
 
@@ -497,40 +496,130 @@ def _referent_repr(proxy: BaseProxy) -> str:
         return BaseProxy.__repr__(proxy)
 
 
-class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
-    """A list in the server; ``str`` and ``repr`` show it.  Iterating reads the whole list in
-    one round trip (a snapshot)."""
+if TYPE_CHECKING:  # generic, as typeshed declares them; the classes themselves are below
+    from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
+    from typing import Generic, SupportsIndex, TypeVar, overload
 
-    def __iadd__(self, value: Any) -> ListProxy:
-        self._callmethod("extend", (value,))
-        return self
+    from typing_extensions import Self
 
-    def __imul__(self, value: Any) -> ListProxy:
-        self._callmethod("__imul__", (value,))
-        return self
+    _T = TypeVar("_T")
+    _KT = TypeVar("_KT")
+    _VT = TypeVar("_VT")
 
-    def __iter__(self) -> Any:
-        return iter(self._callmethod("copy"))
+    class ValueProxy(_Value, Generic[_T]):
+        def get(self) -> _T: ...
+        def set(self, value: _T) -> None: ...
 
-    def __repr__(self) -> str:
-        return _referent_repr(self)
+        value: _T
 
+    class BaseListProxy(BaseProxy, MutableSequence[_T]):
+        def __len__(self) -> int: ...
+        def __add__(self, x: list[_T], /) -> list[_T]: ...
+        def __delitem__(self, i: SupportsIndex | slice, /) -> None: ...
+        @overload
+        def __getitem__(self, i: SupportsIndex, /) -> _T: ...
+        @overload
+        def __getitem__(self, s: slice, /) -> list[_T]: ...
+        def __getitem__(self, i: SupportsIndex | slice, /) -> _T | list[_T]: ...
+        @overload
+        def __setitem__(self, i: SupportsIndex, o: _T, /) -> None: ...
+        @overload
+        def __setitem__(self, s: slice, o: Iterable[_T], /) -> None: ...
+        def __setitem__(self, i: SupportsIndex | slice, o: Any, /) -> None: ...
+        def __mul__(self, n: SupportsIndex, /) -> list[_T]: ...
+        def __rmul__(self, n: SupportsIndex, /) -> list[_T]: ...
+        def __imul__(self, value: SupportsIndex, /) -> Self: ...
+        def __reversed__(self) -> Iterator[_T]: ...
+        def append(self, object: _T, /) -> None: ...
+        def extend(self, iterable: Iterable[_T], /) -> None: ...
+        def pop(self, index: SupportsIndex = -1, /) -> _T: ...
+        def index(
+            self, value: _T, start: SupportsIndex = 0, stop: SupportsIndex = -1, /
+        ) -> int: ...
+        def count(self, value: _T, /) -> int: ...
+        def insert(self, index: SupportsIndex, object: _T, /) -> None: ...
+        def remove(self, value: _T, /) -> None: ...
+        def copy(self) -> list[_T]: ...
+        def sort(
+            self, *, key: Callable[[_T], Any] | None = None, reverse: bool = False
+        ) -> None: ...
 
-_DICT_METHODS = (
-    "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
-    "clear", "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update", "values",
-)  # fmt: skip
+    class ListProxy(BaseListProxy[_T]):
+        def __iadd__(self, value: Iterable[_T], /) -> Self: ...  # type: ignore[override]
 
+    class DictProxy(BaseProxy, MutableMapping[_KT, _VT]):
+        def __len__(self) -> int: ...
+        def __getitem__(self, key: _KT, /) -> _VT: ...
+        def __setitem__(self, key: _KT, value: _VT, /) -> None: ...
+        def __delitem__(self, key: _KT, /) -> None: ...
+        def __iter__(self) -> Iterator[_KT]: ...
+        def copy(self) -> dict[_KT, _VT]: ...
+        @overload
+        def get(self, key: _KT, /) -> _VT | None: ...
+        @overload
+        def get(self, key: _KT, default: _VT, /) -> _VT: ...
+        @overload
+        def get(self, key: _KT, default: _T, /) -> _VT | _T: ...
+        def get(self, key: _KT, default: Any = None, /) -> Any: ...
+        @overload
+        def pop(self, key: _KT, /) -> _VT: ...
+        @overload
+        def pop(self, key: _KT, default: _VT, /) -> _VT: ...
+        @overload
+        def pop(self, key: _KT, default: _T, /) -> _VT | _T: ...
+        def pop(self, key: _KT, default: Any = None, /) -> Any: ...
+        def keys(self) -> list[_KT]: ...  # type: ignore[override]
+        def items(self) -> list[tuple[_KT, _VT]]: ...  # type: ignore[override]
+        def values(self) -> list[_VT]: ...  # type: ignore[override]
 
-class DictProxy(MakeProxyType("BaseDictProxy", _DICT_METHODS)):  # type: ignore[misc]
-    """A dict in the server; ``str`` and ``repr`` show it.  Iterating reads its keys in one
-    round trip (a snapshot)."""
+else:
+    _generic = classmethod(types.GenericAlias)
+    """``__class_getitem__`` of a generic proxy type: ``DictProxy[str, int]`` at run time."""
 
-    def __iter__(self) -> Any:
-        return iter(self._callmethod("keys"))
+    class ValueProxy(_Value):
+        """A Value in the server: ``.value``, ``get()``, ``set()``; ``ValueProxy[int]`` types it."""
 
-    def __repr__(self) -> str:
-        return _referent_repr(self)
+        value = property(_Value.get, _Value.set)
+        __class_getitem__ = _generic
+
+    BaseListProxy = MakeProxyType("BaseListProxy", _LIST_METHODS)
+    BaseListProxy.__class_getitem__ = _generic
+
+    class ListProxy(BaseListProxy):
+        """A list in the server; ``str`` and ``repr`` show it; generic (``ListProxy[int]``).
+
+        Iterating reads the server's list by index, ``lst[0]``, ``lst[1]``, ... until
+        ``IndexError``, one round trip per item (Python's sequence iteration, as the
+        standard library's): each ``next`` sees the list as it is then, changes made
+        since ``iter()`` included.  ``lst[:]`` reads a copy in one round trip.
+        """
+
+        def __iadd__(self, value):
+            self._callmethod("extend", (value,))
+            return self
+
+        def __imul__(self, value):
+            self._callmethod("__imul__", (value,))
+            return self
+
+        __repr__ = _referent_repr
+
+    class DictProxy(MakeProxyType("BaseDictProxy", _DICT_METHODS)):
+        """A dict in the server; ``str`` and ``repr`` show it; generic (``DictProxy[str, int]``).
+
+        Iterating iterates over the dict in the server (an iterator there, by
+        proxy, as the standard library's): one round trip per key, and
+        ``RuntimeError`` if the dict changes size meanwhile.  ``d.keys()`` and
+        ``d.copy()`` read a copy in one round trip.
+        """
+
+        _method_to_typeid_ = {"__iter__": "Iterator"}
+
+        def __iter__(self):
+            return self._callmethod("__iter__")
+
+        __repr__ = _referent_repr
+        __class_getitem__ = _generic
 
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))

@@ -23,6 +23,8 @@ from procframe.managers import Namespace as _Namespace
 from procframe.managers import Value as _Value
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from procframe.context import Context
     from procframe.pool import ThreadPool
 
@@ -62,7 +64,7 @@ class ThreadManager:
     def join(self, timeout: float | None = None) -> None:
         """Return at once: there is no server process to wait for."""
 
-    def __enter__(self) -> ThreadManager:
+    def __enter__(self) -> Self:
         if self._state is State.INITIAL:
             self.start()
         elif self._state is not State.STARTED:
