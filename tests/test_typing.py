@@ -171,11 +171,6 @@ def test_the_programs_type_check_on_the_standard_library(mypy_dir: Path, name: s
 
 
 @needs_mypy
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits for the managers' generic proxies (DictProxy[K, V], ListProxy[T]) and "
-    "SyncManager.__enter__; once they land, remove this mark",
-)
 def test_the_managers_typed_api_type_checks_on_procframe(mypy_dir: Path) -> None:
     status, output = mypy(PROGRAMS / "managers_api.py", mypy_dir)
     assert status == 0, output
