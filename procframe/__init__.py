@@ -14,8 +14,10 @@ from procframe._core.errors import (
     AuthenticationError,
     BackendError,
     BufferTooShort,
+    LockNotOwnedError,
     NotSupportedError,
     ProcessError,
+    ProcessNotStartedError,
     ProcessPicklingError,
     ProcessStateError,
     TimeoutError,
@@ -54,6 +56,8 @@ get_all_start_methods = _default.get_all_start_methods
 set_executable = _default.set_executable
 set_forkserver_preload = _default.set_forkserver_preload
 freeze_support = _default.freeze_support
+allow_connection_pickling = _default.allow_connection_pickling
+reducer = _default.reducer
 
 
 def __getattr__(name: str) -> object:
@@ -77,12 +81,14 @@ __all__ = [
     "Event",
     "JoinableQueue",
     "Lock",
+    "LockNotOwnedError",
     "Manager",
     "NotSupportedError",
     "Pipe",
     "Pool",
     "Process",
     "ProcessError",
+    "ProcessNotStartedError",
     "ProcessPicklingError",
     "ProcessStateError",
     "Queue",
@@ -94,6 +100,7 @@ __all__ = [
     "TimeoutError",
     "Value",
     "active_children",
+    "allow_connection_pickling",
     "cpu_count",
     "current_process",
     "freeze_support",
@@ -102,6 +109,7 @@ __all__ = [
     "get_start_method",
     "hookimpl",
     "parent_process",
+    "reducer",
     "set_backend",
     "set_executable",
     "set_forkserver_preload",
