@@ -17,9 +17,11 @@ stands for every backend's implementation of its name, as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from procframe.context import Context, default_context
+
+T = TypeVar("T")
 
 
 class PublicClass(type):
@@ -32,10 +34,12 @@ class PublicClass(type):
 
     _implementations: tuple[type, ...]
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    # Typed as the class: what the factory returns is an instance of it (by
+    # __instancecheck__), and its type for the type checker.
+    def __call__(cls: type[T], *args: Any, **kwargs: Any) -> T:
         if "_implementations" in cls.__dict__:
-            return cls._from_context(*args, **kwargs)  # type: ignore[attr-defined]
-        return super().__call__(*args, **kwargs)
+            return cls._from_context(*args, **kwargs)  # type: ignore[attr-defined,no-any-return]
+        return super().__call__(*args, **kwargs)  # type: ignore[misc,no-any-return]
 
     def __instancecheck__(cls, obj: object) -> bool:
         return type.__instancecheck__(cls, obj) or cls.__subclasscheck__(type(obj))

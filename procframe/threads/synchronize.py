@@ -183,21 +183,29 @@ class Condition(Shared, threading.Condition):
     def __init__(self, lock: Any = None) -> None:
         super().__init__(RLock() if lock is None else lock)  # type: ignore[arg-type]
 
+    # threading checks that the lock is held and raises RuntimeError; the checks are
+    # not repeated here: an error of an unheld lock is turned into LockNotOwnedError.
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
-        if not self._is_owned():  # type: ignore[attr-defined]
-            raise LockNotOwnedError(
-                "cannot wait on a Condition whose lock this thread does not hold"
-            )
-        return super().wait(None if timeout is None else max(timeout, 0.0))
+        try:
+            return super().wait(None if timeout is None else max(timeout, 0.0))
+        except RuntimeError:
+            self._raise_if_not_owned("wait on")
+            raise
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (``notify_all`` comes here too)."""
+        try:
+            super().notify(n)
+        except RuntimeError:
+            self._raise_if_not_owned("notify")
+            raise
+
+    def _raise_if_not_owned(self, what: str) -> None:
         if not self._is_owned():  # type: ignore[attr-defined]
             raise LockNotOwnedError(
-                "cannot notify a Condition whose lock this thread does not hold"
-            )
-        super().notify(n)
+                f"cannot {what} a Condition whose lock this thread does not hold"
+            ) from None
 
     def __repr__(self) -> str:
         return f"<Condition({self._lock!r}, waiters={len(self._waiters)})>"  # type: ignore[attr-defined]
