@@ -16,8 +16,10 @@ from procframe._core.errors import (
     AuthenticationError,
     BackendError,
     BufferTooShort,
+    LockNotOwnedError,
     NotSupportedError,
     ProcessError,
+    ProcessNotStartedError,
     ProcessPicklingError,
     ProcessStateError,
     TimeoutError,
@@ -70,6 +72,8 @@ set_forkserver_preload = _default.set_forkserver_preload
 freeze_support = _default.freeze_support
 get_logger = _default.get_logger
 log_to_stderr = _default.log_to_stderr
+allow_connection_pickling = _default.allow_connection_pickling
+reducer = _default.reducer
 
 
 def __getattr__(name: str) -> object:
@@ -93,12 +97,14 @@ __all__ = [
     "Event",
     "JoinableQueue",
     "Lock",
+    "LockNotOwnedError",
     "Manager",
     "NotSupportedError",
     "Pipe",
     "Pool",
     "Process",
     "ProcessError",
+    "ProcessNotStartedError",
     "ProcessPicklingError",
     "ProcessStateError",
     "Queue",
@@ -110,6 +116,7 @@ __all__ = [
     "TimeoutError",
     "Value",
     "active_children",
+    "allow_connection_pickling",
     "cpu_count",
     "current_process",
     "freeze_support",
@@ -120,6 +127,7 @@ __all__ = [
     "hookimpl",
     "log_to_stderr",
     "parent_process",
+    "reducer",
     "set_backend",
     "set_executable",
     "set_forkserver_preload",

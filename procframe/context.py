@@ -9,6 +9,13 @@ creation time only.
 Selection order: ``get_context(name)`` > ``set_backend(name)`` >
 ``PROCFRAME_BACKEND`` > the platform default (:mod:`procframe._core.registry`).
 The module-level API of ``procframe`` is :data:`default_context`'s.
+
+The names of ``multiprocessing.context`` are here too: ``BaseContext`` (the
+:class:`Context` class), ``DefaultContext``, ``ForkContext``, ``SpawnContext``
+and ``ForkServerContext`` (the classes of the three built-in backends'
+contexts, for ``isinstance`` and annotations), ``ForkProcess``,
+``SpawnProcess`` and ``ForkServerProcess`` (their ``ctx.Process``), the
+exception classes and :func:`assert_spawning`.
 """
 
 from __future__ import annotations
@@ -16,8 +23,16 @@ from __future__ import annotations
 import _thread
 import os
 
-from procframe._core import checks, registry
-from procframe._core.errors import BackendError
+from procframe._core import checks, reduction, registry
+from procframe._core.errors import (
+    AuthenticationError,
+    BackendError,
+    BufferTooShort,
+    NotSupportedError,
+    ProcessError,
+    TimeoutError,
+)
+from procframe._core.process import BaseProcess, Process
 
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
@@ -26,12 +41,13 @@ if TYPE_CHECKING:
     from _ctypes import _CData
     from collections.abc import Callable, Iterable
     from ctypes import _SimpleCData, c_char
+    from types import ModuleType
     from typing import Any, Literal, overload
 
     from procframe import managers, pool
     from procframe._core.backend import BackendInfo
     from procframe._core.generic import CT, T
-    from procframe._core.process import BaseProcess, _ParentProcess
+    from procframe._core.process import _ParentProcess
     from procframe.posix import queues, synchronize
     from procframe.posix.connection import Connection
     from procframe.posix.sharedctypes import (
@@ -42,8 +58,43 @@ if TYPE_CHECKING:
         SynchronizedString,
     )
 
+    ForkProcess: type[BaseProcess]
+    SpawnProcess: type[BaseProcess]
+    ForkServerProcess: type[BaseProcess]
+
+__all__ = [
+    "AuthenticationError",
+    "BaseContext",
+    "BufferTooShort",
+    "Context",
+    "DefaultContext",
+    "ForkContext",
+    "ForkProcess",
+    "ForkServerContext",
+    "ForkServerProcess",
+    "Process",
+    "ProcessError",
+    "SpawnContext",
+    "SpawnProcess",
+    "TimeoutError",
+    "assert_spawning",
+    "default_context",
+    "get_all_start_methods",
+    "get_context",
+    "get_start_method",
+    "set_backend",
+]
+
 _lock = _thread.RLock()
 _contexts: dict[str, Context] = {}
+_set_by_code: str | None = None
+"""The backend code of this process chose (``set_backend``/``set_start_method``), if any.
+
+Only a choice made in this process (or inherited by fork, as in ``multiprocessing``)
+counts as set for ``set_start_method``: the backend a spawned child adopts from its
+parent does not, so a module-level ``set_start_method`` of the same backend,
+re-run in the child, passes.
+"""
 
 
 def get_context(method: str | None = None) -> Context:
@@ -58,13 +109,50 @@ def get_context(method: str | None = None) -> Context:
         with _lock:
             context = _contexts.get(name)
             if context is None or context.backend is not info:
-                context = _contexts[name] = Context(info)
+                context = _contexts[name] = _CONTEXT_CLASSES.get(name, Context)(info)
     return context
 
 
 def set_backend(name: str | None, force: bool = False) -> None:
-    """Choose the default backend for this process, once (``force=True`` to change it)."""
-    registry.choose(name, force)
+    """Choose the default backend for this process, once (``force=True`` to change it).
+
+    Choosing the same backend again is accepted; another one raises
+    ``RuntimeError('context has already been set: ...')`` without ``force``.
+    """
+    global _set_by_code
+    with _lock:
+        registry.choose(name, force)
+        _set_by_code = name
+
+
+def set_start_method(method: str | None, force: bool = False) -> None:
+    """Choose the default backend, as ``multiprocessing.set_start_method``: once.
+
+    Unlike :func:`set_backend`, a second call raises
+    ``RuntimeError('context has already been set')`` even for the same backend,
+    unless ``force=True``; ``set_start_method(None, force=True)`` clears the choice.
+    """
+    with _lock:
+        if not force and _set_by_code is not None and registry.chosen() == _set_by_code:
+            raise RuntimeError(
+                f"context has already been set: the procframe backend is {_set_by_code!r} "
+                "(set_start_method or set_backend was called before); pass force=True to "
+                "change it"
+            )
+        set_backend(method, force)
+
+
+def assert_spawning(obj: object) -> None:
+    """Raise ``RuntimeError`` unless ``obj`` is being pickled to start a child process.
+
+    For ``__getstate__``/``__reduce__`` of objects that only cross to a child as
+    arguments of ``Process`` (or by inheritance), as in ``multiprocessing``.
+    """
+    if not reduction.collecting():
+        raise RuntimeError(
+            f"{type(obj).__name__} objects should only be shared between processes "
+            "through inheritance"
+        )
 
 
 def get_start_method(allow_none: bool = False) -> str | None:
@@ -79,6 +167,15 @@ def get_all_start_methods() -> list[str]:
     return registry.available_backends()
 
 
+def condition_lock(lock: Any) -> Any:
+    """``lock`` if a Condition can use it (``None``: the Condition makes one); else TypeError."""
+    if lock is not None and not (
+        callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
+    ):
+        raise TypeError(f"a Condition needs a lock with acquire() and release(), not {lock!r}")
+    return lock
+
+
 def _broadcast(hook_name: str, **kwargs: Any) -> None:
     """Call ``hook_name`` on every plugin (a process-wide setting)."""
     from procframe._core.plugins import get_plugin_manager
@@ -88,6 +185,11 @@ def _broadcast(hook_name: str, **kwargs: Any) -> None:
 
 class Context:
     """The public API bound to one backend; ``procframe.get_context(name)`` returns one."""
+
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
 
     def __init__(self, backend: BackendInfo) -> None:
         self._backend = backend
@@ -112,6 +214,36 @@ class Context:
     def get_context(self, method: str | None = None) -> Context:
         """Another context, or this one when ``method`` is ``None``."""
         return self if method is None else get_context(method)
+
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
+        """Refused, as in ``multiprocessing``: a context is bound to its backend."""
+        raise ValueError(
+            f"cannot set start method of concrete context (this one is bound to backend "
+            f"{self.name!r}); call procframe.set_start_method() to choose the default backend"
+        )
+
+    @property
+    def reducer(self) -> ModuleType:
+        """How objects are reduced to cross to a child: procframe's reduction module.
+
+        procframe pickles with the standard pickle, and objects that hold a
+        descriptor cross to a child by descriptor (:mod:`procframe._core.reduction`).
+        """
+        return reduction
+
+    @reducer.setter
+    def reducer(self, value: ModuleType) -> None:
+        # Refused rather than stored: procframe would never use another reducer,
+        # and a setting that changes nothing would fail silently.
+        if value is not reduction:
+            raise NotSupportedError(
+                f"procframe cannot use another reducer ({value!r}): objects cross to a child "
+                "by the standard pickle, and those holding a descriptor by descriptor; make "
+                "a type picklable with __reduce__ or copyreg instead"
+            )
+
+    def allow_connection_pickling(self) -> None:
+        """Accepted for compatibility: connections already cross to a child by descriptor."""
 
     def __repr__(self) -> str:
         return f"<procframe Context backend={self.name!r}>"
@@ -235,10 +367,7 @@ class Context:
 
     def Condition(self, lock: Any = None) -> synchronize.Condition:
         """A condition variable shared between processes, on ``lock`` (a new RLock if None)."""
-        if lock is not None and not (
-            callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
-        ):
-            raise TypeError(f"a Condition needs a lock with acquire() and release(), not {lock!r}")
+        lock = condition_lock(lock)
         return self._make("procframe_make_condition", "a Condition", lock=lock)  # type: ignore[no-any-return]
 
     def Event(self) -> synchronize.Event:
@@ -436,8 +565,11 @@ class DefaultContext(Context):
         return get_context(method)
 
     def set_start_method(self, method: str | None, force: bool = False) -> None:
-        """Alias of :func:`set_backend`, the ``multiprocessing`` name."""
-        set_backend(method, force=force)
+        """Choose the default backend, once: a second call needs ``force=True``.
+
+        :func:`set_start_method`; :func:`set_backend` also accepts the same backend again.
+        """
+        set_start_method(method, force=force)
 
     def get_all_start_methods(self) -> list[str]:
         """The available backends, the platform default first."""
@@ -455,6 +587,44 @@ class DefaultContext(Context):
 
 def _the_default_context() -> DefaultContext:
     return default_context
+
+
+BaseContext = Context
+"""``multiprocessing.context.BaseContext``: every context is a :class:`Context`."""
+
+
+class ForkContext(Context):
+    """The context of the ``fork`` backend."""
+
+
+class SpawnContext(Context):
+    """The context of the ``spawn`` backend."""
+
+
+class ForkServerContext(Context):
+    """The context of the ``forkserver`` backend."""
+
+
+_CONTEXT_CLASSES: dict[str, type[Context]] = {
+    "fork": ForkContext,
+    "spawn": SpawnContext,
+    "forkserver": ForkServerContext,
+}
+_PROCESS_CLASSES = {
+    "ForkProcess": "fork",
+    "SpawnProcess": "spawn",
+    "ForkServerProcess": "forkserver",
+}
+
+
+def __getattr__(name: str) -> type[BaseProcess]:
+    # Made on first use: a spawned child imports this module.
+    backend = _PROCESS_CLASSES.get(name)
+    if backend is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from procframe._core.process import bound_process_class
+
+    return bound_process_class(backend)
 
 
 default_context = DefaultContext()

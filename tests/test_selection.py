@@ -107,7 +107,8 @@ def test_set_backend_is_set_once() -> None:
 def test_set_start_method_is_an_alias() -> None:
     procframe.set_start_method("spawn")
     assert procframe.get_start_method(allow_none=True) == "spawn"
-    procframe.set_start_method("spawn")
+    with pytest.raises(RuntimeError, match="context has already been set"):
+        procframe.set_start_method("spawn")  # as multiprocessing: once, even the same one
     with pytest.raises(RuntimeError):
         procframe.set_backend("fork")
     procframe.set_start_method(None, force=True)

@@ -31,6 +31,22 @@ class ProcessStateError(ProcessError, AssertionError, RuntimeError):
     """
 
 
+class ProcessNotStartedError(ProcessStateError, ValueError):
+    """What needs a started process was asked of one never started (its ``sentinel``).
+
+    A :class:`ProcessStateError`, and a ``ValueError`` as ``multiprocessing``
+    raises there (``ValueError('process not started')``).
+    """
+
+
+class LockNotOwnedError(ProcessError, AssertionError, RuntimeError):
+    """A Condition was waited on or notified by a thread that does not hold its lock.
+
+    An ``AssertionError`` as in ``multiprocessing`` and a ``RuntimeError`` as in
+    ``threading``, so code written for either catches it.
+    """
+
+
 class ProcessPicklingError(_pickle.PicklingError, TypeError):
     """An object handed to a new process cannot be pickled for its backend."""
 

@@ -14,7 +14,7 @@ import sys
 
 from procframe._core import lognames, registry
 from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
-from procframe._core.errors import ProcessStateError
+from procframe._core.errors import ProcessNotStartedError, ProcessStateError
 
 # Not typing.TYPE_CHECKING: a spawned child imports this module and typing is slow to import.
 TYPE_CHECKING = False
@@ -298,7 +298,11 @@ class BaseProcess:
     @_check_closed
     def sentinel(self) -> int:
         """A file descriptor that becomes readable when the process exits."""
-        return self._require_started("get the sentinel of").sentinel
+        if self._launcher is None:
+            raise ProcessNotStartedError(
+                f"process not started: cannot get the sentinel of {self._name!r} before start()"
+            )
+        return self._launcher.sentinel
 
     def __repr__(self) -> str:
         if self is current_process():

@@ -7,6 +7,7 @@ come back with the worker's traceback; ``imap`` reads its input lazily.
 
 from __future__ import annotations
 
+from procframe._core.errors import TimeoutError
 from procframe.pool._errors import (
     BrokenPoolError,
     MaybeEncodingError,
@@ -37,5 +38,6 @@ __all__ = [
     "TaskAbortedError",
     "TaskTimeoutError",
     "ThreadPool",
+    "TimeoutError",
     "WorkerLostError",
 ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from procframe._core.errors import LockNotOwnedError
 from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
 from procframe.posix.waitroom import CAPACITY, WaitRoom
 
@@ -191,13 +192,15 @@ class Condition:
     def _acquire_once(self, state: None) -> None:
         self._lock.acquire()
 
-    def _check_owned(self) -> None:
+    def _check_owned(self, what: str) -> None:
         if not self._is_owned():
-            raise RuntimeError("cannot use a Condition whose lock this thread does not hold")
+            raise LockNotOwnedError(
+                f"cannot {what} a Condition whose lock this thread does not hold"
+            )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
-        self._check_owned()
+        self._check_owned("wait on")
         room = self._room
         slot, semaphore = room.enter()
         depth = self._release_save()
@@ -212,7 +215,7 @@ class Condition:
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
-        self._check_owned()
+        self._check_owned("notify")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         self._room.wake(n)
@@ -308,7 +311,7 @@ class Event:
             self._cond.release()
 
     def __repr__(self) -> str:
-        return f"<Event({'set' if self.is_set() else 'unset'})>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 class Barrier(threading.Barrier):

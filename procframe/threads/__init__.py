@@ -24,6 +24,20 @@ What differs from a backend of OS processes:
 from __future__ import annotations
 
 from procframe._core.errors import NotSupportedError
-from procframe.threads.backend import ThreadsBackend, plugin
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from procframe.threads.backend import ThreadsBackend, plugin
 
 __all__ = ["NotSupportedError", "ThreadsBackend", "plugin"]
+
+
+def __getattr__(name: str) -> object:
+    # The plugin is imported on first use: procframe.dummy and the public classes of
+    # procframe.queues and procframe.synchronize import this package's objects without
+    # pluggy, which the plugin's hook implementations need.
+    if name in ("ThreadsBackend", "plugin"):
+        from procframe.threads import backend
+
+        return getattr(backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

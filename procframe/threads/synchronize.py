@@ -2,8 +2,10 @@
 
 ``acquire(block=True, timeout=None)`` (``None``: wait for ever, a negative
 timeout counts as 0, ``block=False`` ignores the timeout), a Lock released
-while unlocked raises ValueError, semaphores have ``get_value()``.  Event and
-Barrier are ``threading``'s, which have the API already.
+while unlocked raises ValueError, semaphores have ``get_value()``, a Condition
+used without its lock raises :class:`~procframe._core.errors.LockNotOwnedError`
+(``multiprocessing``'s AssertionError and ``threading``'s RuntimeError).  Event
+and Barrier are ``threading``'s, which have the API already.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from threading import get_ident
 from typing import Any
 
+from procframe._core.errors import LockNotOwnedError
 from procframe.threads._shared import Shared
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
@@ -180,9 +183,29 @@ class Condition(Shared, threading.Condition):
     def __init__(self, lock: Any = None) -> None:
         super().__init__(RLock() if lock is None else lock)  # type: ignore[arg-type]
 
+    # threading checks that the lock is held and raises RuntimeError; the checks are
+    # not repeated here: an error of an unheld lock is turned into LockNotOwnedError.
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
-        return super().wait(None if timeout is None else max(timeout, 0.0))
+        try:
+            return super().wait(None if timeout is None else max(timeout, 0.0))
+        except RuntimeError:
+            self._raise_if_not_owned("wait on")
+            raise
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters (``notify_all`` comes here too)."""
+        try:
+            super().notify(n)
+        except RuntimeError:
+            self._raise_if_not_owned("notify")
+            raise
+
+    def _raise_if_not_owned(self, what: str) -> None:
+        if not self._is_owned():  # type: ignore[attr-defined]
+            raise LockNotOwnedError(
+                f"cannot {what} a Condition whose lock this thread does not hold"
+            ) from None
 
     def __repr__(self) -> str:
         return f"<Condition({self._lock!r}, waiters={len(self._waiters)})>"  # type: ignore[attr-defined]
@@ -192,7 +215,7 @@ class Event(Shared, threading.Event):
     """``threading.Event``: ``set``, ``clear``, ``is_set`` and ``wait(timeout)``."""
 
     def __repr__(self) -> str:
-        return f"<Event({'set' if self.is_set() else 'unset'})>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 class Barrier(Shared, threading.Barrier):
