@@ -172,9 +172,9 @@ class _Dispatcher:
                 error_callback=lambda error: self._settle(future, False, error),
             )
         except Exception as e:  # the pool is not running (terminated at exit)
-            from procframe.pool import BrokenPoolError
-
-            error = BrokenPoolError(f"the executor's pool cannot take the call: {e}")
+            error = _broken_types()["BrokenPoolError"](
+                f"the executor's pool cannot take the call: {e}"
+            )
             error.__cause__ = e
             self._settle(future, False, error)
 
@@ -193,7 +193,7 @@ class _Dispatcher:
             if ok:
                 future.set_result(value)
             else:
-                future.set_exception(value)
+                future.set_exception(_as_executor_error(value))
         finally:
             _in_callback.active = outer
 
@@ -400,6 +400,86 @@ def _chunks(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[
 def _run_chunk(fn: Callable[..., T], chunk: list[tuple[Any, ...]]) -> list[T]:
     """One task of ``map``: ``fn`` over a chunk of argument tuples (runs in a worker)."""
     return [fn(*args) for args in chunk]
+
+
+def _as_executor_error(error: BaseException) -> BaseException:
+    """What ``result()`` raises for ``error``, an outcome of the pool.
+
+    As the standard executor: a lost worker or a broken pool is a
+    ``BrokenProcessPool``; a call or a result that cannot cross raises what
+    pickling raised; a ``SystemExit`` (any BaseException) of the call is
+    raised as it is.  An exception the call raised itself has its worker's
+    traceback as ``__cause__``: it is raised unchanged.
+    """
+    from procframe._core.errors import ProcessPicklingError
+    from procframe.pool import (
+        BrokenPoolError,
+        MaybeEncodingError,
+        RemoteTraceback,
+        TaskAbortedError,
+        WorkerLostError,
+    )
+    from procframe.pool._errors import add_note
+
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback):
+        return error
+    if isinstance(error, WorkerLostError):
+        lost = _broken_types()["WorkerLostError"](error.pid, error.exitcode)
+        lost.__cause__ = cause
+        return lost
+    if isinstance(error, BrokenPoolError):
+        broken = _broken_types()["BrokenPoolError"](*error.args)
+        broken.__cause__ = cause
+        return broken
+    if isinstance(cause, BaseException):
+        if isinstance(error, (ProcessPicklingError, MaybeEncodingError)):
+            add_note(cause, f"procframe: {error}")
+            return cause
+        if isinstance(error, TaskAbortedError):
+            return cause
+    return error
+
+
+_BROKEN_TYPES = ("BrokenPoolError", "WorkerLostError")
+_broken: dict[str, type[Exception]] = {}
+_broken_lock = threading.Lock()
+
+
+def _broken_types() -> dict[str, type[Exception]]:
+    """The executor's ``WorkerLostError`` and ``BrokenPoolError``: the pool's, which are also
+    ``concurrent.futures.process.BrokenProcessPool``.
+
+    Made on first use: importing that module imports the standard library's
+    ``multiprocessing``, which procframe does only when a worker is lost or
+    the pool breaks.
+    """
+    with _broken_lock:
+        if not _broken:
+            from concurrent.futures.process import BrokenProcessPool
+
+            from procframe import pool
+
+            class WorkerLostError(pool.WorkerLostError, BrokenProcessPool):
+                """The worker running the call died: only this call failed, the executor goes
+                on.  A ``BrokenProcessPool``, which the standard executor raises instead."""
+
+            class BrokenPoolError(pool.BrokenPoolError, BrokenProcessPool):
+                """The executor's pool cannot run calls (its initializer failed, or it was
+                terminated): a ``BrokenProcessPool``, as in the standard executor."""
+
+            for kind in (WorkerLostError, BrokenPoolError):
+                kind.__module__ = __name__
+                kind.__qualname__ = kind.__name__
+                _broken[kind.__name__] = kind
+        return _broken
+
+
+def __getattr__(name: str) -> Any:
+    """``WorkerLostError`` and ``BrokenPoolError``, made when first asked for."""
+    if name in _BROKEN_TYPES:
+        return _broken_types()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _as_procframe_context(mp_context: Any) -> Any:
