@@ -243,11 +243,13 @@ class _BasePool:
         return f"<{type(self).__name__} state={self._core.state} pool_size={self._processes}>"
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        # Still running when collected: a ResourceWarning as multiprocessing's (the finalizer
-        # then stops the workers).  ``_warn`` is bound now: at exit the module may be gone.
+        # Collected while running: stop the workers, and warn as multiprocessing does.
+        # ``_warn`` is bound now: at exit the module's globals may be gone.
         core = getattr(self, "_core", None)
         if core is not None and core.state == RUNNING:
-            _warn(f"unclosed running procframe pool {self!r}", ResourceWarning, source=self)
+            message = f"unclosed running procframe pool {self!r}"
+            self._finalizer()  # before warning: the warning may be an error, which keeps self
+            _warn(message, ResourceWarning, source=self)
 
 
 def _feed(
