@@ -6,11 +6,13 @@ context; the default backend's when ``None``).  It differs from the standard
 one where the standard one breaks:
 
 * A worker that dies (killed, crashed, ``os._exit``) fails only the future it
-  was running, with :class:`procframe.pool.WorkerLostError`; a new worker takes
-  its place and the executor goes on.  The standard executor fails every
-  pending future and refuses new ones (``BrokenProcessPool``).
+  was running, with :class:`procframe.futures.WorkerLostError` (a
+  ``procframe.pool.WorkerLostError`` that is also the
+  ``concurrent.futures.process.BrokenProcessPool`` the standard executor
+  raises); a new worker takes its place and the executor goes on.  The
+  standard executor fails every pending future and refuses new ones.
 * An ``initializer`` that raises fails the futures with
-  :class:`procframe.pool.BrokenPoolError` (the pool cannot run anything).
+  :class:`procframe.futures.BrokenPoolError` (also a ``BrokenProcessPool``).
 * ``max_tasks_per_child`` works with every backend, ``fork`` included.
 
 A future is *pending* (``cancel()`` succeeds, and the call never runs) until
@@ -23,8 +25,15 @@ cancels the futures still waiting in the executor.
 
 Exceptions raised by a call come back with their type and message, their
 ``__cause__`` a :class:`procframe.pool.RemoteTraceback` that shows the
-worker's traceback.  A call or result that cannot be pickled fails its future
-(``procframe.ProcessPicklingError``, ``MaybeEncodingError``).
+worker's traceback; a ``SystemExit`` too, as in the standard executor.  A
+call or result that cannot be pickled (or unpickled) fails its future with
+the exception pickle raised, as the standard executor does; a note says
+which part of the call it was.
+
+The two error classes above are made when first needed: their base class
+comes from ``concurrent.futures.process``, which imports the standard
+``multiprocessing``, and procframe imports it only when a worker is lost or
+the pool breaks.
 
 The pool's processes start at the first ``submit``.  An executor dropped
 without ``shutdown`` finishes the work it was given, then its workers exit;
@@ -267,7 +276,7 @@ class ProcessPoolExecutor(Executor):
     worker: at most ``max_workers`` calls are handed to the pool at a time,
     and a call is marked running when it is handed over.  A cancelled call
     never runs.  A worker that dies fails only its call's future, with
-    ``WorkerLostError``; the executor keeps working.
+    ``WorkerLostError`` (a ``BrokenProcessPool``); the executor keeps working.
     """
 
     def __init__(
@@ -422,7 +431,7 @@ def _as_executor_error(error: BaseException) -> BaseException:
     from procframe.pool._errors import add_note
 
     cause = error.__cause__
-    if isinstance(cause, RemoteTraceback):
+    if isinstance(cause, RemoteTraceback) or type(error) in _broken.values():
         return error
     if isinstance(error, WorkerLostError):
         lost = _broken_types()["WorkerLostError"](error.pid, error.exitcode)
