@@ -101,6 +101,8 @@ def pickling_error(message: str, original: BaseException) -> ProcessPicklingErro
     """
     try:
         error = _pickling_error_type(type(original))(message)
+        if str(error) != message:
+            raise ValueError(f"{type(original).__name__} tells its message its own way")
     except Exception:  # a type that cannot be mixed in, or built from one message
         error = ProcessPicklingError(message)
     error.__cause__ = original
@@ -120,6 +122,7 @@ def _pickling_error_type(kind: type[BaseException]) -> type[ProcessPicklingError
             "__module__": ProcessPicklingError.__module__,
             "__doc__": f"A ProcessPicklingError that is also a {kind.__qualname__}.",
             "__reduce__": _reduce_mixed,
+            "__str__": BaseException.__str__,  # the message, whatever ``kind`` would print
         }
         mixed = type(ProcessPicklingError.__name__, (ProcessPicklingError, kind), namespace)
         _mixed_types[kind] = mixed
