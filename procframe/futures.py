@@ -6,11 +6,13 @@ context; the default backend's when ``None``).  It differs from the standard
 one where the standard one breaks:
 
 * A worker that dies (killed, crashed, ``os._exit``) fails only the future it
-  was running, with :class:`procframe.pool.WorkerLostError`; a new worker takes
-  its place and the executor goes on.  The standard executor fails every
-  pending future and refuses new ones (``BrokenProcessPool``).
+  was running, with :class:`procframe.futures.WorkerLostError` (a
+  ``procframe.pool.WorkerLostError`` that is also the
+  ``concurrent.futures.process.BrokenProcessPool`` the standard executor
+  raises); a new worker takes its place and the executor goes on.  The
+  standard executor fails every pending future and refuses new ones.
 * An ``initializer`` that raises fails the futures with
-  :class:`procframe.pool.BrokenPoolError` (the pool cannot run anything).
+  :class:`procframe.futures.BrokenPoolError` (also a ``BrokenProcessPool``).
 * ``max_tasks_per_child`` works with every backend, ``fork`` included.
 
 A future is *pending* (``cancel()`` succeeds, and the call never runs) until
@@ -23,8 +25,15 @@ cancels the futures still waiting in the executor.
 
 Exceptions raised by a call come back with their type and message, their
 ``__cause__`` a :class:`procframe.pool.RemoteTraceback` that shows the
-worker's traceback.  A call or result that cannot be pickled fails its future
-(``procframe.ProcessPicklingError``, ``MaybeEncodingError``).
+worker's traceback; a ``SystemExit`` too, as in the standard executor.  A
+call or result that cannot be pickled (or unpickled) fails its future with
+the exception pickle raised, as the standard executor does; a note says
+which part of the call it was.
+
+The two error classes above are made when first needed: their base class
+comes from ``concurrent.futures.process``, which imports the standard
+``multiprocessing``, and procframe imports it only when a worker is lost or
+the pool breaks.
 
 The pool's processes start at the first ``submit``.  An executor dropped
 without ``shutdown`` finishes the work it was given, then its workers exit;
@@ -172,9 +181,9 @@ class _Dispatcher:
                 error_callback=lambda error: self._settle(future, False, error),
             )
         except Exception as e:  # the pool is not running (terminated at exit)
-            from procframe.pool import BrokenPoolError
-
-            error = BrokenPoolError(f"the executor's pool cannot take the call: {e}")
+            error = _broken_types()["BrokenPoolError"](
+                f"the executor's pool cannot take the call: {e}"
+            )
             error.__cause__ = e
             self._settle(future, False, error)
 
@@ -193,7 +202,7 @@ class _Dispatcher:
             if ok:
                 future.set_result(value)
             else:
-                future.set_exception(value)
+                future.set_exception(_as_executor_error(value))
         finally:
             _in_callback.active = outer
 
@@ -267,7 +276,7 @@ class ProcessPoolExecutor(Executor):
     worker: at most ``max_workers`` calls are handed to the pool at a time,
     and a call is marked running when it is handed over.  A cancelled call
     never runs.  A worker that dies fails only its call's future, with
-    ``WorkerLostError``; the executor keeps working.
+    ``WorkerLostError`` (a ``BrokenProcessPool``); the executor keeps working.
     """
 
     def __init__(
@@ -400,6 +409,86 @@ def _chunks(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[
 def _run_chunk(fn: Callable[..., T], chunk: list[tuple[Any, ...]]) -> list[T]:
     """One task of ``map``: ``fn`` over a chunk of argument tuples (runs in a worker)."""
     return [fn(*args) for args in chunk]
+
+
+def _as_executor_error(error: BaseException) -> BaseException:
+    """What ``result()`` raises for ``error``, an outcome of the pool.
+
+    As the standard executor: a lost worker or a broken pool is a
+    ``BrokenProcessPool``; a call or a result that cannot cross raises what
+    pickling raised; a ``SystemExit`` (any BaseException) of the call is
+    raised as it is.  An exception the call raised itself has its worker's
+    traceback as ``__cause__``: it is raised unchanged.
+    """
+    from procframe._core.errors import ProcessPicklingError
+    from procframe.pool import (
+        BrokenPoolError,
+        MaybeEncodingError,
+        RemoteTraceback,
+        TaskAbortedError,
+        WorkerLostError,
+    )
+    from procframe.pool._errors import add_note
+
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback) or type(error) in _broken.values():
+        return error
+    if isinstance(error, WorkerLostError):
+        lost = _broken_types()["WorkerLostError"](error.pid, error.exitcode)
+        lost.__cause__ = cause
+        return lost
+    if isinstance(error, BrokenPoolError):
+        broken = _broken_types()["BrokenPoolError"](*error.args)
+        broken.__cause__ = cause
+        return broken
+    if isinstance(cause, BaseException):
+        if isinstance(error, (ProcessPicklingError, MaybeEncodingError)):
+            add_note(cause, f"procframe: {error}")
+            return cause
+        if isinstance(error, TaskAbortedError):
+            return cause
+    return error
+
+
+_BROKEN_TYPES = ("BrokenPoolError", "WorkerLostError")
+_broken: dict[str, type[Exception]] = {}
+_broken_lock = threading.Lock()
+
+
+def _broken_types() -> dict[str, type[Exception]]:
+    """The executor's ``WorkerLostError`` and ``BrokenPoolError``: the pool's, which are also
+    ``concurrent.futures.process.BrokenProcessPool``.
+
+    Made on first use: importing that module imports the standard library's
+    ``multiprocessing``, which procframe does only when a worker is lost or
+    the pool breaks.
+    """
+    with _broken_lock:
+        if not _broken:
+            from concurrent.futures.process import BrokenProcessPool
+
+            from procframe import pool
+
+            class WorkerLostError(pool.WorkerLostError, BrokenProcessPool):
+                """The worker running the call died: only this call failed, the executor goes
+                on.  A ``BrokenProcessPool``, which the standard executor raises instead."""
+
+            class BrokenPoolError(pool.BrokenPoolError, BrokenProcessPool):
+                """The executor's pool cannot run calls (its initializer failed, or it was
+                terminated): a ``BrokenProcessPool``, as in the standard executor."""
+
+            for kind in (WorkerLostError, BrokenPoolError):
+                kind.__module__ = __name__
+                kind.__qualname__ = kind.__name__
+                _broken[kind.__name__] = kind
+        return _broken
+
+
+def __getattr__(name: str) -> Any:
+    """``WorkerLostError`` and ``BrokenPoolError``, made when first asked for."""
+    if name in _BROKEN_TYPES:
+        return _broken_types()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _as_procframe_context(mp_context: Any) -> Any:

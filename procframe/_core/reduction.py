@@ -39,11 +39,21 @@ def collecting() -> bool:
     return getattr(_launch, "fds", None) is not None
 
 
+class InheritanceOnlyError(TypeError, RuntimeError):
+    """An object holding a descriptor was pickled outside a child's launch.
+
+    A ``TypeError`` as any object pickle refuses, and the ``RuntimeError``
+    that ``multiprocessing`` raises for a Lock or a Queue sent through a pool
+    or a queue ("... should only be shared between processes through
+    inheritance").
+    """
+
+
 def export_fd(fd: int, what: str) -> int:
     """Register ``fd`` (held by ``what``) for the child being launched; return its token."""
     fds: list[int] | None = getattr(_launch, "fds", None)
     if fds is None:
-        raise TypeError(
+        raise InheritanceOnlyError(
             f"{what} holds a file descriptor and can only be passed to a child process as an "
             "argument of Process (or inherited under fork); it cannot be pickled otherwise"
         )

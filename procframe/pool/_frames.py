@@ -36,13 +36,14 @@ SAME_FUNC = 0x80
 DONE = 0
 """Payload: the result's pickle."""
 TASK_RAISED = 1
-"""Payload: pickle of (formatted traceback, the exception's own pickle)."""
+"""Payload: pickle of (the exception's repr, formatted traceback, the exception's own pickle)."""
 UNPICKLABLE = 2
-"""Payload: UTF-8 text: the result, or the exception raised, could not be pickled."""
+"""Payload: pickle of (repr of the pickling error, repr of the result or exception it could
+not pickle, a formatted traceback, the pickling error's own pickle or None)."""
 ABORTED = 3
-"""Payload: UTF-8 text: the task raised a BaseException that is not an Exception."""
+"""Payload: as TASK_RAISED, for a BaseException that is not an Exception (its pickle or None)."""
 BAD_TASK = 4
-"""Payload: UTF-8 text: the task could not be unpickled in the worker."""
+"""Payload: as TASK_RAISED: the error unpickling the task raised in the worker (or None)."""
 INIT_FAILED = 5
 """Payload: as TASK_RAISED, for the initializer (task id 0); the worker then exits."""
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import atexit
-import itertools
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from procframe.pool._thread_core import ThreadCore
 S = TypeVar("S")
 T = TypeVar("T")
 R = TypeVar("R")
+PoolT = TypeVar("PoolT", bound="_BasePool")
 
 _NEEDS = {
     POSIX_SIGNALS: "the pool stops its workers with signals: terminate(), task timeouts",
@@ -192,6 +193,7 @@ class _BasePool:
         if chunksize < 1:
             raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
         results = kind(IMAP_AHEAD * self._processes)
+        results._chunksize = chunksize
         core = self._core
         core.feeder_started()
         feeder = threading.Thread(
@@ -231,7 +233,8 @@ class _BasePool:
             raise ValueError("join() needs close() or terminate() first")
         self._core.join()
 
-    def __enter__(self: T) -> T:
+    def __enter__(self: PoolT) -> PoolT:
+        self._check_running()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -239,6 +242,15 @@ class _BasePool:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} state={self._core.state} pool_size={self._processes}>"
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # Collected while running: stop the workers, and warn as multiprocessing does.
+        # ``_warn`` is bound now: at exit the module's globals may be gone.
+        core = getattr(self, "_core", None)
+        if core is not None and core.state == RUNNING:
+            message = f"unclosed running procframe pool {self!r}"
+            self._finalizer()  # before warning: the warning may be an error, which keeps self
+            _warn(message, ResourceWarning, source=self)
 
 
 def _feed(
@@ -251,12 +263,14 @@ def _feed(
     """Read ``items`` as results are consumed, and submit them chunk by chunk.
 
     Chunks read within ``FEED_BATCH_WINDOW`` of each other go in one
-    submission (one message per worker rather than one per chunk).
+    submission (one message per worker rather than one per chunk).  If
+    reading ``items`` raises, the items read before are submitted, and the
+    exception is the outcome at the next place, as in ``multiprocessing``.
     """
     index = 0
+    failure: BaseException | None = None
     try:
-        exhausted = False
-        while not exhausted:
+        while failure is None:
             results = results_ref()
             if results is None or core.state == TERMINATED:
                 return
@@ -264,12 +278,12 @@ def _feed(
             batch: list[Call] = []
             started = time.monotonic()
             while len(batch) < room:
-                chunk = list(itertools.islice(items, chunksize))
-                if not chunk:
-                    exhausted = True
-                    break
-                batch.append((results, index + len(batch), _frames.MAP, (func, chunk)))
-                if time.monotonic() - started > FEED_BATCH_WINDOW:
+                chunk, failure = _read_chunk(items, chunksize)
+                if chunk:
+                    batch.append((results, index + len(batch), _frames.MAP, (func, chunk)))
+                if failure is None and len(chunk) < chunksize:
+                    failure = _EXHAUSTED
+                if failure is not None or time.monotonic() - started > FEED_BATCH_WINDOW:
                     break
             if batch:
                 results._note_submitted(len(batch))
@@ -277,16 +291,38 @@ def _feed(
                 index += len(batch)
             del results, batch
         results = results_ref()
-        if results is not None:
+        if results is None:
+            return
+        if failure is _EXHAUSTED:
             results._set_length(index)
-    except BaseException as e:  # the iterable raised: that is the outcome at this position
+        else:
+            results._set_input_error(index, failure)
+    except BaseException as e:  # a bug here: fail the iterator rather than leave it waiting
         results = results_ref()
         if results is not None:
-            results._note_submitted(1)
-            results._set(index, False, e)
-            results._set_length(index + 1)
+            results._set_input_error(index, e)
     finally:
         core.feeder_done()
+
+
+class _Exhausted(Exception):
+    """Stands for the end of an ``imap``'s input."""
+
+
+_EXHAUSTED = _Exhausted()
+
+
+def _read_chunk(items: Iterator[Any], size: int) -> tuple[list[Any], BaseException | None]:
+    """Up to ``size`` items, and the exception reading the next one raised (if it did)."""
+    chunk: list[Any] = []
+    try:
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == size:
+                break
+    except BaseException as e:  # the input's own error: the outcome at its place
+        return chunk, e
+    return chunk, None
 
 
 def _terminate_in_background(core: ProcessCore | ThreadCore) -> None:

@@ -23,7 +23,7 @@ import threading
 import time
 import types
 from collections import deque
-from pickle import HIGHEST_PROTOCOL, dumps, loads
+from pickle import HIGHEST_PROTOCOL, dumps
 from typing import Any
 
 from procframe._core.errors import ProcessPicklingError
@@ -31,13 +31,11 @@ from procframe._core.fdwait import wait_readable
 from procframe.pool import _frames, _worker
 from procframe.pool._errors import (
     BrokenPoolError,
-    MaybeEncodingError,
-    RemoteTraceback,
-    TaskAbortedError,
     TaskTimeoutError,
     WorkerLostError,
     describe_exit,
 )
+from procframe.pool._outcomes import decode, unpicklable_task
 from procframe.posix.connection import Connection
 
 RUNNING, CLOSED, TERMINATED = "running", "closed", "terminated"
@@ -162,7 +160,8 @@ class ProcessCore:
     # -- submitting (any thread) ------------------------------------------------
 
     def _task(self, submission: Call, timeout: float | None, functions: dict[int, bytes]) -> Task:
-        """The task of one submission (its call pickled); ``ProcessPicklingError`` if it cannot be.
+        """The task of one submission (its call pickled); ``ProcessPicklingError`` if it cannot be
+        (also of the type of what pickling raised, as ``multiprocessing`` raises that).
 
         ``functions`` keeps the pickles of functions already seen (a map's chunks share one).
         """
@@ -174,10 +173,7 @@ class ProcessCore:
                 pickled = functions[id(func)] = self._pickle_function(func)
             payload = pickled + dumps(call[1:], HIGHEST_PROTOCOL)
         except Exception as e:
-            unpicklable = ProcessPicklingError(
-                f"cannot pickle the task's function or arguments: {type(e).__name__}: {e}"
-            )
-            raise unpicklable from e
+            raise unpicklable_task(job, index, kind, call, e) from e
         if isinstance(func, _BY_NAME):
             kind |= _frames.SAME_FUNC
         return Task(next(self._ids), kind, payload, job, index, timeout)
@@ -446,7 +442,7 @@ class ProcessCore:
             return True
         for task_id, code, micros, payload in frames:
             if code == _frames.INIT_FAILED:
-                self._break(_decode(_frames.TASK_RAISED, payload)[1], ended)
+                self._break(decode(_frames.TASK_RAISED, payload)[1], ended)
                 return True
             if not w.held or w.held[0].id != task_id:
                 continue  # its task was settled already (the pool was terminated or broken)
@@ -661,27 +657,4 @@ def _decode(code: int, payload: Any) -> tuple[bool, Any]:
     """(ok, value) from an outcome the worker sent, or one the pool decided (``_LOST``)."""
     if code == _LOST:
         return False, payload
-    if code == _frames.DONE:
-        try:
-            return True, loads(payload)
-        except Exception as e:
-            return False, MaybeEncodingError(
-                f"cannot unpickle the task's result here: {type(e).__name__}: {e}"
-            )
-    message, tb, pickled = loads(payload)
-    error: BaseException
-    if code == _frames.TASK_RAISED and pickled is not None:
-        try:
-            error = loads(pickled)
-        except Exception as e:
-            error = MaybeEncodingError(
-                f"the task raised an exception that cannot be unpickled here "
-                f"({type(e).__name__}: {e}): {message}"
-            )
-    elif code == _frames.ABORTED:
-        error = TaskAbortedError(message)
-    else:
-        error = MaybeEncodingError(message)
-    if tb:
-        error.__cause__ = RemoteTraceback(tb)
-    return False, error
+    return decode(code, payload)

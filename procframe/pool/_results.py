@@ -137,6 +137,9 @@ class IMapIterator(Iterator[T]):
         self._consumed = 0
         self._submitted = 0
         self._chunks: int | None = None  # known once the input is exhausted
+        self._input_error: BaseException | None = None  # raised after the chunks before it
+        self._chunks_before_error = 0
+        self._chunksize = 1  # of the pool's tasks (for the messages of its errors)
 
     def __iter__(self) -> IMapIterator[T]:
         return self
@@ -164,6 +167,10 @@ class IMapIterator(Iterator[T]):
                         raise value
                     self._items.extend(value)
                     continue
+                if self._input_error is not None and self._consumed == self._chunks_before_error:
+                    error, self._input_error = self._input_error, None
+                    self._consumed += 1
+                    raise error
                 if self._chunks is not None and self._consumed >= self._chunks:
                     raise StopIteration
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -199,6 +206,16 @@ class IMapIterator(Iterator[T]):
                     self._arrived[index] = (ok, value)
             else:
                 self._unordered.extend((ok, value) for _, ok, value in outcomes)
+            self._cond.notify()
+
+    def _set_input_error(self, index: int, error: BaseException) -> None:
+        """Reading the input raised ``error`` after ``index`` chunks: it is the last outcome,
+        raised once the results of those chunks have been taken."""
+        with self._cond:
+            self._submitted += 1
+            self._input_error = error
+            self._chunks_before_error = index
+            self._chunks = index + 1
             self._cond.notify()
 
     def _set_length(self, chunks: int) -> None:

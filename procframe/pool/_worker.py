@@ -31,10 +31,30 @@ def execute(kind: int, func: Any, rest: tuple[Any, ...]) -> Any:
 
 def error_payload(message: str, error: BaseException | None, pickled: bytes | None) -> bytes:
     """(message, the formatted traceback of ``error``, the error's pickle) for the parent."""
+    return dumps((message, _traceback(error), pickled), HIGHEST_PROTOCOL)
+
+
+def encoding_payload(problem: BaseException, value: object, shown: BaseException | None) -> bytes:
+    """What ``multiprocessing.pool.MaybeEncodingError`` holds: the reprs of the exception
+    ``problem`` that pickling ``value`` raised and of ``value``; then the traceback of
+    ``shown`` and the pickle of ``problem``, if it has one."""
+    return dumps(
+        (_safe_repr(problem), _safe_repr(value), _traceback(shown), _pickle_or_none(problem)),
+        HIGHEST_PROTOCOL,
+    )
+
+
+def _traceback(error: BaseException | None) -> str:
     import traceback
 
-    tb = "".join(traceback.format_exception(error)) if error is not None else ""
-    return dumps((message, tb, pickled), HIGHEST_PROTOCOL)
+    return "".join(traceback.format_exception(error)) if error is not None else ""
+
+
+def _pickle_or_none(error: BaseException) -> bytes | None:
+    try:
+        return dumps(error, HIGHEST_PROTOCOL)
+    except Exception:
+        return None
 
 
 _functions: dict[bytes, Any] = {}
@@ -63,38 +83,34 @@ def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
         kind, func, rest = _unpickle_call(kind, payload)
     except BaseException as e:
         message = f"the worker cannot unpickle the task: {type(e).__name__}: {e}"
-        return _frames.BAD_TASK, error_payload(message, e, None)
+        return _frames.BAD_TASK, error_payload(message, e, _pickle_or_none(e))
     try:
         result = execute(kind, func, rest)
     except Exception as e:
         return failure(e)
     except BaseException as e:  # SystemExit, KeyboardInterrupt: the task fails, not the worker
         message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
-        return _frames.ABORTED, error_payload(message, e, None)
+        return _frames.ABORTED, error_payload(message, e, _pickle_or_none(e))
     try:
         return _frames.DONE, dumps(result, HIGHEST_PROTOCOL)
     except Exception as e:
-        message = f"cannot pickle the task's result {_short_repr(result)}: {type(e).__name__}: {e}"
-        return _frames.UNPICKLABLE, error_payload(message, None, None)
+        return _frames.UNPICKLABLE, encoding_payload(e, result, e)
 
 
 def failure(error: Exception) -> tuple[int, bytes]:
     """Report ``error``, pickled if it can be."""
-    message = f"{type(error).__qualname__}: {error}"
     try:
         pickled = dumps(error, HIGHEST_PROTOCOL)
     except Exception as e:
-        message = f"the task raised an exception that cannot be pickled ({message}): {e}"
-        return _frames.UNPICKLABLE, error_payload(message, error, None)
-    return _frames.TASK_RAISED, error_payload(message, error, pickled)
+        return _frames.UNPICKLABLE, encoding_payload(e, error, error)
+    return _frames.TASK_RAISED, error_payload(_safe_repr(error), error, pickled)
 
 
-def _short_repr(obj: object, limit: int = 200) -> str:
+def _safe_repr(obj: object) -> str:
     try:
-        text = repr(obj)
+        return repr(obj)
     except Exception:
-        text = f"<{type(obj).__qualname__} object>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        return f"<{type(obj).__qualname__} object (its repr failed)>"
 
 
 def _send(fd: int, data: bytes) -> None:
