@@ -64,7 +64,7 @@ import struct
 import types
 
 from procframe._core import reduction
-from procframe.posix import shm_names, shm_segment
+from procframe.posix import shm_handoff, shm_names, shm_segment
 from procframe.posix.shm_names import owners as _owners
 
 TYPE_CHECKING = False
@@ -125,6 +125,7 @@ class SharedMemory:
             return
         if create:
             key, owner = shm_names.create(key, size)
+            shm_handoff.arm()
             self._name = key if name is None else name
             self._key, self._token = key, owner.token
             try:
@@ -268,8 +269,10 @@ class SharedMemory:
         if self._mmap is not None:
             was = self._mmap[self._data_len + shm_segment.UNLINKED_AT] != 0
             self._mmap[self._data_len + shm_segment.UNLINKED_AT] = 1
+            keeper = shm_segment.keeper_address_in(self._mmap, self._data_len)
         elif owner is not None:
             was = shm_segment.set_flag(owner.fd, owner.data_len, shm_segment.UNLINKED_AT)
+            keeper = b""
         else:
             # only=: this block, not a later one of the same name
             found = shm_names.open_by_key(self._key, only=self._token)
@@ -278,10 +281,13 @@ class SharedMemory:
             fd, meta = found
             try:
                 was = shm_segment.set_flag(fd, meta.data_len, shm_segment.UNLINKED_AT)
+                keeper = shm_segment.keeper_address(fd, meta.data_len)
             finally:
                 os.close(fd)
         if owner is not None:
             owner.release()
+        if keeper and not was:  # its creator exited: the keeper lets go of the memory now
+            shm_handoff.notify_unlinked(keeper)
         if was:
             raise _not_found(self._name)
 
