@@ -272,7 +272,7 @@ class SharedMemory:
             keeper = shm_segment.keeper_address_in(self._mmap, self._data_len)
         elif owner is not None:
             was = shm_segment.set_flag(owner.fd, owner.data_len, shm_segment.UNLINKED_AT)
-            keeper = b""
+            keeper = shm_segment.keeper_address(owner.fd, owner.data_len)
         else:
             # only=: this block, not a later one of the same name
             found = shm_names.open_by_key(self._key, only=self._token)

@@ -43,7 +43,7 @@ def create_for_pool(name: str | None, data: bytes) -> tuple[str, str]:
 
 
 def attach_and_read(queue: Any, name: str, size: int, write: bytes) -> None:
-    """Attach to ``name``; put its first ``size`` bytes on ``queue``; write ``write`` at its start."""
+    """Attach to ``name``; put its first ``size`` bytes on ``queue``; write ``write`` there."""
     shm = SharedMemory(name)
     assert shm.buf is not None
     queue.put(bytes(shm.buf[:size]))
