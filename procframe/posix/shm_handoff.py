@@ -68,7 +68,7 @@ def hand_off_at_exit() -> None:
         return
     try:
         hand_off(owners, *mine)
-    except (OSError, LookupError) as exc:
+    except Exception as exc:  # the process is exiting: say what is lost, do not fail its exit
         names = ", ".join(repr(owner.key) for owner in owners if owner.fd >= 0)
         sys.stderr.write(
             f"procframe: process {os.getpid()} could not hand its shared memory to the "
@@ -210,9 +210,8 @@ _KEEPER_MAIN = (
 
 def _package_root() -> str:
     """The directory procframe is imported from (the keeper runs isolated from PYTHONPATH)."""
-    import procframe
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(procframe.__file__)))
+    here = os.path.abspath(__file__)  # <root>/procframe/posix/shm_handoff.py
+    return os.path.dirname(os.path.dirname(os.path.dirname(here)))
 
 
 def _is_ancestor(pid: int) -> bool:
