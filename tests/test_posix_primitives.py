@@ -28,7 +28,7 @@ from procframe.posix.sharedctypes import RawValue
 from procframe.posix.synchronize import Condition, RLock
 from procframe.posix.waitroom import CAPACITY
 from procframe.shared_memory import SharedMemory
-from procframe.testing.helpers import sync
+from procframe.testing.helpers import shmkeeper, sync
 from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.targets import read_report
 
@@ -262,3 +262,27 @@ def test_ancestry() -> None:
     assert shm_handoff._is_ancestor(os.getppid())
     assert not shm_handoff._is_ancestor(os.getpid())
     assert not shm_handoff._is_ancestor(2**22 + 12345)
+
+
+@LINUX_MEMFD
+def test_the_leak_check_counts_a_block_the_keeper_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from procframe.testing import plugin
+
+    monkeypatch.setattr(plugin, "LEAK_GRACE", 0.2)
+    ctx = procframe.get_context("fork")
+    before = plugin.Snapshot.take()
+    queue = ctx.Queue()
+    p = ctx.Process(target=shmkeeper.create_and_return, args=(queue, None, 64, b"x"))
+    p.start()
+    try:
+        name, _ = queue.get(timeout=PATIENCE)
+    finally:
+        p.join(PATIENCE)
+        reap(p)
+    try:
+        assert before.leaks() == [f"named semaphores/shared memory {[name]}"]
+    finally:
+        with SharedMemory(name) as shm:
+            shm.unlink()
+    assert shmkeeper.wait_until(lambda: not shmkeeper.keepers(os.getpid()))
+    assert before.leaks() == []
