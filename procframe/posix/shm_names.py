@@ -117,7 +117,8 @@ def locator_prefix(key: str) -> str:
 
 
 def _published(key: str) -> list[tuple[int, int, str]]:
-    """(pid, descriptor, token) of every segment published under the chosen name ``key``."""
+    """(pid, descriptor, token) of every segment published under ``key`` (a chosen name by
+    its creator, any name by the program's keeper)."""
     prefix = ("@" + locator_prefix(key)).encode("ascii")
     with open("/proc/net/unix", "rb") as table:  # the kernel's list of Unix sockets
         listing = table.read()
