@@ -10,9 +10,12 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import socket
+import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,12 @@ import pytest
 
 import procframe
 from procframe.posix import heap as heap_module
+from procframe.posix import shm_handoff, shm_keeper, shm_segment
 from procframe.posix.sharedctypes import RawValue
 from procframe.posix.synchronize import Condition, RLock
 from procframe.posix.waitroom import CAPACITY
-from procframe.testing.helpers import sync
+from procframe.shared_memory import SharedMemory
+from procframe.testing.helpers import shmkeeper, sync
 from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.targets import read_report
 
@@ -120,3 +125,164 @@ def test_heap_blocks_never_overlap_and_coalesce_when_freed() -> None:
         assert len(spans) == 1  # every arena is one free span again
     first = heap.malloc(64)
     assert not first.zeroed  # that memory was used before: the caller must clear it
+
+
+# -- the keeper of shared-memory blocks whose creators exited ---------------------------
+
+LINUX_MEMFD = pytest.mark.skipif(
+    not shm_segment.USABLE, reason="the keeper serves memfd segments (Linux)"
+)
+
+
+class _RunningKeeper:
+    """A :class:`~procframe.posix.shm_keeper.Keeper` serving in a thread of this process."""
+
+    def __init__(self) -> None:
+        self.address = f"\0procframe-test-keeper/{uuid.uuid4().hex}".encode()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(self.address)
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+        me = os.getpid()
+        self.keeper = shm_keeper.Keeper(self.listener, me, None, shm_keeper.start_time(me) or 0)
+        self.thread = threading.Thread(target=self.keeper.serve, name="test-keeper")
+        self.thread.start()
+
+    def ask(self, message: bytes, fds: list[int] = []) -> bytes:  # noqa: B006
+        """Send one request with ``fds`` (then closed here); the answer (empty if the keeper
+        hung up)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
+            client.settimeout(PATIENCE)
+            client.connect(self.address)
+            try:
+                socket.send_fds(client, [message], fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if message[:1] == shm_keeper.UNLINKED:
+                return b""
+            return client.recv(1 << 16)
+
+    def names(self) -> list[str]:
+        return self.ask(shm_keeper.LIST).decode().split("\n")
+
+    def stop(self) -> None:
+        """Wait for the keeper to find itself idle and return (it holds nothing by then)."""
+        self.thread.join(PATIENCE)
+        assert not self.thread.is_alive(), "the keeper did not end once idle"
+        self.listener.close()
+
+
+@LINUX_MEMFD
+def test_the_keeper_takes_only_segments_under_their_own_name() -> None:
+    keeper = _RunningKeeper()
+    shm = SharedMemory(create=True, size=64)
+    other = SharedMemory(create=True, size=64)
+    plain = os.memfd_create("not-a-segment")
+    try:
+        assert shm._owner is not None and other._owner is not None
+        forged = shm.name.replace(shm._token, other._token)
+        ok = shm_keeper.HAND_OFF + f"{shm.name}\n{forged}\n{shm.name}\npf_1_2_{'0' * 16}".encode()
+        fds = [os.dup(shm._owner.fd), os.dup(shm._owner.fd), os.dup(shm._owner.fd), plain]
+        assert keeper.ask(ok, fds) == shm_keeper.ACK
+        assert keeper.names() == [shm.name]  # once; not under a forged or a foreign name
+        where = shm_segment.keeper_address(shm._owner.fd, shm._owner.data_len)
+        assert where == keeper.address  # what unlink() tells
+        assert keeper.ask(shm_keeper.HAND_OFF + b"a\nb", [os.dup(other._owner.fd)]) == b""
+        assert keeper.ask(b"nonsense") == b""
+        assert keeper.names() == [shm.name]  # the keeper goes on serving
+        kept = [p for p in os.listdir("/proc/self/fd") if _is_label(p, shm._token)]
+        shm.close()
+        shm.unlink()  # tells the keeper, which lets go (without waiting for its sweep)
+        deadline = time.monotonic() + shm_keeper.SWEEP_EVERY / 2
+        while keeper.names() != [""]:
+            assert time.monotonic() < deadline, "the keeper did not let go of an unlinked block"
+            time.sleep(0.01)
+        assert [p for p in os.listdir("/proc/self/fd") if _is_label(p, shm._token)] == []
+        assert len(kept) >= 2  # the creator's and the keeper's descriptors were there
+    finally:
+        shm.close()
+        other.close()
+        other.unlink()
+    keeper.stop()
+
+
+def _is_label(fd: str, token: str) -> bool:
+    try:
+        return token in os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+
+
+@LINUX_MEMFD
+def test_the_keeper_without_a_pidfd_watches_the_main_process_start_time() -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = shm_keeper.start_time(sleeper.pid)
+        assert started is not None
+        keeper = shm_keeper.Keeper(socket.socket(socket.AF_UNIX), sleeper.pid, None, started)
+        assert keeper.main_alive()
+        impostor = shm_keeper.Keeper(keeper.listener, sleeper.pid, None, started - 1)
+        assert not impostor.main_alive()  # another process under the same pid
+        sleeper.kill()
+        sleeper.wait(PATIENCE)
+        assert not keeper.main_alive()
+        keeper.listener.close()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+
+
+@LINUX_MEMFD
+def test_a_creator_whose_program_is_gone_says_which_names_end_with_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    shm = SharedMemory(create=True, size=8)
+    try:
+        # A "main process" that is no ancestor of this one: not ours, so no keeper starts.
+        monkeypatch.setattr(
+            shm_handoff, "program", lambda: (f"{sleeper.pid}-{uuid.uuid4().hex}", sleeper.pid)
+        )
+        monkeypatch.setattr(shm_handoff, "_armed_in", os.getpid())
+        shm_handoff.hand_off_at_exit()
+        err = capsys.readouterr().err
+        assert "could not hand its shared memory" in err and repr(shm.name) in err
+        with SharedMemory(shm.name):  # still its creator's
+            pass
+    finally:
+        shm.close()
+        shm.unlink()
+        sleeper.kill()
+        sleeper.wait(PATIENCE)
+
+
+def test_ancestry() -> None:
+    assert shm_handoff._is_ancestor(os.getppid())
+    assert not shm_handoff._is_ancestor(os.getpid())
+    assert not shm_handoff._is_ancestor(2**22 + 12345)
+
+
+@LINUX_MEMFD
+def test_the_leak_check_counts_a_block_the_keeper_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from procframe.testing import plugin
+
+    monkeypatch.setattr(plugin, "LEAK_GRACE", 0.2)
+    ctx = procframe.get_context("fork")
+    before = plugin.Snapshot.take()
+    queue = ctx.Queue()
+    p = ctx.Process(target=shmkeeper.create_and_return, args=(queue, None, 64, b"x"))
+    p.start()
+    try:
+        name, _ = queue.get(timeout=PATIENCE)
+    finally:
+        p.join(PATIENCE)
+        reap(p)
+    try:
+        assert before.leaks() == [f"named semaphores/shared memory {[name]}"]
+    finally:
+        with SharedMemory(name) as shm:
+            shm.unlink()
+    assert shmkeeper.wait_until(lambda: not shmkeeper.keepers(os.getpid()))
+    assert before.leaks() == []

@@ -403,7 +403,12 @@ class _MainProcess(BaseProcess):
         self._exitcode = None
         self._closed = False
         self._counter = itertools.count(1)
-        self._config = {"authkey": AuthenticationString(os.urandom(32))}
+        self._config = {
+            "authkey": AuthenticationString(os.urandom(32)),
+            # Which program a process belongs to (its main process's pid and a random
+            # token), inherited by every descendant: shared memory's keeper is found by it.
+            "program": f"{os.getpid()}-{os.urandom(8).hex()}",
+        }
 
     def close(self) -> None:
         pass

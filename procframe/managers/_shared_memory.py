@@ -1,14 +1,15 @@
 """SharedMemoryManager: shared-memory segments that live as long as the manager's server.
 
-A procframe segment lives while its creator process holds it, so the server
-creates each segment and holds it until it is released or the server stops;
-the caller gets the segment attached by name.
+The server creates each segment and holds it until it is released or the
+server stops, when it unlinks every segment it still holds (as the standard
+library's does); the caller gets the segment attached by name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from procframe._core.process import on_exit_before_services
 from procframe.managers._manager import BaseManager
 from procframe.posix.shared_memory import ShareableList, SharedMemory
 
@@ -18,6 +19,8 @@ class SegmentKeeper:
 
     def __init__(self) -> None:
         self._segments: dict[str, SharedMemory] = {}
+        # Unlinked before the server exits: they must not outlive it (in the program's keeper).
+        on_exit_before_services(self.release_all)
 
     def create(self, size: int) -> str:
         segment = SharedMemory(create=True, size=size)
@@ -32,8 +35,15 @@ class SegmentKeeper:
     def release(self, name: str) -> None:
         segment = self._segments.pop(name, None)
         if segment is not None:
-            segment.unlink()
+            try:
+                segment.unlink()
+            except FileNotFoundError:  # a client unlinked it already
+                pass
             segment.close()
+
+    def release_all(self) -> None:
+        for name in list(self._segments):
+            self.release(name)
 
 
 _keeper: SegmentKeeper | None = None

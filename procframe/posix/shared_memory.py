@@ -20,21 +20,39 @@ Attaching needs the right to open the creator's ``/proc/<pid>/fd`` (the same
 user; ``PermissionError`` otherwise) and the same pid namespace (and, for a
 chosen name, network namespace).
 
-The lifetime differs from the standard library's.  There a name stays in
-``/dev/shm`` until some process calls ``unlink()`` or a resource-tracker
-process cleans up after the program; if the tracker is killed too (a killed
-process group, the OOM killer, a stopped container) the name and its memory
-stay until reboot.  Here **a name is attachable while its creator process
-lives and has not unlinked it.**  ``unlink()`` may be called in any process:
-it marks the segment, and the creator lets go of it at its next ``close()``,
-``unlink()``, new segment or collection of the object.  The creator's
-``close()`` only unmaps its buffer, and dropping the creator object does not
-end the name either (each live name costs its creator one descriptor, two for
-a chosen name).  Memory that some process still maps stays valid after its
-name is gone, whoever exits or is killed, and the kernel frees it with the
-last mapping: nothing named outlives the processes.  ``unlink()`` raises
+The lifetime is close to the standard library's, without its leaks.  There a name
+stays in ``/dev/shm`` until some process calls ``unlink()`` or a
+resource-tracker process cleans up after the program; if the tracker is
+killed too (a killed process group, the OOM killer, a stopped container) the
+name and its memory stay until reboot.  Here **a name is attachable until it
+is unlinked or the program ends** (the program: its main process and every
+process started from it):
+
+* While its creator lives, the creator holds the memfd and publishes it.
+* When a creator other than the main process exits (``run()`` returns, or
+  ``sys.exit``: its exit handlers run), it hands what it still holds to the
+  program's *keeper* (:mod:`procframe.posix.shm_keeper`): one process per
+  program, started by the first creator that needs it, that publishes the
+  segments under their names, lets each go when it is unlinked, exits when it
+  holds nothing, and dies with the main process (a pidfd), SIGKILL included.
+  So the "worker creates a block and returns its name" pattern works, and
+  nothing outlives the program.
+* A creator killed by a signal (``terminate()``, ``kill()``, the OOM killer,
+  ``Pool.terminate()``) or ending with ``os._exit()`` hands nothing over:
+  its names end with it.  So does the main process's end: it is the
+  program's, and the program's blocks go with it, without a warning (nothing
+  leaked: there is nothing to clean up).
+
+``unlink()`` may be called in any process: it marks the segment, tells the
+keeper if one holds it, and the creator lets go of it at its next
+``close()``, ``unlink()``, new segment or collection of the object.  The
+creator's ``close()`` only unmaps its buffer, and dropping the creator object
+does not end the name either (each live name costs its holder one
+descriptor, two for a chosen name or in the keeper).  Memory that some
+process still maps stays valid after its name is gone, whoever exits or is
+killed, and the kernel frees it with the last mapping.  ``unlink()`` raises
 ``FileNotFoundError`` when the name is no longer attachable (already
-unlinked, or this object closed and its creator gone).
+unlinked, or this object closed and its creator killed).
 
 Passed to a child started by ``spawn`` or ``forkserver`` as a ``Process``
 argument, a segment crosses as a descriptor (:mod:`procframe._core.reduction`), so
@@ -43,8 +61,8 @@ the child has it even if the creator exits meanwhile; pickled anywhere else
 
 Where memfd or ``/proc`` is missing (macOS, the BSDs), segments are named
 POSIX shared memory (``shm_open``), as in the standard library but with no
-resource-tracker process: there a creator killed before ``unlink()`` leaves
-its name behind.
+resource-tracker process and no keeper: there a name outlives its creator
+until ``unlink()``, and a program killed before ``unlink()`` leaves it behind.
 
 ``ShareableList`` keeps its own layout (a header with the count, a record of
 kind, capacity and length per slot, then the values) in a ``SharedMemory``.
@@ -64,7 +82,7 @@ import struct
 
 from procframe._core import reduction
 from procframe._core.generic import SLT, Generic
-from procframe.posix import shm_names, shm_segment
+from procframe.posix import shm_handoff, shm_names, shm_segment
 from procframe.posix.shm_names import owners as _owners
 
 TYPE_CHECKING = False
@@ -125,6 +143,7 @@ class SharedMemory:
             return
         if create:
             key, owner = shm_names.create(key, size)
+            shm_handoff.arm()
             self._name = key if name is None else name
             self._key, self._token = key, owner.token
             try:
@@ -268,8 +287,10 @@ class SharedMemory:
         if self._mmap is not None:
             was = self._mmap[self._data_len + shm_segment.UNLINKED_AT] != 0
             self._mmap[self._data_len + shm_segment.UNLINKED_AT] = 1
+            keeper = shm_segment.keeper_address_in(self._mmap, self._data_len)
         elif owner is not None:
             was = shm_segment.set_flag(owner.fd, owner.data_len, shm_segment.UNLINKED_AT)
+            keeper = shm_segment.keeper_address(owner.fd, owner.data_len)
         else:
             # only=: this block, not a later one of the same name
             found = shm_names.open_by_key(self._key, only=self._token)
@@ -278,10 +299,13 @@ class SharedMemory:
             fd, meta = found
             try:
                 was = shm_segment.set_flag(fd, meta.data_len, shm_segment.UNLINKED_AT)
+                keeper = shm_segment.keeper_address(fd, meta.data_len)
             finally:
                 os.close(fd)
         if owner is not None:
             owner.release()
+        if keeper and not was:  # its creator exited: the keeper lets go of the memory now
+            shm_handoff.notify_unlinked(keeper)
         if was:
             raise _not_found(self._name)
 

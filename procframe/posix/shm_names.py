@@ -6,7 +6,11 @@ Unix socket carrying the creator's pid, descriptor and token, and looked up in
 ``/proc/net/unix``.  Either way the memfd's label and metadata must show the
 token, so a reused pid or descriptor never attaches the wrong memory.  The
 creator keeps a table of the segments it holds (:class:`Owner`), which a
-forked child lets go of.
+forked child lets go of.  When a creator other than the program's main
+process exits, it hands what it still holds to the program's keeper
+(:mod:`procframe.posix.shm_handoff`), which publishes every segment, generated
+names included, as an abstract socket of its own: a generated name whose
+creator is gone is looked up there.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def _exists(name: str) -> FileExistsError:
     return FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
 
 
-def _parse_generated(key: str) -> tuple[int, int, str] | None:
+def parse_generated(key: str) -> tuple[int, int, str] | None:
     """(pid, descriptor, token) of a generated name, None for any other name."""
     parts = key.split("_")
     if len(parts) != 4 or parts[0] != _GENERATED:
@@ -105,7 +109,7 @@ def _open_segment(
     return opened, meta
 
 
-def _locator_prefix(key: str) -> str:
+def locator_prefix(key: str) -> str:
     import hashlib
 
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
@@ -113,8 +117,9 @@ def _locator_prefix(key: str) -> str:
 
 
 def _published(key: str) -> list[tuple[int, int, str]]:
-    """(pid, descriptor, token) of every segment published under the chosen name ``key``."""
-    prefix = ("@" + _locator_prefix(key)).encode("ascii")
+    """(pid, descriptor, token) of every segment published under ``key`` (a chosen name by
+    its creator, any name by the program's keeper)."""
+    prefix = ("@" + locator_prefix(key)).encode("ascii")
     with open("/proc/net/unix", "rb") as table:  # the kernel's list of Unix sockets
         listing = table.read()
     found = []
@@ -137,24 +142,51 @@ def open_by_key(key: str, only: str = "") -> tuple[int, shm_segment.Meta] | None
 
     With ``only``, the segment must be the one with that token.
     """
-    generated = _parse_generated(key)
-    if generated is not None:
-        return _open_at(key, [generated], True, only)
+    generated = parse_generated(key)
+    if generated is None:
+        return _open_published(key, False, only)
+    if only and only != generated[2]:
+        return None
+    try:
+        found = _open_at(key, [generated], True, strict=True)
+    except PermissionError:  # another user's process has the creator's pid by now
+        kept = _open_published(key, True, generated[2])
+        if kept is None:
+            raise
+        return kept
+    if found is not None:
+        return found[0], found[1]
+    return _open_published(key, True, generated[2])  # the keeper may hold it
+
+
+def _open_published(key: str, generated: bool, only: str) -> tuple[int, shm_segment.Meta] | None:
+    """As :func:`open_by_key`, through the abstract sockets that publish ``key``: where it
+    was found last first, then the kernel's list."""
     last = _last_found.get(key)
-    if last is not None:
-        found = _open_at(key, [last], False, only)
-        if found is not None:
-            return found
-    return _open_at(key, _published(key), False, only)
+    found = None if last is None else _open_at(key, [last], generated, only)
+    if found is None:
+        found = _open_at(key, _published(key), generated, only)
+        if found is None:
+            return None
+        if len(_last_found) > 256:
+            _last_found.clear()
+        _last_found[key] = found[2]
+    return found[0], found[1]
 
 
 def _open_at(
-    key: str, places: list[tuple[int, int, str]], generated: bool, only: str
-) -> tuple[int, shm_segment.Meta] | None:
+    key: str,
+    places: list[tuple[int, int, str]],
+    generated: bool,
+    only: str = "",
+    strict: bool = False,
+) -> tuple[int, shm_segment.Meta, tuple[int, int, str]] | None:
+    """A new descriptor, the metadata and the place of the first of ``places`` (pid,
+    descriptor, token) that holds the attachable segment ``key``, or None."""
     for pid, fd, token in places:
         if only and token != only:
             continue
-        found = _open_segment(pid, fd, token, strict=generated)
+        found = _open_segment(pid, fd, token, strict=strict)
         if found is None:
             continue
         opened, meta = found
@@ -164,11 +196,7 @@ def _open_at(
             and meta.committed
             and not meta.unlinked
         ):
-            if not generated:
-                if len(_last_found) > 256:
-                    _last_found.clear()
-                _last_found[key] = (pid, fd, token)
-            return found
+            return opened, meta, (pid, fd, token)
         os.close(opened)
     return None
 
@@ -203,12 +231,13 @@ def _settle(key: str, token: str) -> None:
 class Owner:
     """What keeps a name attachable in its creator: the memfd and, for a chosen name, its socket."""
 
-    __slots__ = ("data_len", "fd", "socket", "token")
+    __slots__ = ("data_len", "fd", "key", "socket", "token")
 
-    def __init__(self, fd: int, data_len: int, token: str, socket: Any = None) -> None:
+    def __init__(self, fd: int, data_len: int, token: str, key: str, socket: Any = None) -> None:
         self.fd = fd
         self.data_len = data_len
         self.token = token
+        self.key = key
         self.socket = socket
 
     def unlinked(self) -> bool:
@@ -235,7 +264,7 @@ owners: dict[str, Owner] = {}
 _owners_lock = threading.Lock()
 
 
-def _sweep() -> None:
+def sweep() -> None:
     """Let go of the names this process created that another process has unlinked."""
     for owner in list(owners.values()):
         if owner.unlinked():
@@ -257,15 +286,15 @@ if shm_segment.USABLE:
 
 def create(key: str | None, size: int) -> tuple[str, Owner]:
     """Create a segment (named ``key``, else a generated name); return its key and owner."""
-    _sweep()
+    sweep()
     token = os.urandom(8).hex()
     data_len = shm_segment.data_length(size)
     if key is None:
         fd = shm_segment.create(token, size, "", committed=True)
-        owner = Owner(fd, data_len, token)
         key = f"{_GENERATED}_{os.getpid()}_{fd}_{token}"
+        owner = Owner(fd, data_len, token, key)
     else:
-        if _parse_generated(key) is not None:
+        if parse_generated(key) is not None:
             found = open_by_key(key)
             if found is not None:
                 os.close(found[0])
@@ -277,10 +306,10 @@ def create(key: str | None, size: int) -> tuple[str, Owner]:
         import socket
 
         fd = shm_segment.create(token, size, key, committed=False)
-        owner = Owner(fd, data_len, token)
+        owner = Owner(fd, data_len, token, key)
         try:
             owner.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            locator = f"{_locator_prefix(key)}{os.getpid()}/{fd}/{token}"
+            locator = f"{locator_prefix(key)}{os.getpid()}/{fd}/{token}"
             owner.socket.bind(b"\0" + locator.encode("ascii"))
             _settle(key, token)
             shm_segment.set_flag(fd, data_len, shm_segment.COMMITTED_AT)

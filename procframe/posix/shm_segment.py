@@ -2,7 +2,9 @@
 
 The caller's bytes are rounded up to a page (``data_len``); the page after
 them holds: magic, the caller's size, the committed and unlinked flags, the
-creator's random token (also the memfd's label) and the name.
+creator's random token (also the memfd's label) and the name; further on, the
+address of the keeper holding the segment once its creator has exited
+(:mod:`procframe.posix.shm_keeper`), which ``unlink()`` tells.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ _META = struct.Struct("=8sQBB6x16sH")
 COMMITTED_AT = 16
 UNLINKED_AT = 17
 """Offsets of the flags in the metadata page."""
+KEEPER_AT = 512
+"""Offset in the metadata page of the keeper's address: a length byte, then the address."""
+MAX_ADDRESS = 108
+"""Longest address of a Unix socket."""
 
 
 class Meta:
@@ -100,3 +106,23 @@ def set_flag(fd: int, data_len: int, at: int) -> bool:
     if not was:
         os.pwrite(fd, b"\x01", data_len + at)
     return was
+
+
+def keeper_address(fd: int, data_len: int) -> bytes:
+    """The address of the keeper holding the segment open at ``fd``; empty if none does."""
+    raw = os.pread(fd, 1 + MAX_ADDRESS, data_len + KEEPER_AT)
+    return raw[1 : 1 + raw[0]] if raw and raw[0] <= MAX_ADDRESS else b""
+
+
+def keeper_address_in(buf: mmap.mmap, data_len: int) -> bytes:
+    """As :func:`keeper_address`, read from a mapping of the whole segment."""
+    at = data_len + KEEPER_AT
+    length = buf[at]
+    return buf[at + 1 : at + 1 + length] if length <= MAX_ADDRESS else b""
+
+
+def set_keeper_address(fd: int, data_len: int, address: bytes) -> None:
+    """Record through ``fd`` that the keeper at ``address`` holds the segment."""
+    if len(address) > MAX_ADDRESS:
+        raise ValueError(f"a keeper address is at most {MAX_ADDRESS} bytes, not {len(address)}")
+    os.pwrite(fd, bytes([len(address)]) + address, data_len + KEEPER_AT)

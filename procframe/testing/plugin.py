@@ -22,7 +22,8 @@
   runs its hooks.  ``--procframe-core`` runs only those of the suite (a smoke
   run, for a backend's own CI or a quick check of a plugin).
 * Every test that uses a backend fails if it leaves a child process, a thread,
-  or a procframe semaphore or shared-memory segment behind.
+  or a procframe semaphore or shared-memory segment behind (in ``/dev/shm``,
+  or held by the program's keeper for a creator that exited).
 * With ``--procframe-backend`` or the ini option ``procframe_suite = true``,
   the conformance suite (``procframe/testing/suite``) is collected; run bare,
   the plugin collects only the suite.
@@ -42,6 +43,7 @@ import procframe
 from procframe._core import hookspecs, registry
 from procframe._core import process as _process
 from procframe._core.capabilities import KNOWN_CAPABILITIES, LOCAL_PIDS
+from procframe.posix.shm_handoff import kept_names
 from procframe.testing.helpers.devshm import procframe_names
 
 SUITE_DIR = Path(__file__).parent / "suite"
@@ -232,7 +234,7 @@ class Snapshot:
 
     @classmethod
     def take(cls) -> Snapshot:
-        return cls(_os_children(), {t.ident or 0 for t in threading.enumerate()}, procframe_names())
+        return cls(_os_children(), {t.ident or 0 for t in threading.enumerate()}, _named())
 
     def leaks(self) -> list[str]:
         """What exists now and did not before, after a grace period; kills leaked children."""
@@ -243,7 +245,7 @@ class Snapshot:
             threads = [
                 t for t in threading.enumerate() if t.ident not in self.threads and t.is_alive()
             ]
-            named = procframe_names() - self.named
+            named = _named() - self.named
             if not (children or threads or named) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -276,6 +278,12 @@ def _os_children() -> set[int]:
         for p in procframe.active_children()
         if p.pid is not None and (info := known.get(p._backend_name())) and info.has(LOCAL_PIDS)
     }
+
+
+def _named() -> set[str]:
+    """procframe's names in ``/dev/shm``, and the shared-memory blocks the program's keeper
+    holds for creators that exited (its process is no child of this one: not a leak itself)."""
+    return procframe_names() | kept_names()
 
 
 def _service_pids() -> set[int]:

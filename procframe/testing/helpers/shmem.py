@@ -52,7 +52,7 @@ def create_and_wait(name: str | None, size: int, data: str, ready_path: str) -> 
 
 def create_and_hold(name: str | None, size: int, data: str, ready_path: str, go_path: str) -> None:
     """Create a block holding ``data``, report its name, wait for ``go``, then return
-    (without close or unlink: the block's name ends with this process)."""
+    (without close or unlink: the block goes to the program's keeper)."""
     shm = SharedMemory(name, create=True, size=size)
     assert shm.buf is not None
     shm.buf[: len(data)] = data.encode("latin-1")

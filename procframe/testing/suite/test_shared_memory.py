@@ -2,8 +2,9 @@
 
 In one process first (names, sizes, errors, close and unlink, the list's
 types and rules), then across processes: children and unrelated interpreters
-attach by name or receive the object, and a killed creator leaves no name
-and no memory behind.
+attach by name or receive the object, a name outlives a creator that exits
+(test_shared_memory_keeper.py has the rest of that), and a killed creator
+leaves no name and no memory behind.
 """
 
 from __future__ import annotations
@@ -672,8 +673,7 @@ def test_a_survivor_keeps_the_memory_of_a_killed_creator(
         assert procframe_names(made["name"]) - before == set()
 
 
-@pytest.mark.requires("separate_memory")
-def test_a_name_ends_when_its_creator_exits(
+def test_a_name_outlives_its_creator_until_unlinked(
     ctx: procframe.Context, tmp_path: Path, chosen: str
 ) -> None:
     ready, go = tmp_path / "ready", tmp_path / "go"
@@ -686,6 +686,11 @@ def test_a_name_ends_when_its_creator_exits(
     finally:
         _join(p)
     assert made["name"] == chosen
+    with SharedMemory(chosen) as again:  # and after it exited, until unlink()
+        assert again.buf is not None and bytes(again.buf[:4]) == b"held"
+    with pytest.raises(FileExistsError):
+        SharedMemory(chosen, create=True, size=16)
+    shm.unlink()
     assert _unattachable(chosen)
     assert bytes(shm.buf[:4]) == b"held"
     shm.close()

@@ -1,0 +1,136 @@
+"""Child-side helpers and probes of the suite's tests of blocks that outlive their creator.
+
+Children import this module (never a test module, which imports pytest).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from procframe.shared_memory import SharedMemory
+
+PATIENCE = 60.0
+
+SCRIPT = """\
+import sys
+import procframe
+from procframe.testing.helpers import shmkeeper
+
+if __name__ == "__main__":
+    shmkeeper.program_main(sys.argv[1], sys.argv[2])
+"""
+"""A program whose child creates a block and exits; its main process then reports the
+block and either waits to be killed (``wait``) or ends without unlinking it (``end``)."""
+
+
+def create_and_return(queue: Any, name: str | None, size: int, data: bytes) -> None:
+    """Create a block (``name`` or a generated one) holding ``data``; put its name and
+    memfd token on ``queue``; return without close or unlink."""
+    shm = SharedMemory(name, create=True, size=size)
+    assert shm.buf is not None
+    shm.buf[: len(data)] = data
+    queue.put((shm.name, shm._token))
+
+
+def create_for_pool(name: str | None, data: bytes) -> tuple[str, str]:
+    """As :func:`create_and_return`, for a Pool: the name and token are the result."""
+    shm = SharedMemory(name, create=True, size=len(data))
+    assert shm.buf is not None
+    shm.buf[:] = data
+    return shm.name, shm._token
+
+
+def attach_and_read(queue: Any, name: str, size: int, write: bytes) -> None:
+    """Attach to ``name``; put its first ``size`` bytes on ``queue``; write ``write`` there."""
+    shm = SharedMemory(name)
+    assert shm.buf is not None
+    queue.put(bytes(shm.buf[:size]))
+    shm.buf[: len(write)] = write
+    shm.close()
+
+
+def attach_and_unlink(queue: Any, name: str) -> None:
+    """Attach to ``name``, unlink it, and put whether it can still be attached on ``queue``."""
+    shm = SharedMemory(name)
+    shm.unlink()
+    try:
+        SharedMemory(name).close()
+    except FileNotFoundError:
+        queue.put(False)
+    else:
+        queue.put(True)
+    shm.close()
+
+
+def holders(token: str) -> list[int]:
+    """Pids of every process holding a descriptor of the memfd labelled ``token``."""
+    label = f"procframe-shm:{token}"
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if label in os.readlink(f"/proc/{entry}/fd/{fd}"):
+                    pids.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return pids
+
+
+def keepers(main_pid: int) -> list[int]:
+    """Pids of the running keepers of the program whose main process is ``main_pid``."""
+    from procframe.testing.helpers.scripts import pid_running
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if (
+            any(b"procframe.posix.shm_keeper" in arg for arg in argv)
+            and str(main_pid).encode() in argv
+            and pid_running(int(entry))
+        ):
+            found.append(int(entry))
+    return found
+
+
+def wait_until(predicate: Any, timeout: float = PATIENCE) -> bool:
+    """True once ``predicate()`` is true; False if it is still false after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def program_main(report_path: str, end: str) -> None:
+    """The main process of :data:`SCRIPT`: see there."""
+    import procframe
+    from procframe.testing.helpers.targets import report
+
+    ctx = procframe.get_context()
+    queue = ctx.Queue()
+    child = ctx.Process(target=create_and_return, args=(queue, None, 1 << 20, b"kept"))
+    child.start()
+    name, token = queue.get(timeout=PATIENCE)
+    child.join(PATIENCE)
+    with SharedMemory(name) as shm:  # kept for the program after its creator exited
+        assert shm.buf is not None
+        data = bytes(shm.buf[:4]).decode()
+    report(report_path, {"name": name, "token": token, "data": data, "pid": os.getpid()})
+    if end == "wait":
+        time.sleep(PATIENCE)
