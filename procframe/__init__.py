@@ -76,12 +76,34 @@ allow_connection_pickling = _default.allow_connection_pickling
 reducer = _default.reducer
 
 
+_SUBMODULES = frozenset(
+    [
+        "connection",
+        "dummy",
+        "futures",
+        "managers",
+        "pool",
+        "process",
+        "queues",
+        "shared_memory",
+        "sharedctypes",
+        "synchronize",
+        "util",
+    ]
+)
+
+
 def __getattr__(name: str) -> object:
     # Imported on first use so that a spawned child does not pay for pluggy.
     if name == "hookimpl":
         from procframe._core.hookspecs import hookimpl
 
         return hookimpl
+    # ``multiprocessing.process`` and the like are reachable after ``import multiprocessing``.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"procframe.{name}")
     raise AttributeError(f"module 'procframe' has no attribute {name!r}")
 
 

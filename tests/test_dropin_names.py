@@ -359,3 +359,23 @@ def test_a_module_level_set_start_method_run_again_in_a_child_passes(
     result = run_script(tmp_path, SET_AT_MODULE_LEVEL.format(backend=backend), backend)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "child ran\n0\n", result.stderr
+
+
+def test_the_public_submodules_are_attributes_after_import_procframe() -> None:
+    """``mp.util.Finalize`` and the like work after a bare ``import procframe as mp``."""
+    code = (
+        "import procframe as mp\n"
+        "names = ['connection', 'dummy', 'futures', 'managers', 'pool', 'process', 'queues',\n"
+        "         'shared_memory', 'sharedctypes', 'synchronize', 'util']\n"
+        "assert all(getattr(mp, n).__name__ == 'procframe.' + n for n in names)\n"
+        "assert mp.util.Finalize and mp.process.BaseProcess and mp.queues.Queue\n"
+        "try:\n"
+        "    mp.no_such_module\n"
+        "except AttributeError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no attribute 'no_such_module'" in result.stdout
