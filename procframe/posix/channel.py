@@ -272,7 +272,10 @@ def _side_socketpair() -> tuple[socket.socket, socket.socket]:
     try:
         if kind is None:
             raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT))
-        return osutil.blocking_socketpair(socket.AF_UNIX, kind)
+        reader, writer = socket.socketpair(socket.AF_UNIX, kind)
+        reader.setblocking(True)  # whatever socket.setdefaulttimeout() says
+        writer.setblocking(True)
+        return reader, writer
     except OSError as exc:
         if exc.errno not in _UNSUPPORTED:
             raise
