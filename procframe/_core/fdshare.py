@@ -200,6 +200,18 @@ class _Sharer:
             self.private_dir = None
 
     def _serve(self) -> None:
+        try:
+            self._serve_until_idle()
+        finally:
+            with self.lock:
+                if self.thread is threading.current_thread():  # ended by an error
+                    for held in self.held.values():
+                        held.close()
+                    self.held.clear()
+                    self._stop_listening()
+                    self.thread = None
+
+    def _serve_until_idle(self) -> None:
         while True:
             with self.lock:
                 now = time.monotonic()
