@@ -9,6 +9,7 @@ from __future__ import annotations
 from procframe._core.errors import AuthenticationError, BufferTooShort
 from procframe.posix.connection import (
     MAX_MESSAGE_SIZE,
+    AddressFamilyError,
     Client,
     Connection,
     Listener,
@@ -22,6 +23,7 @@ from procframe.posix.connection import (
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
+    "AddressFamilyError",
     "AuthenticationError",
     "BufferTooShort",
     "Client",

@@ -7,6 +7,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
@@ -182,3 +183,45 @@ def anonymous_memory(name: str, size: int = 0, sealed: bool = False) -> int:
 def round_up(n: int, multiple: int) -> int:
     """``n`` rounded up to a multiple of ``multiple`` (an alignment, a page)."""
     return (n + multiple - 1) // multiple * multiple
+
+
+# -- sockets in blocking mode, whatever socket.setdefaulttimeout() says ---------------------
+# A program that calls socket.setdefaulttimeout(t) gives every new socket object a timeout,
+# which Python implements by making its descriptor non-blocking.  procframe's sockets carry
+# messages read with os.read and handed to children: they must block, as their readers expect.
+
+
+def blocking_socket(family: int, kind: int) -> socket.socket:
+    """A new socket in blocking mode (no timeout, a blocking descriptor)."""
+    import socket
+
+    sock = socket.socket(family, kind)
+    sock.setblocking(True)
+    return sock
+
+
+def blocking_socketpair(family: int, kind: int) -> tuple[socket.socket, socket.socket]:
+    """A connected pair of sockets, both in blocking mode."""
+    import socket
+
+    left, right = socket.socketpair(family, kind)
+    left.setblocking(True)
+    right.setblocking(True)
+    return left, right
+
+
+def socket_from_fd(fd: int, family: int, kind: int) -> socket.socket:
+    """A socket object owning ``fd`` (``socket.socket(fileno=fd)``), in blocking mode.
+
+    Under a default timeout, ``socket.socket(fileno=fd)`` would make the descriptor
+    non-blocking, and that flag belongs to the open file, which other processes share:
+    a peer's blocking read would fail meanwhile.  Where the system has ``SOCK_NONBLOCK``
+    the flag is never touched (Python then leaves the descriptor alone).
+    """
+    import socket
+
+    if socket.getdefaulttimeout() is None:
+        return socket.socket(family, kind, fileno=fd)
+    sock = socket.socket(family, kind | getattr(socket, "SOCK_NONBLOCK", 0), fileno=fd)
+    sock.setblocking(True)
+    return sock

@@ -9,11 +9,20 @@ the fork server), and in the child :func:`import_fd` turns each token back
 into a descriptor.  Nothing is re-opened by name, so nothing named can leak.
 Under fork nothing is pickled: the child inherits the objects and their
 descriptors.
+
+A Connection may also be pickled outside a launch, into a message for a
+process that is already running: :func:`share_fds` then holds duplicates of
+its descriptors for the receiver to collect (:mod:`procframe._core.fdshare`).
+Every other object that holds a descriptor can only cross at a child's start.
 """
 
 from __future__ import annotations
 
 import _thread
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from procframe._core.fdshare import SharedFds
 
 MAX_FDS = 250
 """Descriptors one child can receive at start (one SCM_RIGHTS message carries 253)."""
@@ -79,3 +88,12 @@ def import_fd(token: int) -> int:
 def set_received(fds: list[int]) -> None:
     """In a child, before unpickling its payload: the descriptors it was given, in order."""
     _received[:] = fds
+
+
+def share_fds(fds: list[int]) -> SharedFds:
+    """Outside a launch: a picklable stand-in for ``fds`` that the process unpickling it
+    (any running process with this process's authkey) turns back into duplicates of them,
+    with its ``collect()``."""
+    from procframe._core import fdshare
+
+    return fdshare.share(fds)

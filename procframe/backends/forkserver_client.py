@@ -53,7 +53,7 @@ class ForkServer:
         if self._control is not None and self._popen.poll() is None:
             return self._control
         self._stop()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._popen = spawn.start_interpreter(
                 f"from procframe.backends.forkserver_server import main; main({theirs.fileno()})",
@@ -119,7 +119,7 @@ class ForkServer:
         """Ask the server for a child that gets ``fds``; return our end of its status socket."""
         with self._lock:
             control = self._ensure_running()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            ours, theirs = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 socket.send_fds(control, [FORK_REQUEST], [theirs.fileno(), *fds])
             except OSError:

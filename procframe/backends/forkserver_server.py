@@ -19,7 +19,7 @@ from procframe.backends.forkserver_client import EXITCODE, FORK_REQUEST, PID
 
 def main(control_fd: int) -> None:
     """Serve fork requests on ``control_fd`` until it closes."""
-    control = socket.socket(fileno=control_fd)
+    control = osutil.socket_from_fd(control_fd, socket.AF_UNIX, socket.SOCK_STREAM)
     setup: dict[str, Any] = pickle.loads(payload.read_frame(control_fd))
     # A Ctrl-C in the terminal goes to the whole process group; the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -92,7 +92,7 @@ class Server:
             for fd in fds:
                 os.close(fd)
             return True
-        status = socket.socket(fileno=fds[0])
+        status = osutil.socket_from_fd(fds[0], socket.AF_UNIX, socket.SOCK_STREAM)
         resources = fds[1:]
         try:
             pid = os.fork()

@@ -26,6 +26,7 @@ from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps
 from typing import Any
 
+from procframe._core import osutil
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.fdwait import wait_readable
 from procframe.pool import _frames, _worker
@@ -553,7 +554,7 @@ class ProcessCore:
         return tasks
 
     def _start_worker(self, index: int) -> None:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent_end, child_end = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         conn = Connection(child_end.detach())
         try:
             process = self._ctx.Process(

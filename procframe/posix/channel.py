@@ -65,8 +65,8 @@ class Channel:
             self.read_fd, self.write_fd = pipe if pipe is not None else (-1, -1)
         else:
             self.read_fd, self.write_fd = fds[0], fds[1]
-            self.side_reader = socket.socket(fileno=fds[2])
-            self.side_writer = socket.socket(fileno=fds[3])
+            self.side_reader = osutil.socket_from_fd(fds[2], socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.side_writer = osutil.socket_from_fd(fds[3], socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.packets = self.read_fd >= 0
 
     # -- writing -------------------------------------------------------------
@@ -272,7 +272,10 @@ def _side_socketpair() -> tuple[socket.socket, socket.socket]:
     try:
         if kind is None:
             raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT))
-        return socket.socketpair(socket.AF_UNIX, kind)
+        reader, writer = socket.socketpair(socket.AF_UNIX, kind)
+        reader.setblocking(True)  # whatever socket.setdefaulttimeout() says
+        writer.setblocking(True)
+        return reader, writer
     except OSError as exc:
         if exc.errno not in _UNSUPPORTED:
             raise

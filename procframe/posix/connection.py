@@ -1,16 +1,18 @@
 """Connections between processes: ``Pipe``, ``Listener``/``Client`` and ``wait``.
 
-The API of ``multiprocessing.connection``.  A message is a 4-byte big-endian
-length (or ``0xFFFFFFFF`` and an 8-byte length) followed by the bytes, written
-with one system call.  Nothing is ever read ahead: a connection handed to a
-child carries every message its parent has not received.  Pipe ends are
-packet-mode pipes (:class:`PacketConnection`), one read per message; sockets
-from ``Listener``/``Client`` read the length, then exactly the message.
+The API of ``multiprocessing.connection``, and its wire format: a message is a
+4-byte big-endian length (above 2 GiB - 1, ``0xFFFFFFFF`` and an 8-byte length)
+followed by the bytes, written with one system call.  Nothing is ever read
+ahead: a connection handed to a child carries every message its parent has
+not received.  Pipe ends are packet-mode pipes (:class:`PacketConnection`),
+one read per message; sockets from ``Listener``/``Client`` read the length,
+then exactly the message.  ``Listener`` and ``Client`` authenticate with the
+standard library's handshake (:mod:`procframe.posix.handshake`), so they talk
+to its ``Listener`` and ``Client`` too.
 """
 
 from __future__ import annotations
 
-import hmac
 import mmap
 import os
 import select
@@ -25,12 +27,29 @@ from procframe._core import osutil, reduction
 from procframe._core.checks import message_slice
 from procframe._core.errors import AuthenticationError, BufferTooShort
 from procframe._core.fdwait import wait_readable
+from procframe.posix.handshake import HANDSHAKE_TIMEOUT, answer_challenge, deliver_challenge
 
-__all__ = ["Client", "Connection", "Listener", "Pipe", "wait"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from procframe._core.fdshare import SharedFds
+
+__all__ = [
+    "HANDSHAKE_TIMEOUT",
+    "AddressFamilyError",
+    "Client",
+    "Connection",
+    "Listener",
+    "Pipe",
+    "answer_challenge",
+    "deliver_challenge",
+    "wait",
+]
 
 _SHORT = struct.Struct("!I")
 _LONG = struct.Struct("!Q")
 _ESCAPE = 0xFFFFFFFF
+_SHORT_MAX = 0x7FFFFFFF
+"""The longest message with a 4-byte length: the standard library reads it as signed."""
 _SINGLE_WRITE_LIMIT = 1 << 14
 """Messages up to this size are written as one copied buffer; bigger ones with writev."""
 MAX_MESSAGE_SIZE = 1 << 40
@@ -121,7 +140,7 @@ class Connection:
 
     def _write_message(self, data: bytes | memoryview) -> None:
         size = len(data)
-        header = _SHORT.pack(size) if size < _ESCAPE else _SHORT.pack(_ESCAPE) + _LONG.pack(size)
+        header = message_header(size)
         fd = self._write_fd
         if size <= _SINGLE_WRITE_LIMIT:
             message = header + data
@@ -210,8 +229,16 @@ class Connection:
 
     def __reduce__(self) -> tuple[Any, ...]:
         self._check_open()
-        token = reduction.export_fd(self._fd, "a Connection")
-        return _rebuild_connection, (token, self._readable, self._writable)
+        if reduction.collecting():  # a child's start: its payload carries the descriptor
+            token = reduction.export_fd(self._fd, "a Connection")
+            return _rebuild_connection, (token, self._readable, self._writable)
+        shared = reduction.share_fds([self._fd])  # a message to a process already running
+        return _rebuild_shared_connection, (shared, self._readable, self._writable)
+
+
+def message_header(size: int) -> bytes:
+    """The length prefix of a ``size``-byte message, as the standard library writes it."""
+    return _SHORT.pack(size) if size <= _SHORT_MAX else _SHORT.pack(_ESCAPE) + _LONG.pack(size)
 
 
 def read_growing(fd: int, size: int, head: bytes = b"") -> bytearray:
@@ -235,6 +262,11 @@ def read_growing(fd: int, size: int, head: bytes = b"") -> bytearray:
 
 def _rebuild_connection(token: int, readable: bool, writable: bool) -> Connection:
     return Connection(reduction.import_fd(token), readable, writable)
+
+
+def _rebuild_shared_connection(shared: SharedFds, readable: bool, writable: bool) -> Connection:
+    (fd,) = shared.collect()
+    return Connection(fd, readable, writable)
 
 
 _PAGE = max(select.PIPE_BUF, mmap.PAGESIZE)
@@ -320,14 +352,25 @@ class PacketConnection(Connection):
     def __reduce__(self) -> tuple[Any, ...]:
         self._check_open()
         fds = (self._fd if self._readable else -1, self._write_fd)
-        tokens = tuple(reduction.export_fd(fd, "a Connection") if fd >= 0 else -1 for fd in fds)
-        return _rebuild_packet_connection, tokens
+        if reduction.collecting():
+            tokens = tuple(reduction.export_fd(fd, "a Connection") if fd >= 0 else -1 for fd in fds)
+            return _rebuild_packet_connection, tokens
+        shared = reduction.share_fds([fd for fd in fds if fd >= 0])
+        return _rebuild_shared_packet_connection, (shared, fds[0] >= 0, fds[1] >= 0)
 
 
 def _rebuild_packet_connection(read_token: int, write_token: int) -> PacketConnection:
     read_fd = reduction.import_fd(read_token) if read_token >= 0 else -1
     write_fd = reduction.import_fd(write_token) if write_token >= 0 else -1
     return PacketConnection(read_fd, write_fd)
+
+
+def _rebuild_shared_packet_connection(
+    shared: SharedFds, readable: bool, writable: bool
+) -> PacketConnection:
+    fds = shared.collect()
+    read_fd = fds.pop(0) if readable else -1
+    return PacketConnection(read_fd, fds.pop(0) if writable else -1)
 
 
 def _write_rest(fd: int, *views: memoryview) -> None:
@@ -359,7 +402,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
         os.close(one_way[0])
         os.close(one_way[1])
     if duplex:
-        left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        left, right = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return Connection(left.detach()), Connection(right.detach())
     read_fd, write_fd = os.pipe()
     osutil.enlarge_pipe(write_fd)
@@ -381,28 +424,59 @@ def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
 
 # -- Listener and Client ------------------------------------------------------
 
-HANDSHAKE_TIMEOUT = 20.0
-"""Seconds a peer gets to answer the authentication challenge."""
-_CHALLENGE = b"#PROCFRAME-CHALLENGE#"
-_WELCOME = b"#PROCFRAME-WELCOME#"
-_FAILURE = b"#PROCFRAME-FAILURE#"
-_NONCE_SIZE = 32
-_HANDSHAKE_MAX = 256
+ABSTRACT_SOCKETS = sys.platform.startswith("linux")
+"""Linux has abstract Unix socket addresses (``"\\0name"``): names in the kernel, not files."""
+
+
+class AddressFamilyError(ValueError, TypeError):
+    """An address that does not belong to the family given, or to any family procframe knows.
+
+    Both a ``ValueError`` (what procframe reports bad input with) and the
+    ``TypeError`` the standard library's ``Listener`` lets its socket raise.
+    """
+
+
+def is_abstract(address: Any) -> bool:
+    """True for a Linux abstract Unix socket address: a ``str`` or ``bytes`` starting with NUL."""
+    return isinstance(address, (str, bytes)) and address[:1] in ("\0", b"\0")
 
 
 def address_type(address: Any) -> str:
-    """The family of ``address``: ``"AF_UNIX"`` for a path, ``"AF_INET"`` for (host, port)."""
+    """The family of ``address``: ``"AF_UNIX"`` for a path or an abstract ``"\\0name"``,
+    ``"AF_INET"`` for (host, port)."""
     if isinstance(address, (str, bytes, os.PathLike)):
         return "AF_UNIX"
     if isinstance(address, tuple) and len(address) == 2:
         return "AF_INET"
-    raise ValueError(f"address {address!r} is neither a path (AF_UNIX) nor (host, port) (AF_INET)")
+    raise AddressFamilyError(
+        f"address {address!r} is neither a path or abstract name (AF_UNIX) nor "
+        "(host, port) (AF_INET)"
+    )
 
 
-def _check_family(family: str) -> int:
+def _socket_family(address: Any, family: str | None, who: str) -> int:
+    """The socket family of ``address`` under ``family`` (None: inferred); a clear error when
+    the two do not match."""
     families = {"AF_UNIX": socket.AF_UNIX, "AF_INET": socket.AF_INET}
-    if family not in families:
-        raise ValueError(f"family must be 'AF_UNIX' or 'AF_INET', got {family!r}")
+    if family is None:
+        family = address_type(address)
+    elif family not in families:
+        raise ValueError(f"{who}: family must be 'AF_UNIX' or 'AF_INET', got {family!r}")
+    if address is not None:
+        try:
+            found = address_type(address)
+        except AddressFamilyError:
+            found = None
+        if found != family:
+            shape = "a path or an abstract '\\0name'" if family == "AF_UNIX" else "(host, port)"
+            raise AddressFamilyError(
+                f"{who}: family {family!r} takes {shape} as its address, got {address!r}"
+                + (f" (an {found} address)" if found else "")
+            )
+        if family == "AF_UNIX" and is_abstract(address) and not ABSTRACT_SOCKETS:
+            raise AddressFamilyError(
+                f"{who}: abstract Unix socket addresses exist only on Linux, got {address!r}"
+            )
     return families[family]
 
 
@@ -412,7 +486,13 @@ def _check_authkey(authkey: bytes | None) -> None:
 
 
 class Listener:
-    """A bound, listening socket whose ``accept()`` returns connections."""
+    """A bound, listening socket whose ``accept()`` returns connections.
+
+    ``address`` is a path or, on Linux, an abstract name (``"\\0name"``) for
+    ``AF_UNIX``, or ``(host, port)`` for ``AF_INET``; ``family`` defaults to the
+    address's.  With an ``authkey``, every peer must pass the standard library's
+    HMAC challenge (so the standard library's ``Client`` can connect too).
+    """
 
     def __init__(
         self,
@@ -423,13 +503,13 @@ class Listener:
     ) -> None:
         _check_authkey(authkey)
         family = family or (address_type(address) if address is not None else "AF_UNIX")
-        socket_family = _check_family(family)
+        socket_family = _socket_family(address, family, "Listener")
         self._private_dir: str | None = None
         self._authkey = authkey
         if address is None:
             address = self._private_address(family)
         self._family = family
-        self._socket = socket.socket(socket_family, socket.SOCK_STREAM)
+        self._socket = osutil.blocking_socket(socket_family, socket.SOCK_STREAM)
         try:
             if socket_family == socket.AF_INET:
                 self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -439,8 +519,7 @@ class Listener:
             self._socket.close()
             raise
         self._address = self._socket.getsockname()
-        abstract = isinstance(address, (str, bytes)) and address[:1] in ("\0", b"\0")
-        unix_path = socket_family == socket.AF_UNIX and not abstract
+        unix_path = socket_family == socket.AF_UNIX and not is_abstract(address)
         self._unlink = os.fspath(address) if unix_path else None
         self._last_accepted: Any = None
         self._creator = os.getpid()
@@ -448,7 +527,7 @@ class Listener:
     def _private_address(self, family: str) -> Any:
         if family == "AF_INET":
             return ("127.0.0.1", 0)
-        if self._authkey is not None and sys.platform.startswith("linux"):
+        if self._authkey is not None and ABSTRACT_SOCKETS:
             # An abstract address (Linux): nothing in the filesystem that a killed
             # process could leave behind.  Any local process may connect to it, so it
             # serves only listeners that authenticate their peers.
@@ -488,6 +567,7 @@ class Listener:
         if self._socket.fileno() < 0:
             raise OSError("listener is closed")
         sock, self._last_accepted = self._socket.accept()
+        sock.setblocking(True)  # it took the default timeout, if the program set one
         _no_delay(sock)
         return sock
 
@@ -528,10 +608,10 @@ class Listener:
 
 
 def Client(address: Any, family: str | None = None, authkey: bytes | None = None) -> Connection:
-    """Connect to a Listener at ``address``; authenticate if there is an authkey."""
+    """Connect to a Listener at ``address`` (procframe's or the standard library's);
+    authenticate if there is an authkey."""
     _check_authkey(authkey)
-    socket_family = _check_family(family or address_type(address))
-    sock = socket.socket(socket_family, socket.SOCK_STREAM)
+    sock = osutil.blocking_socket(_socket_family(address, family, "Client"), socket.SOCK_STREAM)
     try:
         sock.connect(address)
     except BaseException:
@@ -582,40 +662,3 @@ def _authenticated(sock: socket.socket, authkey: bytes, server: bool) -> Connect
         raise
     sock.detach()  # the Connection owns the descriptor now
     return connection
-
-
-def _handshake_recv(connection: Connection) -> bytes:
-    if not connection.poll(HANDSHAKE_TIMEOUT):
-        raise AuthenticationError(f"the peer did not answer within {HANDSHAKE_TIMEOUT} s")
-    try:
-        return connection.recv_bytes(_HANDSHAKE_MAX)
-    except EOFError:
-        raise AuthenticationError("the peer closed the connection during authentication") from None
-    except OSError as exc:
-        raise AuthenticationError(f"malformed authentication message: {exc}") from None
-
-
-def _digest(authkey: bytes, message: bytes) -> bytes:
-    return hmac.new(bytes(authkey), message, "sha256").digest()
-
-
-def deliver_challenge(connection: Connection, authkey: bytes) -> None:
-    """Challenge the peer to prove it knows ``authkey`` (HMAC-SHA256 of a random nonce)."""
-    message = _CHALLENGE + os.urandom(_NONCE_SIZE)
-    connection.send_bytes(message)
-    response = _handshake_recv(connection)
-    if hmac.compare_digest(response, _digest(authkey, message)):
-        connection.send_bytes(_WELCOME)
-    else:
-        connection.send_bytes(_FAILURE)
-        raise AuthenticationError("the peer does not know the authkey")
-
-
-def answer_challenge(connection: Connection, authkey: bytes) -> None:
-    """Answer the peer's challenge; ``AuthenticationError`` if it rejects us."""
-    message = _handshake_recv(connection)
-    if not message.startswith(_CHALLENGE) or len(message) != len(_CHALLENGE) + _NONCE_SIZE:
-        raise AuthenticationError("the peer sent no valid challenge")
-    connection.send_bytes(_digest(authkey, message))
-    if _handshake_recv(connection) != _WELCOME:
-        raise AuthenticationError("the peer rejected our authkey")

@@ -19,6 +19,7 @@ import errno
 import os
 import threading
 
+from procframe._core import osutil
 from procframe.posix import shm_segment
 
 TYPE_CHECKING = False
@@ -308,7 +309,7 @@ def create(key: str | None, size: int) -> tuple[str, Owner]:
         fd = shm_segment.create(token, size, key, committed=False)
         owner = Owner(fd, data_len, token, key)
         try:
-            owner.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            owner.socket = osutil.blocking_socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             locator = f"{locator_prefix(key)}{os.getpid()}/{fd}/{token}"
             owner.socket.bind(b"\0" + locator.encode("ascii"))
             _settle(key, token)
