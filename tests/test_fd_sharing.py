@@ -13,8 +13,7 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 import procframe
 from procframe._core import fdshare
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.targets import read_report, report
 
 linux = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
@@ -29,15 +29,6 @@ linux = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /pr
 
 def _sharer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "procframe-fd-sharer"]
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _open_fds() -> set[int]:
@@ -61,7 +52,7 @@ def test_a_descriptor_never_collected_is_released(
     data = pickle.dumps(pipe[0])
     assert fdshare.pending() == 1
     assert len(_open_fds() - before) >= 2  # the duplicates, the listening socket
-    assert _wait_until(lambda: not _sharer_threads()), "the serving thread is still there"
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
     assert fdshare.pending() == 0
     assert _open_fds() <= before, "a duplicate or the socket outlived the hold"
     with pytest.raises(OSError, match="held them longer than"):
@@ -71,7 +62,7 @@ def test_a_descriptor_never_collected_is_released(
 def test_the_serving_thread_ends_once_everything_is_collected(pipe: tuple[Any, Any]) -> None:
     a, b = pipe
     copies = [pickle.loads(pickle.dumps(a)) for _ in range(3)]
-    assert _wait_until(lambda: not _sharer_threads()), "the serving thread is still there"
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
     for copy in copies:
         with copy:
             copy.send("through a copy")

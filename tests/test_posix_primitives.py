@@ -30,6 +30,7 @@ from procframe.posix.waitroom import CAPACITY
 from procframe.shared_memory import SharedMemory
 from procframe.testing.helpers import shmkeeper, sync
 from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.targets import read_report
 
 PATIENCE = 60.0
@@ -284,5 +285,5 @@ def test_the_leak_check_counts_a_block_the_keeper_holds(monkeypatch: pytest.Monk
     finally:
         with SharedMemory(name) as shm:
             shm.unlink()
-    assert shmkeeper.wait_until(lambda: not shmkeeper.keepers(os.getpid()))
+    assert eventually(lambda: not shmkeeper.keepers(os.getpid()))
     assert before.leaks() == []

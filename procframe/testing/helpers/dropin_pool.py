@@ -7,6 +7,7 @@ here fails to cross in one precise way, as the standard library meets it.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from typing import Any
 
@@ -82,3 +83,12 @@ def kill_self(_: Any = None) -> None:
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def what_pickle_raises(obj: object) -> Exception:
+    """The exception ``pickle.dumps(obj)`` raises on this Python."""
+    try:
+        pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        return e
+    raise AssertionError(f"{obj!r} can be pickled")

@@ -11,11 +11,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import procframe
+from procframe.testing.helpers.polling import eventually
 
 PATIENCE = 60.0
 """Seconds a task waits for anything that should happen at once."""
@@ -217,16 +217,6 @@ class Calls:
 def child_pids() -> set[int]:
     """Pids of this process's running procframe children (a pool's workers among them)."""
     return {p.pid for p in procframe.active_children() if p.pid is not None}
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = PROMPTLY) -> bool:
-    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def workers_of(before: set[int], count: int) -> set[int]:

@@ -64,6 +64,17 @@ def attach_and_unlink(queue: Any, name: str) -> None:
     shm.close()
 
 
+def unattachable(name: str) -> bool:
+    """True if no block can be attached by ``name`` (never made, unlinked, or ended)."""
+    from procframe.shared_memory import SharedMemory
+
+    try:
+        SharedMemory(name).close()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def holders(token: str) -> list[int]:
     """Pids of every process holding a descriptor of the memfd labelled ``token``."""
     label = f"procframe-shm:{token}"
@@ -105,16 +116,6 @@ def keepers(main_pid: int) -> list[int]:
         ):
             found.append(int(entry))
     return found
-
-
-def wait_until(predicate: Any, timeout: float = PATIENCE) -> bool:
-    """True once ``predicate()`` is true; False if it is still false after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def program_main(report_path: str, end: str) -> None:

@@ -34,15 +34,6 @@ PATIENCE = 60.0
 """Seconds to wait for anything that should happen at once."""
 
 
-def what_pickle_raises(obj: object) -> Exception:
-    """The exception ``pickle.dumps(obj)`` raises on this Python."""
-    try:
-        pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        return e
-    raise AssertionError(f"{obj!r} can be pickled")
-
-
 def is_broken_process_pool(error: BaseException | None) -> bool:
     """True if ``error`` is a ``concurrent.futures.process.BrokenProcessPool``."""
     module = sys.modules.get("concurrent.futures.process")
@@ -93,7 +84,7 @@ def test_a_failing_initializer_is_a_broken_process_pool(ctx: procframe.Context) 
 def test_a_call_that_cannot_be_pickled_raises_what_pickle_raised(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(1, mp_context=ctx) as executor:
         for bad in (dk.Unreducible(), _local_function(), lambda: 0, threading.Lock()):
-            expected = what_pickle_raises(bad)
+            expected = dk.what_pickle_raises(bad)
             as_argument = executor.submit(tk.identity, bad)
             as_function = executor.submit(bad)
             for future, part in ((as_argument, "args[0]"), (as_function, "function")):
@@ -110,7 +101,7 @@ def test_a_call_that_cannot_be_pickled_raises_what_pickle_raised(ctx: procframe.
 
 @pytest.mark.requires("separate_memory")
 def test_a_result_that_cannot_cross_raises_what_pickle_raised(ctx: procframe.Context) -> None:
-    expected = what_pickle_raises(threading.Lock())
+    expected = dk.what_pickle_raises(threading.Lock())
     with ProcessPoolExecutor(1, mp_context=ctx) as executor:
         for call in (tk.return_a_lock, tk.raise_holding_a_lock):
             error = executor.submit(call).exception(timeout=PATIENCE)

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from procframe.testing.helpers.crash import SCRIPT
 from procframe.testing.helpers.devshm import procframe_names
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import pid_running, script_env, write_script
 
 pytestmark = [
@@ -92,15 +92,6 @@ def tree_processes(mark: str) -> list[int]:
     return pids
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def read_stderr(tree: subprocess.Popen[bytes]) -> str:
     """What the tree wrote to its stderr (once its processes are gone), closing the pipe."""
     if tree.stderr is None or tree.stderr.closed:
@@ -141,7 +132,7 @@ def test_nothing_remains_after_a_sigkill(
         if moment == "starting":  # somewhere in making the objects and starting the children
             time.sleep(random.uniform(0.05, 0.5))
         else:
-            assert wait_until(report.exists, PATIENCE), "the tree never reported its pids"
+            assert eventually(report.exists, PATIENCE), "the tree never reported its pids"
             time.sleep(random.uniform(0.0, 0.2) if moment == "early" else CHURN / 2)
         used = shared_memory_held(tree_processes(mark))
         if moment != "starting":
@@ -162,12 +153,12 @@ def test_nothing_remains_after_a_sigkill(
                 os.kill(pid, signal.SIGKILL)
             tree.wait()
             pytest.fail(f"the tree hung after its {victim} was killed:\n{read_stderr(tree)}")
-        assert wait_until(lambda: not tree_processes(mark), PATIENCE), (
+        assert eventually(lambda: not tree_processes(mark), PATIENCE), (
             f"processes of the tree outlived it: {tree_processes(mark)}"
         )
         # A process that is exiting has already lost its environment (so it no longer
         # counts as the tree's) but may not have closed its descriptors yet.
-        assert wait_until(lambda: not (used & shared_memory_held()), PATIENCE), (
+        assert eventually(lambda: not (used & shared_memory_held()), PATIENCE), (
             f"the tree's shared memory outlived the tree, held by {holders(used)}"
         )
     finally:

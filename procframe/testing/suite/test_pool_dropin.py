@@ -37,15 +37,6 @@ def squares_then_raise(count: int) -> Iterator[int]:
     raise InputBroke(f"the input broke after {count} items")
 
 
-def what_pickle_raises(obj: object) -> Exception:
-    """The exception ``pickle.dumps(obj)`` raises on this Python."""
-    try:
-        pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        return e
-    raise AssertionError(f"{obj!r} can be pickled")
-
-
 # -- with ----------------------------------------------------------------------------
 
 
@@ -133,7 +124,7 @@ def _sending(pool: Any, bad: object) -> list[Callable[[], object]]:
 def test_an_unpicklable_argument_raises_what_pickle_raised(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         for bad in (dk.Unreducible(), _local_function(), lambda: 0, threading.Lock()):
-            expected = what_pickle_raises(bad)
+            expected = dk.what_pickle_raises(bad)
             for call in _sending(pool, bad):
                 with pytest.raises(type(expected)) as info:
                     call()
@@ -204,7 +195,7 @@ def test_maybe_encoding_error_has_the_attributes_of_multiprocessing() -> None:
 @pytest.mark.requires("separate_memory")
 def test_a_result_that_cannot_cross_raises_maybe_encoding_error(ctx: procframe.Context) -> None:
     with ctx.Pool(1) as pool:
-        expected = what_pickle_raises(threading.Lock())
+        expected = dk.what_pickle_raises(threading.Lock())
         with pytest.raises(procframe.pool.MaybeEncodingError) as info:
             pool.apply(tk.return_a_lock)
         error = info.value

@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 
 import procframe
 from procframe.testing.helpers import exchange
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import run_script
 from procframe.testing.helpers.targets import read_report, report
 
@@ -50,15 +51,6 @@ def _closing(q: Any) -> Iterator[Any]:
         q.join_thread()
 
 
-def _eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _join_within(q: Any, timeout: float) -> bool:
     """Run ``q.join()`` in a thread; True if it returned within ``timeout``."""
     thread = threading.Thread(target=q.join, daemon=True)
@@ -81,7 +73,7 @@ def test_items_come_out_in_order(ctx: procframe.Context, kind: str) -> None:
             q.put(item)
         if kind != "SimpleQueue":
             assert q.qsize() == len(items)
-        assert _eventually(lambda: not q.empty())
+        assert eventually(lambda: not q.empty())
         assert [_get(q, kind) for _ in items] == items
         assert q.empty()
         if kind != "SimpleQueue":

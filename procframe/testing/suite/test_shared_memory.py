@@ -25,7 +25,7 @@ import pytest
 import procframe
 from procframe.posix import shared_memory
 from procframe.shared_memory import ShareableList, SharedMemory
-from procframe.testing.helpers import shmem
+from procframe.testing.helpers import shmem, shmkeeper
 from procframe.testing.helpers.devshm import procframe_names
 from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.scripts import script_env
@@ -61,35 +61,6 @@ def _join(*procs: Any) -> None:
     finally:
         reap(*procs)
     assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def _holders(token: str) -> list[int]:
-    """Pids of every process holding a descriptor of the memfd labelled ``token``."""
-    label = f"procframe-shm:{token}"
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if label in os.readlink(f"/proc/{entry}/fd/{fd}"):
-                    pids.append(int(entry))
-                    break
-            except OSError:
-                continue
-    return pids
-
-
-def _unattachable(name: str) -> bool:
-    try:
-        SharedMemory(name).close()
-    except FileNotFoundError:
-        return True
-    return False
 
 
 # -- SharedMemory in one process -------------------------------------------------------
@@ -161,7 +132,7 @@ def test_a_chosen_name(chosen: str) -> None:
     finally:
         shm.close()
         shm.unlink()
-    assert _unattachable(chosen)
+    assert shmkeeper.unattachable(chosen)
     again = SharedMemory(chosen, create=True, size=8)  # unlinked: the name is free again
     again.unlink()
     again.close()
@@ -230,14 +201,14 @@ def test_the_context_manager_closes_and_does_not_unlink() -> None:
     with SharedMemory(shm.name) as other:
         assert other.buf is not None and other.buf[0] == 1
         other.unlink()
-    assert _unattachable(shm.name)
+    assert shmkeeper.unattachable(shm.name)
 
 
 def test_unlink_ends_the_name_but_not_the_mappings() -> None:
     shm = SharedMemory(create=True, size=8)
     other = SharedMemory(shm.name)
     shm.unlink()
-    assert _unattachable(shm.name)
+    assert shmkeeper.unattachable(shm.name)
     assert other.buf is not None and shm.buf is not None
     other.buf[0] = 42  # both mappings still work and still share the memory
     assert shm.buf[0] == 42
@@ -256,7 +227,7 @@ def test_unlink_by_a_non_creator_lets_the_creator_drop_the_block(chosen: str) ->
     other.unlink()
     assert token not in shared_memory._owners  # unlinked in the creator: dropped at once
     other.close()
-    assert _unattachable(chosen)
+    assert shmkeeper.unattachable(chosen)
     replacement = SharedMemory(chosen, create=True, size=4)  # the name is free again
     assert replacement.size == 4 and shm.size == 8
     shm.close()
@@ -536,7 +507,7 @@ def test_unlink_by_a_child_ends_the_name_everywhere(
         try:
             _join(_start(ctx, shmem.attach_and_unlink, shm.name, str(out)))
             assert read_report(out) == {"attachable": False, "data": "data"}
-            assert _unattachable(shm.name)
+            assert shmkeeper.unattachable(shm.name)
             shm.close()  # the creator sees the mark and lets go of the block
             if shared_memory._USE_MEMFD:
                 assert shm._token not in shared_memory._owners
@@ -610,7 +581,7 @@ def test_a_block_created_by_an_unrelated_interpreter(
         shm = SharedMemory(chosen)
         creator.stdin.close()  # the creator exits without unlink: its name ends with it
         assert creator.wait(PATIENCE) == 0
-        assert _unattachable(chosen)
+        assert shmkeeper.unattachable(chosen)
         assert shm.buf is not None and bytes(shm.buf) == b"abc"  # our mapping lives on
         shm.close()
     finally:
@@ -640,9 +611,9 @@ def test_a_killed_creator_leaves_nothing_behind(
             assert p.exitcode == -signal.SIGKILL
         finally:
             reap(p)
-        assert _unattachable(made["name"])
+        assert shmkeeper.unattachable(made["name"])
         if shared_memory._USE_MEMFD:
-            assert _holders(made["token"]) == []  # its memory is freed, not just unnamed
+            assert shmkeeper.holders(made["token"]) == []  # its memory is freed, not just unnamed
         assert procframe_names(made["name"]) - before == set()
 
 
@@ -664,12 +635,12 @@ def test_a_survivor_keeps_the_memory_of_a_killed_creator(
             reap(p)
         assert shm.buf is not None and bytes(shm.buf[:8]) == b"survives"
         shm.buf[-1] = 1  # still writable
-        assert _unattachable(made["name"])
+        assert shmkeeper.unattachable(made["name"])
         with pytest.raises(FileNotFoundError):  # nothing left to unlink
             SharedMemory(made["name"]).unlink()
         shm.close()
         if shared_memory._USE_MEMFD:
-            assert _holders(made["token"]) == []  # the last mapping gone, so is the memory
+            assert shmkeeper.holders(made["token"]) == []  # the last mapping gone, so is the memory
         assert procframe_names(made["name"]) - before == set()
 
 
@@ -691,7 +662,7 @@ def test_a_name_outlives_its_creator_until_unlinked(
     with pytest.raises(FileExistsError):
         SharedMemory(chosen, create=True, size=16)
     shm.unlink()
-    assert _unattachable(chosen)
+    assert shmkeeper.unattachable(chosen)
     assert bytes(shm.buf[:4]) == b"held"
     shm.close()
 
@@ -710,4 +681,4 @@ def test_one_of_many_racing_creators_gets_a_chosen_name(
     finally:
         report(done, True)
         _join(*procs)
-    assert _unattachable(chosen)
+    assert shmkeeper.unattachable(chosen)

@@ -28,6 +28,7 @@ from procframe.shared_memory import SharedMemory
 from procframe.testing.helpers import shmkeeper
 from procframe.testing.helpers.devshm import procframe_names
 from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import script_env, write_script
 from procframe.testing.helpers.targets import read_report
 
@@ -56,21 +57,13 @@ def _run(ctx: procframe.Context, target: Any, *args: Any) -> None:
     assert p.exitcode == 0
 
 
-def _unattachable(name: str) -> bool:
-    try:
-        SharedMemory(name).close()
-    except FileNotFoundError:
-        return True
-    return False
-
-
 def _nothing_left(token: str) -> None:
     """No process holds the block's memory any more, and no keeper runs for this program."""
     if shared_memory._USE_MEMFD:
-        assert shmkeeper.wait_until(lambda: not shmkeeper.holders(token)), (
+        assert eventually(lambda: not shmkeeper.holders(token)), (
             f"the block is still held by {shmkeeper.holders(token)}"
         )
-        assert shmkeeper.wait_until(lambda: not shmkeeper.keepers(os.getpid())), (
+        assert eventually(lambda: not shmkeeper.keepers(os.getpid())), (
             f"the keeper {shmkeeper.keepers(os.getpid())} outlived its last block"
         )
     assert kept_names() == set()
@@ -95,7 +88,7 @@ def test_a_block_outlives_the_child_that_created_it(
         with pytest.raises(FileExistsError):  # the name is still taken
             SharedMemory(made, create=True, size=8)
         shm.unlink()
-        assert _unattachable(made)
+        assert shmkeeper.unattachable(made)
         with pytest.raises(FileNotFoundError):
             shm.unlink()
         assert bytes(shm.buf[:4]) == b"MADE"  # a mapping outlives the name
@@ -111,7 +104,7 @@ def test_any_process_may_unlink_a_kept_block(ctx: procframe.Context, name: str |
     made, token = queue.get(timeout=PATIENCE)
     _run(ctx, shmkeeper.attach_and_unlink, queue, made)  # a sibling of the creator
     assert queue.get(timeout=PATIENCE) is False
-    assert _unattachable(made)
+    assert shmkeeper.unattachable(made)
     _nothing_left(token)
     if name is not None:  # the name is free again
         again = SharedMemory(name, create=True, size=8)
@@ -164,11 +157,11 @@ def test_the_end_of_the_program_frees_a_kept_block(
         assert program.returncode == -signal.SIGKILL
     else:
         assert (program.returncode, stderr) == (0, "")
-    assert shmkeeper.wait_until(lambda: not shmkeeper.keepers(made["pid"])), (
+    assert eventually(lambda: not shmkeeper.keepers(made["pid"])), (
         f"the keeper {shmkeeper.keepers(made['pid'])} outlived the program"
     )
-    assert shmkeeper.wait_until(lambda: not shmkeeper.holders(made["token"])), (
+    assert eventually(lambda: not shmkeeper.holders(made["token"])), (
         f"the block is still held by {shmkeeper.holders(made['token'])}"
     )
-    assert _unattachable(made["name"])
+    assert shmkeeper.unattachable(made["name"])
     assert procframe_names() - before == set()

@@ -20,6 +20,7 @@ import pytest
 import procframe
 from procframe.testing.helpers import sync
 from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import run_script
 from procframe.testing.helpers.targets import read_report, report
 
@@ -79,15 +80,6 @@ def _join(*procs: Any) -> None:
     finally:
         reap(*procs)
     assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # -- Lock, RLock, Semaphore, BoundedSemaphore in one process --------------------------
@@ -432,7 +424,7 @@ def test_condition_notify_wakes_that_many_threads(ctx: procframe.Context, how: s
                 cond.notify(2)
             else:
                 cond.notify_all()
-        assert _eventually(lambda: len(results) >= expected)
+        assert eventually(lambda: len(results) >= expected)
         time.sleep(SHORT)  # time enough for a waiter woken in excess to show
         assert results == [True] * expected
     finally:
@@ -452,7 +444,7 @@ def test_a_waiter_that_timed_out_does_not_take_a_later_notify(ctx: procframe.Con
     try:
         with cond:
             cond.notify()
-        assert _eventually(lambda: results == [True])
+        assert eventually(lambda: results == [True])
     finally:
         with cond:
             cond.notify_all()
@@ -467,7 +459,7 @@ def test_condition_notify_wakes_the_longest_waiting_first(ctx: procframe.Context
         for woken in (1, 2, 3):
             with cond:
                 cond.notify()
-            assert _eventually(lambda woken=woken: sum(map(len, (r for _, r in waiters))) == woken)
+            assert eventually(lambda woken=woken: sum(map(len, (r for _, r in waiters))) == woken)
             assert [results for _, results in waiters] == [[True]] * woken + [[]] * (3 - woken)
     finally:
         with cond:
@@ -777,7 +769,7 @@ def test_condition_notify_wakes_that_many_processes(
         def woken() -> int:
             return sum(os.path.exists(path) for path in results)
 
-        assert _eventually(lambda: woken() >= expected)
+        assert eventually(lambda: woken() >= expected)
         time.sleep(SHORT)  # time enough for a waiter woken in excess to show
         woken_first = woken()
         with cond:
