@@ -124,6 +124,7 @@ def test_the_main_process_runs_its_finalizers_at_exit_by_priority(tmp_path: Path
 def test_a_finalizer_does_not_run_in_a_process_forked_by_hand(tmp_path: Path) -> None:
     source = """\
         import os
+        import sys
         from procframe import util
 
         print("parent", os.getpid(), flush=True)
@@ -135,6 +136,7 @@ def test_a_finalizer_does_not_run_in_a_process_forked_by_hand(tmp_path: Path) ->
             from procframe._core.finalize import run_finalizers
 
             run_finalizers()
+            sys.stdout.flush()  # os._exit() would drop what print() buffered
             os._exit(0)
         os.waitpid(pid, 0)
     """

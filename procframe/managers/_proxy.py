@@ -58,12 +58,22 @@ class BaseProxy:
         kind, payload = server.request(self._id, methodname, args, kwds)
         if kind == protocol.RETURN:
             return payload
-        return self._outcome(kind, payload)
+        try:
+            return self._outcome(kind, payload)
+        finally:
+            # The raised exception's traceback holds this frame: a local referring to the
+            # exception would make a cycle that keeps this proxy (an exhausted iterator's,
+            # say) and its object in the server alive until the garbage collector runs.
+            del payload
 
     def _outcome(self, kind: int, payload: Any) -> Any:
         if kind == protocol.RAISED:
             exc, text = payload
-            raise exc from RemoteError(text)
+            del payload
+            try:
+                raise exc from RemoteError(text)
+            finally:
+                del exc  # no cycle through this frame (see _callmethod)
         if kind == protocol.PROXY:
             return _new_proxy(
                 payload, self._token.address, self._manager, self._authkey, self._serializer
@@ -91,9 +101,12 @@ class BaseProxy:
         kind, payload = server.call(entry, SERVER_SESSION, self._id, methodname, args, kwds or {})
         if kind == protocol.RETURN:
             return payload
-        if kind == protocol.RAISED:
-            raise payload[0]
-        return self._outcome(kind, payload)
+        try:
+            if kind == protocol.RAISED:
+                raise payload[0]
+            return self._outcome(kind, payload)
+        finally:
+            del payload  # no cycle through this frame (see _callmethod)
 
     def _referent(self) -> Any:
         """The object itself, for a proxy that lives in its own server's process."""
