@@ -132,6 +132,8 @@ def set_start_method(method: str | None, force: bool = False) -> None:
     ``RuntimeError('context has already been set')`` even for the same backend,
     unless ``force=True``; ``set_start_method(None, force=True)`` clears the choice.
     """
+    if not force and method == registry.chosen() and _running_the_parents_main():
+        return  # the parent's main module, run again here: the parent made this choice
     with _lock:
         if not force and _set_by_code is not None and registry.chosen() == _set_by_code:
             raise RuntimeError(
@@ -140,6 +142,13 @@ def set_start_method(method: str | None, force: bool = False) -> None:
                 "change it"
             )
         set_backend(method, force)
+
+
+def _running_the_parents_main() -> bool:
+    """True while this process runs its parent's main module (spawn, forkserver)."""
+    from procframe._core.process import current_process
+
+    return bool(getattr(current_process(), "_inheriting", False))
 
 
 def assert_spawning(obj: object) -> None:

@@ -248,7 +248,8 @@ class _BasePool:
         # ``_warn`` is bound now: at exit the module's globals may be gone.
         core = getattr(self, "_core", None)
         if core is not None and core.state == RUNNING:
-            message = f"unclosed running procframe pool {self!r}"
+            # The standard library's words, which warning filters people wrote may match.
+            message = f"unclosed running multiprocessing pool {self!r}"
             self._finalizer()  # before warning: the warning may be an error, which keeps self
             _warn(message, ResourceWarning, source=self)
 

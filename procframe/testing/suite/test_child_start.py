@@ -232,7 +232,11 @@ def test_the_main_thread_of_a_child_has_the_childs_native_id(
 # -- a main module without the guard -------------------------------------------------------
 
 NO_MAIN_GUARD = """\
+    import os
     import procframe
+
+    if os.environ.get("SET_START_METHOD"):  # as the documentation's examples do, unguarded
+        procframe.set_start_method(os.environ["PROCFRAME_BACKEND"])
 
     def f():
         print("f ran")
@@ -245,15 +249,23 @@ NO_MAIN_GUARD = """\
 
 
 @pytest.mark.requires("reimports_main")
+@pytest.mark.parametrize("set_start_method", [False, True], ids=["plain", "set_start_method"])
 def test_a_main_module_without_the_guard_fails_clearly_and_ends(
-    procframe_backend: str, tmp_path: Path
+    procframe_backend: str, tmp_path: Path, set_start_method: bool
 ) -> None:
-    """Without the fix every child re-imports the main module and starts another child."""
+    """Without the fix every child re-imports the main module and starts another child.
+
+    With ``set_start_method`` at module level too, the child's error is still the
+    bootstrap one (the call, re-run in the child, names the backend it runs under).
+    """
     path = write_script(tmp_path, NO_MAIN_GUARD)
+    env = script_env(procframe_backend)
+    if set_start_method:
+        env["SET_START_METHOD"] = "1"
     program = subprocess.Popen(
         [sys.executable, str(path)],
         cwd=tmp_path,
-        env=script_env(procframe_backend),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

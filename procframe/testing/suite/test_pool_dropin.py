@@ -234,7 +234,7 @@ def test_a_dropped_running_pool_warns_and_is_terminated(ctx: procframe.Context) 
         gc.collect()
     unclosed = [w for w in seen if issubclass(w.category, ResourceWarning)]
     assert len(unclosed) == 1, [str(w.message) for w in seen]
-    assert "unclosed running" in str(unclosed[0].message)
+    assert str(unclosed[0].message).startswith("unclosed running multiprocessing pool <")
     assert described in str(unclosed[0].message)
     source = unclosed[0].source
     assert isinstance(source, (procframe.pool.Pool, procframe.pool.ThreadPool))
