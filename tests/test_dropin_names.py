@@ -141,13 +141,15 @@ def test_dummy_process_runs_in_a_thread_that_is_its_current_process(no_leaks: No
 def test_dummy_pool_is_a_thread_pool_whose_workers_are_current_process(no_leaks: None) -> None:
     dummy = procframe.dummy
     pool = dummy.Pool(2)
+    release = threading.Event()
     try:
         assert isinstance(pool, procframe.pool.ThreadPool)
         names = pool.map(lambda _: dummy.current_process().name, range(4))
         assert threading.current_thread().name not in names
         with pytest.raises(procframe.pool.TimeoutError):
-            pool.apply_async(threading.Event().wait, (5,)).get(timeout=0.01)
+            pool.apply_async(release.wait, (PATIENCE,)).get(timeout=0.01)
     finally:
+        release.set()  # a thread cannot be stopped: terminate() waits for the task
         pool.terminate()
         pool.join()
 

@@ -121,7 +121,7 @@ def test_an_events_repr_has_the_stdlib_form_and_reading_it_changes_nothing(
 def test_a_pool_results_timeout_is_procframe_pool_timeout_error(ctx: procframe.Context) -> None:
     assert procframe.pool.TimeoutError is procframe.TimeoutError
     with ctx.Pool(1) as pool:
-        result = pool.apply_async(sleep_and_return, (2.0, "late"))
+        result = pool.apply_async(sleep_and_return, (0.5, "late"))
         with pytest.raises(procframe.pool.TimeoutError) as raised:
             result.get(timeout=0.05)
         assert isinstance(raised.value, procframe.ProcessError)
