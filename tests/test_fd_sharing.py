@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 
 import procframe
-from procframe._core import fdshare
+from procframe._core import fdshare, osutil
 from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.targets import read_report, report
 
@@ -131,3 +133,190 @@ def test_a_forked_child_drops_the_pending_copies(pipe: tuple[Any, Any], tmp_path
     with pickle.loads(data) as copy:  # the parent still holds it
         copy.send("after the fork")
         assert pipe[1].recv() == "after the fork"
+
+
+# -- at exit: a short grace for what is pending, then nothing is held -------------------------
+
+
+def test_the_serving_thread_is_daemonic(pipe: tuple[Any, Any]) -> None:
+    data = pickle.dumps(pipe[0])
+    try:
+        assert [t.daemon for t in _sharer_threads()] == [True]  # exit never joins it
+    finally:
+        pickle.loads(data).close()
+
+
+@linux
+def test_at_exit_what_is_pending_is_dropped_after_the_grace(
+    pipe: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fdshare, "EXIT_GRACE", 0.2)
+    before = _open_fds()
+    data = pickle.dumps(pipe[0])
+    fdshare._finish_at_exit()
+    assert fdshare.pending() == 0
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
+    assert _open_fds() <= before, "a duplicate or the socket outlived the exit"
+    with pytest.raises(OSError, match="has exited"):
+        pickle.loads(data)
+
+
+def test_at_exit_a_receiver_that_is_reading_gets_what_is_pending(pipe: tuple[Any, Any]) -> None:
+    data = pickle.dumps(pipe[0])
+    received: list[Any] = []
+    receiver = threading.Thread(target=lambda: received.append(pickle.loads(data)))
+    receiver.start()
+    fdshare._finish_at_exit()  # waits for the receiver (well within the grace)
+    receiver.join(60)
+    with received[0] as copy:
+        copy.send("collected during the grace")
+        assert pipe[1].recv() == "collected during the grace"
+
+
+_HOLD_AN_UNCOLLECTED_SHARE = """
+import pickle, sys
+import procframe
+ctx = procframe.get_context(sys.argv[1])
+mine, theirs = ctx.Pipe()
+q = ctx.Queue()
+q.put(theirs)  # nobody reads it
+data = pickle.dumps(mine)  # nobody unpickles it
+print("shared", flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_program_holding_an_uncollected_share_exits_promptly(method: str) -> None:
+    if method not in procframe.get_all_start_methods():
+        pytest.skip(f"needs {method}")
+    done = subprocess.run(
+        [sys.executable, "-c", _HOLD_AN_UNCOLLECTED_SHARE, method],
+        capture_output=True,
+        text=True,
+        timeout=fdshare.HOLD_TIMEOUT / 2,  # it used to wait for HOLD_TIMEOUT
+    )
+    assert done.stdout.strip() == "shared", done.stderr
+    assert done.returncode == 0, done.stderr
+
+
+# -- a pickling that fails shares nothing -----------------------------------------------------
+
+
+def _task(*args: object) -> None:
+    """A pool task (never runs: its arguments cannot be pickled)."""
+
+
+def _unpicklable_with(conn: Any) -> tuple[Any, Any]:
+    return (conn, lambda: 0)
+
+
+def test_a_failed_pickling_releases_what_it_shared(pipe: tuple[Any, Any]) -> None:
+    from procframe._core import reduction
+
+    kept = reduction.dumps(pipe[0])  # a pickling that succeeded: its share stays
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        reduction.dumps(_unpicklable_with(pipe[0]))
+    assert fdshare.pending() == 1
+    pickle.loads(kept).close()
+    assert fdshare.pending() == 0
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
+
+
+def test_what_probing_pickles_shares_nothing(pipe: tuple[Any, Any]) -> None:
+    from procframe._core import reduction
+
+    with reduction.probing():
+        pickle.dumps(pipe[0])
+    assert fdshare.pending() == 0
+    assert not _sharer_threads()
+
+
+@pytest.mark.parametrize("carrier", ["Pipe", "Queue", "SimpleQueue"])
+def test_an_unpicklable_message_holding_a_connection_shares_nothing(
+    pipe: tuple[Any, Any], carrier: str
+) -> None:
+    ctx = procframe.get_context("fork" if "fork" in procframe.get_all_start_methods() else None)
+    if carrier == "Pipe":
+        reader, writer = ctx.Pipe(duplex=False)
+        closing = [reader, writer]
+        send = writer.send
+    else:
+        q = getattr(ctx, carrier)()
+        closing = [q]
+        send = q.put
+    try:
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            send(_unpicklable_with(pipe[0]))
+    finally:
+        for obj in closing:
+            obj.close()
+    assert fdshare.pending() == 0
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
+
+
+def test_an_unpicklable_pool_task_holding_a_connection_shares_nothing(
+    pipe: tuple[Any, Any],
+) -> None:
+    ctx = procframe.get_context("fork" if "fork" in procframe.get_all_start_methods() else None)
+    with ctx.Pool(1) as pool:
+        with pytest.raises(pickle.PicklingError, match=r"args\[1\]"):
+            pool.apply(_task, _unpicklable_with(pipe[0]))
+        assert fdshare.pending() == 0
+    pool.join()
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
+
+
+# -- receivers that stay silent, processes of other users -------------------------------------
+
+
+def test_a_silent_client_does_not_delay_a_receiver(
+    pipe: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fdshare, "SERVE_TIMEOUT", 40.0)  # each used to hold up the next this long
+    data = pickle.dumps(pipe[0])
+    silent = []
+    try:
+        for _ in range(3):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            silent.append(sock)
+            sock.settimeout(30)
+            sock.connect(fdshare._sharer.address)
+            assert len(sock.recv(64)) > 0  # challenged, and then silent
+        started = time.monotonic()
+        with pickle.loads(data) as copy:
+            took = time.monotonic() - started
+            copy.send("past the silent ones")
+            assert pipe[1].recv() == "past the silent ones"
+        assert took < fdshare.SERVE_TIMEOUT / 2, f"the receiver waited {took:.1f} s"
+    finally:
+        for sock in silent:
+            sock.close()
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
+
+
+def test_a_process_of_another_user_is_refused_at_once(
+    pipe: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def someone_else(sock: socket.socket) -> tuple[int, int, int]:
+        calls.append(sock)
+        return (os.getpid(), os.geteuid() + 1, os.getegid())
+
+    data = pickle.dumps(pipe[0])
+    monkeypatch.setattr(osutil, "peer_credentials", someone_else)
+    with pytest.raises(OSError, match="cannot receive"):
+        pickle.loads(data)
+    assert calls, "the serving thread did not check its peer"
+    assert fdshare.pending() == 1  # refused, not given away
+    monkeypatch.undo()
+    with pickle.loads(data) as copy:
+        copy.send("ours after all")
+        assert pipe[1].recv() == "ours after all"
+
+
+def test_only_a_peer_of_our_user_is_trusted() -> None:
+    me = os.geteuid()
+    assert osutil.is_same_user((1234, me, 0))
+    assert not osutil.is_same_user((1234, me + 1, 0))
+    assert osutil.is_same_user(None)  # the system cannot tell: the address is the barrier

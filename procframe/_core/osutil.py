@@ -225,3 +225,101 @@ def socket_from_fd(fd: int, family: int, kind: int) -> socket.socket:
     sock = socket.socket(family, kind | getattr(socket, "SOCK_NONBLOCK", 0), fileno=fd)
     sock.setblocking(True)
     return sock
+
+
+# -- descriptors received over a Unix socket, peers of a Unix socket ------------------------
+
+
+def received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors of the ``SCM_RIGHTS`` records in ``ancillary`` (from ``recvmsg``),
+    which the caller now owns and must close."""
+    import array
+    import socket
+
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return list(fds)
+
+
+def rights_space(count: int) -> int:
+    """The ancillary buffer ``recvmsg`` needs to receive ``count`` descriptors."""
+    import array
+    import socket
+
+    return socket.CMSG_SPACE(count * array.array("i").itemsize)
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+    """``(pid, uid, gid)`` of the process that connected Unix socket ``sock``, or None where
+    the system cannot tell (no ``SO_PEERCRED``)."""
+    import socket
+    import struct
+
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:  # pragma: no cover - platforms without SO_PEERCRED
+        return None
+    layout = struct.Struct("3i")
+    pid, uid, gid = layout.unpack(sock.getsockopt(socket.SOL_SOCKET, option, layout.size))
+    return pid, uid, gid
+
+
+def is_same_user(credentials: tuple[int, int, int] | None) -> bool:
+    """True if a peer with ``credentials`` (:func:`peer_credentials`) runs as our user (or
+    the system cannot tell: an abstract or private address is then the only barrier)."""
+    return credentials is None or credentials[1] == os.geteuid()
+
+
+def peer_is_same_user(sock: socket.socket) -> bool:
+    """True if the process that connected Unix socket ``sock`` runs as this process's user."""
+    try:
+        return is_same_user(peer_credentials(sock))
+    except OSError:  # the peer is gone already
+        return False
+
+
+# -- /proc/<pid>/stat -----------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (``state`` first), or None
+    if the process is gone or the system has no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None if it is gone."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields is not None else None  # field 22 of proc(5)
+    except (IndexError, ValueError):
+        return None
+
+
+def parent_pid(pid: int) -> int | None:
+    """The pid of the parent of process ``pid``, or None if it is gone."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[1]) if fields is not None else None  # field 4 of proc(5)
+    except (IndexError, ValueError):
+        return None
+
+
+# -- text ------------------------------------------------------------------------------------
+
+REPR_LIMIT = 80
+"""The longest repr an error message quotes."""
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to :data:`REPR_LIMIT` characters; a stand-in if ``repr`` raises."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__} object>"
+    return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."

@@ -13,12 +13,18 @@ descriptors.
 A Connection may also be pickled outside a launch, into a message for a
 process that is already running: :func:`share_fds` then holds duplicates of
 its descriptors for the receiver to collect (:mod:`procframe._core.fdshare`).
-Every other object that holds a descriptor can only cross at a child's start.
+Messages are pickled with :func:`dumps`, which releases those duplicates at
+once if the pickling fails (nobody could collect them), and a pickling that
+only tests whether something can be pickled runs under :class:`probing`,
+which shares nothing.  Every other object that holds a descriptor can only
+cross at a child's start.
 """
 
 from __future__ import annotations
 
 import _thread
+from pickle import HIGHEST_PROTOCOL
+from pickle import dumps as _pickle_dumps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,6 +35,9 @@ MAX_FDS = 250
 
 _launch = _thread._local()
 _received: list[int] = []
+_shares_made = 0
+"""How many times this process shared descriptors for a running process (numbers them)."""
+_share_lock = _thread.allocate_lock()
 
 
 class collecting_fds:
@@ -93,7 +102,43 @@ def set_received(fds: list[int]) -> None:
 def share_fds(fds: list[int]) -> SharedFds:
     """Outside a launch: a picklable stand-in for ``fds`` that the process unpickling it
     (any running process with this process's authkey) turns back into duplicates of them,
-    with its ``collect()``."""
+    with its ``collect()``.  Under :class:`probing`, a stand-in that shares nothing."""
+    global _shares_made
     from procframe._core import fdshare
 
-    return fdshare.share(fds)
+    if getattr(_launch, "probing", False):
+        return fdshare.SharedFds(b"", b"", len(fds))
+    with _share_lock:
+        _shares_made += 1
+        serial = _shares_made
+    return fdshare.share(fds, serial)
+
+
+def dumps(obj: object) -> bytes:
+    """``pickle.dumps(obj, HIGHEST_PROTOCOL)``, for a message to another process.
+
+    If pickling raises, the descriptors it shared (a Connection inside ``obj``) are
+    released before the error propagates: the message is never sent, so nobody would
+    ever collect them.
+    """
+    mark = _shares_made
+    try:
+        return _pickle_dumps(obj, HIGHEST_PROTOCOL)
+    except BaseException:
+        if _shares_made != mark:
+            from procframe._core import fdshare
+
+            fdshare.release_after(mark)
+        raise
+
+
+class probing:
+    """Within this block, pickling only tests what can be pickled: a Connection pickled for a
+    running process shares nothing (its pickle cannot be received)."""
+
+    def __enter__(self) -> None:
+        self._before = getattr(_launch, "probing", False)
+        _launch.probing = True
+
+    def __exit__(self, *exc: object) -> None:
+        _launch.probing = self._before

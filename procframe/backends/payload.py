@@ -132,7 +132,7 @@ def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPickl
             try:
                 pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
-                culprit = f"its {label} ({_short_repr(value)})"
+                culprit = f"its {label} ({osutil.short_repr(value)})"
                 break
     return ProcessPicklingError(
         f"process {process.name!r} cannot start under the {backend!r} backend: {culprit} "
@@ -141,11 +141,6 @@ def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPickl
         "module level and pass picklable arguments, or use a backend whose children "
         "inherit the parent's memory (fork)"
     )
-
-
-def _short_repr(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def frame(data: bytes) -> bytes:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
+from procframe._core import reduction
 from procframe._core.errors import ProcessPicklingError
+from procframe._core.osutil import short_repr
 from procframe.pool import _frames
 from procframe.pool._errors import (
     MaybeEncodingError,
@@ -20,8 +22,6 @@ from procframe.pool._errors import (
     add_note,
     pickling_error,
 )
-
-_REPR_LIMIT = 80
 
 
 def unpicklable_task(
@@ -32,7 +32,7 @@ def unpicklable_task(
     It is also of ``error``'s type (:func:`pickling_error`) and has it as ``__cause__``.
     """
     func = call[0]
-    name = getattr(func, "__qualname__", None) or _short_repr(func)
+    name = getattr(func, "__qualname__", None) or short_repr(func)
     task = f"the task {name}(...)" if kind == _frames.APPLY else f"a task of the map of {name}"
     culprit = _culprit(job, index, kind, call)
     return pickling_error(
@@ -53,20 +53,13 @@ def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...]) -> str:
         chunk = call[1]
         first = index * (getattr(job, "_chunksize", None) or len(chunk))
         parts += [(f"input item {first + i}", item) for i, item in enumerate(chunk)]
-    for label, value in parts:
-        try:
-            dumps(value, HIGHEST_PROTOCOL)
-        except Exception:
-            return f"its {label} ({_short_repr(value)})"
+    with reduction.probing():  # a test: a Connection in ``call`` must not be shared again
+        for label, value in parts:
+            try:
+                dumps(value, HIGHEST_PROTOCOL)
+            except Exception:
+                return f"its {label} ({short_repr(value)})"
     return "its function or arguments"
-
-
-def _short_repr(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__qualname__} object>"
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
 
 
 def decode(code: int, payload: Any) -> tuple[bool, Any]:

@@ -23,10 +23,9 @@ import threading
 import time
 import types
 from collections import deque
-from pickle import HIGHEST_PROTOCOL, dumps
 from typing import Any
 
-from procframe._core import osutil
+from procframe._core import osutil, reduction
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.fdwait import wait_readable
 from procframe.pool import _frames, _worker
@@ -172,7 +171,7 @@ class ProcessCore:
             pickled = functions.get(id(func))
             if pickled is None:
                 pickled = functions[id(func)] = self._pickle_function(func)
-            payload = pickled + dumps(call[1:], HIGHEST_PROTOCOL)
+            payload = pickled + reduction.dumps(call[1:])
         except Exception as e:
             raise unpicklable_task(job, index, kind, call, e) from e
         if isinstance(func, _BY_NAME):
@@ -634,7 +633,7 @@ _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 
 
 def _pickle_function(func: Any) -> bytes:
-    pickled = dumps(func, HIGHEST_PROTOCOL)
+    pickled = reduction.dumps(func)
     return _frames.FUNC_LENGTH.pack(len(pickled)) + pickled
 
 

@@ -15,6 +15,7 @@ import time
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
 
+from procframe._core import reduction
 from procframe.pool import _frames
 
 
@@ -92,7 +93,7 @@ def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
         message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
         return _frames.ABORTED, error_payload(message, e, _pickle_or_none(e))
     try:
-        return _frames.DONE, dumps(result, HIGHEST_PROTOCOL)
+        return _frames.DONE, reduction.dumps(result)
     except Exception as e:
         return _frames.UNPICKLABLE, encoding_payload(e, result, e)
 
@@ -100,7 +101,7 @@ def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
 def failure(error: Exception) -> tuple[int, bytes]:
     """Report ``error``, pickled if it can be."""
     try:
-        pickled = dumps(error, HIGHEST_PROTOCOL)
+        pickled = reduction.dumps(error)
     except Exception as e:
         return _frames.UNPICKLABLE, encoding_payload(e, error, error)
     return _frames.TASK_RAISED, error_payload(_safe_repr(error), error, pickled)

@@ -43,8 +43,7 @@ _IN_MEMFD = b"\x00"
 """A side record whose item is in the attached memfd (side-socket-only mode)."""
 _SIDE_INLINE_MAX = 1 << 15
 """Without packet pipes, items up to this size ride in the side record itself."""
-_FD_SIZE = array.array("i").itemsize
-_ANCILLARY = socket.CMSG_SPACE(_FD_SIZE)
+_ANCILLARY = osutil.rights_space(1)
 LOST_ITEM_TIMEOUT = 10.0
 """Seconds a reader searches for a big item's record before declaring it lost."""
 _SIDE_FILL_LIMIT = 0.5
@@ -222,7 +221,7 @@ class Channel:
                     return None
                 timeout = None if timeout is None else 0.0
                 continue
-            return data, _received_fds(ancillary)
+            return data, osutil.received_fds(ancillary)
 
     def readable(self, timeout: float | None) -> bool:
         """True if an item is waiting (or arrives within ``timeout``)."""
@@ -318,12 +317,3 @@ def _read_memfd(fd: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
-
-
-def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % _FD_SIZE
-            fds.extend(array.array("i", data[:usable]))
-    return fds

@@ -20,7 +20,7 @@ import socket
 import struct
 import sys
 from collections.abc import Iterable
-from pickle import HIGHEST_PROTOCOL, dumps, loads
+from pickle import loads
 from typing import Any
 
 from procframe._core import osutil, reduction
@@ -131,7 +131,7 @@ class Connection:
     def send(self, obj: Any) -> None:
         """Send a picklable object."""
         self._check_writable()
-        self._write_message(dumps(obj, HIGHEST_PROTOCOL))
+        self._write_message(reduction.dumps(obj))
 
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
@@ -300,7 +300,7 @@ class PacketConnection(Connection):
         """Send a picklable object (one packet, one system call, for most objects)."""
         if self._write_fd < 0 or not self._writable:
             self._check_writable()
-        data = dumps(obj, HIGHEST_PROTOCOL)
+        data = reduction.dumps(obj)
         size = len(data)
         if size <= _PACKET_PAYLOAD:  # a write of at most PIPE_BUF bytes is whole
             os.write(self._write_fd, _pack_short(size) + data)

@@ -17,11 +17,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from pickle import HIGHEST_PROTOCOL, dumps, loads
+from pickle import loads
 from queue import Empty, Full
 from typing import Any
 
-from procframe._core import process
+from procframe._core import process, reduction
 from procframe._core.generic import Generic, T
 from procframe.posix.channel import Channel
 from procframe.posix.synchronize import RobustCondition
@@ -52,7 +52,7 @@ class SimpleQueue(Generic[T]):
         """Put ``obj``; an unpicklable one raises here."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        self._channel.send(dumps(obj, HIGHEST_PROTOCOL))
+        self._channel.send(reduction.dumps(obj))
 
     def get(self) -> T:
         """Remove and return an item, waiting for one."""
@@ -132,7 +132,7 @@ class Queue(Generic[T]):
         """
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        data = dumps(obj, HIGHEST_PROTOCOL)
+        data = reduction.dumps(obj)
         if self._slots is not None and not self._slots.acquire(block, timeout):
             raise Full
         self._count.release()

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from procframe._core import process
+from procframe._core import osutil, process
 from procframe.posix import shm_keeper, shm_names, shm_segment
 
 TYPE_CHECKING = False
@@ -222,11 +222,10 @@ def _is_ancestor(pid: int) -> bool:
             return True
         if current <= 1:
             return False
-        try:
-            with open(f"/proc/{current}/stat", "rb") as f:
-                current = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        parent = osutil.parent_pid(current)
+        if parent is None:
             return False
+        current = parent
     return False
 
 

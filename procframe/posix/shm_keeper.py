@@ -32,13 +32,13 @@ holds), :data:`UNLINKED` (no answer).
 
 from __future__ import annotations
 
-import array
 import os
 import select
 import socket
 import sys
 import time
 
+from procframe._core import osutil
 from procframe.posix import shm_names, shm_segment
 
 HAND_OFF = b"H"
@@ -55,6 +55,8 @@ SWEEP_EVERY = 2.0
 """Seconds between two looks at the unlinked flags of every segment held."""
 WATCH_EVERY = 0.5
 """Seconds between two looks at the main process where there is no pidfd."""
+MAX_CLIENTS = 64
+"""Connections the keeper keeps open at once; past it, the oldest (likely silent) is dropped."""
 LISTENER_FD = 3
 MAIN_PIDFD = 4
 """Where the keeper finds its listening socket and the main process's pidfd."""
@@ -65,14 +67,7 @@ def address(program: str) -> bytes:
     return f"\0procframe-shm-keeper/{os.getuid()}/{program}".encode("ascii")
 
 
-def start_time(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[19])  # field 22 of proc(5), counted after the command name
+start_time = osutil.process_start_time
 
 
 class _Kept:
@@ -238,6 +233,13 @@ class Keeper:
                 client, _ = self.listener.accept()
             except OSError:  # none waiting (or out of descriptors: that client will retry)
                 return accepted
+            if not osutil.peer_is_same_user(client):  # only the program's user may ask
+                client.close()
+                continue
+            if len(self.clients) >= MAX_CLIENTS:
+                oldest = next(iter(self.clients))
+                poller.unregister(oldest)
+                self.clients.pop(oldest).close()
             client.setblocking(False)
             self.clients[client.fileno()] = client
             poller.register(client.fileno(), select.POLLIN)
@@ -254,14 +256,8 @@ def _names_segment(key: str, meta: shm_segment.Meta) -> bool:
 
 def _receive(client: socket.socket) -> tuple[bytes, list[int]]:
     """One message and the descriptors that came with it."""
-    fds = array.array("i")
-    message, ancillary, flags, _ = client.recvmsg(
-        MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * fds.itemsize)
-    )
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    received = list(fds)
+    message, ancillary, flags, _ = client.recvmsg(MAX_MESSAGE, osutil.rights_space(MAX_FDS))
+    received = osutil.received_fds(ancillary)
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         for fd in received:
             os.close(fd)

@@ -2,7 +2,11 @@
 
 Messages are held in the process, never written anywhere: ``send(obj)``
 hands ``obj`` itself to the receiver (shared, not copied, as in
-``multiprocessing.dummy``), ``send_bytes`` a copy of the bytes.  Each end's
+``multiprocessing.dummy``), ``send_bytes`` a copy of the bytes.  A Connection
+sent (through a Pipe or a queue) arrives as a handle of its own on the same
+channel (:func:`handed_over`), as a process's copy would: the sender may close
+its own, and each direction closes when the last handle of its end closes.
+Each end's
 ``fileno()`` is a real descriptor for ``procframe.connection.wait`` and
 ``select``: the read end of a notification pipe that holds one byte while
 messages wait and reports end of file once the peer has closed; a write-only
@@ -39,9 +43,20 @@ class _Way:
     Under ``cond``: the notification pipe holds one byte exactly while
     ``items`` is not empty, and its write end is closed once the sender has
     closed, so its read end is readable while there is something to receive.
+    ``senders`` and ``receivers`` count the open handles of each side: a side
+    closes when its last handle does.
     """
 
-    __slots__ = ("cond", "items", "read_fd", "receiver_closed", "sender_closed", "write_fd")
+    __slots__ = (
+        "cond",
+        "items",
+        "read_fd",
+        "receiver_closed",
+        "receivers",
+        "sender_closed",
+        "senders",
+        "write_fd",
+    )
 
     def __init__(self) -> None:
         self.items: deque[bytes | _Sent] = deque()
@@ -49,6 +64,17 @@ class _Way:
         self.read_fd, self.write_fd = os.pipe()
         self.sender_closed = False
         self.receiver_closed = False
+        self.senders = self.receivers = 0
+
+    def open_handle(self, sender: bool) -> None:
+        """Count one more handle of the sending (or receiving) side, which must be open."""
+        with self.cond:
+            if self.sender_closed if sender else self.receiver_closed:
+                raise OSError("connection is closed")
+            if sender:
+                self.senders += 1
+            else:
+                self.receivers += 1
 
     def put(self, message: bytes | _Sent) -> None:
         with self.cond:
@@ -77,25 +103,43 @@ class _Way:
             return bool(self.cond.wait_for(lambda: self.items or self.sender_closed, timeout))
 
     def close_sender(self, _close: Any = os.close) -> None:
+        """One handle of the sending side closes; the side closes with its last."""
         with self.cond:
-            if not self.sender_closed:
+            self.senders -= 1
+            if self.senders <= 0 and not self.sender_closed:
                 self.sender_closed = True
                 _close(self.write_fd)
                 self.cond.notify_all()
 
     def close_receiver(self, _close: Any = os.close) -> None:
+        """One handle of the receiving side closes; the side closes with its last, and
+        what nobody will read is dropped."""
+        unread: list[bytes | _Sent] = []
         with self.cond:
-            if not self.receiver_closed:
+            self.receivers -= 1
+            if self.receivers <= 0 and not self.receiver_closed:
                 self.receiver_closed = True
+                unread.extend(self.items)
                 self.items.clear()
                 _close(self.read_fd)
                 self.cond.notify_all()
+        del unread  # outside the lock: a Connection among them closes its handle
 
 
 class Connection:
     """One end of a :func:`Pipe` (the API of ``multiprocessing.connection.Connection``)."""
 
     def __init__(self, incoming: _Way | None, outgoing: _Way | None) -> None:
+        self._closed = True  # until both sides are counted
+        if incoming is not None:
+            incoming.open_handle(sender=False)
+        if outgoing is not None:
+            try:
+                outgoing.open_handle(sender=True)
+            except BaseException:
+                if incoming is not None:
+                    incoming.close_receiver()
+                raise
         self._in = incoming
         self._out = outgoing
         self._closed = False
@@ -121,7 +165,8 @@ class Connection:
         return self._in.read_fd if self._in is not None else self._out.write_fd  # type: ignore[union-attr]
 
     def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
-        """Close this end; the peer then meets ``EOFError`` once it has read what was sent."""
+        """Close this handle; once every handle of this end is closed, the peer meets
+        ``EOFError`` after it has read what was sent."""
         if not self._closed:
             self._closed = True
             if self._in is not None:
@@ -169,8 +214,21 @@ class Connection:
     # -- sending ---------------------------------------------------------------
 
     def send(self, obj: Any) -> None:
-        """Send ``obj`` itself: the receiver gets this very object, not a copy."""
-        self._outgoing().put(_Sent(obj))
+        """Send ``obj`` itself: the receiver gets this very object, not a copy (a Connection
+        arrives as a handle of its own: :func:`handed_over`)."""
+        way = self._outgoing()
+        delivered = handed_over(obj)
+        try:
+            way.put(_Sent(delivered))
+        except BaseException:
+            if delivered is not obj:
+                delivered.close()
+            raise
+
+    def _handle(self) -> Connection:
+        """Another handle of this end: the end stays open until every handle is closed."""
+        self._check_open()
+        return Connection(self._in, self._out)
 
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send a copy of ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
@@ -215,6 +273,13 @@ class Connection:
         """True if a message (or the end) can be read now, or within ``timeout`` (``None``:
         forever)."""
         return self._incoming().ready(timeout)
+
+
+def handed_over(obj: Any) -> Any:
+    """What sending or putting ``obj`` delivers: ``obj`` itself, but a Connection as a new
+    handle of it, which the receiver closes on its own (the caller closes the new handle if
+    the delivery fails)."""
+    return obj._handle() if isinstance(obj, Connection) else obj
 
 
 def _as_bytes(message: bytes | _Sent) -> bytes:

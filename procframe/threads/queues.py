@@ -2,9 +2,10 @@
 
 An item put is the very object ``get`` returns, shared by the threads, not a
 copy (as in ``multiprocessing.dummy``): changing it after ``put`` changes what
-the reader sees.  ``close()`` closes the queue for the calling process only,
-as in ``multiprocessing``: a process run by a thread that closes a queue
-before it ends leaves it open for the others.
+the reader sees.  A Connection put arrives as a handle of its own
+(:func:`~procframe.threads.connection.handed_over`).  ``close()`` closes the
+queue for the calling process only, as in ``multiprocessing``: a process run
+by a thread that closes a queue before it ends leaves it open for the others.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from procframe._core.generic import Generic, T
 from procframe._core.process import current_process
 from procframe.threads._shared import Shared
+from procframe.threads.connection import handed_over
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -53,7 +55,7 @@ class SimpleQueue(_ClosedPerProcess, Generic[T]):
     def put(self, obj: T) -> None:
         """Put ``obj`` (the object itself, not a copy)."""
         self._check_open()
-        self._queue.put(obj)
+        self._queue.put(handed_over(obj))
 
     def get(self) -> T:
         """Remove and return an item, waiting for one."""
@@ -81,7 +83,13 @@ class Queue(_ClosedPerProcess, Generic[T]):
     def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj``; ``queue.Full`` if the queue stays full past ``timeout``."""
         self._check_open()
-        self._queue.put(obj, block, None if timeout is None else max(timeout, 0.0))
+        item = handed_over(obj)
+        try:
+            self._queue.put(item, block, None if timeout is None else max(timeout, 0.0))
+        except BaseException:
+            if item is not obj:
+                item.close()
+            raise
 
     def put_nowait(self, obj: T) -> None:
         """``put(obj, False)``."""

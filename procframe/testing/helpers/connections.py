@@ -119,3 +119,16 @@ def send_a_connection_and_exit(ctx_name: str, carrier: Any) -> None:
     theirs.close()
     mine.send("sent before the sender exited")
     mine.close()
+
+
+def share_a_connection_and_exit(ctx_name: str) -> None:
+    """Pickle a Pipe end for a running process that never collects it, then exit: the
+    process must still exit promptly."""
+    import pickle
+
+    import procframe
+
+    mine, theirs = procframe.get_context(ctx_name).Pipe()
+    pickle.dumps(theirs)
+    mine.close()
+    theirs.close()

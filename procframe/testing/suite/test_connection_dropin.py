@@ -313,6 +313,55 @@ def test_a_connection_sent_just_before_its_sender_exits_still_arrives(
     assert child.exitcode == 0
 
 
+@pytest.mark.requires("passes_descriptors")
+def test_a_process_holding_a_connection_nobody_collects_exits_promptly(
+    ctx: procframe.Context,
+) -> None:
+    child = ctx.Process(target=connections.share_a_connection_and_exit, args=(ctx.name,))
+    try:
+        child.start()
+        child.join(30)  # what it shared used to be held for 60 s
+        assert not child.is_alive(), "the child waits at exit for a Connection nobody collects"
+    finally:
+        exchange.reap(child)
+    assert child.exitcode == 0
+
+
+@pytest.mark.in_one_process
+@pytest.mark.parametrize("carrier", ["Pipe", "Queue", "SimpleQueue"])
+def test_a_connection_sent_then_closed_by_its_sender_works_where_it_arrives(
+    ctx: procframe.Context, carrier: str
+) -> None:
+    sent, other = ctx.Pipe()
+    if carrier == "Pipe":
+        reader, writer = ctx.Pipe(duplex=False)
+        writer.send(sent)
+        sent.close()  # what arrives is a copy of its own
+        assert reader.poll(30)
+        received = reader.recv()
+        reader.close()
+        writer.close()
+    else:
+        q = getattr(ctx, carrier)()
+        q.put(sent)
+        sent.close()
+        received = q.get()
+        q.close()
+    try:
+        assert not received.closed
+        received.send("after the sender closed its end")
+        assert other.poll(30) and other.recv() == "after the sender closed its end"
+        other.send("back")
+        assert received.poll(30) and received.recv() == "back"
+        received.close()  # the last copy of that end: the peer sees the end
+        assert other.poll(30)
+        with pytest.raises(EOFError):
+            other.recv()
+    finally:
+        received.close()
+        other.close()
+
+
 @pytest.mark.in_one_process
 @pytest.mark.requires("passes_descriptors")
 def test_other_objects_that_hold_descriptors_still_refuse_to_be_pickled(
