@@ -266,6 +266,18 @@ def test_an_unpicklable_pool_task_holding_a_connection_shares_nothing(
     assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
 
 
+def test_an_unpicklable_manager_call_holding_a_connection_shares_nothing(
+    pipe: tuple[Any, Any],
+) -> None:
+    ctx = procframe.get_context("fork" if "fork" in procframe.get_all_start_methods() else None)
+    with ctx.Manager() as manager:
+        shared = manager.list()
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            shared.append(_unpicklable_with(pipe[0]))
+        assert fdshare.pending() == 0
+    assert eventually(lambda: not _sharer_threads()), "the serving thread is still there"
+
+
 # -- receivers that stay silent, processes of other users -------------------------------------
 
 

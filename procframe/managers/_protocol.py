@@ -14,6 +14,8 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
+from procframe._core import reduction
+
 CONTROL = -1
 
 # kinds of answer
@@ -72,10 +74,6 @@ class Token:
         return f"Token(typeid={self.typeid!r}, address={self.address!r}, id={self.id})"
 
 
-def _pickled(obj: Any, dumps: Callable[..., bytes] = pickle.dumps) -> bytes:
-    return dumps(obj, pickle.HIGHEST_PROTOCOL)  # (half the cost of a partial with a keyword)
-
-
 def check_serializer(serializer: str) -> None:
     if serializer not in SERIALIZERS:
         raise ValueError(
@@ -87,7 +85,8 @@ def check_serializer(serializer: str) -> None:
 def codec(serializer: str) -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
     """The (dumps, loads) pair of ``serializer`` for the messages of a manager connection."""
     if serializer == PICKLE:
-        return _pickled, pickle.loads
+        # reduction.dumps: a message that fails to pickle releases the Connections it shared
+        return reduction.dumps, pickle.loads
     check_serializer(serializer)
     from procframe.managers import _xmlrpc
 
