@@ -1,18 +1,19 @@
-"""The keeper: the process of a program that holds shared-memory segments whose creators exited.
+"""The keeper: the process of a program that holds the shared-memory segments its children create.
 
 A segment's name is attachable while some process holds its memfd and
-publishes it.  The creator does both; when a creator other than the program's
-main process exits without having unlinked a segment, it hands the memfd to
-the program's keeper (:mod:`procframe.posix.shm_handoff`), which then
-publishes it exactly as a creator publishes a chosen name: an abstract Unix
+publishes it.  The creator does both; a creator other than the program's
+main process also hands a descriptor of each segment it creates to the
+program's keeper before it returns it (:mod:`procframe.posix.shm_handoff`),
+so that the creator's end, however it comes, loses nothing.  The keeper
+publishes each segment exactly as a creator publishes a chosen name: an abstract Unix
 socket named after the segment's name, carrying the keeper's pid, descriptor
 and token, found through ``/proc/net/unix`` by any process of the same user
 (:mod:`procframe.posix.shm_names`).  Nothing is named in a filesystem.
 
 One keeper per program, at the address :func:`address` derives from the
 program's identity (the main process's pid and a random token, inherited by
-every process of the program).  It is started by the first process that
-needs it and
+every process of the program), so only the program's own keeper answers
+there.  It is started by the first process that needs it and
 
 * lets a segment go as soon as it is unlinked: ``unlink()`` marks the
   segment and sends :data:`UNLINKED` to the address written in the segment's
@@ -26,8 +27,10 @@ needs it and
 
 Requests are SOCK_SEQPACKET messages, one per connection: :data:`HAND_OFF`
 (names, one a line, with their memfds by SCM_RIGHTS; answered :data:`ACK`
-once every segment is published), :data:`LIST` (answered with the names it
-holds), :data:`UNLINKED` (no answer).
+once every segment is published; if the answer cannot be delivered, the
+creator died before it knew, its create never returned, and the segments
+are let go), :data:`LIST` (answered with the names it holds that nobody
+unlinked), :data:`UNLINKED` (no answer).
 """
 
 from __future__ import annotations
@@ -120,9 +123,9 @@ class Keeper:
 
     # -- segments ------------------------------------------------------------
 
-    def adopt(self, key: str, fd: int) -> None:
-        """Hold and publish the segment ``key`` open at ``fd`` (or close ``fd`` if it is
-        not one, is held already, or was unlinked)."""
+    def adopt(self, key: str, fd: int) -> str:
+        """Hold and publish the segment ``key`` open at ``fd`` and return its token (or close
+        ``fd`` and return "" if it is not one, is held already, or was unlinked)."""
         try:
             meta = shm_segment.read_meta(fd)
         except OSError:
@@ -135,7 +138,7 @@ class Keeper:
             or not _names_segment(key, meta)
         ):
             os.close(fd)
-            return
+            return ""
         kept = _Kept(key, fd, meta.data_len, meta.token)
         try:
             publisher = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -146,11 +149,20 @@ class Keeper:
         except OSError as exc:
             sys.stderr.write(f"procframe shared-memory keeper: cannot hold {key!r}: {exc}\n")
             kept.release()
-            return
+            return ""
         self.blocks[meta.token] = kept
         if kept.unlinked():  # unlinked before its notice could find this keeper
             self.blocks.pop(meta.token)
             kept.release()
+            return ""
+        return meta.token
+
+    def let_go(self, tokens: list[str]) -> None:
+        """Stop holding the segments of ``tokens``."""
+        for token in tokens:
+            kept = self.blocks.pop(token, None)
+            if kept is not None:
+                kept.release()
 
     def sweep(self) -> None:
         """Let go of every segment that has been unlinked."""
@@ -171,10 +183,14 @@ class Keeper:
                 keys = message[1:].decode("utf-8", "replace").split("\n")
                 if len(keys) == len(fds):
                     received, fds = fds, []
-                    for key, segment in zip(keys, received, strict=True):
-                        self.adopt(key, segment)
-                    client.send(ACK)
+                    taken = [self.adopt(k, fd) for k, fd in zip(keys, received, strict=True)]
+                    try:
+                        client.send(ACK)
+                    except OSError:  # the creator is gone, and its create never returned
+                        self.let_go(taken)
+                        raise
             elif message[:1] == LIST:
+                self.sweep()  # an unlink whose notice is still on its way counts
                 client.send("\n".join(sorted(k.key for k in self.blocks.values())).encode())
             elif message[:1] == UNLINKED:
                 self.sweep()
