@@ -7,6 +7,7 @@ not share: a Condition's fixed room for waiters, the memfd heap's allocator.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import random
@@ -295,7 +296,7 @@ def test_without_an_interpreter_a_child_creates_blocks_that_end_with_it(
     _as_a_child_of(monkeypatch, os.getppid())
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     held = _descriptors_of(shm_segment.LABEL)
-    with pytest.warns(RuntimeWarning, match="no Python interpreter .* a frozen program"):
+    with pytest.warns(RuntimeWarning, match=r"no Python interpreter .* a frozen program"):
         first = SharedMemory(create=True, size=8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -316,8 +317,12 @@ def test_without_an_interpreter_a_child_creates_blocks_that_end_with_it(
     assert _descriptors_of(shm_segment.LABEL) <= held
 
 
+def _out_of_descriptors(*args: object) -> None:
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
 @LINUX_MEMFD
-def test_the_keeper_lets_go_of_a_hand_off_its_creator_did_not_live_to_see() -> None:
+def test_the_keeper_holds_a_handed_block_only_if_its_creator_learns_it() -> None:
     me = os.getpid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(f"\0procframe-test-keeper/{uuid.uuid4().hex}".encode())
@@ -337,7 +342,21 @@ def test_the_keeper_lets_go_of_a_hand_off_its_creator_did_not_live_to_see() -> N
                 assert creator.recv(16) == shm_keeper.ACK
                 creator.close()
             assert [k.key for k in keeper.blocks.values()] == ([shm.name] if creator_waits else [])
+        # One it cannot hold (out of descriptors, say): the creator's create fails, saying why.
+        keeper.let_go(list(keeper.blocks))
+        creator, served = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keeper.clients[served.fileno()] = served
+        serving = threading.Thread(target=keeper.serve_client, args=(served.fileno(),))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(shm_segment, "set_keeper_address", _out_of_descriptors)
+            serving.start()
+            with pytest.raises(OSError, match=r"cannot hold .* Too many open files"):
+                shm_handoff._send_chunk(creator, [shm._owner])
+            serving.join(PATIENCE)
+        creator.close()
+        assert keeper.blocks == {}
         # An unlink whose notice has not arrived yet: a listing leaves the block out.
+        keeper.adopt(shm.name, os.dup(shm._owner.fd))
         shm_segment.set_flag(shm._owner.fd, shm._owner.data_len, shm_segment.UNLINKED_AT)
         asker, served = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         asker.send(shm_keeper.LIST)

@@ -138,7 +138,10 @@ def hand_off(owners: list[Owner], program: str, main_pid: int) -> None:
 def _send_chunk(client: socket.socket, chunk: list[Owner]) -> None:
     message = shm_keeper.HAND_OFF + "\n".join(o.key for o in chunk).encode("utf-8")
     socket.send_fds(client, [message], [o.fd for o in chunk])
-    if client.recv(16) != shm_keeper.ACK:
+    answer = client.recv(1024)
+    if answer[:1] == shm_keeper.REFUSED:
+        raise OSError(errno.EAGAIN, answer[1:].decode("utf-8", "replace"))
+    if answer != shm_keeper.ACK:
         raise ConnectionResetError(errno.ECONNRESET, "the keeper did not take the segments")
 
 

@@ -27,10 +27,11 @@ there.  It is started by the first process that needs it and
 
 Requests are SOCK_SEQPACKET messages, one per connection: :data:`HAND_OFF`
 (names, one a line, with their memfds by SCM_RIGHTS; answered :data:`ACK`
-once every segment is published; if the answer cannot be delivered, the
-creator died before it knew, its create never returned, and the segments
-are let go), :data:`LIST` (answered with the names it holds that nobody
-unlinked), :data:`UNLINKED` (no answer).
+once every segment is published, or :data:`REFUSED` and the reason when
+one cannot be held; if the answer cannot be delivered, the creator died
+before it knew, its create never returned, and the segments are let go),
+:data:`LIST` (answered with the names it holds that nobody unlinked),
+:data:`UNLINKED` (no answer).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import array
 import os
 import select
 import socket
-import sys
 import time
 
 from procframe.posix import shm_names, shm_segment
@@ -48,6 +48,7 @@ HAND_OFF = b"H"
 LIST = b"L"
 UNLINKED = b"U"
 ACK = b"A"
+REFUSED = b"E"
 MAX_FDS = 250
 """Segments in one hand-off message (SCM_RIGHTS carries at most 253 descriptors)."""
 MAX_MESSAGE = 1 << 17
@@ -125,7 +126,10 @@ class Keeper:
 
     def adopt(self, key: str, fd: int) -> str:
         """Hold and publish the segment ``key`` open at ``fd`` and return its token (or close
-        ``fd`` and return "" if it is not one, is held already, or was unlinked)."""
+        ``fd`` and return "" if it is not one, is held already, or was unlinked).
+
+        Raises ``OSError`` (``fd`` closed) if it cannot hold it: out of descriptors, say.
+        """
         try:
             meta = shm_segment.read_meta(fd)
         except OSError:
@@ -146,10 +150,9 @@ class Keeper:
             locator = f"{shm_names.locator_prefix(key)}{os.getpid()}/{fd}/{meta.token}"
             publisher.bind(b"\0" + locator.encode("ascii"))
             shm_segment.set_keeper_address(fd, meta.data_len, self.address)
-        except OSError as exc:
-            sys.stderr.write(f"procframe shared-memory keeper: cannot hold {key!r}: {exc}\n")
+        except OSError:
             kept.release()
-            return ""
+            raise
         self.blocks[meta.token] = kept
         if kept.unlinked():  # unlinked before its notice could find this keeper
             self.blocks.pop(meta.token)
@@ -182,8 +185,14 @@ class Keeper:
             if message[:1] == HAND_OFF:
                 keys = message[1:].decode("utf-8", "replace").split("\n")
                 if len(keys) == len(fds):
-                    received, fds = fds, []
-                    taken = [self.adopt(k, fd) for k, fd in zip(keys, received, strict=True)]
+                    taken: list[str] = []
+                    try:
+                        for key in keys:
+                            taken.append(self.adopt(key, fds.pop(0)))
+                    except OSError as exc:  # the creator's create fails, saying why
+                        self.let_go(taken)
+                        client.send(REFUSED + f"cannot hold {key!r}: {exc}".encode())
+                        return
                     try:
                         client.send(ACK)
                     except OSError:  # the creator is gone, and its create never returned
