@@ -11,6 +11,7 @@ import errno
 import itertools
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -286,6 +287,22 @@ def test_a_main_process_older_than_the_creator_gets_a_keeper_without_being_its_a
         shm.unlink()
         shm.close()
     assert shm_handoff.kept_names() == set()
+
+
+@LINUX_MEMFD
+def test_a_keeper_that_cannot_start_makes_a_childs_create_fail_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    false = shutil.which("false")
+    if false is None:
+        pytest.skip("no false(1) here")
+    _as_a_child_of(monkeypatch, os.getppid())
+    monkeypatch.setattr(sys, "executable", false)
+    before, held = set(shm_names.owners), _descriptors_of(shm_segment.LABEL)
+    with pytest.raises(ChildProcessError, match=r"keeper did not start .* exited with 1"):
+        SharedMemory(create=True, size=8)
+    assert set(shm_names.owners) == before
+    assert _descriptors_of(shm_segment.LABEL) <= held
 
 
 @LINUX_MEMFD

@@ -241,10 +241,16 @@ def _spawn_keeper(listener: socket.socket, main_pid: int) -> None:
         finally:
             for fd in moved:
                 os.close(fd)
-        try:  # it starts the keeper and exits at once
-            os.waitpid(starter, 0)
+        try:  # it starts the keeper and exits once ready to serve
+            _, status = os.waitpid(starter, 0)
         except ChildProcessError:  # reaped already (SIGCHLD ignored)
-            pass
+            status = 0
+        if status:
+            raise ChildProcessError(
+                errno.ECHILD,
+                f"the keeper did not start ({sys.executable} exited with "
+                f"{os.waitstatus_to_exitcode(status)})",
+            )
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -254,10 +260,12 @@ _KEEPER_MAIN = (
     # posix_spawn closes no descriptor: drop every inherited one at once (a spawned
     # creator's sentinel among them, whose closing tells its parent that it exited).
     "import os; os.closerange(5, os.sysconf('SC_OPEN_MAX')); "
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from procframe.posix.shm_keeper import main; "
+    "import hashlib, resource; "  # what serving uses: loaded while the starter waits anyway
     # The keeper is no child of its starter, which may run long after it (no zombie there).
     "os.fork() and os._exit(0); "
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from procframe.posix.shm_keeper import main; main(sys.argv[1:])"
+    "main(sys.argv[1:])"
 )
 
 
