@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from procframe.posix.shm_names import Owner
 
 PATIENCE = 20.0
-"""Seconds an exiting creator waits for a keeper (a new one starts an interpreter) to answer."""
+"""Seconds a creator waits for a keeper (a new one starts an interpreter) to answer."""
 _ATTEMPTS = 3
 """How many keepers a creator tries (one may be leaving as the creator arrives)."""
 
