@@ -166,7 +166,7 @@ def test_a_block_outlives_a_worker_killed_by_a_task_timeout(
 ) -> None:
     made_at = tmp_path / "made"
     with ctx.Pool(1) as pool:
-        late = pool.apply_async(shmkeeper.create_and_sleep, (str(made_at), "late"), timeout=3.0)
+        late = pool.apply_async(shmkeeper.create_and_sleep, (str(made_at), "late"), timeout=5.0)
         with pytest.raises(procframe.pool.TaskTimeoutError):
             late.get(timeout=PATIENCE)
         made = read_report(made_at, timeout=PATIENCE)
