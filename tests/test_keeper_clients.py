@@ -28,7 +28,7 @@ def keeper() -> Iterator[shm_keeper.Keeper]:
     listener.listen(8)
     listener.setblocking(False)
     me = os.getpid()
-    kept = shm_keeper.Keeper(listener, me, None, shm_keeper.start_time(me) or 0)
+    kept = shm_keeper.Keeper(listener, me, None, osutil.process_start_time(me) or 0)
     yield kept
     for client in kept.clients.values():
         client.close()

@@ -7,23 +7,27 @@ not share: a Condition's fixed room for waiters, the memfd heap's allocator.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import procframe
+from procframe._core import osutil
 from procframe.posix import heap as heap_module
-from procframe.posix import shm_handoff, shm_keeper, shm_segment
+from procframe.posix import shm_handoff, shm_keeper, shm_names, shm_segment
 from procframe.posix.sharedctypes import RawValue
 from procframe.posix.synchronize import Condition, RLock
 from procframe.posix.waitroom import CAPACITY
@@ -145,7 +149,7 @@ class _RunningKeeper:
         self.listener.listen(8)
         self.listener.setblocking(False)
         me = os.getpid()
-        self.keeper = shm_keeper.Keeper(self.listener, me, None, shm_keeper.start_time(me) or 0)
+        self.keeper = shm_keeper.Keeper(self.listener, me, None, osutil.process_start_time(me) or 0)
         self.thread = threading.Thread(target=self.keeper.serve, name="test-keeper")
         self.thread.start()
 
@@ -219,7 +223,7 @@ def _is_label(fd: str, token: str) -> bool:
 def test_the_keeper_without_a_pidfd_watches_the_main_process_start_time() -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = shm_keeper.start_time(sleeper.pid)
+        started = osutil.process_start_time(sleeper.pid)
         assert started is not None
         keeper = shm_keeper.Keeper(socket.socket(socket.AF_UNIX), sleeper.pid, None, started)
         assert keeper.main_alive()
@@ -235,34 +239,155 @@ def test_the_keeper_without_a_pidfd_watches_the_main_process_start_time() -> Non
             sleeper.wait()
 
 
+def _as_a_child_of(monkeypatch: pytest.MonkeyPatch, main_pid: int) -> None:
+    """Make this process create blocks as a child of the program whose main is ``main_pid``."""
+    program = f"{main_pid}-{uuid.uuid4().hex}"  # a program with no keeper yet
+    monkeypatch.setattr(shm_handoff, "program", lambda: (program, main_pid))
+    monkeypatch.setattr(shm_handoff, "_needless_in", 0)
+    monkeypatch.setattr(shm_handoff, "_warned_in", 0)
+
+
+def _descriptors_of(token: str) -> set[str]:
+    """This process's descriptors of the memfds whose label contains ``token``."""
+    return {fd for fd in os.listdir("/proc/self/fd") if _is_label(fd, token)}
+
+
 @LINUX_MEMFD
-def test_a_creator_whose_program_is_gone_says_which_names_end_with_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_a_child_whose_program_is_gone_cannot_create_a_block(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """Its "main process" started after it (a pid reused once the program ended): no keeper
+    starts for it, and the create fails, clearly, leaving nothing."""
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _as_a_child_of(monkeypatch, later.pid)
+        before, held = set(shm_names.owners), _descriptors_of(shm_segment.LABEL)
+        with pytest.raises(ProcessLookupError, match="keeper cannot take the new block") as info:
+            SharedMemory(create=True, size=8)
+        assert f"main process {later.pid} has exited" in str(info.value)
+        assert set(shm_names.owners) == before
+        with pytest.raises(OSError, match="keeper cannot take"):
+            SharedMemory(f"procframe-test-{uuid.uuid4().hex[:12]}", create=True, size=8)
+        assert set(shm_names.owners) == before
+        assert _descriptors_of(shm_segment.LABEL) <= held
+    finally:
+        later.kill()
+        later.wait(PATIENCE)
+
+
+@LINUX_MEMFD
+def test_a_main_process_older_than_the_creator_gets_a_keeper_without_being_its_ancestor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for a grandchild reparented when its parent ended: the start times decide."""
+    _as_a_child_of(monkeypatch, os.getppid())  # older than this process; watched by the keeper
     shm = SharedMemory(create=True, size=8)
     try:
-        # A "main process" that is no ancestor of this one: not ours, so no keeper starts.
-        monkeypatch.setattr(
-            shm_handoff, "program", lambda: (f"{sleeper.pid}-{uuid.uuid4().hex}", sleeper.pid)
-        )
-        monkeypatch.setattr(shm_handoff, "_armed_in", os.getpid())
-        shm_handoff.hand_off_at_exit()
-        err = capsys.readouterr().err
-        assert "could not hand its shared memory" in err and repr(shm.name) in err
-        with SharedMemory(shm.name):  # still its creator's
-            pass
+        assert shm_handoff.kept_names() == {shm.name}
     finally:
-        shm.close()
         shm.unlink()
-        sleeper.kill()
-        sleeper.wait(PATIENCE)
+        shm.close()
+    assert shm_handoff.kept_names() == set()
 
 
-def test_ancestry() -> None:
-    assert shm_handoff._is_ancestor(os.getppid())
-    assert not shm_handoff._is_ancestor(os.getpid())
-    assert not shm_handoff._is_ancestor(2**22 + 12345)
+@LINUX_MEMFD
+def test_a_keeper_that_cannot_start_makes_a_childs_create_fail_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    false = shutil.which("false")
+    if false is None:
+        pytest.skip("no false(1) here")
+    _as_a_child_of(monkeypatch, os.getppid())
+    monkeypatch.setattr(sys, "executable", false)
+    before, held = set(shm_names.owners), _descriptors_of(shm_segment.LABEL)
+    with pytest.raises(ChildProcessError, match=r"keeper did not start .* exited with 1"):
+        SharedMemory(create=True, size=8)
+    assert set(shm_names.owners) == before
+    assert _descriptors_of(shm_segment.LABEL) <= held
+
+
+@LINUX_MEMFD
+def test_without_an_interpreter_a_child_creates_blocks_that_end_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frozen program: no keeper can run; a child's create works and warns once."""
+    _as_a_child_of(monkeypatch, os.getppid())
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    held = _descriptors_of(shm_segment.LABEL)
+    with pytest.warns(RuntimeWarning, match=r"no Python interpreter .* a frozen program"):
+        first = SharedMemory(create=True, size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = SharedMemory(create=True, size=8)  # warned once per process
+    try:
+        assert shm_handoff.kept_names() == set()
+        with SharedMemory(first.name) as again:
+            assert again.size == 8
+    finally:
+        for shm in (first, second):
+            shm.unlink()
+            shm.close()
+    monkeypatch.setattr(shm_handoff, "_warned_in", 0)
+    with warnings.catch_warnings():  # where the warning is an error, the create fails clean
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning):
+            SharedMemory(create=True, size=8)
+    assert _descriptors_of(shm_segment.LABEL) <= held
+
+
+def _out_of_descriptors(*args: object) -> None:
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+@LINUX_MEMFD
+def test_the_keeper_holds_a_handed_block_only_if_its_creator_learns_it() -> None:
+    me = os.getpid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(f"\0procframe-test-keeper/{uuid.uuid4().hex}".encode())
+    keeper = shm_keeper.Keeper(listener, me, None, osutil.process_start_time(me) or 0)
+    shm = SharedMemory(create=True, size=64)
+    try:
+        assert shm._owner is not None
+        for creator_waits in (False, True):
+            creator, served = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            message = shm_keeper.HAND_OFF + shm.name.encode()
+            socket.send_fds(creator, [message], [shm._owner.fd])
+            if not creator_waits:
+                creator.close()  # it died before the answer: its create never returned
+            keeper.clients[served.fileno()] = served
+            keeper.serve_client(served.fileno())
+            if creator_waits:
+                assert creator.recv(16) == shm_keeper.ACK
+                creator.close()
+            assert [k.key for k in keeper.blocks.values()] == ([shm.name] if creator_waits else [])
+        # One it cannot hold (out of descriptors, say): the creator's create fails, saying why.
+        keeper.let_go(list(keeper.blocks))
+        creator, served = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keeper.clients[served.fileno()] = served
+        serving = threading.Thread(target=keeper.serve_client, args=(served.fileno(),))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(shm_segment, "set_keeper_address", _out_of_descriptors)
+            serving.start()
+            with pytest.raises(OSError, match=r"cannot hold .* Too many open files"):
+                shm_handoff._send_chunk(creator, [shm._owner])
+            serving.join(PATIENCE)
+        creator.close()
+        assert keeper.blocks == {}
+        # An unlink whose notice has not arrived yet: a listing leaves the block out.
+        keeper.adopt(shm.name, os.dup(shm._owner.fd))
+        shm_segment.set_flag(shm._owner.fd, shm._owner.data_len, shm_segment.UNLINKED_AT)
+        asker, served = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        asker.send(shm_keeper.LIST)
+        keeper.clients[served.fileno()] = served
+        keeper.serve_client(served.fileno())
+        assert asker.recv(1 << 16) == b""
+        assert keeper.blocks == {}
+        asker.close()
+    finally:
+        keeper.let_go(list(keeper.blocks))
+        listener.close()
+        shm.close()  # its creator sees the flag and lets go
+    assert _descriptors_of(shm._token) == set()
 
 
 @LINUX_MEMFD

@@ -28,31 +28,34 @@ name and its memory stay until reboot.  Here **a name is attachable until it
 is unlinked or the program ends** (the program: its main process and every
 process started from it):
 
-* While its creator lives, the creator holds the memfd and publishes it.
-* When a creator other than the main process exits (``run()`` returns, or
-  ``sys.exit``: its exit handlers run), it hands what it still holds to the
-  program's *keeper* (:mod:`procframe.posix.shm_keeper`): one process per
+* The creator holds the memfd and publishes it while it lives.
+* A creator other than the main process also hands a descriptor of each new
+  block to the program's *keeper* (:mod:`procframe.posix.shm_keeper`) before
+  ``SharedMemory(create=True)`` returns (one round trip): one process per
   program, started by the first creator that needs it, that publishes the
   segments under their names, lets each go when it is unlinked, exits when it
   holds nothing, and dies with the main process (a pidfd), SIGKILL included.
-  So the "worker creates a block and returns its name" pattern works, and
-  nothing outlives the program.
-* A creator killed by a signal (``terminate()``, ``kill()``, the OOM killer,
-  ``Pool.terminate()``) or ending with ``os._exit()`` hands nothing over:
-  its names end with it.  So does the main process's end: it is the
-  program's, and the program's blocks go with it, without a warning (nothing
-  leaked: there is nothing to clean up).
+  So however a child creator ends (it returns, is terminated or killed, as
+  when a ``with Pool()`` block ends, or calls ``os._exit()``), its names stay
+  attachable: the "worker creates a block and returns its name" pattern
+  works, and nothing outlives the program.  A creator killed *during* its
+  create takes the block with it (nobody had its name yet).  If the keeper
+  cannot take the block, the create raises ``OSError`` and leaves nothing;
+  where no keeper can run (no Python interpreter: a frozen program) a
+  child's blocks last as long as their creator, with a ``RuntimeWarning``.
+* The main process's end is the program's: the program's blocks go with it,
+  without a warning (nothing leaked: there is nothing to clean up).
 
 ``unlink()`` may be called in any process: it marks the segment, tells the
 keeper if one holds it, and the creator lets go of it at its next
-``close()``, ``unlink()``, new segment or collection of the object.  The
-creator's ``close()`` only unmaps its buffer, and dropping the creator object
-does not end the name either (each live name costs its holder one
-descriptor, two for a chosen name or in the keeper).  Memory that some
+``close()``, ``unlink()``, new segment or collection of the object, or its
+end.  The creator's ``close()`` only unmaps its buffer, and dropping the
+creator object does not end the name either (each live name costs its
+holder one descriptor, two for a chosen name or in the keeper).  Memory that some
 process still maps stays valid after its name is gone, whoever exits or is
 killed, and the kernel frees it with the last mapping.  ``unlink()`` raises
 ``FileNotFoundError`` when the name is no longer attachable (already
-unlinked, or this object closed and its creator killed).
+unlinked, or the creator's program ended).
 
 Passed to a child started by ``spawn`` or ``forkserver`` as a ``Process``
 argument, a segment crosses as a descriptor (:mod:`procframe._core.reduction`), so
@@ -143,13 +146,14 @@ class SharedMemory:
             return
         if create:
             key, owner = shm_names.create(key, size)
-            shm_handoff.arm()
             self._name = key if name is None else name
             self._key, self._token = key, owner.token
             try:
                 self._map(owner.fd, size, owner.data_len)
+                shm_handoff.keep(owner)  # in a child: the keeper holds it too from now on
             except BaseException:
-                owner.release()
+                self.close()
+                shm_handoff.abandon(owner)
                 raise
             self._owner = owner
             return

@@ -1,13 +1,15 @@
-"""A creator's side of the keeper: handing segments over at exit, telling of unlinks.
+"""A creator's side of the keeper: handing each new segment over, telling of unlinks.
 
 A process of the program other than its main process that creates a segment
-arms :func:`hand_off_at_exit` (once per process).  When that process ends
-normally, the segments it still holds and nobody unlinked go to the
-program's keeper (:mod:`procframe.posix.shm_keeper`), started on first need,
-and their names stay attachable until ``unlink()`` or the end of the
-program.  The main process never hands anything over: its end is the
-program's.  A creator killed by a signal hands nothing over (its names end
-with it, as they always did).
+hands a descriptor of it to the program's keeper
+(:mod:`procframe.posix.shm_keeper`, started on first need) once the segment
+is complete and before ``SharedMemory(create=True)`` returns (:func:`keep`):
+from then on the creator's end, however it comes (a normal exit, a signal,
+``os._exit()``, the end of its parent), leaves the name attachable until
+``unlink()`` or the end of the program.  The creator keeps its own hold too,
+so its name is found where it always was while it lives.  A creator killed
+before the hand-off completes takes the segment with it (nobody had its name
+yet).  The main process never hands anything over: its end is the program's.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ import sys
 import time
 
 from procframe._core import osutil, process
-from procframe.posix import shm_keeper, shm_names, shm_segment
+from procframe.posix import shm_keeper, shm_segment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from procframe.posix.shm_names import Owner
 
 PATIENCE = 20.0
-"""Seconds an exiting creator waits for a keeper (a new one starts an interpreter) to answer."""
+"""Seconds a creator waits for a keeper (a new one starts an interpreter) to answer."""
 _ATTEMPTS = 3
 """How many keepers a creator tries (one may be leaving as the creator arrives)."""
 
-_armed_in = 0
-"""The pid of the process in which :func:`arm` ran (a forked child arms again)."""
+_needless_in = 0
+"""The pid of a process found to need no keeper (the program's main process, or a process of
+no procframe program): its creates skip the hand-off at once (a forked child looks again)."""
+_warned_in = 0
+"""The pid of a process already warned that no keeper can be started for it."""
 
 
 def program() -> tuple[str, int] | None:
@@ -43,41 +48,77 @@ def program() -> tuple[str, int] | None:
     return (name, int(pid)) if pid.isdigit() else None
 
 
-def arm() -> None:
-    """Hand this process's segments to the keeper when it exits (unless it is the main one)."""
-    global _armed_in
+def keep(owner: Owner) -> None:
+    """Have the program's keeper hold the new, complete segment ``owner`` too, unless this is
+    the program's main process.
+
+    Raises ``OSError`` if the keeper cannot take it.  Where no keeper can be started
+    (no Python interpreter to run one: a frozen program) it hands nothing over and warns
+    once per process (``RuntimeWarning``): the segment then lasts as long as its creator.
+    """
+    global _needless_in
     pid = os.getpid()
-    if _armed_in == pid:
+    if _needless_in == pid:
         return
-    _armed_in = pid
     mine = program()
-    if mine is not None and mine[1] != pid:
-        # After the children (which may use the segments), after a SharedMemoryManager's
-        # server has unlinked its own.
-        process.on_exit_after_children(hand_off_at_exit)
-
-
-def hand_off_at_exit() -> None:
-    """Hand the segments this process still holds to the keeper; say so if that fails."""
-    if _armed_in != os.getpid():  # a forked child's copy of its parent's exit handlers
+    if mine is None or mine[1] == pid:
+        _needless_in = pid
         return
-    shm_names.sweep()
-    owners = list(shm_names.owners.values())
-    mine = program()
-    if not owners or mine is None:
+    if interpreter() is None:
+        _warn_unkept(pid)
         return
     try:
-        hand_off(owners, *mine)
-    except Exception as exc:  # the process is exiting: say what is lost, do not fail its exit
-        names = ", ".join(repr(owner.key) for owner in owners if owner.fd >= 0)
-        sys.stderr.write(
-            f"procframe: process {os.getpid()} could not hand its shared memory to the "
-            f"program's keeper ({exc}); these names end with it: {names}\n"
-        )
+        hand_off([owner], *mine)
+    except OSError as exc:
+        code = exc.errno or (errno.ETIMEDOUT if isinstance(exc, TimeoutError) else errno.EAGAIN)
+        raise OSError(
+            code,
+            f"the program's shared-memory keeper cannot take the new block {owner.key!r} "
+            f"({exc}), so it could not outlive process {pid}; it was not created",
+        ) from exc
+
+
+def interpreter() -> str | None:
+    """The Python interpreter that runs a keeper; None in a frozen program or without one."""
+    executable = sys.executable
+    if not executable or getattr(sys, "frozen", False) or not os.access(executable, os.X_OK):
+        return None
+    return executable
+
+
+def _warn_unkept(pid: int) -> None:
+    global _warned_in
+    if _warned_in == pid:
+        return
+    _warned_in = pid
+    import warnings
+
+    warnings.warn(
+        "no Python interpreter to run the program's shared-memory keeper "
+        f"(sys.executable is {sys.executable!r}"
+        f"{', a frozen program' if getattr(sys, 'frozen', False) else ''}): the blocks "
+        f"that process {pid} creates stay attachable only while it runs",
+        RuntimeWarning,
+        stacklevel=4,  # the caller of SharedMemory()
+    )
+
+
+def abandon(owner: Owner) -> None:
+    """Undo the creation of ``owner``'s segment: mark it unlinked (a keeper that took it lets
+    go, a rival creator of its name stops waiting for it), then let go of it here."""
+    try:
+        if owner.fd >= 0 and not shm_segment.set_flag(
+            owner.fd, owner.data_len, shm_segment.UNLINKED_AT
+        ):
+            where = shm_segment.keeper_address(owner.fd, owner.data_len)
+            if where:
+                notify_unlinked(where)
+    finally:
+        owner.release()
 
 
 def hand_off(owners: list[Owner], program: str, main_pid: int) -> None:
-    """Make the keeper of ``program`` hold ``owners``' segments, then let go of them here."""
+    """Make the keeper of ``program`` hold ``owners``' segments (they stay held here too)."""
     where = shm_keeper.address(program)
     for attempt in range(_ATTEMPTS):
         client = _connect(where) or _start_keeper(where, main_pid)
@@ -97,10 +138,11 @@ def hand_off(owners: list[Owner], program: str, main_pid: int) -> None:
 def _send_chunk(client: socket.socket, chunk: list[Owner]) -> None:
     message = shm_keeper.HAND_OFF + "\n".join(o.key for o in chunk).encode("utf-8")
     socket.send_fds(client, [message], [o.fd for o in chunk])
-    if client.recv(16) != shm_keeper.ACK:
+    answer = client.recv(1024)
+    if answer[:1] == shm_keeper.REFUSED:
+        raise OSError(errno.EAGAIN, answer[1:].decode("utf-8", "replace"))
+    if answer != shm_keeper.ACK:
         raise ConnectionResetError(errno.ECONNRESET, "the keeper did not take the segments")
-    for owner in chunk:  # the keeper publishes them now: the names never went missing
-        owner.release()
 
 
 def _connect(where: bytes, timeout: float = PATIENCE) -> socket.socket | None:
@@ -151,7 +193,6 @@ def _spawn_keeper(listener: socket.socket, main_pid: int) -> None:
     """Start the keeper process with ``listener`` and a watch on the main process."""
     import fcntl
 
-    main_start = shm_keeper.start_time(main_pid)
     pidfd = None
     if hasattr(os, "pidfd_open"):
         try:
@@ -159,10 +200,16 @@ def _spawn_keeper(listener: socket.socket, main_pid: int) -> None:
         except OSError:
             pidfd = None
     try:
-        # The main process must still be ours (not a new process under a reused pid): the
-        # watch is opened first, then the process is found among this one's ancestors.
-        if main_start is None or not _is_ancestor(main_pid):
-            raise LookupError(f"the program's main process {main_pid} has exited")
+        # The main process must still be ours, not a new process under a reused pid: the
+        # watch is opened first, then the process must have started before this one.  One
+        # that reused the pid started after the main process exited, so after this one, which
+        # the main process (or a descendant of it) started; this one may have been reparented.
+        main_start = osutil.process_start_time(main_pid)
+        started = osutil.process_start_time(os.getpid())
+        if main_start is None or started is None or main_start > started:
+            raise ProcessLookupError(
+                errno.ESRCH, f"the program's main process {main_pid} has exited"
+            )
         # Out of the way of 3 and 4, the descriptors the keeper finds them at.
         moved = [fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)]
         if pidfd is not None:
@@ -175,7 +222,7 @@ def _spawn_keeper(listener: socket.socket, main_pid: int) -> None:
                 *((os.POSIX_SPAWN_DUP2, fd, at) for fd, at in zip(moved, places, strict=False)),
             ]
             watch = "pidfd" if pidfd is not None else "poll"
-            os.posix_spawn(
+            starter = os.posix_spawn(
                 sys.executable,
                 [
                     sys.executable,
@@ -194,6 +241,16 @@ def _spawn_keeper(listener: socket.socket, main_pid: int) -> None:
         finally:
             for fd in moved:
                 os.close(fd)
+        try:  # it starts the keeper and exits once ready to serve
+            _, status = os.waitpid(starter, 0)
+        except ChildProcessError:  # reaped already (SIGCHLD ignored)
+            status = 0
+        if status:
+            raise ChildProcessError(
+                errno.ECHILD,
+                f"the keeper did not start ({sys.executable} exited with "
+                f"{os.waitstatus_to_exitcode(status)})",
+            )
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -204,7 +261,11 @@ _KEEPER_MAIN = (
     # creator's sentinel among them, whose closing tells its parent that it exited).
     "import os; os.closerange(5, os.sysconf('SC_OPEN_MAX')); "
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from procframe.posix.shm_keeper import main; main(sys.argv[1:])"
+    "from procframe.posix.shm_keeper import main; "
+    "import hashlib, resource; "  # what serving uses: loaded while the starter waits anyway
+    # The keeper is no child of its starter, which may run long after it (no zombie there).
+    "os.fork() and os._exit(0); "
+    "main(sys.argv[1:])"
 )
 
 
@@ -212,21 +273,6 @@ def _package_root() -> str:
     """The directory procframe is imported from (the keeper runs isolated from PYTHONPATH)."""
     here = os.path.abspath(__file__)  # <root>/procframe/posix/shm_handoff.py
     return os.path.dirname(os.path.dirname(os.path.dirname(here)))
-
-
-def _is_ancestor(pid: int) -> bool:
-    """True if ``pid`` is the parent of this process, or its parent's parent, and so on."""
-    current = os.getppid()
-    for _ in range(1024):
-        if current == pid:
-            return True
-        if current <= 1:
-            return False
-        parent = osutil.parent_pid(current)
-        if parent is None:
-            return False
-        current = parent
-    return False
 
 
 def notify_unlinked(where: bytes) -> None:

@@ -1,18 +1,19 @@
-"""The keeper: the process of a program that holds shared-memory segments whose creators exited.
+"""The keeper: the process of a program that holds the shared-memory segments its children create.
 
 A segment's name is attachable while some process holds its memfd and
-publishes it.  The creator does both; when a creator other than the program's
-main process exits without having unlinked a segment, it hands the memfd to
-the program's keeper (:mod:`procframe.posix.shm_handoff`), which then
-publishes it exactly as a creator publishes a chosen name: an abstract Unix
+publishes it.  The creator does both; a creator other than the program's
+main process also hands a descriptor of each segment it creates to the
+program's keeper before it returns it (:mod:`procframe.posix.shm_handoff`),
+so that the creator's end, however it comes, loses nothing.  The keeper
+publishes each segment exactly as a creator publishes a chosen name: an abstract Unix
 socket named after the segment's name, carrying the keeper's pid, descriptor
 and token, found through ``/proc/net/unix`` by any process of the same user
 (:mod:`procframe.posix.shm_names`).  Nothing is named in a filesystem.
 
 One keeper per program, at the address :func:`address` derives from the
 program's identity (the main process's pid and a random token, inherited by
-every process of the program).  It is started by the first process that
-needs it and
+every process of the program), so only the program's own keeper answers
+there.  It is started by the first process that needs it and
 
 * lets a segment go as soon as it is unlinked: ``unlink()`` marks the
   segment and sends :data:`UNLINKED` to the address written in the segment's
@@ -26,8 +27,11 @@ needs it and
 
 Requests are SOCK_SEQPACKET messages, one per connection: :data:`HAND_OFF`
 (names, one a line, with their memfds by SCM_RIGHTS; answered :data:`ACK`
-once every segment is published), :data:`LIST` (answered with the names it
-holds), :data:`UNLINKED` (no answer).
+once every segment is published, or :data:`REFUSED` and the reason when
+one cannot be held; if the answer cannot be delivered, the creator died
+before it knew, its create never returned, and the segments are let go),
+:data:`LIST` (answered with the names it holds that nobody unlinked),
+:data:`UNLINKED` (no answer).
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import sys
 import time
 
 from procframe._core import osutil
@@ -45,6 +48,7 @@ HAND_OFF = b"H"
 LIST = b"L"
 UNLINKED = b"U"
 ACK = b"A"
+REFUSED = b"E"
 MAX_FDS = 250
 """Segments in one hand-off message (SCM_RIGHTS carries at most 253 descriptors)."""
 MAX_MESSAGE = 1 << 17
@@ -65,9 +69,6 @@ MAIN_PIDFD = 4
 def address(program: str) -> bytes:
     """The abstract socket address of the keeper of ``program``."""
     return f"\0procframe-shm-keeper/{os.getuid()}/{program}".encode("ascii")
-
-
-start_time = osutil.process_start_time
 
 
 class _Kept:
@@ -115,9 +116,12 @@ class Keeper:
 
     # -- segments ------------------------------------------------------------
 
-    def adopt(self, key: str, fd: int) -> None:
-        """Hold and publish the segment ``key`` open at ``fd`` (or close ``fd`` if it is
-        not one, is held already, or was unlinked)."""
+    def adopt(self, key: str, fd: int) -> str:
+        """Hold and publish the segment ``key`` open at ``fd`` and return its token (or close
+        ``fd`` and return "" if it is not one, is held already, or was unlinked).
+
+        Raises ``OSError`` (``fd`` closed) if it cannot hold it: out of descriptors, say.
+        """
         try:
             meta = shm_segment.read_meta(fd)
         except OSError:
@@ -130,7 +134,7 @@ class Keeper:
             or not _names_segment(key, meta)
         ):
             os.close(fd)
-            return
+            return ""
         kept = _Kept(key, fd, meta.data_len, meta.token)
         try:
             publisher = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -138,14 +142,22 @@ class Keeper:
             locator = f"{shm_names.locator_prefix(key)}{os.getpid()}/{fd}/{meta.token}"
             publisher.bind(b"\0" + locator.encode("ascii"))
             shm_segment.set_keeper_address(fd, meta.data_len, self.address)
-        except OSError as exc:
-            sys.stderr.write(f"procframe shared-memory keeper: cannot hold {key!r}: {exc}\n")
+        except OSError:
             kept.release()
-            return
+            raise
         self.blocks[meta.token] = kept
         if kept.unlinked():  # unlinked before its notice could find this keeper
             self.blocks.pop(meta.token)
             kept.release()
+            return ""
+        return meta.token
+
+    def let_go(self, tokens: list[str]) -> None:
+        """Stop holding the segments of ``tokens``."""
+        for token in tokens:
+            kept = self.blocks.pop(token, None)
+            if kept is not None:
+                kept.release()
 
     def sweep(self) -> None:
         """Let go of every segment that has been unlinked."""
@@ -165,11 +177,21 @@ class Keeper:
             if message[:1] == HAND_OFF:
                 keys = message[1:].decode("utf-8", "replace").split("\n")
                 if len(keys) == len(fds):
-                    received, fds = fds, []
-                    for key, segment in zip(keys, received, strict=True):
-                        self.adopt(key, segment)
-                    client.send(ACK)
+                    taken: list[str] = []
+                    try:
+                        for key in keys:
+                            taken.append(self.adopt(key, fds.pop(0)))
+                    except OSError as exc:  # the creator's create fails, saying why
+                        self.let_go(taken)
+                        client.send(REFUSED + f"cannot hold {key!r}: {exc}".encode())
+                        return
+                    try:
+                        client.send(ACK)
+                    except OSError:  # the creator is gone, and its create never returned
+                        self.let_go(taken)
+                        raise
             elif message[:1] == LIST:
+                self.sweep()  # an unlink whose notice is still on its way counts
                 client.send("\n".join(sorted(k.key for k in self.blocks.values())).encode())
             elif message[:1] == UNLINKED:
                 self.sweep()
@@ -186,7 +208,7 @@ class Keeper:
         """False once the program's main process has exited."""
         if self.main_pidfd is not None:
             return not select.select([self.main_pidfd], [], [], 0)[0]
-        return start_time(self.main_pid) == self.main_start
+        return osutil.process_start_time(self.main_pid) == self.main_start
 
     def serve(self) -> None:
         """Serve until the main process is gone, or nothing has been held for LINGER seconds."""

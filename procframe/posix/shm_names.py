@@ -6,11 +6,11 @@ Unix socket carrying the creator's pid, descriptor and token, and looked up in
 ``/proc/net/unix``.  Either way the memfd's label and metadata must show the
 token, so a reused pid or descriptor never attaches the wrong memory.  The
 creator keeps a table of the segments it holds (:class:`Owner`), which a
-forked child lets go of.  When a creator other than the program's main
-process exits, it hands what it still holds to the program's keeper
-(:mod:`procframe.posix.shm_handoff`), which publishes every segment, generated
-names included, as an abstract socket of its own: a generated name whose
-creator is gone is looked up there.
+forked child lets go of.  A creator other than the program's main process
+also hands each new segment to the program's keeper
+(:mod:`procframe.posix.shm_handoff`), which publishes every segment it holds,
+generated names included, as an abstract socket of its own: a generated name
+whose creator is gone is looked up there.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@
   run, for a backend's own CI or a quick check of a plugin).
 * Every test that uses a backend fails if it leaves a child process, a thread,
   or a procframe semaphore or shared-memory segment behind (in ``/dev/shm``,
-  or held by the program's keeper for a creator that exited).
+  or held by the program's keeper: a block a child created and nobody
+  unlinked, whether or not its creator still runs).
 * With ``--procframe-backend`` or the ini option ``procframe_suite = true``,
   the conformance suite (``procframe/testing/suite``) is collected; run bare,
   the plugin collects only the suite.
@@ -282,7 +283,8 @@ def _os_children() -> set[int]:
 
 def _named() -> set[str]:
     """procframe's names in ``/dev/shm``, and the shared-memory blocks the program's keeper
-    holds for creators that exited (its process is no child of this one: not a leak itself)."""
+    holds: every block a child created and nobody unlinked, its creator alive or not (an
+    unlinked one is left out at once; the keeper's process is no child of this one)."""
     return procframe_names() | kept_names()
 
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from procframe.shared_memory import SharedMemory
+from procframe.testing.helpers.targets import read_report, report
 
 PATIENCE = 60.0
 
@@ -42,6 +43,67 @@ def create_for_pool(name: str | None, data: bytes) -> tuple[str, str]:
     return shm.name, shm._token
 
 
+def create_and_report(report_path: str, data: str) -> tuple[str, str]:
+    """Create a block holding ``data`` (latin-1); report its name, memfd token and this
+    process's pid; return them (name, token)."""
+    shm = SharedMemory(create=True, size=len(data))
+    assert shm.buf is not None
+    shm.buf[:] = data.encode("latin-1")
+    report(report_path, {"name": shm.name, "token": shm._token, "pid": os.getpid()})
+    return shm.name, shm._token
+
+
+def create_and_exit_at_once(report_path: str, data: str) -> None:
+    """As :func:`create_and_report`, then ``os._exit(0)``: no exit handler runs."""
+    create_and_report(report_path, data)
+    os._exit(0)
+
+
+def create_and_sleep(report_path: str, data: str) -> None:
+    """As :func:`create_and_report`, then sleep until killed (a task that times out)."""
+    create_and_report(report_path, data)
+    time.sleep(PATIENCE * 10)
+
+
+def create_and_unlink(queue: Any) -> None:
+    """Create a block, unlink it and close it; put its token on ``queue``."""
+    shm = SharedMemory(create=True, size=64)
+    shm.unlink()
+    shm.close()
+    queue.put(shm._token)
+
+
+def leave_an_orphan_creator(method: str, ready_path: str, report_path: str) -> None:
+    """Start a child that outlives this process; once it is running, end at once.
+
+    The child (:func:`create_as_orphan`) ignores SIGTERM, so the end of its parent does not
+    end it: it is reparented, then creates a block.
+    """
+    import procframe
+
+    child = procframe.get_context(method).Process(
+        target=create_as_orphan, args=(ready_path, report_path)
+    )
+    child.start()
+    read_report(ready_path, timeout=PATIENCE)
+    os._exit(0)  # no join: the child lives on
+
+
+def create_as_orphan(ready_path: str, report_path: str) -> None:
+    """Survive the end of the parent, wait to be reparented, create a block and report it."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    report(ready_path, parent)
+    deadline = time.monotonic() + PATIENCE
+    while os.getppid() == parent:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the parent did not exit")
+        time.sleep(0.01)
+    create_and_report(report_path, "made by an orphan")
+
+
 def attach_and_read(queue: Any, name: str, size: int, write: bytes) -> None:
     """Attach to ``name``; put its first ``size`` bytes on ``queue``; write ``write`` there."""
     shm = SharedMemory(name)
@@ -66,8 +128,6 @@ def attach_and_unlink(queue: Any, name: str) -> None:
 
 def unattachable(name: str) -> bool:
     """True if no block can be attached by ``name`` (never made, unlinked, or ended)."""
-    from procframe.shared_memory import SharedMemory
-
     try:
         SharedMemory(name).close()
     except FileNotFoundError:
@@ -121,7 +181,6 @@ def keepers(main_pid: int) -> list[int]:
 def program_main(report_path: str, end: str) -> None:
     """The main process of :data:`SCRIPT`: see there."""
     import procframe
-    from procframe.testing.helpers.targets import report
 
     ctx = procframe.get_context()
     queue = ctx.Queue()

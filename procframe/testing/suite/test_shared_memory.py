@@ -28,6 +28,7 @@ from procframe.shared_memory import ShareableList, SharedMemory
 from procframe.testing.helpers import shmem, shmkeeper
 from procframe.testing.helpers.devshm import procframe_names
 from procframe.testing.helpers.exchange import reap
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import script_env
 from procframe.testing.helpers.targets import read_report, report
 
@@ -594,9 +595,11 @@ def test_a_block_created_by_an_unrelated_interpreter(
 
 
 @pytest.mark.requires("posix_signals")
-def test_a_killed_creator_leaves_nothing_behind(
+def test_a_killed_creator_leaves_its_block_until_unlinked(
     ctx: procframe.Context, tmp_path: Path, chosen: str
 ) -> None:
+    """A child killed after creating a block leaves it attachable (the program's keeper has
+    it); once unlinked, nothing is left, its memory included."""
     before = procframe_names()
     for name in (None, chosen):
         ready = tmp_path / f"ready-{name}"
@@ -611,9 +614,12 @@ def test_a_killed_creator_leaves_nothing_behind(
             assert p.exitcode == -signal.SIGKILL
         finally:
             reap(p)
+        with SharedMemory(made["name"]) as shm:
+            assert shm.buf is not None and bytes(shm.buf[:1]) == b"x"
+            shm.unlink()
         assert shmkeeper.unattachable(made["name"])
-        if shared_memory._USE_MEMFD:
-            assert shmkeeper.holders(made["token"]) == []  # its memory is freed, not just unnamed
+        if shared_memory._USE_MEMFD:  # its memory is freed, not just unnamed
+            assert eventually(lambda t=made["token"]: shmkeeper.holders(t) == [])
         assert procframe_names(made["name"]) - before == set()
 
 
@@ -635,12 +641,14 @@ def test_a_survivor_keeps_the_memory_of_a_killed_creator(
             reap(p)
         assert shm.buf is not None and bytes(shm.buf[:8]) == b"survives"
         shm.buf[-1] = 1  # still writable
+        SharedMemory(made["name"]).unlink()  # through another object
         assert shmkeeper.unattachable(made["name"])
         with pytest.raises(FileNotFoundError):  # nothing left to unlink
-            SharedMemory(made["name"]).unlink()
+            shm.unlink()
+        assert bytes(shm.buf[:8]) == b"survives"
         shm.close()
-        if shared_memory._USE_MEMFD:
-            assert shmkeeper.holders(made["token"]) == []  # the last mapping gone, so is the memory
+        if shared_memory._USE_MEMFD:  # the last mapping gone, so is the memory
+            assert eventually(lambda t=made["token"]: shmkeeper.holders(t) == [])
         assert procframe_names(made["name"]) - before == set()
 
 

@@ -1,12 +1,15 @@
 """A shared-memory block outlives the process that created it, not the program.
 
 The pattern "a worker creates a block and returns its name": the creator
-exits, and the block stays attachable by name, from any process of the
+ends, and the block stays attachable by name, from any process of the
 program (those started later included), until some process unlinks it or
-the program ends.  Then nothing is left: no process, no descriptor of the
-block, nothing in ``/dev/shm``; a program killed by SIGKILL while such a
-block exists leaves nothing either.  (Under ``threads`` the creator is a
-thread of the main process and holds the block there: the same tests hold.)
+the program ends; however the creator ends: it returns, leaving a
+``with Pool()`` block terminates it, ``Pool.terminate()``, a task timeout,
+``os._exit()``, or it outlived its own parent.  Then nothing is left: no
+process, no descriptor of the block, nothing in ``/dev/shm``; a program
+killed by SIGKILL while such a block exists leaves nothing either.  (Under
+``threads`` the creator is a thread of the main process and holds the block
+there: the same tests hold.)
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ from typing import Any
 import pytest
 
 import procframe
+import procframe.pool
 from procframe.posix import shared_memory
 from procframe.posix.shm_handoff import kept_names
 from procframe.shared_memory import SharedMemory
-from procframe.testing.helpers import shmkeeper
+from procframe.testing.helpers import shmem, shmkeeper
 from procframe.testing.helpers.devshm import procframe_names
 from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.polling import eventually
-from procframe.testing.helpers.scripts import script_env, write_script
-from procframe.testing.helpers.targets import read_report
+from procframe.testing.helpers.scripts import pid_running, script_env, write_script
+from procframe.testing.helpers.targets import read_report, report
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -121,6 +125,112 @@ def test_blocks_of_a_pool_worker_outlive_the_pool(ctx: procframe.Context) -> Non
         assert shm.buf is not None and bytes(shm.buf) == b"from a worker"
         shm.unlink()
     _nothing_left(token)
+
+
+def _attach_read_unlink(made: str, data: bytes) -> None:
+    """Attach to ``made`` (its creator is gone), check that it holds ``data``, unlink it."""
+    with SharedMemory(made) as shm:
+        assert shm.buf is not None and bytes(shm.buf[: len(data)]) == data
+        shm.unlink()
+    assert shmkeeper.unattachable(made)
+
+
+@pytest.mark.core
+def test_a_block_made_in_a_with_pool_block_outlives_it(
+    ctx: procframe.Context, name: str | None
+) -> None:
+    """``with Pool() as p: name = p.apply(make_block)``, attached after the ``with`` block,
+    whose end terminated the workers."""
+    with ctx.Pool(2) as pool:
+        made, token = pool.apply(shmkeeper.create_for_pool, (name, b"from a worker"))
+    _attach_read_unlink(made, b"from a worker")
+    _nothing_left(token)
+
+
+def test_a_block_made_by_a_worker_outlives_pool_terminate(
+    ctx: procframe.Context, name: str | None
+) -> None:
+    pool = ctx.Pool(2)
+    try:
+        made, token = pool.apply(shmkeeper.create_for_pool, (name, b"terminated"))
+    finally:
+        pool.terminate()
+        pool.join()
+    _attach_read_unlink(made, b"terminated")
+    _nothing_left(token)
+
+
+@pytest.mark.requires("task_timeouts")
+def test_a_block_outlives_a_worker_killed_by_a_task_timeout(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    made_at = tmp_path / "made"
+    with ctx.Pool(1) as pool:
+        late = pool.apply_async(shmkeeper.create_and_sleep, (str(made_at), "late"), timeout=5.0)
+        with pytest.raises(procframe.pool.TaskTimeoutError):
+            late.get(timeout=PATIENCE)
+        made = read_report(made_at, timeout=PATIENCE)
+        assert eventually(lambda: not pid_running(made["pid"]))
+        _attach_read_unlink(made["name"], b"late")
+    _nothing_left(made["token"])
+
+
+@pytest.mark.requires("separate_memory")
+def test_a_block_outlives_a_child_that_ends_with_os_exit(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    made_at = tmp_path / "made"
+    _run(ctx, shmkeeper.create_and_exit_at_once, str(made_at), "os._exit")
+    made = read_report(made_at, timeout=PATIENCE)
+    _attach_read_unlink(made["name"], b"os._exit")
+    _nothing_left(made["token"])
+
+
+@pytest.mark.requires("separate_memory", "posix_signals")
+def test_a_block_outlives_a_grandchild_that_outlived_its_parent(
+    ctx: procframe.Context, procframe_backend: str, tmp_path: Path
+) -> None:
+    """The grandchild, reparented when its parent ended, creates a block and returns; the
+    program's keeper, which it starts, takes it (no keeper ran: each test leaves none)."""
+    assert eventually(lambda: not shmkeeper.keepers(os.getpid()))
+    ready, made_at = tmp_path / "ready", tmp_path / "made"
+    _run(ctx, shmkeeper.leave_an_orphan_creator, procframe_backend, str(ready), str(made_at))
+    made = read_report(made_at, timeout=PATIENCE)
+    assert eventually(lambda: not pid_running(made["pid"]))
+    _attach_read_unlink(made["name"], b"made by an orphan")
+    _nothing_left(made["token"])
+
+
+def test_a_block_a_child_made_and_unlinked_leaves_nothing(ctx: procframe.Context) -> None:
+    queue = ctx.Queue()
+    _run(ctx, shmkeeper.create_and_unlink, queue)
+    token = queue.get(timeout=PATIENCE)
+    assert kept_names() == set()  # at once: what was unlinked is not held
+    _nothing_left(token)
+
+
+def test_unlink_frees_a_block_whose_creator_still_runs(
+    ctx: procframe.Context, tmp_path: Path, name: str | None
+) -> None:
+    """The creator and the keeper both hold a block a child made; unlink() in another
+    process ends the name at once, and the memory once the creator lets go of it."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    p = ctx.Process(target=shmem.create_and_hold, args=(name, 16, "held", str(ready), str(go)))
+    p.start()
+    try:
+        made = read_report(ready, timeout=PATIENCE)
+        shm = SharedMemory(made["name"])
+        shm.unlink()
+        assert shmkeeper.unattachable(made["name"])
+        assert kept_names() == set()
+        report(go, True)
+        p.join(PATIENCE)
+    finally:
+        reap(p)
+    assert p.exitcode == 0
+    assert shm.buf is not None and bytes(shm.buf[:4]) == b"held"
+    shm.close()
+    _nothing_left(made["token"])
 
 
 @MEMFD
