@@ -2,8 +2,8 @@
 
 ``import procframe as mp`` is a drop-in for ``import multiprocessing as mp``.
 The module-level API is the default context's (:data:`procframe.context.default_context`):
-each call uses the default backend, chosen by ``set_backend`` (alias
-``set_start_method``), else ``PROCFRAME_BACKEND``, else the platform default;
+each call uses the default backend, chosen by ``set_backend`` (or
+``set_start_method``, once), else ``PROCFRAME_BACKEND``, else the platform default;
 ``get_context(name)`` gives the same API bound to one backend.  Importing
 procframe loads no plugin.
 """
