@@ -23,7 +23,8 @@ if __name__ == "__main__":
     shmkeeper.program_main(sys.argv[1], sys.argv[2])
 """
 """A program whose child creates a block and exits; its main process then reports the
-block and either waits to be killed (``wait``) or ends without unlinking it (``end``)."""
+block and either waits to be killed (``wait``) or, once ``<report>.go`` exists (the test
+has attached the block), ends without unlinking it (``end``)."""
 
 
 def create_and_return(queue: Any, name: str | None, size: int, data: bytes) -> None:
@@ -194,3 +195,8 @@ def program_main(report_path: str, end: str) -> None:
     report(report_path, {"name": name, "token": token, "data": data, "pid": os.getpid()})
     if end == "wait":
         time.sleep(PATIENCE)
+    else:  # end once the test has attached the block from outside (it says so by a file)
+        go = report_path + ".go"
+        deadline = time.monotonic() + PATIENCE
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.01)

@@ -258,6 +258,8 @@ def test_the_end_of_the_program_frees_a_kept_block(
             assert shm.buf is not None and bytes(shm.buf[:4]) == b"kept"
         if end == "wait":
             program.kill()
+        else:
+            (tmp_path / "made.go").touch()  # attached: the program may end now
         _, stderr = program.communicate(timeout=PATIENCE)
     finally:
         if program.poll() is None:
