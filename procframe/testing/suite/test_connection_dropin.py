@@ -212,24 +212,34 @@ def _check_pair(sent: Any, received: Any, other: Any) -> None:
     assert received.poll(30) and received.recv_bytes() == b"back"
 
 
+def _carry(ctx: procframe.Context, carrier: str, sent: Any, close_after_sending: bool) -> Any:
+    """Send ``sent`` through a new ``carrier`` (a Pipe or a queue) of ``ctx``; what arrives."""
+    if carrier == "Pipe":
+        reader, writer = ctx.Pipe(duplex=False)
+        writer.send(sent)
+        if close_after_sending:
+            sent.close()
+        assert reader.poll(30)
+        received = reader.recv()
+        reader.close()
+        writer.close()
+        return received
+    q = getattr(ctx, carrier)()
+    q.put(sent)
+    if close_after_sending:
+        sent.close()
+    received = q.get()  # already there: put above, in this process
+    q.close()
+    return received
+
+
 @pytest.mark.in_one_process
 @pytest.mark.parametrize("carrier", ["Pipe", "Queue", "SimpleQueue"])
 def test_a_connection_sent_through_a_pipe_or_queue_works_where_it_arrives(
     ctx: procframe.Context, carrier: str
 ) -> None:
     sent, other = ctx.Pipe()
-    if carrier == "Pipe":
-        reader, writer = ctx.Pipe(duplex=False)
-        writer.send(sent)
-        assert reader.poll(30)
-        received = reader.recv()
-        reader.close()
-        writer.close()
-    else:
-        q = getattr(ctx, carrier)()
-        q.put(sent)
-        received = q.get()
-        q.close()
+    received = _carry(ctx, carrier, sent, close_after_sending=False)
     try:
         _check_pair(sent, received, other)
     finally:
@@ -333,20 +343,7 @@ def test_a_connection_sent_then_closed_by_its_sender_works_where_it_arrives(
     ctx: procframe.Context, carrier: str
 ) -> None:
     sent, other = ctx.Pipe()
-    if carrier == "Pipe":
-        reader, writer = ctx.Pipe(duplex=False)
-        writer.send(sent)
-        sent.close()  # what arrives is a copy of its own
-        assert reader.poll(30)
-        received = reader.recv()
-        reader.close()
-        writer.close()
-    else:
-        q = getattr(ctx, carrier)()
-        q.put(sent)
-        sent.close()
-        received = q.get()
-        q.close()
+    received = _carry(ctx, carrier, sent, close_after_sending=True)  # arrives as its own copy
     try:
         assert not received.closed
         received.send("after the sender closed its end")
