@@ -19,6 +19,8 @@ from typing import Any
 
 HEADER = struct.Struct("<QQBI")
 """Payload length, task id, code, microseconds the task ran (0 from the parent)."""
+TICKET = struct.Struct("<q")
+"""A task's ticket: its id, which a worker reads from its ticket pipe before it starts the task."""
 FUNC_LENGTH = struct.Struct("<I")
 """Before a task's function pickle: its length."""
 

@@ -11,6 +11,34 @@ records in shared memory the task it starts, a worker that dies costs one
 task, failed with :class:`WorkerLostError`; the tasks it held but never
 started go to the other workers, and a new worker takes its place.  A task
 past its timeout is stopped the same way: its worker is killed.
+
+Taking tasks back (no task waits behind a long one while a worker is idle)
+--------------------------------------------------------------------------
+Each worker also has a *ticket pipe*: for every task it sends a worker, the
+pool first writes the task's id (8 bytes) to that worker's pipe, then the
+task's frame to its socket, so tickets are in the pipe in the order of the
+frames.  Both the worker and the pool hold the pipe's read end:
+
+- the worker, about to start a task, reads one ticket (non-blocking).  If it
+  is the task's id, the task is the worker's: it records the start and runs
+  it.  If the pipe is empty, or the ticket is a later task's (kept for that
+  task), the pool took this task back: the worker skips it, says nothing.
+- the pool, when a worker is idle and nothing is pending, reads tickets from
+  the pipe of a worker that holds tasks queued behind the one it runs.  The
+  tasks whose tickets it read are its again: it removes them from that
+  worker's tasks and hands them to idle workers.
+
+The kernel hands each byte of a pipe to one reader only, and every write and
+read is whole tickets (writes of at most ``PIPE_BUF`` bytes are atomic), so a
+ticket is read either by the worker (the task runs there) or by the pool (it
+runs elsewhere), never both: the race between the two is settled by the
+kernel, with no lock and no shared-memory ordering.  Both read from the
+front, so the pipe always holds the tickets of a run of consecutive frames,
+which is why a worker that reads a ticket not its task's knows the task was
+taken.  A worker that dies after reading a ticket but before recording the
+start never ran the task: it goes to another worker like any unstarted one.
+Tasks sent ahead stay where the recent task time says they are worth it (a
+few milliseconds of work queued per worker); the take-back fixes the rest.
 """
 
 from __future__ import annotations
@@ -92,10 +120,20 @@ class Worker:
         "sentinel",
         "socket",
         "stopped",
+        "ticket_read",
+        "ticket_write",
+        "tickets",
         "timed_out",
     )
 
-    def __init__(self, process: Any, index: int, sock: socket.socket, quota: int | None) -> None:
+    def __init__(
+        self,
+        process: Any,
+        index: int,
+        sock: socket.socket,
+        quota: int | None,
+        ticket_pipe: tuple[int, int],
+    ) -> None:
         self.process = process
         self.index = index
         self.socket = sock
@@ -109,6 +147,43 @@ class Worker:
         self.stopped = False
         self.timed_out: Task | None = None
         self.claimed = False  # a caller's thread waits for its one task, reading its socket
+        self.ticket_read, self.ticket_write = ticket_pipe
+        self.tickets = bytearray()  # tickets to write before the frames in the outbox
+
+    def place(self, task: Task) -> None:
+        """Make ``task`` this worker's: its ticket, then its frame, go out with the next flush."""
+        self.held.append(task)
+        if self.quota is not None:
+            self.quota -= 1
+        self.tickets += _frames.TICKET.pack(task.id)
+        self.outbox.append(_frames.HEADER.pack(len(task.payload), task.id, task.kind, 0))
+        self.outbox.append(task.payload)
+
+    def take_back(self, count: int) -> list[Task]:
+        """Up to ``count`` of the tasks this worker holds and has not started, now not its own.
+
+        They are the ones it would start next, in their order.
+        """
+        try:
+            data = os.read(self.ticket_read, _frames.TICKET.size * count)
+        except (BlockingIOError, OSError):
+            return []
+        taken = {ticket for (ticket,) in _frames.TICKET.iter_unpack(data)}
+        if not taken:
+            return []
+        tasks = [task for task in self.held if task.id in taken]
+        self.held = deque(task for task in self.held if task.id not in taken)
+        if self.quota is not None:
+            self.quota += len(tasks)
+        return tasks
+
+    def close_channels(self) -> None:
+        """Close the socket and the ticket pipe (the worker has ended)."""
+        self.socket.close()
+        for fd in (self.ticket_read, self.ticket_write):
+            if fd >= 0:
+                os.close(fd)
+        self.ticket_read = self.ticket_write = -1
 
 
 class ProcessCore:
@@ -230,12 +305,8 @@ class ProcessCore:
             w = next((w for w in self._workers if w is not None and _idle(w)), None)
             if w is None:
                 return False
-            w.held.append(task)
-            if w.quota is not None:
-                w.quota -= 1
+            w.place(task)
             w.claimed = True
-            w.outbox.append(_frames.HEADER.pack(len(task.payload), task.id, task.kind, 0))
-            w.outbox.append(task.payload)
             self._flush(w)
             if w.outbox:  # a big call: the serving thread sends the rest, and reads
                 w.claimed = False
@@ -292,31 +363,64 @@ class ProcessCore:
         pending = self._pending
         workers = [w for w in self._workers if w is not None and not w.stopped and not w.claimed]
         woken = False
-        if pending and workers:
+        if workers:
             ahead = self._ahead()
-            frame = _frames.HEADER.pack
-            while pending:
-                best = None
-                for w in workers:
-                    held = len(w.held)
-                    if held < ahead and w.quota != 0 and (best is None or held < len(best.held)):
-                        best = w
-                if best is None:
-                    break
-                task = pending.popleft()
-                woken = woken or not best.held
-                best.held.append(task)
-                if best.quota is not None:
-                    best.quota -= 1
-                best.outbox.append(frame(len(task.payload), task.id, task.kind, 0))
-                best.outbox.append(task.payload)
+            woken = self._place_pending(workers, ahead)
+            if not pending and self._take_back_for_idle(workers):
+                woken = self._place_pending(workers, ahead) or woken
         for w in workers:
             if w.outbox:
                 self._flush(w)
                 woken = woken or bool(w.outbox)
         return woken
 
+    def _place_pending(self, workers: list[Worker], ahead: int) -> bool:
+        """Give pending tasks to the workers holding fewest (True: an idle one got work)."""
+        pending = self._pending
+        woken = False
+        while pending:
+            best = None
+            for w in workers:
+                held = len(w.held)
+                if held < ahead and w.quota != 0 and (best is None or held < len(best.held)):
+                    best = w
+            if best is None:
+                break
+            woken = woken or not best.held
+            best.place(pending.popleft())
+        return woken
+
+    def _take_back_for_idle(self, workers: list[Worker]) -> bool:
+        """Idle workers and nothing pending: take back tasks queued on busy workers (True: some).
+
+        From each worker holding tasks behind the one it runs, about its share
+        of them for the idle ones; they go back to the front of the pending tasks.
+        """
+        idle = sum(1 for w in workers if _idle(w))
+        if not idle:
+            return False
+        taken: list[Task] = []
+        for w in workers:
+            queued = len(w.held) - 1
+            if queued > 0 and not w.eof:
+                share = max(1, queued * idle // (idle + 1))
+                taken += w.take_back(share)
+        self._pending.extendleft(reversed(taken))
+        return bool(taken)
+
     def _flush(self, w: Worker) -> None:
+        if w.tickets:  # every ticket before its frame (a pipe this size never fills)
+            try:
+                written = os.write(w.ticket_write, w.tickets)
+            except BlockingIOError:
+                return
+            except OSError:
+                w.tickets.clear()
+                w.outbox.clear()
+                return
+            del w.tickets[:written]
+            if w.tickets:
+                return
         outbox = w.outbox
         while outbox:
             try:
@@ -458,7 +562,7 @@ class ProcessCore:
             pass  # (no end of stream if a process the task forked holds the socket)
         w.process.join(5.0)
         exitcode = w.process.exitcode
-        w.socket.close()
+        w.close_channels()
         self._workers[w.index] = None
         lost_one = False
         if w.held:
@@ -555,21 +659,38 @@ class ProcessCore:
     def _start_worker(self, index: int) -> None:
         parent_end, child_end = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         conn = Connection(child_end.detach())
+        ticket_read, ticket_write = os.pipe()
+        tickets = Connection(os.dup(ticket_read), writable=False)
         try:
+            os.set_blocking(ticket_read, False)  # the worker's end too: one open file
+            os.set_blocking(ticket_write, False)
             process = self._ctx.Process(
                 target=_worker.main,
-                args=(conn, self._slots, index, self._initializer, self._initargs, self._maxtasks),
+                args=(
+                    conn,
+                    self._slots,
+                    index,
+                    self._initializer,
+                    self._initargs,
+                    self._maxtasks,
+                    tickets,
+                ),
                 name=f"PoolWorker-{next(self._names)}",
                 daemon=True,
             )
             process.start()
         except BaseException:
             parent_end.close()
+            os.close(ticket_read)
+            os.close(ticket_write)
             raise
         finally:
             conn.close()
+            tickets.close()
         parent_end.setblocking(False)
-        self._workers[index] = Worker(process, index, parent_end, self._maxtasks)
+        self._workers[index] = Worker(
+            process, index, parent_end, self._maxtasks, (ticket_read, ticket_write)
+        )
 
     # -- ending ------------------------------------------------------------------
 
@@ -607,7 +728,7 @@ class ProcessCore:
             if w.process.exitcode is None:
                 w.process.kill()
                 w.process.join()
-            w.socket.close()
+            w.close_channels()
         with self._lock:
             for w in workers:
                 if self._workers[w.index] is w:
@@ -624,7 +745,7 @@ class ProcessCore:
             if w is not None:
                 w.process.kill()
                 w.process.join()
-                w.socket.close()
+                w.close_channels()
         self._workers = [None] * self.processes
 
 

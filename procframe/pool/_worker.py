@@ -1,9 +1,13 @@
 """A pool worker: run the tasks that arrive on its socket, one at a time, and send each outcome.
 
-Before a task runs, the worker writes its id and start time to its slot in
-memory it shares with the pool, so that when the worker dies the pool knows
-which task it was running (that one failed) and which it never started
-(those go to another worker).  Outcomes are sent as soon as each task ends.
+Before a task runs, the worker claims it by reading its *ticket* (the task's
+id) from a pipe the pool also reads: a task whose ticket the pool took back
+first is skipped (it runs on another worker).  Then the worker writes the
+task's id and start time to its slot in memory it shares with the pool, so
+that when the worker dies the pool knows which task it was running (that one
+failed) and which it never started (those go to another worker).  Outcomes
+are sent as soon as each task ends.  The protocol is described in
+:mod:`procframe.pool._process_core`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import struct
 import time
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 from typing import Any
@@ -127,8 +132,12 @@ def main(
     initializer: Any,
     initargs: tuple[Any, ...],
     maxtasks: int | None,
+    tickets: Any,
 ) -> None:
-    """Serve tasks from ``conn`` until it closes or ``maxtasks`` are done."""
+    """Serve tasks from ``conn`` until it closes or ``maxtasks`` are done.
+
+    ``tickets`` is the read end of the pipe of the tasks' tickets (a connection).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     fd = conn.fileno()
     if initializer is not None:
@@ -146,6 +155,11 @@ def main(
     at = 2 * index
     reader = _frames.FrameReader()
     clock = time.monotonic_ns
+    ticket_fd = tickets.fileno()
+    os.set_blocking(ticket_fd, False)
+    ticket_size = _frames.TICKET.size
+    unpack_ticket = _frames.TICKET.unpack
+    ticket = 0  # a ticket read for a later task, whose own tickets the pool took back
     done = 0
     while maxtasks is None or done < maxtasks:
         try:
@@ -155,6 +169,14 @@ def main(
         if frames is None:
             return
         for task_id, kind, _, payload in frames:
+            if not ticket:
+                try:
+                    (ticket,) = unpack_ticket(os.read(ticket_fd, ticket_size))
+                except (BlockingIOError, struct.error):
+                    continue  # taken back, as every task sent after it so far
+            if ticket != task_id:
+                continue  # taken back: it runs elsewhere
+            ticket = 0
             started[at] = task_id
             started[at + 1] = start = clock()
             code, result = outcome(kind, payload)
