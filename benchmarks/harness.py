@@ -545,6 +545,173 @@ def pool_start(mp: ModuleType, method: str, iterations: int) -> list[float]:
     return samples
 
 
+SHORT_BEHIND_LONG = 1.0
+"""Seconds of the long task of :func:`short_behind_long`: long enough that a map held up
+behind it shows, short enough for a quick run."""
+
+
+def short_behind_long_once(ctx: Any, deadline: Deadline) -> float:
+    """The issue's scenario, once: seconds of a ``map`` of six short tasks, on a ``Pool(4)``
+    that has mapped eight and runs one long task (``apply_async``) since 0.2 s.
+
+    The pool is terminated at once after the map: the long task is not waited for.
+    """
+    from time import perf_counter, sleep
+
+    deadline.renew("a map of short tasks behind a long one")
+    pool = ctx.Pool(4)
+    try:
+        pool.map(square, range(8))
+        pool.apply_async(sleep, (SHORT_BEHIND_LONG,))
+        sleep(0.2)
+        began = perf_counter()
+        results = pool.map(square, range(6))
+        seconds = perf_counter() - began
+        if results != [x * x for x in range(6)]:
+            raise RuntimeError("the map behind a long task gave wrong results")
+    finally:
+        deadline.renew("terminating and joining the pool")
+        pool.terminate()
+        pool.join()
+    return seconds
+
+
+def short_behind_long(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds of the second ``map`` of :func:`short_behind_long_once`, one sample per pool."""
+    ctx = mp.get_context(method)
+    with Deadline(mp) as deadline:
+        return [short_behind_long_once(ctx, deadline) for _ in range(iterations)]
+
+
+UNEVEN_SEED = 12
+UNEVEN_MEAN = 0.002
+"""Mean seconds of the short tasks of :func:`uneven_durations`."""
+
+
+def uneven_durations(count: int, seed: int = UNEVEN_SEED) -> list[float]:
+    """``count`` seeded, heavy-tailed task durations in seconds, the same for both libraries.
+
+    Lognormal with a mean of 2 ms (sigma 1, capped at 50 ms), and one task in
+    400 (at least one) of 100-300 ms at a random place.
+    """
+    import math
+    import random
+
+    rng = random.Random(seed)
+    sigma = 1.0
+    mu = math.log(UNEVEN_MEAN) - sigma * sigma / 2
+    durations = [min(0.05, rng.lognormvariate(mu, sigma)) for _ in range(count)]
+    for index in rng.sample(range(count), max(1, count // 400)):
+        durations[index] = rng.uniform(0.1, 0.3)
+    return durations
+
+
+def timed_sleep(seconds: float) -> float:
+    """Sleep ``seconds``; return the seconds it really took (a task of the uneven cases)."""
+    from time import perf_counter, sleep
+
+    began = perf_counter()
+    sleep(seconds)
+    return perf_counter() - began
+
+
+def makespan_over_ideal(mp: ModuleType, method: str, count: int, imap: bool) -> list[float]:
+    """The makespan of :func:`uneven_durations`'s ``count`` tasks on a ``Pool(2)``, divided by
+    the ideal schedule's: the work the tasks took, divided by the workers, or the longest
+    task if that is longer.  ``map`` with the default chunksize, or ``imap_unordered`` with
+    chunksize 1 (``imap``); one sample.
+    """
+    from time import perf_counter
+
+    durations = uneven_durations(count)
+    with Deadline(mp) as deadline:
+        deadline.renew(f"starting a pool ({method})")
+        pool = mp.get_context(method).Pool(POOL_PROCESSES)
+        try:
+            wait_for_workers(pool)
+            deadline.renew(f"an uneven {'imap_unordered' if imap else 'map'}")
+            began = perf_counter()
+            if imap:
+                took = list(pool.imap_unordered(timed_sleep, durations, chunksize=1))
+            else:
+                took = pool.map(timed_sleep, durations)
+            makespan = perf_counter() - began
+        finally:
+            deadline.renew("terminating and joining the pool")
+            pool.terminate()
+            pool.join()
+    if len(took) != count:
+        raise RuntimeError(f"the uneven map of {count} tasks gave {len(took)} results")
+    ideal = max(sum(took) / POOL_PROCESSES, max(took))
+    return [makespan / ideal]
+
+
+def uneven_map(mp: ModuleType, method: str, count: int) -> list[float]:
+    """``map`` of uneven tasks, default chunksize: see :func:`makespan_over_ideal`."""
+    return makespan_over_ideal(mp, method, count, imap=False)
+
+
+def uneven_imap_unordered(mp: ModuleType, method: str, count: int) -> list[float]:
+    """``imap_unordered`` of uneven tasks, chunksize 1: see :func:`makespan_over_ideal`."""
+    return makespan_over_ideal(mp, method, count, imap=True)
+
+
+FIRST_USE_POOL = """\
+import {module} as mp
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    with mp.get_context({method!r}).Pool(4) as pool:
+        assert pool.map(square, range(8)) == [x * x for x in range(8)]
+"""
+
+FIRST_USE_MANAGER = """\
+import {module} as mp
+
+if __name__ == "__main__":
+    with mp.get_context({method!r}).Manager() as manager:
+        assert len(manager.list(range(8))) == 8
+"""
+
+FIRST_USE_TIMEOUT = 60.0
+"""Seconds one first-use program may take."""
+
+
+def first_use_program(impl: str, kind: str, method: str) -> str:
+    """The source of a first-use program: the ``kind`` (``"pool"``, ``"manager"``) of
+    :data:`FIRST_USE_POOL` or :data:`FIRST_USE_MANAGER` for ``impl`` on ``method``."""
+    module = "multiprocessing" if impl == "stdlib" else "procframe"
+    source = FIRST_USE_POOL if kind == "pool" else FIRST_USE_MANAGER
+    return source.format(module=module, method=method)
+
+
+def first_use(impl: str, kind: str, method: str, iterations: int) -> list[float]:
+    """Seconds of a whole fresh interpreter that runs :func:`first_use_program` as a script,
+    one sample per process (bytecode caching as in this process's environment).
+    """
+    import os
+    import subprocess
+    import tempfile
+    from time import perf_counter
+
+    with tempfile.TemporaryDirectory(prefix="procframe-first-use-") as folder:
+        script = os.path.join(folder, f"first_use_{kind}.py")
+        with open(script, "w") as f:
+            f.write(first_use_program(impl, kind, method))
+        command = [sys.executable, script]
+        subprocess.run(command, check=True, timeout=FIRST_USE_TIMEOUT)  # untimed: caches
+        samples = []
+        for _ in range(iterations):
+            began = perf_counter()
+            subprocess.run(command, check=True, timeout=FIRST_USE_TIMEOUT)
+            samples.append(perf_counter() - began)
+    return samples
+
+
 class StartedManager:
     """A ``Manager()`` of the ``method`` context for one run of a case, started on entry
     (before the clock).
@@ -647,6 +814,9 @@ CASES: dict[str, Case] = {
     "pool_imap_unordered": pool_imap_unordered,
     "pool_map": pool_map,
     "pool_start": pool_start,
+    "pool_short_behind_long": short_behind_long,
+    "pool_uneven_map": uneven_map,
+    "pool_uneven_imap_unordered": uneven_imap_unordered,
     "managed_queue": managed_queue_case,
     "managed_lock": managed_lock_case,
     "managed_rlock": managed_rlock_case,
@@ -654,6 +824,11 @@ CASES: dict[str, Case] = {
     "managed_list_read": managed_list_read,
     "managed_list_iterate": managed_list_iterate,
 }
+
+
+FIRST_USES = {"first_use_pool": "pool", "first_use_manager": "manager"}
+"""The cases that time whole programs (:func:`first_use`), by the kind of program: the
+harness imports neither implementation for them."""
 
 
 def import_implementation(impl: str) -> ModuleType:
@@ -692,14 +867,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python benchmarks/harness.py")
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
-    parser.add_argument("--case", choices=sorted(CASES), required=True)
+    parser.add_argument("--case", choices=sorted([*CASES, *FIRST_USES]), required=True)
     parser.add_argument("--method", required=True)
     parser.add_argument("--iterations", type=int, required=True)
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
-    mp = import_implementation(args.impl)
-    samples = CASES[args.case](mp, args.method, args.iterations)
+    if args.case in FIRST_USES:
+        samples = first_use(args.impl, FIRST_USES[args.case], args.method, args.iterations)
+    else:
+        mp = import_implementation(args.impl)
+        samples = CASES[args.case](mp, args.method, args.iterations)
     # Imported only now: every module loaded before the measurement makes each fork dearer.
     import json
 

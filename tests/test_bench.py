@@ -152,6 +152,29 @@ def test_harness_times_pool_operations_with_the_stdlib(case: str) -> None:
     assert 0 < result["min"] <= result["median"]
 
 
+@pytest.mark.parametrize(
+    ("case", "iterations", "samples"),
+    [
+        ("pool_short_behind_long", 1, 1),
+        ("pool_uneven_map", 40, 1),
+        ("pool_uneven_imap_unordered", 40, 1),
+        ("first_use_pool", 1, 1),
+        ("first_use_manager", 1, 1),
+    ],
+)
+@pytest.mark.parametrize("impl", ["procframe", "stdlib"])
+def test_harness_times_pool_workloads(impl: str, case: str, iterations: int, samples: int) -> None:
+    result = run_harness(impl, case, "fork", iterations, timeout=60, env=clean_env())
+    assert (result["impl"], result["case"], result["samples"]) == (impl, case, samples)
+    assert 0 < result["min"] <= result["median"]
+    if case.startswith("pool_uneven"):
+        assert result["median"] >= 0.9  # a makespan over the ideal: never far below 1
+    if case.startswith("first_use"):  # whole programs: the harness imports neither
+        assert result["multiprocessing_loaded"] is False
+    else:
+        assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
 @pytest.mark.parametrize("impl", ["procframe", "stdlib"])
 def test_harness_starts_spawned_pools(impl: str) -> None:
     result = run_harness(impl, "pool_start", "spawn", 1, timeout=60, env=clean_env())
@@ -395,7 +418,7 @@ def test_report_ends_with_the_legend_and_json_has_the_same_numbers() -> None:
     tables = [TableResult(START_JOIN, 3, (result_of(START_JOIN.rows[0], [0.002], [0.001]),))]
     assert format_report(tables).endswith(
         "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
-        "target -: a reference row"
+        "a second target bounds procframe's own value; target -: a reference row"
     )
     data = json.loads(json.dumps(report_json(tables)))
     (table,) = data["tables"]
@@ -456,8 +479,21 @@ def test_the_pool_table_and_its_targets() -> None:
             "imap_unordered items, chunksize 1": ("pool_imap_unordered", 2.0),
             "map items, default chunksize": ("pool_map", 1.0),
             "pool starts: 1 apply, terminate": ("pool_start", 1.0),
+            "short tasks behind a long one, s": ("pool_short_behind_long", None),
+            "uneven map, x ideal": ("pool_uneven_map", 1.0),
+            "uneven imap_unordered chunksize 1, x ideal": ("pool_uneven_imap_unordered", 1.0),
+            "first use of Pool(4), s per program": ("first_use_pool", 1.0),
+            "first use of Manager(), s per program": ("first_use_manager", 1.0),
         }
         assert rows["map items, default chunksize"].iterations == 1_000_000
+        workloads = {label: (POOL.unit_of(row), row.limit) for label, row in rows.items()}
+        assert workloads["short tasks behind a long one, s"] == (Unit.SECONDS, 0.05)
+        assert workloads["uneven map, x ideal"] == (Unit.TIMES_IDEAL, 1.10)
+        assert rows["uneven map, x ideal"].iterations == 2_000
+        assert workloads["first use of Manager(), s per program"] == (Unit.SECONDS, None)
+        assert workloads["apply round trips"] == (Unit.PER_SECOND, None)
+    labels = [row.label for row in POOL.rows]
+    assert labels == [row.label for row in POOL.rows if row.backend == "fork"] * 3
 
 
 def test_quick_pool_runs_are_bounded() -> None:
@@ -471,6 +507,10 @@ def test_quick_pool_runs_are_bounded() -> None:
     # a map big enough to measure: its default chunks are thousands of items
     assert all(100_000 <= quick[backend, "pool_map"] <= 250_000 for backend in ("fork", "spawn"))
     assert quick["spawn", "pool_start"] <= 5
+    # one long task of 1 s per pool; 500 uneven tasks are about 0.6 s on Pool(2)
+    assert all(quick[backend, "pool_short_behind_long"] == 1 for backend in ("fork", "spawn"))
+    assert all(quick[backend, "pool_uneven_map"] <= 500 for backend in ("fork", "spawn"))
+    assert all(quick[backend, "first_use_manager"] <= 2 for backend in ("fork", "spawn"))
     assert max(quick[backend, "pool_start"] for backend in ("fork", "forkserver")) <= 15
 
 
@@ -485,7 +525,8 @@ def test_format_pool_table_shows_latencies_as_rates() -> None:
     lines = format_table(TableResult(POOL, 3, rows)).splitlines()
     assert lines[0] == (
         "Pool operations per second (Pool(2) of the backend, trivial function; "
-        "latencies as rates; median of 3 runs; higher is better)"
+        "latencies as rates; median of 3 runs; higher is better for rates, lower for "
+        "durations, x ideal)"
     )
     assert lines[1].split()[:2] == ["backend", "operation"]
     assert lines[2].split() == [
@@ -501,6 +542,53 @@ def test_format_pool_table_shows_latencies_as_rates() -> None:
         "ok",
     ]
     assert lines[3].split()[-4:] == ["0.90", ">=", "1.00", "MISS"]
+
+
+def workload_row(backend: str, case: str) -> Row:
+    (row,) = (r for r in POOL.rows if (r.backend, r.case) == (backend, case))
+    return row
+
+
+def test_a_row_with_a_limit_meets_it_and_its_ratio_target() -> None:
+    uneven = workload_row("fork", "pool_uneven_map")
+    factor = Unit.TIMES_IDEAL
+    assert result_of(uneven, [1.05], [1.07], factor).ok
+    assert result_of(uneven, [1.104], [1.2], factor).ok  # printed as 1.10
+    assert not result_of(uneven, [1.12], [1.3], factor).ok  # over the limit
+    assert not result_of(uneven, [1.06], [1.04], factor).ok  # worse than the stdlib
+    behind = workload_row("fork", "pool_short_behind_long")
+    assert result_of(behind, [0.04], [0.001]).ok  # no ratio target: 40 times is fine
+    assert not result_of(behind, [0.8], [0.001]).ok
+
+
+def test_format_pool_workload_rows_in_their_own_units() -> None:
+    rows = (
+        result_of(workload_row("fork", "pool_short_behind_long"), [0.8], [0.00098]),
+        result_of(workload_row("fork", "pool_uneven_map"), [1.069], [1.068], Unit.TIMES_IDEAL),
+        result_of(workload_row("fork", "first_use_pool"), [0.05], [0.07]),
+    )
+    lines = format_table(TableResult(POOL, 3, rows)).splitlines()
+    assert lines[2].split()[-9:-1] == ["800", "ms", "980", "us", "816.33", "<=", "50.0", "ms"]
+    assert lines[2].split()[-1] == "MISS"
+    assert lines[3].split()[-8:-1] == ["1.07x", "1.07x", "1.00", "<=", "1.00,", "<=", "1.10x"]
+    assert lines[4].split()[-5:] == ["ms", "0.71", "<=", "1.00", "ok"]
+    (table,) = report_json([TableResult(POOL, 3, rows)])["tables"]
+    assert [(r["unit"], r["limit"]) for r in table["rows"]] == [
+        ("seconds per operation", 0.05),
+        ("times the ideal", 1.10),
+        ("seconds per operation", None),
+    ]
+
+
+def test_uneven_durations_are_seeded_and_heavy_tailed() -> None:
+    harness = _harness_module()
+    durations = harness.uneven_durations(2_000)
+    assert durations == harness.uneven_durations(2_000)
+    long = [d for d in durations if d >= 0.1]
+    assert len(long) == 5 and all(d <= 0.3 for d in long)
+    short = [d for d in durations if d < 0.1]
+    assert 0.0015 < sum(short) / len(short) < 0.0025
+    assert len(harness.uneven_durations(3)) == 3
 
 
 def test_measure_row_alternates_implementations() -> None:
@@ -666,7 +754,7 @@ def test_bench_prints_the_pool_table() -> None:
     assert done.returncode == 0, done.stderr
     assert (
         "Pool operations per second (Pool(2) of the backend, trivial function; latencies as "
-        "rates; median of 1 run; higher is better)"
+        "rates; median of 1 run; higher is better for rates, lower for durations, x ideal)"
     ) in done.stdout
     rate = r"[\d,.]+\s+[\d,.]+\s+\d+\.\d\d"
     for label, target in (
@@ -678,6 +766,17 @@ def test_bench_prints_the_pool_table() -> None:
     ):
         assert re.search(
             rf"^fork\s+{re.escape(label)}\s+{rate}\s+>= {target}\s+(ok|MISS)$", done.stdout, re.M
+        ), label
+    duration, factor = r"[\d.]+ [mu]?s", r"[\d.]+x"
+    for label, values, target in (
+        ("short tasks behind a long one, s", rf"{duration}\s+{duration}", "<= 50.0 ms"),
+        ("uneven map, x ideal", rf"{factor}\s+{factor}", "<= 1.00, <= 1.10x"),
+        ("first use of Manager(), s per program", rf"{duration}\s+{duration}", "<= 1.00"),
+    ):
+        assert re.search(
+            rf"^fork\s+{re.escape(label)}\s+{values}\s+[\d.]+\s+{re.escape(target)}\s+(ok|MISS)$",
+            done.stdout,
+            re.M,
         ), label
     assert not re.search(r"^(spawn|forkserver)\s", done.stdout, re.M)
     assert "Integers read" not in done.stdout
@@ -712,6 +811,11 @@ def test_bench_json() -> None:
         "pool_imap_unordered",
         "pool_map",
         "pool_start",
+        "pool_short_behind_long",
+        "pool_uneven_map",
+        "pool_uneven_imap_unordered",
+        "first_use_pool",
+        "first_use_manager",
     ]
 
 

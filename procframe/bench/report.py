@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from procframe.bench.runner import RowResult, TableResult
-from procframe.bench.tables import Unit
+from procframe.bench.tables import Table, Unit
 from procframe.bench.text import align
 
 LEGEND = (
     "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
-    "target -: a reference row"
+    "a second target bounds procframe's own value; target -: a reference row"
 )
 
 
@@ -37,15 +37,22 @@ def format_rate(per_second: float) -> str:
 
 
 def format_value(unit: Unit, value: float) -> str:
-    """A measured value in its table's unit."""
+    """A measured value in its row's unit."""
+    if unit is Unit.TIMES_IDEAL:
+        return f"{value:.2f}x"
     return format_rate(value) if unit is Unit.PER_SECOND else format_duration(value)
 
 
-def format_target(unit: Unit, target: float | None) -> str:
-    """``<= 0.80`` for a lower-is-better table, ``>= 2.00`` for a higher-is-better one."""
-    if target is None:
-        return "-"
-    return f"{'>=' if unit.higher_is_better else '<='} {target:.2f}"
+def format_target(unit: Unit, target: float | None, limit: float | None = None) -> str:
+    """``<= 0.80`` for a lower-is-better row, ``>= 2.00`` for a higher-is-better one, then
+    the bound of procframe's value if the row has one (``<= 1.00, <= 1.10x``); ``-`` for a
+    reference row."""
+    relation = ">=" if unit.higher_is_better else "<="
+    bounds = [
+        *(() if target is None else (f"{relation} {target:.2f}",)),
+        *(() if limit is None else (f"{relation} {format_value(unit, limit)}",)),
+    ]
+    return ", ".join(bounds) or "-"
 
 
 def verdict(result: RowResult) -> str:
@@ -67,8 +74,27 @@ def row_cells(result: RowResult, labelled: bool) -> tuple[str, ...]:
         format_value(result.unit, result.procframe),
         format_value(result.unit, result.stdlib),
         f"{result.ratio:.2f}",
-        format_target(result.unit, result.row.target),
+        format_target(result.unit, result.row.target, result.row.limit),
         verdict(result),
+    )
+
+
+UNIT_NAMES = {Unit.PER_SECOND: "rates", Unit.SECONDS: "durations", Unit.TIMES_IDEAL: "x ideal"}
+
+
+def better_side(table: Table) -> str:
+    """``higher is better``; for a table whose rows have units of their own, per unit:
+    ``higher is better for rates, lower for durations, x ideal``."""
+    better = "higher" if table.unit.higher_is_better else "lower"
+    others = [
+        unit for unit in dict.fromkeys(map(table.unit_of, table.rows)) if unit is not table.unit
+    ]
+    if not others:
+        return f"{better} is better"
+    worse = "lower" if table.unit.higher_is_better else "higher"
+    return (
+        f"{better} is better for {UNIT_NAMES[table.unit]}, "
+        f"{worse} for {', '.join(UNIT_NAMES[unit] for unit in others)}"
     )
 
 
@@ -76,8 +102,7 @@ def format_title(result: TableResult) -> str:
     """``Title (note; median of 5 runs; higher is better)``."""
     table = result.table
     runs = "1 run" if result.repeats == 1 else f"{result.repeats} runs"
-    better = "higher" if table.unit.higher_is_better else "lower"
-    details = [*((table.note,) if table.note else ()), f"median of {runs}", f"{better} is better"]
+    details = [*((table.note,) if table.note else ()), f"median of {runs}", better_side(table)]
     return f"{table.title} ({'; '.join(details)})"
 
 
@@ -107,7 +132,9 @@ def row_json(result: RowResult) -> dict[str, Any]:
         "procframe": result.procframe,
         "multiprocessing": result.stdlib,
         "ratio": result.ratio,
+        "unit": result.unit.value,
         "target": result.row.target,
+        "limit": result.row.limit,
         "ok": result.ok,
         "procframe_runs": list(result.procframe_runs),
         "multiprocessing_runs": list(result.stdlib_runs),

@@ -181,10 +181,13 @@ class RowResult:
 
     @property
     def ok(self) -> bool | None:
-        """Whether the ratio, to the two decimals printed, meets the target; None without one."""
-        if self.row.target is None:
+        """Whether the ratio, to the two decimals printed, meets the target, and procframe's
+        value its limit; None without either."""
+        row = self.row
+        if row.target is None and row.limit is None:
             return None
-        return self.unit.meets(self.ratio, self.row.target)
+        ratio_ok = row.target is None or self.unit.meets(self.ratio, row.target)
+        return ratio_ok and (row.limit is None or self.unit.meets(self.procframe, row.limit))
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ def measure_row(
     table: Table, row: Row, repeats: int, iterations: int, run: RunHarness
 ) -> RowResult:
     """Measure ``row`` ``repeats`` times on each implementation, alternating them (ABAB...)."""
+    unit = table.unit_of(row)
     runs: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
     for _ in range(repeats):
         for impl in IMPLEMENTATIONS:
@@ -209,8 +213,8 @@ def measure_row(
                     f"procframe's run of {row.case} on {row.backend} imported the standard "
                     "library's multiprocessing: procframe must never load it"
                 )
-            runs[impl].append(table.unit.from_seconds(float(result["median"])))
-    return RowResult(table.unit, row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
+            runs[impl].append(unit.from_seconds(float(result["median"])))
+    return RowResult(unit, row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
 
 
 def measure_table(
