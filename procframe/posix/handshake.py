@@ -18,7 +18,6 @@ challenge, and the prefix is under the MAC, so nobody can downgrade it.
 
 from __future__ import annotations
 
-import hmac
 import os
 
 from procframe._core.errors import AuthenticationError
@@ -69,6 +68,8 @@ def _digest_name_and_mac(message: bytes) -> tuple[str, bytes]:
 
 
 def _mac(authkey: bytes, message: bytes, digest: str) -> bytes:
+    import hmac  # loads OpenSSL's hashes: a cost that only a handshake pays
+
     try:
         return hmac.new(bytes(authkey), message, digest).digest()
     except ValueError:  # a digest this Python cannot compute (MD5 under FIPS, say)
@@ -79,6 +80,8 @@ def response_to(authkey: bytes, message: bytes) -> bytes:
     """The answer to challenge ``message`` (what follows ``#CHALLENGE#``)."""
     digest = _digest_name_and_mac(message)[0]
     if not digest:  # a legacy server: a bare HMAC-MD5
+        import hmac
+
         try:
             return hmac.new(bytes(authkey), message, "md5").digest()
         except ValueError:
@@ -90,6 +93,8 @@ def verify(authkey: bytes, message: bytes, response: bytes) -> None:
     """``AuthenticationError`` unless ``response`` proves the peer knows ``authkey``."""
     digest, mac = _digest_name_and_mac(response)
     expected = _mac(authkey, message, digest or "md5")
+    import hmac
+
     if not hmac.compare_digest(expected, mac):
         raise AuthenticationError("the peer does not know the authkey")
 
