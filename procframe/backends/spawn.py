@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from procframe._core import osutil
+from procframe._core import osutil, system
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.capabilities import PICKLES_PROCESS, REIMPORTS_MAIN
 from procframe._core.hookspecs import hookimpl
@@ -35,11 +35,18 @@ def get_executable() -> str:
 
 
 def interpreter_command(code: str) -> list[str]:
-    """The command line that runs ``code`` in a new interpreter with this one's flags."""
+    """The command line that runs ``code`` in a new interpreter with this one's flags.
+
+    The new interpreter imports this procframe: ``-c`` puts the working directory
+    first on ``sys.path``, where another ``procframe`` (a checkout, a folder of that
+    name) would win.  The parent's ``sys.path`` replaces this one before the
+    program's modules are imported.
+    """
     import subprocess
 
     flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    return [get_executable(), *flags, "-c", code]
+    first = f"import sys; sys.path.insert(0, {system.package_root()!r}); "
+    return [get_executable(), *flags, "-c", first + code]
 
 
 def start_interpreter(code: str, pass_fds: tuple[int, ...]) -> subprocess.Popen[Any]:

@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 
-from procframe._core import osutil, process
+from procframe._core import osutil, process, system
 from procframe.posix import shm_keeper, shm_segment
 
 TYPE_CHECKING = False
@@ -229,7 +229,7 @@ def _spawn_keeper(listener: socket.socket, main_pid: int) -> None:
                     "-I",
                     "-c",
                     _KEEPER_MAIN,
-                    _package_root(),
+                    system.package_root(),  # the keeper runs isolated from PYTHONPATH
                     str(main_pid),
                     str(main_start),
                     watch,
@@ -267,12 +267,6 @@ _KEEPER_MAIN = (
     "os.fork() and os._exit(0); "
     "main(sys.argv[1:])"
 )
-
-
-def _package_root() -> str:
-    """The directory procframe is imported from (the keeper runs isolated from PYTHONPATH)."""
-    here = os.path.abspath(__file__)  # <root>/procframe/posix/shm_handoff.py
-    return os.path.dirname(os.path.dirname(os.path.dirname(here)))
 
 
 def notify_unlinked(where: bytes) -> None:

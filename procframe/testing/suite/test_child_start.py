@@ -286,3 +286,43 @@ def test_a_main_module_without_the_guard_fails_clearly_and_ends(
     assert err.count("RuntimeError: ") == 1, err
     assert "current process has finished its bootstrapping phase" in err
     assert "if __name__ == '__main__':" in err and "freeze_support()" in err
+
+
+IMPOSTOR_IN_CWD = """\
+import procframe
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    p = procframe.Process(target=print, args=("child ran",))
+    p.start()
+    p.join()
+    with procframe.Pool(1) as pool:
+        print("pool", pool.map(square, [3]))
+"""
+
+
+@pytest.mark.requires("reimports_main")
+def test_a_new_interpreter_imports_its_parents_procframe_not_one_in_the_working_directory(
+    procframe_backend: str, tmp_path: Path
+) -> None:
+    """``python -c`` puts the working directory first on ``sys.path``: a ``procframe``
+    folder there (a checkout of another version, say) must not replace the parent's."""
+    impostor = tmp_path / "cwd" / "procframe"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise ImportError('the impostor was imported')\n")
+    script = write_script(tmp_path, IMPOSTOR_IN_CWD)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=impostor.parent,
+        env=script_env(procframe_backend),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "impostor" not in result.stderr
+    assert result.stdout.splitlines() == ["child ran", "pool [9]"]
