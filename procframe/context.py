@@ -187,9 +187,9 @@ def condition_lock(lock: Any) -> Any:
 
 def _broadcast(hook_name: str, **kwargs: Any) -> None:
     """Call ``hook_name`` on every plugin (a process-wide setting)."""
-    from procframe._core.plugins import get_plugin_manager
+    from procframe._core.plugins import hook_manager
 
-    getattr(get_plugin_manager().hook, hook_name)(**kwargs)
+    getattr(hook_manager().hook, hook_name)(**kwargs)
 
 
 class Context:

@@ -11,11 +11,13 @@ of its forks slower.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from procframe._core.hookspecs import hookimpl
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe.context import Context
     from procframe.managers import SyncManager
     from procframe.pool import Pool

@@ -7,8 +7,6 @@ comes from the default context.
 
 from __future__ import annotations
 
-from typing import Any
-
 from procframe.context import Context, default_context
 from procframe.posix import sharedctypes as _posix
 from procframe.posix.sharedctypes import RawArray as RawArray
@@ -27,7 +25,7 @@ if TYPE_CHECKING:
     from _ctypes import _CData
     from collections.abc import Iterable
     from ctypes import _SimpleCData, c_char
-    from typing import Literal, overload
+    from typing import Any, Literal, overload
 
     from procframe._core.generic import CT, T
     from procframe.posix.sharedctypes import LockLike

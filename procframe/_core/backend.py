@@ -8,31 +8,80 @@ from __future__ import annotations
 import abc
 import re
 import signal
-from dataclasses import dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-@dataclass(frozen=True)
 class BackendInfo:
-    """A backend as its plugin declares it through ``procframe_declare_backend``."""
+    """A backend as its plugin declares it through ``procframe_declare_backend``.
+
+    Immutable; two declarations are equal when every field but ``plugin`` is.
+    (A plain class rather than a dataclass: ``dataclasses`` imports ``inspect``,
+    which would cost a program's first ``get_context()`` about 8 ms.)
+    """
+
+    __slots__ = ("available", "capabilities", "description", "name", "plugin", "reason")
 
     name: str
-    plugin: object = field(compare=False, repr=False)
-    capabilities: frozenset[str] = frozenset()
-    available: bool = True
-    reason: str = ""
-    description: str = ""
+    plugin: object
+    capabilities: frozenset[str]
+    available: bool
+    reason: str
+    description: str
 
-    def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
+    def __init__(
+        self,
+        name: str,
+        plugin: object,
+        capabilities: Iterable[str] = frozenset(),
+        available: bool = True,
+        reason: str = "",
+        description: str = "",
+    ) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(
-                f"backend name {self.name!r} must be lowercase letters, digits and '_', "
+                f"backend name {name!r} must be lowercase letters, digits and '_', "
                 "starting with a letter"
             )
-        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
-        if not self.available and not self.reason:
-            raise ValueError(f"backend {self.name!r} is unavailable but gives no reason")
+        if not available and not reason:
+            raise ValueError(f"backend {name!r} is unavailable but gives no reason")
+        for field, value in (
+            ("name", name),
+            ("plugin", plugin),
+            ("capabilities", frozenset(capabilities)),
+            ("available", available),
+            ("reason", reason),
+            ("description", description),
+        ):
+            object.__setattr__(self, field, value)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.name, self.capabilities, self.available, self.reason, self.description)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"BackendInfo(name={self.name!r}, capabilities={self.capabilities!r}, "
+            f"available={self.available!r}, reason={self.reason!r}, "
+            f"description={self.description!r})"
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"BackendInfo is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"BackendInfo is immutable: cannot delete {name!r}")
 
     def has(self, capability: str) -> bool:
         """True if the backend declares ``capability``."""

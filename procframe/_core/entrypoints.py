@@ -16,21 +16,25 @@ import importlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 
 _INFO_SUFFIXES = (".dist-info", ".egg-info")
 _VALUE = re.compile(r"^(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+))?\s*(?:\[.*\])?\s*$")
 
 
-@dataclass(frozen=True)
 class EntryPoint:
     """One ``name = value`` line of a group, and the distribution that declared it."""
 
-    name: str
-    value: str
-    group: str
-    dist_name: str
-    dist_version: str
+    __slots__ = ("dist_name", "dist_version", "group", "name", "value")
+
+    def __init__(self, name: str, value: str, group: str, dist_name: str, dist_version: str):
+        self.name = name
+        self.value = value
+        self.group = group
+        self.dist_name = dist_name
+        self.dist_version = dist_version
+
+    def __repr__(self) -> str:
+        return f"EntryPoint({self.name!r}, {self.value!r}, {self.group!r}, {self.dist_name!r})"
 
     def load(self) -> object:
         """Import the object ``value`` names (``module`` or ``module:attr.attr``)."""

@@ -47,12 +47,12 @@ arguments of ``Process`` must be picklable under the backend's launcher.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from procframe._core.markers import HookimplMarker, HookspecMarker
 
-import pluggy
-
+TYPE_CHECKING = False  # typing is slow to import, and the first get_context imports this
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from procframe._core.backend import BackendInfo, Launcher
     from procframe._core.process import BaseProcess
@@ -60,8 +60,8 @@ if TYPE_CHECKING:
 
 NAME = "procframe"
 
-hookspec = pluggy.HookspecMarker(NAME)
-hookimpl = pluggy.HookimplMarker(NAME)
+hookspec = HookspecMarker(NAME)
+hookimpl = HookimplMarker(NAME)
 
 __all__ = [
     "NAME",

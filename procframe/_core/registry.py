@@ -21,10 +21,13 @@ from procframe._core.errors import BackendError
 
 TYPE_CHECKING = False  # typing is slow to import, and a spawned child imports this module
 if TYPE_CHECKING:
-    from pluggy import HookCaller
+    from pluggy import HookCaller as PluggyHookCaller
 
     from procframe._core.backend import BackendInfo, Launcher
+    from procframe._core.builtin_hooks import HookCaller as BuiltinHookCaller
     from procframe._core.process import BaseProcess
+
+    HookCaller = PluggyHookCaller | BuiltinHookCaller
 
 BACKEND_ENV = "PROCFRAME_BACKEND"
 
@@ -62,10 +65,10 @@ def backends() -> dict[str, BackendInfo]:
 
 def _declare() -> dict[str, BackendInfo]:
     from procframe._core.backend import BackendInfo
-    from procframe._core.plugins import get_plugin_manager, on_change
+    from procframe._core.plugins import hook_manager, on_change
 
     on_change(forget)
-    pm = get_plugin_manager()
+    pm = hook_manager()
     found: dict[str, BackendInfo] = {}
     for impl in pm.hook.procframe_declare_backend.get_hookimpls():
         info = impl.function()
@@ -172,11 +175,11 @@ def hook(backend: str, hook_name: str) -> HookCaller:
     """
     caller = _callers.get((backend, hook_name))
     if caller is None:
-        from procframe._core.plugins import get_plugin_manager
+        from procframe._core.plugins import hook_manager
 
         mine = backends()[backend].plugin
         others = [info.plugin for info in backends().values() if info.plugin is not mine]
-        caller = get_plugin_manager().subset_hook_caller(hook_name, remove_plugins=others)
+        caller = hook_manager().subset_hook_caller(hook_name, remove_plugins=others)
         _callers[(backend, hook_name)] = caller
     return caller
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import os
-from typing import Any, ClassVar
 
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.capabilities import (
@@ -43,6 +42,7 @@ OS_PROCESS_CAPABILITIES = frozenset(
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any, ClassVar
 
 
 class ProcessBackend(abc.ABC):

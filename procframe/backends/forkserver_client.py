@@ -22,13 +22,16 @@ import socket
 import struct
 import sys
 import threading
-from typing import Any
 
 from procframe._core import osutil
 from procframe._core.fdwait import wait_readable
 from procframe._core.process import add_service, on_exit_after_children, remove_service
 from procframe.backends import payload, spawn
 from procframe.backends.base import UNKNOWN_EXITCODE, DescriptorLauncher
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PID = struct.Struct("!q")
 EXITCODE = struct.Struct("!i")

@@ -8,13 +8,16 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Any
 
 from procframe._core import osutil
 from procframe._core.reduction import MAX_FDS
 from procframe.backends import payload
 from procframe.backends.base import exitcode_from_status
 from procframe.backends.forkserver_client import EXITCODE, FORK_REQUEST, PID
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def main(control_fd: int) -> None:

@@ -11,11 +11,14 @@ import os
 import pickle
 import struct
 import sys
-from typing import Any, NamedTuple
 
 from procframe._core import logsupport, osutil, reduction, registry
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.process import BaseProcess, current_process, spawning_payload
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _LENGTH = struct.Struct("!Q")
 
@@ -95,15 +98,11 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
     return prep
 
 
-class Payload(NamedTuple):
-    """A child's payload and the descriptors that must reach it with it."""
-
-    data: bytes
-    fds: list[int]
-
-
-def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = None) -> Payload:
-    """Pickle the payload for ``process``; raise :class:`ProcessPicklingError` naming what fails.
+def encode(
+    process: BaseProcess, backend: str, kernel_may_signal: bool | None = None
+) -> tuple[bytes, list[int]]:
+    """Pickle the payload for ``process``: the bytes and the descriptors that must reach the
+    child with them.  Raise :class:`ProcessPicklingError` naming what fails.
 
     The descriptors of Pipe ends, queues and locks among the arguments are
     collected (:mod:`procframe._core.reduction`); the launcher must pass them on.
@@ -119,7 +118,7 @@ def encode(process: BaseProcess, backend: str, kernel_may_signal: bool | None = 
     prep["fds"] = list(fds)
     if kernel_may_signal is not None:
         prep["kernel_may_signal"] = kernel_may_signal
-    return Payload(pickle.dumps(prep, protocol=pickle.HIGHEST_PROTOCOL) + pickled_process, fds)
+    return pickle.dumps(prep, protocol=pickle.HIGHEST_PROTOCOL) + pickled_process, fds
 
 
 def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPicklingError:

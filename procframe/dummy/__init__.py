@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 from queue import Queue
 from threading import BoundedSemaphore, Lock, RLock, Semaphore
-from typing import Any
 
 from procframe._core.process import BaseProcess, active_children, bound_process_class
 from procframe.dummy.connection import Pipe
@@ -37,6 +36,7 @@ from procframe.threads.synchronize import Condition as _ThreadsCondition
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import Any
 
     from procframe.pool import ThreadPool
     from procframe.threads.managers import ThreadManager

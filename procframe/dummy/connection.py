@@ -10,9 +10,12 @@ Pipe there and ``accept()`` takes it.
 from __future__ import annotations
 
 import queue
-from typing import Any
 
 from procframe.threads.connection import Connection
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Client", "Listener", "Pipe"]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
 
 from procframe._core.errors import AuthenticationError
 from procframe._core.fdwait import wait_readable
@@ -28,7 +27,10 @@ from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError, RemoteError
 from procframe.managers._stream import Stream
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe.managers._server import Server
 
 _remote_servers: dict[tuple[Any, bytes, str], RemoteServer] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from procframe._core.capabilities import MANAGER_SERVER
 from procframe._core.errors import NotSupportedError, ProcessStateError
@@ -15,15 +14,17 @@ from procframe.managers._errors import ManagerGoneError
 from procframe.managers._proxy import AutoProxy, BaseProxy
 from procframe.managers._server import Registration, Server, picklable_registry, run_server
 
+TYPE_CHECKING = False  # typing is slow to import: a first Manager() does without it
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any, TypeVar, overload
 
     from _typeshed import SupportsKeysAndGetItem
     from typing_extensions import Self
 
-_T = TypeVar("_T")
-_KT = TypeVar("_KT")
-_VT = TypeVar("_VT")
+    _T = TypeVar("_T")
+    _KT = TypeVar("_KT")
+    _VT = TypeVar("_VT")
 
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds the manager process gets to exit after a shutdown request, before SIGTERM."""
@@ -319,30 +320,38 @@ class SyncManager(BaseManager):
         )
 
     # (Positional-only parameters spelled with "__": mypy rejects the "/" spelling here.)
-    @overload
-    def list(self) -> _types.ListProxy[Any]: ...
-    @overload
-    def list(self, __sequence: Iterable[_T]) -> _types.ListProxy[_T]: ...
+    if TYPE_CHECKING:
+
+        @overload
+        def list(self) -> _types.ListProxy[Any]: ...
+        @overload
+        def list(self, __sequence: Iterable[_T]) -> _types.ListProxy[_T]: ...
+
     def list(self, *args: Any) -> Any:
         """A list in the server (``list(sequence)``)."""
         return self._create("list", *args)
 
-    @overload
-    def dict(self) -> _types.DictProxy[Any, Any]: ...
-    @overload
-    def dict(self, **kwds: _VT) -> _types.DictProxy[str, _VT]: ...
-    @overload
-    def dict(self, __mapping: SupportsKeysAndGetItem[_KT, _VT]) -> _types.DictProxy[_KT, _VT]: ...
-    @overload
-    def dict(
-        self, __mapping: SupportsKeysAndGetItem[str, _VT], **kwds: _VT
-    ) -> _types.DictProxy[str, _VT]: ...
-    @overload
-    def dict(self, __iterable: Iterable[tuple[_KT, _VT]]) -> _types.DictProxy[_KT, _VT]: ...
-    @overload
-    def dict(
-        self, __iterable: Iterable[tuple[str, _VT]], **kwds: _VT
-    ) -> _types.DictProxy[str, _VT]: ...
+    if TYPE_CHECKING:
+
+        @overload
+        def dict(self) -> _types.DictProxy[Any, Any]: ...
+        @overload
+        def dict(self, **kwds: _VT) -> _types.DictProxy[str, _VT]: ...
+        @overload
+        def dict(
+            self, __mapping: SupportsKeysAndGetItem[_KT, _VT]
+        ) -> _types.DictProxy[_KT, _VT]: ...
+        @overload
+        def dict(
+            self, __mapping: SupportsKeysAndGetItem[str, _VT], **kwds: _VT
+        ) -> _types.DictProxy[str, _VT]: ...
+        @overload
+        def dict(self, __iterable: Iterable[tuple[_KT, _VT]]) -> _types.DictProxy[_KT, _VT]: ...
+        @overload
+        def dict(
+            self, __iterable: Iterable[tuple[str, _VT]], **kwds: _VT
+        ) -> _types.DictProxy[str, _VT]: ...
+
     def dict(self, *args: Any, **kwds: Any) -> Any:
         """A dict in the server, made as ``dict(*args, **kwds)``."""
         return self._create("dict", *args, **kwds)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import Any
 
 from procframe.managers import _client
 from procframe.managers import _protocol as protocol
 from procframe.managers._errors import RemoteError
 from procframe.managers._protocol import Token
 from procframe.managers._server import GET_VALUE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # How a pickled proxy is held while it travels: one of these, or (a positive number) the id
 # of the transit hold its sender took, which its receiver takes over.

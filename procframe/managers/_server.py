@@ -18,15 +18,18 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
+from collections import deque, namedtuple
 from collections.abc import Callable
 from pickle import HIGHEST_PROTOCOL, dumps, loads
-from typing import Any, NamedTuple
 
 from procframe._core.errors import AuthenticationError
 from procframe.managers import _protocol as protocol
 from procframe.managers._stream import Stream
 from procframe.posix.connection import Connection, Listener
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 GET_VALUE = "#GETVALUE"
 """The method name of ``BaseProxy._getvalue()``: the object itself, pickled."""
@@ -78,20 +81,14 @@ def caller_gone() -> bool:
     return not link.open or bool(link.hangup.poll(0))
 
 
-class Registration(NamedTuple):
-    """How the server makes and exposes objects of one typeid."""
+# collections' namedtuple, not typing's NamedTuple: a first Manager() must not import typing.
+Registration = namedtuple("Registration", "factory exposed method_to_typeid proxytype")
+Registration.__doc__ = """How the server makes and exposes objects of one typeid: its factory,
+exposed method names (or None), method_to_typeid (or None) and proxy type."""
 
-    factory: Any
-    exposed: tuple[str, ...] | None
-    method_to_typeid: dict[str, str] | None
-    proxytype: Any
-
-
-class Entry(NamedTuple):
-    obj: Any
-    exposed: frozenset[str]
-    method_to_typeid: dict[str, str] | None
-    typeid: str
+Entry = namedtuple("Entry", "obj exposed method_to_typeid typeid")
+Entry.__doc__ = """An object the server holds: the object, the frozenset of names it exposes,
+method_to_typeid (or None) and its typeid."""
 
 
 def public_methods(obj: Any) -> tuple[str, ...]:

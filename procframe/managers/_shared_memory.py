@@ -7,11 +7,13 @@ library's does); the caller gets the segment attached by name.
 
 from __future__ import annotations
 
-from typing import Any
-
 from procframe._core.process import on_exit_before_services
 from procframe.managers._manager import BaseManager
 from procframe.posix.shared_memory import ShareableList, SharedMemory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SegmentKeeper:

@@ -9,7 +9,6 @@ import threading
 import time
 import types
 from collections import deque
-from typing import TYPE_CHECKING, Any
 
 from procframe.managers._proxy import BaseProxy, MakeProxyType
 from procframe.managers._server import caller_gone
@@ -496,9 +495,10 @@ def _referent_repr(proxy: BaseProxy) -> str:
         return BaseProxy.__repr__(proxy)
 
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # generic, as typeshed declares them; the classes themselves are below
     from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
-    from typing import Generic, SupportsIndex, TypeVar, overload
+    from typing import Any, Generic, SupportsIndex, TypeVar, overload
 
     from typing_extensions import Self
 

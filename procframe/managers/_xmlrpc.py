@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any
 from xmlrpc import client as xmlrpc
 
 from procframe.managers import _protocol as protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CARRIES = (
     "None, bool, int (32 bits), float, str, bytes, list, tuple (as a list), dict with str "

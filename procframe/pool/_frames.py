@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct("<QQBI")
 """Payload length, task id, code, microseconds the task ran (0 from the parent)."""

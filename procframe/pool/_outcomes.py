@@ -9,7 +9,6 @@ could not be sent back.
 from __future__ import annotations
 
 from pickle import HIGHEST_PROTOCOL, dumps, loads
-from typing import Any
 
 from procframe._core import reduction
 from procframe._core.errors import ProcessPicklingError
@@ -22,6 +21,10 @@ from procframe.pool._errors import (
     add_note,
     pickling_error,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def unpicklable_task(

@@ -8,20 +8,25 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
 
 from procframe._core import checks
 from procframe._core.capabilities import PASSES_DESCRIPTORS, POSIX_SIGNALS
 from procframe._core.errors import NotSupportedError
 from procframe.pool import _frames
-from procframe.pool._process_core import RUNNING, TERMINATED, Call, ProcessCore
+from procframe.pool._process_core import RUNNING, TERMINATED, ProcessCore
 from procframe.pool._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 from procframe.pool._thread_core import ThreadCore
 
-S = TypeVar("S")
-T = TypeVar("T")
-R = TypeVar("R")
-PoolT = TypeVar("PoolT", bound="_BasePool")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from procframe.pool._process_core import Call
+
+    S = TypeVar("S")
+    T = TypeVar("T")
+    R = TypeVar("R")
+    PoolT = TypeVar("PoolT", bound="_BasePool")
 
 _NEEDS = {
     POSIX_SIGNALS: "the pool stops its workers with signals: terminate(), task timeouts",

@@ -51,7 +51,6 @@ import threading
 import time
 import types
 from collections import deque
-from typing import Any
 
 from procframe._core import osutil, reduction
 from procframe._core.errors import ProcessPicklingError
@@ -66,9 +65,14 @@ from procframe.pool._errors import (
 from procframe.pool._outcomes import decode, unpicklable_task
 from procframe.posix.connection import Connection
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Call = tuple[Any, int, int, tuple[Any, ...]]
+    """What a pool submits for one task: (job, index in the job, task kind, the call)."""
+
 RUNNING, CLOSED, TERMINATED = "running", "closed", "terminated"
-Call = tuple[Any, int, int, tuple[Any, ...]]
-"""What a pool submits for one task: (job, index in the job, task kind, the call)."""
 MAX_AHEAD = 256
 """Most tasks a worker holds queued behind the one it runs."""
 AHEAD_WINDOW = 0.002

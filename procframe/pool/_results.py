@@ -13,10 +13,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from procframe._core.errors import TimeoutError
 from procframe._core.generic import Generic, T
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _run_callback(callback: Callable[[Any], object], value: Any) -> None:

@@ -6,12 +6,17 @@ import itertools
 import queue
 import threading
 import time
-from typing import Any
 
 from procframe._core import registry
 from procframe.pool._errors import BrokenPoolError, TaskAbortedError
-from procframe.pool._process_core import CLOSED, RUNNING, TERMINATED, Call
+from procframe.pool._process_core import CLOSED, RUNNING, TERMINATED
 from procframe.pool._worker import execute
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from procframe.pool._process_core import Call
 
 
 class ThreadCore:

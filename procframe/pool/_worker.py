@@ -18,10 +18,13 @@ import signal
 import struct
 import time
 from pickle import HIGHEST_PROTOCOL, dumps, loads
-from typing import Any
 
 from procframe._core import reduction
 from procframe.pool import _frames
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def execute(kind: int, func: Any, rest: tuple[Any, ...]) -> Any:

@@ -29,10 +29,13 @@ import os
 import select
 import socket
 import time
-from typing import Any
 
 from procframe._core import osutil, reduction
 from procframe._core.fdwait import wait_readable, wait_writable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PACKET_MAX = select.PIPE_BUF
 """Items whose pickle fits travel as one pipe packet."""

@@ -21,7 +21,6 @@ import struct
 import sys
 from collections.abc import Iterable
 from pickle import loads
-from typing import Any
 
 from procframe._core import osutil, reduction
 from procframe._core.checks import message_slice
@@ -31,6 +30,8 @@ from procframe.posix.handshake import HANDSHAKE_TIMEOUT, answer_challenge, deliv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe._core.fdshare import SharedFds
 
 __all__ = [

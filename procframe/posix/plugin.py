@@ -12,12 +12,13 @@ process, say) implements every factory hook itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from procframe._core.hookspecs import hookimpl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe.context import Context
 
 

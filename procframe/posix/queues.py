@@ -19,7 +19,6 @@ import weakref
 from collections import deque
 from pickle import loads
 from queue import Empty, Full
-from typing import Any
 
 from procframe._core import process, reduction
 from procframe._core.generic import Generic, T
@@ -28,6 +27,8 @@ from procframe.posix.synchronize import RobustCondition
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe.context import Context
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]

@@ -16,7 +16,10 @@ import os
 import threading
 import time
 import types
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SIZE = 64
 """Bytes to reserve for one mutex (``sizeof(pthread_mutex_t)`` is 40 on x86-64, 48 on arm64)."""

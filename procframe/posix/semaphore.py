@@ -16,9 +16,12 @@ import mmap
 import os
 import weakref
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
-from typing import Any
 
 from procframe._core import osutil, reduction
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RECURSIVE_MUTEX, SEMAPHORE = 0, 1
 SEM_VALUE_MAX: int = SemLock.SEM_VALUE_MAX

@@ -18,7 +18,6 @@ import ctypes
 import operator
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from procframe._core.generic import CT, Generic, T
 from procframe.posix import heap
@@ -27,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from ctypes import _SimpleCData  # noqa: F401 (in the quoted base classes below)
-    from typing import Protocol, SupportsIndex, overload
+    from typing import Any, Protocol, SupportsIndex, overload
 
     from procframe.context import Context
 

@@ -12,14 +12,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from procframe._core.errors import LockNotOwnedError
 from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
 from procframe.posix.waitroom import CAPACITY, WaitRoom
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol, TypeVar
 
     from procframe.context import Context
 
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
         def __call__(self, block: bool = True, timeout: float | None = None) -> bool: ...
 
+    T = TypeVar("T")
+
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
-
-T = TypeVar("T")
 
 
 class _SemLock:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import mmap
 import os
 from _multiprocessing import SemLock  # type: ignore[import-not-found]
-from typing import Any
 
 from procframe.posix.heap import Arena
 from procframe.posix.robustlock import SIZE as MUTEX_SIZE
 from procframe.posix.robustlock import RobustLock, init_robust_mutex
 from procframe.posix.semaphore import SEMAPHORE, address_of, init_semaphore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CAPACITY = 1024
 """Waiters one Condition can hold at once (threads of every process together)."""

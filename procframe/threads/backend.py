@@ -9,14 +9,16 @@ POSIX primitive answers for this backend.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.capabilities import INHERITS_PARENT_MEMORY
 from procframe._core.hookspecs import hookimpl
 from procframe._core.process import BaseProcess
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe.context import Context
 
 

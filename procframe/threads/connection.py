@@ -20,10 +20,13 @@ import os
 import threading
 from collections import deque
 from pickle import HIGHEST_PROTOCOL, dumps, loads
-from typing import Any
 
 from procframe._core.checks import message_slice
 from procframe._core.errors import BufferTooShort
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Connection", "Pipe"]
 

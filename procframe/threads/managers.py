@@ -15,14 +15,16 @@ import builtins
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 from procframe._core.errors import NotSupportedError
 from procframe.managers import ManagerGoneError, State
 from procframe.managers import Namespace as _Namespace
 from procframe.managers import Value as _Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from typing_extensions import Self
 
     from procframe.context import Context

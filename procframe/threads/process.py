@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
 
 from procframe._core.backend import Launcher
 from procframe._core.errors import NotSupportedError, ProcessStateError
 from procframe._core.process import BaseProcess
 from procframe._core.thread_run import run_in_thread, thread_parent
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe._core.process import _ParentProcess
 
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 import queue
 import weakref
 from queue import Empty, Full
-from typing import Any
 
 from procframe._core.generic import Generic, T
 from procframe._core.process import current_process
 from procframe.threads._shared import Shared
 from procframe.threads.connection import handed_over
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 

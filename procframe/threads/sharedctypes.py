@@ -8,9 +8,11 @@ typecodes are that module's.
 
 from __future__ import annotations
 
-from typing import Any
-
 from procframe.posix.sharedctypes import array_layout, ctype_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["RawArray", "RawValue"]
 

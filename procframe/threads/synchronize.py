@@ -13,10 +13,13 @@ from __future__ import annotations
 import threading
 import time
 from threading import get_ident
-from typing import Any
 
 from procframe._core.errors import LockNotOwnedError
 from procframe.threads._shared import Shared
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
 
