@@ -691,7 +691,11 @@ def first_use_program(impl: str, kind: str, method: str) -> str:
 
 def first_use(impl: str, kind: str, method: str, iterations: int) -> list[float]:
     """Seconds of a whole fresh interpreter that runs :func:`first_use_program` as a script,
-    one sample per process (bytecode caching as in this process's environment).
+    one sample per process.
+
+    Bytecode caching is on, as users run (``PYTHONDONTWRITEBYTECODE`` is dropped: without
+    caches, each run compiles procframe's modules while the standard library's come
+    compiled with Python); an untimed first run writes the caches.
     """
     import os
     import subprocess
@@ -703,11 +707,12 @@ def first_use(impl: str, kind: str, method: str, iterations: int) -> list[float]
         with open(script, "w") as f:
             f.write(first_use_program(impl, kind, method))
         command = [sys.executable, script]
-        subprocess.run(command, check=True, timeout=FIRST_USE_TIMEOUT)  # untimed: caches
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run(command, env=env, check=True, timeout=FIRST_USE_TIMEOUT)  # untimed
         samples = []
         for _ in range(iterations):
             began = perf_counter()
-            subprocess.run(command, check=True, timeout=FIRST_USE_TIMEOUT)
+            subprocess.run(command, env=env, check=True, timeout=FIRST_USE_TIMEOUT)
             samples.append(perf_counter() - began)
     return samples
 
