@@ -13,6 +13,7 @@ from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError
 from procframe.managers._proxy import AutoProxy, BaseProxy
 from procframe.managers._server import Registration, Server, picklable_registry, run_server
+from procframe.posix import handshake
 
 TYPE_CHECKING = False  # typing is slow to import: a first Manager() does without it
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class BaseManager:
         self._process._serves_others = True  # at exit: stopped by _Finalizer, never joined
         self._process.start()
         writer.close()
+        handshake.prepare()  # while the server starts: its first connection authenticates
         try:
             address = reader.recv()
         except EOFError:

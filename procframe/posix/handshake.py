@@ -67,6 +67,12 @@ def _digest_name_and_mac(message: bytes) -> tuple[str, bytes]:
     )
 
 
+def prepare() -> None:
+    """Load what a handshake computes with (OpenSSL's hashes, a few ms): call it while
+    waiting for something else, such as a server that is starting."""
+    import hmac  # noqa: F401
+
+
 def _mac(authkey: bytes, message: bytes, digest: str) -> bytes:
     import hmac  # loads OpenSSL's hashes: a cost that only a handshake pays
 
