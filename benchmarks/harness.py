@@ -360,6 +360,15 @@ def sum_of_squares(count: int) -> int:
     return (count - 1) * count * (2 * count - 1) // 6
 
 
+KILL_QUIET = 0.3
+"""Seconds without a child process a hung run waits for before it exits: three rounds of
+the standard library's pool upkeep, which replaces the workers it sees dead."""
+
+
+def _refuse_fork() -> int:
+    raise OSError("this benchmark run is ending: no new process")
+
+
 class Deadline:
     """A watchdog thread that ends the run if one step of a pool case takes too long.
 
@@ -410,8 +419,19 @@ class Deadline:
         )
         sys.stderr.flush()
         try:
-            for child in self.mp.active_children():
-                os.kill(child.pid, signal.SIGKILL)
+            # A pool whose workers die starts others (the standard library's checks every
+            # 0.1 s), which would outlive this run: no more forks, and kill until no child
+            # is seen for a while (bounded: a backend may start processes another way).
+            os.fork = _refuse_fork
+            quiet_since = self.clock()
+            give_up = quiet_since + 10 * KILL_QUIET
+            while self.clock() - quiet_since < KILL_QUIET and self.clock() < give_up:
+                children = self.mp.active_children()
+                for child in children:
+                    os.kill(child.pid, signal.SIGKILL)
+                if children:
+                    quiet_since = self.clock()
+                self.finished.wait(0.02)
         finally:
             os._exit(3)
 
