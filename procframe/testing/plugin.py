@@ -25,6 +25,10 @@
   or a procframe semaphore or shared-memory segment behind (in ``/dev/shm``,
   or held by the program's keeper: a block a child created and nobody
   unlinked, whether or not its creator still runs).
+* ``@pytest.mark.stress`` marks a stress probe: it takes its counts from
+  :func:`procframe.testing.helpers.stress.size`, small in every run;
+  ``--procframe-stress`` runs the probes at full size (``-m stress`` selects
+  only them) with a bound of an hour each.
 * With ``--procframe-backend`` or the ini option ``procframe_suite = true``,
   the conformance suite (``procframe/testing/suite``) is collected; run bare,
   the plugin collects only the suite.
@@ -45,6 +49,7 @@ from procframe._core import hookspecs, registry
 from procframe._core import process as _process
 from procframe._core.capabilities import KNOWN_CAPABILITIES, LOCAL_PIDS
 from procframe.posix.shm_handoff import kept_names
+from procframe.testing.helpers import stress
 from procframe.testing.helpers.devshm import procframe_names
 
 SUITE_DIR = Path(__file__).parent / "suite"
@@ -69,6 +74,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run only the conformance suite's core (tests marked core): a smoke run",
     )
+    group.addoption(
+        "--procframe-stress",
+        action="store_true",
+        dest="procframe_stress",
+        default=False,
+        help="run the stress probes (tests marked stress) at full size",
+    )
     parser.addini(
         "procframe_suite",
         type="bool",
@@ -91,6 +103,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "core: one of the conformance suite's core tests (--procframe-core runs only these)",
     )
+    config.addinivalue_line(
+        "markers",
+        "stress: a stress probe, small in every run, full size with --procframe-stress",
+    )
+    if config.getoption("procframe_stress"):
+        os.environ[stress.ENV] = "1"  # before xdist starts its workers: they inherit it
     if hasattr(config, "workerinput"):
         # A pytest-xdist worker always runs a thread of its own (execnet's), so on Python
         # 3.12+ every fork would warn that the process is multi-threaded; without xdist
@@ -172,6 +190,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("procframe_core"):
         _keep_only_the_core(config, items)
+    if stress.full_size():
+        for item in items:
+            if item.get_closest_marker("stress") is not None:
+                item.add_marker(pytest.mark.timeout(stress.FULL_TIMEOUT), append=False)
     declared = set(KNOWN_CAPABILITIES)
     for info in registry.backends().values():
         declared |= info.capabilities
