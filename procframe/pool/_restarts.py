@@ -2,9 +2,10 @@
 
 A worker killed from outside (SIGKILL while idle, the OOM killer, an
 operator's ``kill``) says nothing about the next one: it is always replaced.
-If workers keep ending that way with no task finishing in between, each
-replacement waits a little longer (doubling up to :data:`MAX_DELAY`), so a
-machine that kills every worker does not make the pool spin.
+If workers keep ending that way with no task finishing in between (more
+than twice the pool's size, plus two), each further replacement waits a
+little longer (doubling up to :data:`MAX_DELAY`), so a machine that kills
+every worker does not make the pool spin.
 
 The pool gives up (it is broken) only on evidence that no worker can ever
 run a task: :data:`FAILED_STARTS` workers in a row that ended *before they
@@ -79,7 +80,7 @@ class Restarts:
             self._failed_starts = 0
         elif ended_by_itself(exitcode):
             self._failed_starts += 1
-        extra = self._losses - self._processes
+        extra = self._losses - (2 * self._processes + 2)
         if extra <= 0:
             return 0.0
         return float(min(MAX_DELAY, FIRST_DELAY * 2 ** min(extra - 1, 30)))
