@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 
 from procframe.pool._restarts import FIRST_DELAY, FORGET_AFTER, MAX_DELAY, Restarts
@@ -13,7 +14,7 @@ def test_outside_kills_are_replaced_at_once_then_ever_later_up_to_a_bound() -> N
     assert delays[:4] == [0.0] * 4
     assert delays[4:7] == [FIRST_DELAY, 2 * FIRST_DELAY, 4 * FIRST_DELAY]
     assert delays[-1] == MAX_DELAY
-    assert all(a <= b for a, b in zip(delays, delays[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(delays))
     assert not restarts.given_up(any_worker_ready=False)  # killed from outside: never broken
 
 

@@ -12,6 +12,13 @@ task, failed with :class:`WorkerLostError`; the tasks it held but never
 started go to the other workers, and a new worker takes its place.  A task
 past its timeout is stopped the same way: its worker is killed.
 
+A worker marks its slot once it is ready (its initializer done), so the pool
+tells a worker killed after it started fine (replaced, however often it
+happens: later and later while workers keep being lost and no task ends)
+from one that ended by itself before it was ready: when workers in a row do
+that and none is ready, no worker can start, and the pool is broken
+(:mod:`procframe.pool._restarts`).
+
 Taking tasks back (no task waits behind a long one while a worker is idle)
 --------------------------------------------------------------------------
 Each worker also has a *ticket pipe*: for every task it sends a worker, the
@@ -666,7 +673,8 @@ class ProcessCore:
                     pass
 
     def _break(self, error: BaseException, ended: list[tuple[Task, int, Any]]) -> None:
-        """The pool cannot go on (its initializer failed): fail every task and stop the workers."""
+        """The pool cannot go on (its initializer failed, its workers cannot start): fail every
+        task and stop the workers."""
         if self._broken is not None:
             return
         self._broken = error
