@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 import signal
 
+from procframe.pool import WorkerStartError
 from procframe.pool._restarts import FIRST_DELAY, FORGET_AFTER, MAX_DELAY, Restarts
 
 
@@ -53,3 +55,12 @@ def test_killed_before_ready_or_a_worker_seen_ready_is_no_evidence() -> None:
     assert restarts.failed_starts == 1
     restarts.lost(-signal.SIGKILL, True, now=23.0)  # one had started fine
     assert restarts.failed_starts == 0
+
+
+def test_the_start_error_names_the_exit_and_crosses_processes() -> None:
+    error = pickle.loads(pickle.dumps(WorkerStartError(12, 1, 3)))
+    assert (error.pid, error.exitcode, error.attempts) == (12, 1, 3)
+    assert isinstance(error, RuntimeError)
+    assert "exited with code 1" in str(error)
+    assert "procframe: child process 12 could not start" in str(error)
+    assert "killed by SIGSEGV" in str(WorkerStartError(12, -signal.SIGSEGV, 3))
