@@ -15,6 +15,7 @@ from procframe.pool._errors import (
     TaskAbortedError,
     TaskTimeoutError,
     WorkerLostError,
+    WorkerStartError,
 )
 from procframe.pool._pool import Pool, ThreadPool
 from procframe.pool._results import (
@@ -40,4 +41,5 @@ __all__ = [
     "ThreadPool",
     "TimeoutError",
     "WorkerLostError",
+    "WorkerStartError",
 ]

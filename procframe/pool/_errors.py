@@ -80,9 +80,37 @@ class TaskAbortedError(ProcessError):
     """
 
 
+class WorkerStartError(ProcessError, RuntimeError):
+    """Pool workers end by themselves before they are ready, so no worker can run a task.
+
+    The ``__cause__`` of the pool's :class:`BrokenPoolError`; ``pid`` and
+    ``exitcode`` are the last such worker's, ``attempts`` how many ended so.
+    """
+
+    def __init__(self, pid: int, exitcode: int | None, attempts: int) -> None:
+        if exitcode is not None and exitcode < 0:
+            why = "it crashed: the interpreter or an extension module it loads failed"
+        else:
+            why = (
+                "if it could not load what it runs (the main module, the initializer or "
+                f"its arguments), its standard error shows 'procframe: child process {pid} "
+                "could not start' and the traceback"
+            )
+        super().__init__(
+            f"pool workers cannot start: {attempts} in a row ended before they were ready, "
+            f"the last (pid {pid}) {describe_exit(exitcode)}; {why}"
+        )
+        self.pid = pid
+        self.exitcode = exitcode
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.pid, self.exitcode, self.attempts)
+
+
 class BrokenPoolError(ProcessError):
-    """The pool cannot run tasks: its initializer failed, its workers cannot start, or it
-    was terminated before the task ended."""
+    """The pool cannot run tasks: its initializer failed, its workers cannot start
+    (:class:`WorkerStartError`), or it was terminated before the task ended."""
 
     @classmethod
     def because(cls, cause: BaseException) -> BrokenPoolError:

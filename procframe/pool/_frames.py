@@ -24,6 +24,9 @@ HEADER = struct.Struct("<QQBI")
 """Payload length, task id, code, microseconds the task ran (0 from the parent)."""
 TICKET = struct.Struct("<q")
 """A task's ticket: its id, which a worker reads from its ticket pipe before it starts the task."""
+READY = -1
+"""In a worker's slot of shared memory, where it records the id of the task it starts: the
+worker is ready (its initializer done); the pool sets the slot to 0 before it starts a worker."""
 FUNC_LENGTH = struct.Struct("<I")
 """Before a task's function pickle: its length."""
 

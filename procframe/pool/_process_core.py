@@ -12,6 +12,13 @@ task, failed with :class:`WorkerLostError`; the tasks it held but never
 started go to the other workers, and a new worker takes its place.  A task
 past its timeout is stopped the same way: its worker is killed.
 
+A worker marks its slot once it is ready (its initializer done), so the pool
+tells a worker killed after it started fine (replaced, however often it
+happens: later and later while workers keep being lost and no task ends)
+from one that ended by itself before it was ready: when workers in a row do
+that and none is ready, no worker can start, and the pool is broken
+(:mod:`procframe.pool._restarts`).
+
 Taking tasks back (no task waits behind a long one while a worker is idle)
 --------------------------------------------------------------------------
 Each worker also has a *ticket pipe*: for every task it sends a worker, the
@@ -60,9 +67,10 @@ from procframe.pool._errors import (
     BrokenPoolError,
     TaskTimeoutError,
     WorkerLostError,
-    describe_exit,
+    WorkerStartError,
 )
 from procframe.pool._outcomes import decode, unpicklable_task
+from procframe.pool._restarts import Restarts
 from procframe.posix.connection import Connection
 
 TYPE_CHECKING = False
@@ -221,7 +229,8 @@ class ProcessCore:
         self._broken: BaseException | None = None
         self._feeders = 0
         self._average = 0.001  # seconds per task, recent average
-        self._deaths_in_a_row = 0
+        self._restarts = Restarts(processes)
+        self._restart_at: dict[int, float] = {}  # worker index -> when its replacement starts
         self._wake_lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -483,7 +492,7 @@ class ProcessCore:
                 if w.held and not (w.eof or w.claimed):
                     sockets[w.fd] = w
                     poller.register(w.fd, select.POLLIN | (select.POLLOUT if w.outbox else 0))
-            timeout = self._next_deadline()
+            timeout = _earliest(self._next_deadline(), self._next_restart())
         events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000.0)
         ended: list[tuple[Task, int, Any]] = []
         claimed = False
@@ -503,6 +512,7 @@ class ProcessCore:
                 if fd in sentinels and self._workers[sentinels[fd].index] is sentinels[fd]:
                     self._bury(sentinels[fd], ended)
             self._stop_overdue(ended)
+            self._start_due_workers()
             if self.state != TERMINATED:
                 self._dispatch()
                 self._stop_idle_workers()
@@ -557,7 +567,8 @@ class ProcessCore:
             task = w.held.popleft()
             self._average = 0.9 * self._average + 0.1e-6 * micros
             ended.append((task, code, payload))
-        self._deaths_in_a_row = 0
+        if frames:
+            self._restarts.progress()
         return True
 
     def _bury(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> None:
@@ -566,6 +577,7 @@ class ProcessCore:
             pass  # (no end of stream if a process the task forked holds the socket)
         w.process.join(5.0)
         exitcode = w.process.exitcode
+        ready = self._started[2 * w.index] != 0
         w.close_channels()
         self._workers[w.index] = None
         lost_one = False
@@ -581,16 +593,38 @@ class ProcessCore:
                 w.held.appendleft(head)
             self._pending.extendleft(reversed(w.held))
             w.held.clear()
-        if not lost_one and exitcode != 0 and not w.stopped:
-            self._deaths_in_a_row += 1
-            if self._deaths_in_a_row > 2 * self.processes + 2:
-                reason = (
-                    "pool workers keep dying before they run a task (the last one, "
-                    f"pid {w.process.pid}, {describe_exit(exitcode)})"
-                )
-                self._break(RuntimeError(reason), ended)
-        if self._needs_workers():
+        delay = 0.0
+        if ready:
+            self._restarts.worker_ready()
+        unasked = not (w.stopped or lost_one or (ready and exitcode == 0))
+        if unasked and self._broken is None:
+            delay = self._restarts.lost(exitcode, ready, time.monotonic())
+            if self._restarts.given_up(self._any_worker_ready()):
+                failed = self._restarts.failed_starts
+                self._break(WorkerStartError(w.process.pid, exitcode, failed), ended)
+                return
+        if delay > 0.0:
+            self._restart_at[w.index] = time.monotonic() + delay
+        elif self._needs_workers():
             self._start_worker(w.index)
+
+    def _any_worker_ready(self) -> bool:
+        return any(w is not None and self._started[2 * w.index] != 0 for w in self._workers)
+
+    def _next_restart(self) -> float | None:
+        """Seconds until the next delayed replacement of a worker is due (None: none is)."""
+        if not self._restart_at:
+            return None
+        return min(self._restart_at.values()) - time.monotonic()
+
+    def _start_due_workers(self) -> None:
+        """Start the delayed replacements whose time has come (if the pool still needs them)."""
+        now = time.monotonic()
+        for index, due in list(self._restart_at.items()):
+            if due <= now:
+                del self._restart_at[index]
+                if self._needs_workers() and self._workers[index] is None:
+                    self._start_worker(index)
 
     def _needs_workers(self) -> bool:
         if self._broken is not None or self.state == TERMINATED:
@@ -639,10 +673,12 @@ class ProcessCore:
                     pass
 
     def _break(self, error: BaseException, ended: list[tuple[Task, int, Any]]) -> None:
-        """The pool cannot go on (its initializer failed): fail every task and stop the workers."""
+        """The pool cannot go on (its initializer failed, its workers cannot start): fail every
+        task and stop the workers."""
         if self._broken is not None:
             return
         self._broken = error
+        self._restart_at.clear()
         failure = BrokenPoolError.because(self._broken)
         for task in self._take_all_tasks():
             ended.append((task, _LOST, failure))
@@ -665,6 +701,7 @@ class ProcessCore:
         conn = Connection(child_end.detach())
         ticket_read, ticket_write = os.pipe()
         tickets = Connection(os.dup(ticket_read), writable=False)
+        self._started[2 * index] = 0  # the worker sets it once ready
         try:
             os.set_blocking(ticket_read, False)  # the worker's end too: one open file
             os.set_blocking(ticket_write, False)
@@ -760,6 +797,13 @@ _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 def _pickle_function(func: Any) -> bytes:
     pickled = reduction.dumps(func)
     return _frames.FUNC_LENGTH.pack(len(pickled)) + pickled
+
+
+def _earliest(first: float | None, second: float | None) -> float | None:
+    """The smaller of two waits, either of which may be None (no wait)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)
 
 
 def _idle(w: Worker) -> bool:

@@ -156,6 +156,7 @@ def main(
             return
     started = memoryview(slots).cast("B").cast("q")
     at = 2 * index
+    started[at] = _frames.READY  # a worker that ends now is lost, not one that cannot start
     reader = _frames.FrameReader()
     clock = time.monotonic_ns
     ticket_fd = tickets.fileno()
