@@ -29,6 +29,8 @@ from procframe._core.errors import AuthenticationError
 from procframe.managers import _protocol as protocol
 from procframe.managers._framing import Framer
 from procframe.managers._loop import RequestLoop
+from procframe.managers._ownership import owned_by_callers
+from procframe.managers._ownership import serving as _serving
 from procframe.managers._workers import WorkerPool
 from procframe.posix.connection import Connection, Listener
 
@@ -52,19 +54,6 @@ ITERATOR_METHODS = ("__next__", "send", "throw", "close")
 
 _VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 """Dict views cannot be pickled: a method returning one answers a list (as multiprocessing)."""
-
-_serving = threading.local()
-"""``link``: the connection whose request a server thread runs; ``session``: the session
-whose answer the thread is pickling (a proxy in it is held for that session)."""
-
-
-def current_caller() -> Any:
-    """Who the calling thread acts for: the connection whose request it runs, else itself.
-
-    What a lock the server holds for its clients is owned by: a client's
-    requests may run on different threads of the pool, one at a time.
-    """
-    return getattr(_serving, "link", None) or threading.get_ident()
 
 
 def hangup_events() -> int:
@@ -139,7 +128,10 @@ class Server:
             from procframe.managers import _xmlrpc
 
             self._dumps_answer = _xmlrpc.dumps_answer
-        self.registry = picklable_registry(registry)
+        self.registry = {
+            typeid: registration._replace(factory=owned_by_callers(registration.factory))
+            for typeid, registration in picklable_registry(registry).items()
+        }
         self.registry.setdefault(ITERATOR, Registration(None, ITERATOR_METHODS, None, None))
         self.authkey = bytes(authkey)
         self.listener = Listener(address, backlog=128, authkey=self.authkey)

@@ -10,8 +10,9 @@ import time
 import types
 from collections import deque
 
+from procframe.managers._ownership import CallerRLock
 from procframe.managers._proxy import BaseProxy, MakeProxyType
-from procframe.managers._server import caller_gone, current_caller
+from procframe.managers._server import caller_gone
 from procframe.managers._workers import step_aside
 
 # -- objects made in the server ---------------------------------------------------
@@ -123,60 +124,6 @@ class _Acquirer:
 
 def Lock() -> _Acquirer:
     return _Acquirer(threading.Lock())
-
-
-class CallerRLock:
-    """A reentrant lock owned by the client that took it, not by a thread.
-
-    ``threading.RLock`` is owned by a thread; a client's requests run on
-    whichever thread of the server's pool is free, so this one is owned by the
-    client's connection (see :func:`~procframe.managers._server.current_caller`).
-    It has the private methods ``threading.Condition`` uses.
-    """
-
-    def __init__(self) -> None:
-        self._block = threading.Lock()
-        self._owner: Any = None
-        self._count = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        me = current_caller()
-        if self._owner == me:
-            self._count += 1
-            return True
-        if not self._block.acquire(blocking, timeout):
-            return False
-        self._owner = me
-        self._count = 1
-        return True
-
-    def release(self) -> None:
-        if self._owner != current_caller():
-            raise RuntimeError("cannot release un-acquired lock")
-        self._count -= 1
-        if not self._count:
-            self._owner = None
-            self._block.release()
-
-    def _is_owned(self) -> bool:
-        return bool(self._owner == current_caller())
-
-    def _release_save(self) -> tuple[int, Any]:
-        if not self._count:
-            raise RuntimeError("cannot release un-acquired lock")
-        state = (self._count, self._owner)
-        self._owner = None
-        self._count = 0
-        self._block.release()
-        return state
-
-    def _acquire_restore(self, state: tuple[int, Any]) -> None:
-        self._block.acquire()
-        self._count, self._owner = state
-
-    def __repr__(self) -> str:
-        held = "unlocked" if self._owner is None else f"locked {self._count} time(s)"
-        return f"<CallerRLock {held}>"
 
 
 def RLock() -> _Acquirer:

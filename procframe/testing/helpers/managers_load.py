@@ -13,6 +13,7 @@ import pickle
 import resource
 import statistics
 import struct
+import threading
 import time
 import uuid
 import weakref
@@ -21,6 +22,7 @@ from typing import Any
 
 import procframe
 import procframe.connection
+from procframe.managers import AcquirerProxy, BaseManager
 from procframe.managers import _protocol as protocol
 
 
@@ -184,3 +186,11 @@ def survivors(refs: list[Any]) -> list[Any]:
     """What the weak references ``refs`` still reach, after a garbage collection."""
     gc.collect()
     return [obj for obj in (ref() for ref in refs) if obj is not None]
+
+
+class OwnLockManager(BaseManager):
+    """A manager that registers ``threading.RLock`` itself, as the standard library's
+    SyncManager does."""
+
+
+OwnLockManager.register("RLock", threading.RLock, AcquirerProxy)

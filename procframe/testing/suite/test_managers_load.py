@@ -220,3 +220,20 @@ def test_an_rlock_belongs_to_the_client_thread_that_took_it(ctx: procframe.Conte
         lock.release()
         with pytest.raises(RuntimeError):
             lock.release()
+
+
+def test_a_registered_threading_rlock_belongs_to_its_client(ctx: procframe.Context) -> None:
+    with load.OwnLockManager(ctx=ctx) as manager:
+        lock = manager.RLock()
+        assert lock.acquire(timeout=PATIENCE) and lock.acquire(timeout=PATIENCE)
+        others: list[Any] = []
+
+        def try_it() -> None:  # its requests run on whichever server threads are free
+            others.extend(lock.acquire(False) for _ in range(20))
+
+        thread = threading.Thread(target=try_it)
+        thread.start()
+        thread.join(PATIENCE)
+        assert others == [False] * 20
+        lock.release()
+        lock.release()
