@@ -58,7 +58,13 @@ class Framer:
         big = self._big
         if big is None:
             chunk = os.read(fd, CHUNK)
-            if chunk:
+            if (
+                not self._pending
+                and len(chunk) >= 4
+                and _SHORT.unpack_from(chunk)[0] + 4 == len(chunk)
+            ):
+                self.messages.append(chunk[4:])  # the common case: exactly one small message
+            elif chunk:
                 self._pending += chunk
                 self._cut()
             return len(chunk)

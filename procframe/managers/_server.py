@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import select
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -44,6 +46,10 @@ _ALWAYS: dict[str, Callable[[Any], str]] = {"__repr__": repr, "__str__": str}
 """Methods every object answers, exposed or not (``str(proxy)`` prints the object)."""
 ACCEPT_RETRY = 0.05
 """Seconds the server waits after a failed accept() (out of descriptors, say) before the next."""
+LINGER_MS = 2
+"""Milliseconds a worker waits for a client's next request before it gives the connection
+back to the loop: a client's successive calls then cost no hand-over between threads."""
+_LINGER_TIMEVAL = struct.pack("@ll", 0, LINGER_MS * 1000)
 SERVER_SESSION = "server"
 """The session of the proxies that live in the server process itself (nested in objects)."""
 
@@ -54,6 +60,19 @@ ITERATOR_METHODS = ("__next__", "send", "throw", "close")
 
 _VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 """Dict views cannot be pickled: a method returning one answers a list (as multiprocessing)."""
+
+
+def linger_on(fd: int) -> bool:
+    """Make a read of socket ``fd`` that finds nothing wait :data:`LINGER_MS` at most (it
+    then raises ``BlockingIOError``); False where that cannot be set."""
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _LINGER_TIMEVAL)
+    except OSError:
+        return False
+    finally:
+        sock.detach()
+    return True
 
 
 def hangup_events() -> int:
@@ -102,7 +121,7 @@ def public_methods(obj: Any) -> tuple[str, ...]:
 class _Link:
     """One client connection, counted in its session while it is open."""
 
-    __slots__ = ("connection", "framer", "hangup", "open", "session")
+    __slots__ = ("connection", "framer", "hangup", "lingers", "open", "session")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
@@ -111,6 +130,8 @@ class _Link:
         self.hangup = select.poll()
         """Polls the connection for the client's hang-up (see :func:`caller_gone`)."""
         self.hangup.register(connection.fileno(), hangup_events())
+        self.lingers = linger_on(connection.fileno())
+        """A worker may wait a little for the client's next request (see _run_requests)."""
         self.session: Any = None
         self.open = True
 
@@ -222,11 +243,25 @@ class Server:
         link.connection.close()
 
     def _run_requests(self, link: _Link) -> None:
-        """Run the requests that arrived whole on ``link`` (in a worker), then give it back."""
+        """Run the requests that arrived whole on ``link`` (in a worker), then give it back.
+
+        A client that sends its next request within :data:`LINGER_MS` of an answer
+        (a loop of calls) is served on, without going through the loop again.
+        """
         messages = link.framer.messages
+        framer, fd, workers = link.framer, link.connection.fileno(), self.workers
         _serving.link = link
         try:
-            while messages and not self._stopping.is_set():
+            while not self._stopping.is_set():
+                if not messages:
+                    if not link.lingers or workers.backlogged():
+                        break
+                    try:  # waits LINGER_MS at most (the socket's receive timeout)
+                        if not framer.read_from(fd):
+                            raise framer.eof_error()
+                    except BlockingIOError:
+                        break
+                    continue
                 message = messages.popleft()
                 if link.session is None:
                     self._greet(link, message)
