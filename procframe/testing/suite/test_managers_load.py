@@ -84,8 +84,8 @@ def test_a_manager_whose_server_died_leaves_nothing(ctx: procframe.Context) -> N
 
 @pytest.mark.stress
 def test_idle_clients_cost_the_server_no_thread(ctx: procframe.Context) -> None:
-    count = stress.size(80, 2000)
-    load.ensure_descriptors(2 * count + 256)
+    count, announcing = stress.size(80, 2000), stress.size(2, 10)
+    load.ensure_descriptors(2 * (count + announcing) + 256)
     with ctx.Manager() as manager:
         server = manager._process.pid
         items = manager.list([1])
@@ -93,16 +93,21 @@ def test_idle_clients_cost_the_server_no_thread(ctx: procframe.Context) -> None:
         idle = load.median(load.round_trips(lambda: len(items), calls))
         authkey = bytes(procframe.current_process().authkey)
         clients = load.idle_clients(manager.address, authkey, count)
+        hostile = load.idle_clients(manager.address, authkey, announcing)
         try:
+            for conn in hostile:  # 8 GiB announced, 1 MiB sent: they wait amid a message
+                load.announce(conn, 8 << 30, body=1 << 20)
+            loaded = load.round_trips(lambda: len(items), calls)
             threads = load.threads_of(server)
             memory = load.resident_bytes(server)
-            loaded = load.round_trips(lambda: len(items), calls)
             assert len(items) == 1
         finally:
             load.close_all(clients)
+            load.close_all(hostile)
         _probe(
-            "idle-clients", ctx.name, clients=count, server_threads=threads,
-            server_rss_mb=round(memory / 2**20, 1), idle_rtt_ms=round(idle * 1e3, 3),
+            "idle-clients", ctx.name, clients=count, announcing_8GiB=announcing,
+            server_threads=threads, server_rss_mb=round(memory / 2**20, 1),
+            idle_rtt_median_ms=round(idle * 1e3, 3),
             loaded_rtt_median_ms=round(load.median(loaded) * 1e3, 3),
             loaded_rtt_max_ms=round(max(loaded) * 1e3, 3),
         )  # fmt: skip
