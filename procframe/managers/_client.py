@@ -70,9 +70,11 @@ class RemoteServer:
         """After a fork: the ids this new session must tell the server it holds."""
         self._lock = threading.Lock()
         self._anchor: Stream | None = None
-        self._dead: ManagerGoneError | None = None
-        """Set once the server was lost: a server at the same address later is another one,
-        whose objects the proxies made through this one must never reach."""
+        self._dead: str | None = None
+        """Why the server was lost, once it was: a server at the same address later is another
+        one, whose objects the proxies made through this one must never reach.  Only the
+        text is kept: an exception would keep its traceback's frames, and the objects in
+        them (the manager, its proxies), alive for as long as a proxy keeps this object."""
 
     # -- connections -----------------------------------------------------------
 
@@ -85,7 +87,7 @@ class RemoteServer:
 
     def _connect(self) -> Stream:
         if self._dead is not None:
-            raise ManagerGoneError(str(self._dead))
+            raise ManagerGoneError(self._dead)
         stream = self._open()
         self.local.stream = stream
         _first_remote_servers.setdefault(self.address, self)  # it works: unpickled proxies use it
@@ -178,12 +180,12 @@ class RemoteServer:
         raise RemoteError(payload)
 
     def gone(self, exc: BaseException, what: str = "lost the connection to") -> ManagerGoneError:
-        """The error for a lost server; from now on this object only raises it."""
-        self._dead = ManagerGoneError(
+        """The error for a lost server; from now on this object only raises such errors."""
+        self._dead = (
             f"{what} the manager at {self.address!r} (shut down, or its process died): {exc!r}"
         )
         _forget(self)
-        return self._dead
+        return ManagerGoneError(self._dead)
 
     # -- holds -----------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class BaseManager:
         self._state = State.INITIAL
         self._process: Any = None
         self._finalizer: Any = None
+        self._on_collect: Any = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -141,17 +142,23 @@ class BaseManager:
         )
         # At exit, once the other children were joined (they may still use the manager).
         on_exit_after_children(self._finalizer)
-        weakref.finalize(self, self._finalizer).atexit = False
+        self._on_collect = weakref.finalize(self, self._finalizer)
+        self._on_collect.atexit = False
 
     def shutdown(self) -> None:
-        """Stop the server this manager started (proxies fail from then on)."""
+        """Stop the server this manager started (proxies fail from then on).
+
+        Nothing of the server outlives this: its process is joined and closed
+        (its descriptors with it), and no registry keeps anything of it.
+        """
         if self._finalizer is not None:
             self._finalizer()
+            self._on_collect.detach()
         self._state = State.SHUTDOWN
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the server process to exit."""
-        if self._process is not None:
+        if self._process is not None and self._state is not State.SHUTDOWN:
             self._process.join(timeout)
 
     def __enter__(self) -> Self:
@@ -270,6 +277,7 @@ class _Finalizer:
                 if self._process.is_alive():
                     self._process.kill()
                     self._process.join()
+        self._process.close()  # its sentinel; the manager keeps the object (pid, exitcode)
         _client.forget_remote_servers(self._address)
 
 

@@ -1,12 +1,15 @@
 """The manager's server: holds the shared objects and runs their methods for clients.
 
-One thread per client connection runs requests in order; a blocking method
-(``Lock.acquire``, ``Queue.get``) blocks only its own caller.  Objects are
-counted per client *session* (one per client process): an object lives while
-some session, or a proxy in transit between processes, holds it.  A session
-ends when the last of its connections closes, and a watcher thread notices a
-closed connection even while its thread is still inside a method, so the
-objects of a client that was killed mid-call are freed all the same.
+An authenticated connection costs no thread while its client is idle: one
+loop thread reads every idle connection (:mod:`._loop`), and a bounded pool
+of threads (:mod:`._workers`) runs whole requests, each connection's in
+order; a blocking method (``Lock.acquire``, ``Queue.get``) steps aside from
+the pool and blocks only its own caller.  Objects are counted per client
+*session* (one per client process): an object lives while some session, or
+a proxy in transit between processes, holds it.  A session ends when the
+last of its connections closes, and a watcher thread notices a closed
+connection even while a method runs for it, so the objects of a client that
+was killed mid-call are freed all the same.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import itertools
 import select
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -24,7 +29,11 @@ from pickle import HIGHEST_PROTOCOL, dumps, loads
 
 from procframe._core.errors import AuthenticationError
 from procframe.managers import _protocol as protocol
-from procframe.managers._stream import Stream
+from procframe.managers._framing import Framer
+from procframe.managers._loop import RequestLoop
+from procframe.managers._ownership import owned_by_callers
+from procframe.managers._ownership import serving as _serving
+from procframe.managers._workers import WorkerPool
 from procframe.posix.connection import Connection, Listener
 
 TYPE_CHECKING = False
@@ -37,6 +46,10 @@ _ALWAYS: dict[str, Callable[[Any], str]] = {"__repr__": repr, "__str__": str}
 """Methods every object answers, exposed or not (``str(proxy)`` prints the object)."""
 ACCEPT_RETRY = 0.05
 """Seconds the server waits after a failed accept() (out of descriptors, say) before the next."""
+LINGER_MS = 2
+"""Milliseconds a worker waits for a client's next request before it gives the connection
+back to the loop: a client's successive calls then cost no hand-over between threads."""
+_LINGER_TIMEVAL = struct.pack("@ll", 0, LINGER_MS * 1000)
 SERVER_SESSION = "server"
 """The session of the proxies that live in the server process itself (nested in objects)."""
 
@@ -48,9 +61,18 @@ ITERATOR_METHODS = ("__next__", "send", "throw", "close")
 _VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 """Dict views cannot be pickled: a method returning one answers a list (as multiprocessing)."""
 
-_serving = threading.local()
-"""``link``: the connection a server thread serves; ``session``: the session whose answer
-the thread is pickling (a proxy in it is held for that session)."""
+
+def linger_on(fd: int) -> bool:
+    """Make a read of socket ``fd`` that finds nothing wait :data:`LINGER_MS` at most (it
+    then raises ``BlockingIOError``); False where that cannot be set."""
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _LINGER_TIMEVAL)
+    except OSError:
+        return False
+    finally:
+        sock.detach()
+    return True
 
 
 def hangup_events() -> int:
@@ -99,14 +121,17 @@ def public_methods(obj: Any) -> tuple[str, ...]:
 class _Link:
     """One client connection, counted in its session while it is open."""
 
-    __slots__ = ("connection", "hangup", "open", "session", "stream")
+    __slots__ = ("connection", "framer", "hangup", "lingers", "open", "session")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.stream = Stream(connection)
+        self.framer = Framer()
+        """Its requests, as their bytes arrive (read by the loop, run by a worker)."""
         self.hangup = select.poll()
         """Polls the connection for the client's hang-up (see :func:`caller_gone`)."""
         self.hangup.register(connection.fileno(), hangup_events())
+        self.lingers = linger_on(connection.fileno())
+        """A worker may wait a little for the client's next request (see _run_requests)."""
         self.session: Any = None
         self.open = True
 
@@ -124,7 +149,10 @@ class Server:
             from procframe.managers import _xmlrpc
 
             self._dumps_answer = _xmlrpc.dumps_answer
-        self.registry = picklable_registry(registry)
+        self.registry = {
+            typeid: registration._replace(factory=owned_by_callers(registration.factory))
+            for typeid, registration in picklable_registry(registry).items()
+        }
         self.registry.setdefault(ITERATOR, Registration(None, ITERATOR_METHODS, None, None))
         self.authkey = bytes(authkey)
         self.listener = Listener(address, backlog=128, authkey=self.authkey)
@@ -139,6 +167,8 @@ class Server:
         self._lock = threading.Lock()
         self._idents = itertools.count(1)
         self._stopping = threading.Event()
+        self.workers = WorkerPool()
+        self._loop = RequestLoop(self.workers, self._run_requests, self._drop_link)
         self._watch = hangup_watcher()
         """Where it is None, a hang-up is noticed by the client's own thread, once the method
         it runs returns, or by the method itself (see :func:`caller_gone`)."""
@@ -162,6 +192,7 @@ class Server:
         from procframe.managers import _client
 
         _client.host_server(self)
+        self._loop.start()
         if self._watch is not None:
             threading.Thread(
                 target=self._watch_hangups, name="manager-watcher", daemon=True
@@ -187,12 +218,14 @@ class Server:
         finally:
             self._stopping.set()
             self.listener.close()
+            self._loop.stop()
+            self.workers.stop()
             _client.host_server(None)
 
     def _shutdown(self, session: Any) -> None:
+        # The thread that answers this request closes the listener once the answer is out
+        # (see _run_requests): the accepting thread wakes, and serve_forever() returns.
         self._stopping.set()
-        # Wake the accepting thread; the answer to this request still goes out first.
-        threading.Thread(target=self.listener.close, daemon=True).start()
 
     # -- one client ------------------------------------------------------------
 
@@ -202,68 +235,102 @@ class Server:
         except (AuthenticationError, OSError, EOFError):
             sock.close()
             return
-        link = _Link(connection)
-        try:
-            first = self.loads(link.stream.recv())
-            if not (
-                isinstance(first, (tuple, list)) and len(first) == 4 and first[1] == protocol.HELLO
-            ):
-                return
-            self._hello(link, *first[2])
-            self._serve(link)
-        except (EOFError, OSError):
-            pass
-        except Exception:  # an authenticated peer sent what is not a request: drop it
-            pass
-        finally:
-            self._end_link(link)
-            connection.close()
+        self._loop.adopt(_Link(connection))  # its requests are read by the loop from now on
 
-    def _serve(self, link: _Link) -> None:
-        session = link.session
+    def _drop_link(self, link: _Link) -> None:
+        """``link``'s client hung up, or broke the protocol: end it, close its connection."""
+        self._end_link(link)
+        link.connection.close()
+
+    def _run_requests(self, link: _Link) -> None:
+        """Run the requests that arrived whole on ``link`` (in a worker), then give it back.
+
+        A client that sends its next request within :data:`LINGER_MS` of an answer
+        (a loop of calls) is served on, without going through the loop again.
+        """
+        messages = link.framer.messages
+        framer, fd, workers = link.framer, link.connection.fileno(), self.workers
         _serving.link = link
-        objects = self.objects
-        read, write = link.stream.recv, link.stream.send
-        loads, dumps_answer = self.loads, self._dumps_answer
-        while not self._stopping.is_set():
-            message = read()
-            try:
-                request = loads(message)
-            except Exception as exc:  # a class the server cannot import, say
-                failure = f"the server cannot read the request ({self.serializer}): {exc!r}"
-                write(dumps_answer((protocol.FAILED, failure)))
-                continue
-            try:
-                ident, name, args, kwds = request
-            except (TypeError, ValueError):
-                write(dumps_answer((protocol.FAILED, f"malformed request {request!r:.200}")))
-                continue
-            if ident >= 0:
-                entry = objects.get(ident)
-                if entry is None:
-                    answer: tuple[int, Any] = (
-                        protocol.FAILED,
-                        f"no shared object with id {ident}: it was freed",
-                    )
+        try:
+            while not self._stopping.is_set():
+                if not messages:
+                    if not link.lingers or workers.backlogged():
+                        break
+                    try:  # waits LINGER_MS at most (the socket's receive timeout)
+                        if not framer.read_from(fd):
+                            raise framer.eof_error()
+                    except BlockingIOError:
+                        break
+                    continue
+                message = messages.popleft()
+                if link.session is None:
+                    self._greet(link, message)
                 else:
-                    answer = self.call(entry, session, ident, name, args, kwds)
-            elif name in protocol.ONE_WAY:
-                if name == protocol.REFS:
-                    self._refs(session, *args)
-                continue
+                    self._answer(link, message)
+        except Exception:  # the client hung up, or sent what is not a request: drop it
+            self._drop_link(link)
+            return
+        finally:
+            _serving.link = None
+        if self._stopping.is_set():
+            self._drop_link(link)
+            self.listener.close()  # wakes the accepting thread (the answer went out first)
+        elif link.open:
+            self._loop.give_back(link)
+        else:  # the watcher saw its client hang up while a method ran
+            self._drop_link(link)
+
+    def _greet(self, link: _Link, message: Any) -> None:
+        """The first message of a connection: the hello that names its session."""
+        first = self.loads(message)
+        if not (
+            isinstance(first, (tuple, list)) and len(first) == 4 and first[1] == protocol.HELLO
+        ):
+            raise ValueError("a manager connection must open with a hello")
+        self._hello(link, *first[2])
+
+    def _answer(self, link: _Link, message: Any) -> None:
+        """Run one request of ``link``'s client and send the answer (nothing for a one-way)."""
+        session = link.session
+        write = link.connection._write_message
+        dumps_answer = self._dumps_answer
+        try:
+            request = self.loads(message)
+        except Exception as exc:  # a class the server cannot import, say
+            failure = f"the server cannot read the request ({self.serializer}): {exc!r}"
+            write(dumps_answer((protocol.FAILED, failure)))
+            return
+        try:
+            ident, name, args, kwds = request
+        except (TypeError, ValueError):
+            write(dumps_answer((protocol.FAILED, f"malformed request {request!r:.200}")))
+            return
+        if ident >= 0:
+            entry = self.objects.get(ident)
+            if entry is None:
+                answer: tuple[int, Any] = (
+                    protocol.FAILED,
+                    f"no shared object with id {ident}: it was freed",
+                )
             else:
-                answer = self._control(session, name, args, kwds)
-            _serving.session = session  # a proxy in the answer is held for this session
-            try:
-                data = dumps_answer(answer)
-            except Exception as exc:  # the method's result (its exception was checked)
-                failure = f"the result of {name}() cannot be sent ({self.serializer}): {exc!r}"
-                data = dumps_answer((protocol.FAILED, failure))
-            finally:
-                _serving.session = None
-            write(data)
-            if self.local_drops:
-                self.settle_local_drops()
+                answer = self.call(entry, session, ident, name, args, kwds)
+        elif name in protocol.ONE_WAY:
+            if name == protocol.REFS:
+                self._refs(session, *args)
+            return
+        else:
+            answer = self._control(session, name, args, kwds)
+        _serving.session = session  # a proxy in the answer is held for this session
+        try:
+            data = dumps_answer(answer)
+        except Exception as exc:  # the method's result (its exception was checked)
+            failure = f"the result of {name}() cannot be sent ({self.serializer}): {exc!r}"
+            data = dumps_answer((protocol.FAILED, failure))
+        finally:
+            _serving.session = None
+        write(data)
+        if self.local_drops:
+            self.settle_local_drops()
 
     def call(
         self, entry: Entry, session: Any, ident: int, name: str, args: Any, kwds: Any

@@ -10,8 +10,10 @@ import time
 import types
 from collections import deque
 
+from procframe.managers._ownership import CallerRLock
 from procframe.managers._proxy import BaseProxy, MakeProxyType
 from procframe.managers._server import caller_gone
+from procframe.managers._workers import step_aside
 
 # -- objects made in the server ---------------------------------------------------
 
@@ -28,6 +30,7 @@ def _patiently(attempt: Any, timeout: float | None, give_back: Any = None) -> An
     client that can never use it.
     """
     deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+    step_aside()  # its thread waits: others run the pool's requests meanwhile
     while True:
         wait = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
         outcome = attempt(max(wait, 0.0))
@@ -124,7 +127,7 @@ def Lock() -> _Acquirer:
 
 
 def RLock() -> _Acquirer:
-    return _Acquirer(threading.RLock())
+    return _Acquirer(CallerRLock())
 
 
 def Semaphore(value: int = 1) -> _Acquirer:
