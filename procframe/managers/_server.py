@@ -169,7 +169,10 @@ class Server:
         try:
             while not self._stopping.is_set():
                 try:
-                    sock = self.listener.accept_socket()
+                    # Every client's handshake goes on in here at once: none waits for another.
+                    connection = self.listener.accept()
+                except AuthenticationError:  # that client failed: the others are served
+                    continue
                 except OSError:
                     if self._stopping.is_set():
                         break
@@ -178,10 +181,13 @@ class Server:
                     continue
                 try:
                     threading.Thread(
-                        target=self._serve_client, args=(sock,), name="manager-client", daemon=True
+                        target=self._serve_client,
+                        args=(connection,),
+                        name="manager-client",
+                        daemon=True,
                     ).start()
                 except RuntimeError:  # no thread to spare: that client is refused
-                    sock.close()
+                    connection.close()
         except KeyboardInterrupt:
             pass
         finally:
@@ -196,12 +202,7 @@ class Server:
 
     # -- one client ------------------------------------------------------------
 
-    def _serve_client(self, sock: Any) -> None:
-        try:
-            connection = self.listener.authenticate(sock)
-        except (AuthenticationError, OSError, EOFError):
-            sock.close()
-            return
+    def _serve_client(self, connection: Connection) -> None:
         link = _Link(connection)
         try:
             first = self.loads(link.stream.recv())
