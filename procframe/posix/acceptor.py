@@ -190,8 +190,6 @@ class Acceptor:
     def _take_new_peers(self, timeout: float) -> None:
         """Take waiting sockets from the kernel and send each its challenge."""
         for _ in range(NEW_PEERS_PER_ROUND):
-            if len(self._peers) >= MAX_HANDSHAKES:
-                raise self._drop_oldest(f"{MAX_HANDSHAKES} handshakes were in progress")
             try:
                 sock, address = self._listening.accept()
             except BlockingIOError:
@@ -211,6 +209,8 @@ class Acceptor:
             peer = _Peer(sock, address, exchange, self._now() + timeout)
             self._peers[sock.fileno()] = peer
             self._poller.register(sock.fileno())
+            if len(self._peers) > MAX_HANDSHAKES:
+                raise self._drop_oldest(f"{MAX_HANDSHAKES} handshakes were in progress")
 
     def _drop_oldest(self, why: str) -> AuthenticationError:
         """Drop the oldest handshake in progress; the error to raise for it."""
