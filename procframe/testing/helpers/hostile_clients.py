@@ -147,15 +147,19 @@ class HostileClients:
             sock.close()
 
 
-def timed_clients(address: Any, authkey: bytes, count: int, echo: bool, report_path: str) -> None:
-    """Connect ``count`` times, one after the other, with ``Client``; report the seconds each
-    connect-and-authenticate took and the errors.  With ``echo``, each connection then
-    sends ``b"ping"`` and expects it back (an :class:`EchoServer`)."""
+def timed_clients(
+    address: Any, authkey: bytes, count: int, echo: bool, report_path: str, spacing: float = 0.0
+) -> None:
+    """Connect ``count`` times, one after the other (``spacing`` seconds apart), with
+    ``Client``; report the seconds each connect-and-authenticate took and the errors.  With
+    ``echo``, each connection then sends ``b"ping"`` and expects it back (an
+    :class:`EchoServer`)."""
     from procframe.connection import Client
 
     latencies: list[float] = []
     errors: list[str] = []
     for _ in range(count):
+        time.sleep(spacing)
         began = time.perf_counter()
         try:
             conn = Client(address, authkey=authkey)

@@ -39,6 +39,11 @@ HOSTILE = stress.size(12, 500)
 """Handshakes in progress while legitimate clients connect (the issue: 500)."""
 LEGITIMATE = stress.size(20, 300)
 """Legitimate connections timed under attack."""
+SPACING = stress.seconds(0.0, 0.02)
+"""Seconds between two legitimate connections: at full size they span a few seconds of the
+attack."""
+TRICKLE = stress.seconds(1.0, 0.1)
+"""Seconds between two bytes of a trickling hostile peer."""
 MEDIAN_BOUND = stress.seconds(1.0, 0.05)
 MAX_BOUND = stress.seconds(SLACK, 0.5)
 """Latency bounds of a legitimate connect-and-authenticate: loose in every run, the issue's
@@ -119,7 +124,7 @@ def _time_legitimate_clients(
     """Latencies of LEGITIMATE connections made one after the other from a child."""
     out = tmp_path / "latencies"
     child = ctx.Process(
-        target=hostile.timed_clients, args=(address, KEY, LEGITIMATE, echo, str(out))
+        target=hostile.timed_clients, args=(address, KEY, LEGITIMATE, echo, str(out), SPACING)
     )
     try:
         child.start()
@@ -151,7 +156,7 @@ def test_a_legitimate_client_of_a_listener_is_served_at_once_under_hostile_hands
         _unix_address(tmp_path), backlog=128, authkey=KEY, handshake_timeout=PATIENCE
     ) as listener:
         with hostile.EchoServer(listener) as server:
-            with hostile.HostileClients(listener.address, HOSTILE, interval=1.0) as peers:
+            with hostile.HostileClients(listener.address, HOSTILE, interval=TRICKLE) as peers:
                 peers.start()
                 result = _time_legitimate_clients(ctx, listener.address, True, tmp_path)
                 still_in_progress = peers.connected()
@@ -193,7 +198,7 @@ def test_a_legitimate_client_of_a_manager_is_served_at_once_under_hostile_handsh
         pid = manager._process.pid
         shared = manager.dict()
         descriptors, threads = _server_counts(pid)
-        with hostile.HostileClients(manager.address, HOSTILE, interval=1.0) as peers:
+        with hostile.HostileClients(manager.address, HOSTILE, interval=TRICKLE) as peers:
             peers.start()
             attacked = _server_counts(pid)
             result = _time_legitimate_clients(ctx, manager.address, False, tmp_path)
