@@ -120,11 +120,6 @@ class Acceptor:
         polled = self._poller.fileno()
         return self._listening.fileno() if polled is None else polled
 
-    @property
-    def in_progress(self) -> int:
-        """How many handshakes are in progress."""
-        return len(self._peers)
-
     def _now(self) -> float:
         return time.monotonic() - self._paused
 
