@@ -200,19 +200,17 @@ class Server:
         try:
             while not self._stopping.is_set():
                 try:
-                    sock = self.listener.accept_socket()
+                    # Every client's handshake goes on in here at once: none waits for another.
+                    connection = self.listener.accept()
+                except AuthenticationError:  # that client failed: the others are served
+                    continue
                 except OSError:
                     if self._stopping.is_set():
                         break
                     # Out of descriptors, a peer that reset before accept: not the server's end.
                     time.sleep(ACCEPT_RETRY)
                     continue
-                try:
-                    threading.Thread(
-                        target=self._serve_client, args=(sock,), name="manager-client", daemon=True
-                    ).start()
-                except RuntimeError:  # no thread to spare: that client is refused
-                    sock.close()
+                self._serve_client(connection)
         except KeyboardInterrupt:
             pass
         finally:
@@ -229,13 +227,9 @@ class Server:
 
     # -- one client ------------------------------------------------------------
 
-    def _serve_client(self, sock: Any) -> None:
-        try:
-            connection = self.listener.authenticate(sock)
-        except (AuthenticationError, OSError, EOFError):
-            sock.close()
-            return
-        self._loop.adopt(_Link(connection))  # its requests are read by the loop from now on
+    def _serve_client(self, connection: Connection) -> None:
+        """An authenticated client: its requests are read by the loop from now on."""
+        self._loop.adopt(_Link(connection))
 
     def _drop_link(self, link: _Link) -> None:
         """``link``'s client hung up, or broke the protocol: end it, close its connection."""

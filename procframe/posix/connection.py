@@ -22,17 +22,19 @@ import sys
 from collections.abc import Iterable
 from pickle import loads
 
-from procframe._core import osutil, reduction
+from procframe._core import checks, osutil, reduction
 from procframe._core.checks import message_slice
-from procframe._core.errors import AuthenticationError, BufferTooShort
+from procframe._core.errors import BufferTooShort
 from procframe._core.fdwait import wait_readable
 from procframe.posix.handshake import HANDSHAKE_TIMEOUT, answer_challenge, deliver_challenge
+from procframe.posix.handshake_steps import complete
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from procframe._core.fdshare import SharedFds
+    from procframe.posix.acceptor import Acceptor
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
@@ -492,7 +494,10 @@ class Listener:
     ``address`` is a path or, on Linux, an abstract name (``"\\0name"``) for
     ``AF_UNIX``, or ``(host, port)`` for ``AF_INET``; ``family`` defaults to the
     address's.  With an ``authkey``, every peer must pass the standard library's
-    HMAC challenge (so the standard library's ``Client`` can connect too).
+    HMAC challenge (so the standard library's ``Client`` can connect too), all
+    of it within ``handshake_timeout`` seconds (default :data:`HANDSHAKE_TIMEOUT`);
+    ``accept()`` drives the handshakes of every peer at once (see
+    :mod:`procframe.posix.acceptor`), so a slow one holds nobody up.
     """
 
     def __init__(
@@ -501,8 +506,13 @@ class Listener:
         family: str | None = None,
         backlog: int = 1,
         authkey: bytes | None = None,
+        *,
+        handshake_timeout: float | None = None,
     ) -> None:
         _check_authkey(authkey)
+        self._handshake_timeout = checks.timeout(
+            "handshake_timeout", handshake_timeout, positive=True
+        )
         family = family or (address_type(address) if address is not None else "AF_UNIX")
         socket_family = _socket_family(address, family, "Listener")
         self._private_dir: str | None = None
@@ -524,6 +534,13 @@ class Listener:
         self._unlink = os.fspath(address) if unix_path else None
         self._last_accepted: Any = None
         self._creator = os.getpid()
+        self._closed = False
+        self._acceptor: Acceptor | None = None
+        if authkey is not None:
+            from procframe.posix.acceptor import Acceptor
+
+            self._socket.setblocking(False)
+            self._acceptor = Acceptor(self._socket, authkey)
 
     def _private_address(self, family: str) -> Any:
         if family == "AF_INET":
@@ -548,48 +565,74 @@ class Listener:
         """The address of the last accepted peer."""
         return self._last_accepted
 
+    @property
+    def handshake_timeout(self) -> float:
+        """Seconds a peer gets for its whole authentication handshake."""
+        return HANDSHAKE_TIMEOUT if self._handshake_timeout is None else self._handshake_timeout
+
     def fileno(self) -> int:
+        """A descriptor that is readable when ``accept()`` has something to do.
+
+        With an authkey on Linux, that of the poller of the handshakes in
+        progress (new peers included), else the listening socket's.
+        """
+        if self._acceptor is not None:
+            return self._acceptor.fileno()
         return self._socket.fileno()
 
     def accept(self) -> Connection:
-        """Wait for a client; authenticate it if there is an authkey.
+        """Wait for a client; with an authkey, the next one that passes its handshake.
 
-        A client that fails the handshake raises ``AuthenticationError`` here;
-        the listener itself stays usable.
+        A client that fails the handshake (a wrong key, garbage, or not over
+        within :attr:`handshake_timeout`) raises ``AuthenticationError`` here,
+        one per call; the listener itself stays usable, and other clients'
+        handshakes go on meanwhile.
         """
-        return self.authenticate(self.accept_socket())
+        if self._acceptor is None:
+            return Connection(self.accept_socket().detach())
+        try:
+            return Connection(self._acceptor.accept(self.handshake_timeout))
+        finally:
+            self._last_accepted = self._acceptor.last_address
 
     def accept_socket(self) -> socket.socket:
-        """Wait for a client and return its socket, not yet authenticated.
-
-        With :meth:`authenticate` in another thread, a slow client cannot hold
-        up the accepting of others (what a server wants).
-        """
-        if self._socket.fileno() < 0:
+        """Wait for a client and return its socket, not yet authenticated (see
+        :meth:`authenticate`); :meth:`accept` does both, many clients at once."""
+        if self._closed:
             raise OSError("listener is closed")
-        sock, self._last_accepted = self._socket.accept()
+        while True:
+            try:
+                sock, self._last_accepted = self._socket.accept()
+                break
+            except BlockingIOError:  # an authenticating listener's socket does not block
+                wait_readable([self._socket.fileno()], None)
         sock.setblocking(True)  # it took the default timeout, if the program set one
-        _no_delay(sock)
+        no_delay(sock)
         return sock
 
     def authenticate(self, sock: socket.socket) -> Connection:
-        """The Connection over an accepted ``sock``, once it passed the handshake (if any)."""
+        """The Connection over an accepted ``sock``, once it passed the handshake (if any)
+        within :attr:`handshake_timeout`."""
         if self._authkey is None:
             return Connection(sock.detach())
-        return _authenticated(sock, self._authkey, server=True)
+        return _authenticated(sock, self._authkey, server=True, timeout=self.handshake_timeout)
 
     def close(self) -> None:
         """Stop listening; remove the socket file of an AF_UNIX listener.
 
         An ``accept()`` blocked in another thread raises ``OSError``.
         """
-        if self._socket.fileno() >= 0:
+        if not self._closed:
+            self._closed = True
             if os.getpid() == self._creator:  # a forked child's close must not stop ours
                 try:
                     self._socket.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept()
                 except OSError:
                     pass
-            self._socket.close()
+            if self._acceptor is not None:
+                self._acceptor.close()  # the socket too, once a running accept() is out
+            else:
+                self._socket.close()
             for remove, path in ((os.unlink, self._unlink), (os.rmdir, self._private_dir)):
                 if path:
                     try:
@@ -618,48 +661,26 @@ def Client(address: Any, family: str | None = None, authkey: bytes | None = None
     except BaseException:
         sock.close()
         raise
-    _no_delay(sock)
+    no_delay(sock)
     if authkey is None:
         return Connection(sock.detach())
-    return _authenticated(sock, authkey, server=False)
+    return _authenticated(sock, authkey, server=False, timeout=HANDSHAKE_TIMEOUT)
 
 
-def _no_delay(sock: socket.socket) -> None:
+def no_delay(sock: socket.socket) -> None:
     """Send small TCP messages at once: each message is one write, and a request waits for
     its answer, so Nagle's algorithm would only add a delayed-ACK wait."""
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _authenticated(sock: socket.socket, authkey: bytes, server: bool) -> Connection:
-    """Run the handshake on ``sock`` within ``HANDSHAKE_TIMEOUT``; the Connection, or raise.
-
-    The deadline bounds every read and write of the handshake, so a peer that
-    stops halfway cannot hold a Listener's ``accept()``.
-    """
-    limit = struct.pack("ll", int(HANDSHAKE_TIMEOUT), int(HANDSHAKE_TIMEOUT % 1 * 1e6))
-    no_limit = struct.pack("ll", 0, 0)
-    connection = Connection(sock.fileno())
+def _authenticated(sock: socket.socket, authkey: bytes, server: bool, timeout: float) -> Connection:
+    """Run the handshake on ``sock``, all of it within ``timeout``; the Connection, or raise."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
-        if server:
-            deliver_challenge(connection, authkey)
-            answer_challenge(connection, authkey)
-        else:
-            answer_challenge(connection, authkey)
-            deliver_challenge(connection, authkey)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, no_limit)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, no_limit)
-    except BlockingIOError:
-        sock.close()
-        connection._fd = -1
-        raise AuthenticationError(
-            f"the peer did not complete authentication within {HANDSHAKE_TIMEOUT} s"
-        ) from None
+        sock.setblocking(False)
+        complete(sock.fileno(), authkey, server, timeout)
+        sock.setblocking(True)
     except BaseException:
         sock.close()
-        connection._fd = -1
         raise
-    sock.detach()  # the Connection owns the descriptor now
-    return connection
+    return Connection(sock.detach())

@@ -19,6 +19,7 @@ challenge, and the prefix is under the MAC, so nobody can downgrade it.
 from __future__ import annotations
 
 import os
+import time
 
 from procframe._core.errors import AuthenticationError
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from procframe.posix.connection import Connection
 
 HANDSHAKE_TIMEOUT = 20.0
-"""Seconds a peer gets to answer each step of the authentication handshake."""
+"""Seconds a peer gets for the whole authentication handshake (not for each message)."""
 CHALLENGE = b"#CHALLENGE#"
 WELCOME = b"#WELCOME#"
 FAILURE = b"#FAILURE#"
@@ -36,16 +37,18 @@ MESSAGE_LENGTH = 40
 DIGEST = "sha256"
 ALLOWED_DIGESTS = frozenset({b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"})
 _MAX_DIGEST_NAME = max(len(name) for name in ALLOWED_DIGESTS)
-_LEGACY_CHALLENGE_LENGTH = 20
+LEGACY_CHALLENGE_LENGTH = 20
 _LEGACY_RESPONSE_LENGTH = 16
-_MAX_MESSAGE = 256
+MAX_MESSAGE = 256
 
 
-def _recv(connection: Connection) -> bytes:
-    if not connection.poll(HANDSHAKE_TIMEOUT):
-        raise AuthenticationError(f"the peer did not answer within {HANDSHAKE_TIMEOUT} s")
+def _recv(connection: Connection, deadline: float) -> bytes:
+    if not connection.poll(max(deadline - time.monotonic(), 0.0)):
+        raise AuthenticationError(
+            f"the peer did not complete authentication within {HANDSHAKE_TIMEOUT} s"
+        )
     try:
-        return connection.recv_bytes(_MAX_MESSAGE)
+        return connection.recv_bytes(MAX_MESSAGE)
     except EOFError:
         raise AuthenticationError("the peer closed the connection during authentication") from None
     except OSError as exc:
@@ -55,7 +58,7 @@ def _recv(connection: Connection) -> bytes:
 def _digest_name_and_mac(message: bytes) -> tuple[str, bytes]:
     """``("", message)`` for a legacy (MD5, unprefixed) message, else the named digest and
     what follows its ``{name}`` prefix."""
-    if len(message) in (_LEGACY_CHALLENGE_LENGTH, _LEGACY_RESPONSE_LENGTH):
+    if len(message) in (LEGACY_CHALLENGE_LENGTH, _LEGACY_RESPONSE_LENGTH):
         return "", message
     if message.startswith(b"{"):
         end = message.find(b"}", 1, _MAX_DIGEST_NAME + 2)
@@ -110,8 +113,9 @@ def deliver_challenge(connection: Connection, authkey: bytes, digest_name: str =
     if not isinstance(authkey, (bytes, bytearray)):
         raise ValueError(f"Authkey must be bytes, not {type(authkey).__name__}")
     message = b"{%s}%s" % (digest_name.encode("ascii"), os.urandom(MESSAGE_LENGTH))
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     connection.send_bytes(CHALLENGE + message)
-    response = _recv(connection)
+    response = _recv(connection, deadline)
     try:
         verify(authkey, message, response)
     except AuthenticationError:
@@ -124,12 +128,13 @@ def answer_challenge(connection: Connection, authkey: bytes) -> None:
     """Answer the peer's challenge; ``AuthenticationError`` if it rejects us."""
     if not isinstance(authkey, (bytes, bytearray)):
         raise ValueError(f"Authkey must be bytes, not {type(authkey).__name__}")
-    message = _recv(connection)
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    message = _recv(connection, deadline)
     if not message.startswith(CHALLENGE):
         raise AuthenticationError("the peer sent no valid challenge")
     message = message[len(CHALLENGE) :]
-    if len(message) < _LEGACY_CHALLENGE_LENGTH:
+    if len(message) < LEGACY_CHALLENGE_LENGTH:
         raise AuthenticationError(f"the peer's challenge is too short ({len(message)} bytes)")
     connection.send_bytes(response_to(authkey, message))
-    if _recv(connection) != WELCOME:
+    if _recv(connection, deadline) != WELCOME:
         raise AuthenticationError("the peer rejected our authkey")
