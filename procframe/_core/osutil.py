@@ -323,3 +323,12 @@ def short_repr(value: object) -> str:
     except Exception:
         text = f"<{type(value).__qualname__} object>"
     return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
+
+
+def flush_standard_streams() -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr``, whatever they are (closed, None, a pipe gone)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass

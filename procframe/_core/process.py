@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 
-from procframe._core import lognames, registry
+from procframe._core import lognames, osutil, registry
 from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
 from procframe._core.errors import ProcessNotStartedError, ProcessStateError
 
@@ -386,7 +386,7 @@ class BaseProcess:
             sys.stderr.write(f"Process {self._name}:\n")
             traceback.print_exc()
         finally:
-            _flush_standard_streams()
+            osutil.flush_standard_streams()
         return exitcode
 
 
@@ -780,15 +780,6 @@ def _exit_code_of(exc: SystemExit) -> int:
         return code
     sys.stderr.write(f"{code}\n")
     return 1
-
-
-def _flush_standard_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 class _BoundProcessClasses:

@@ -37,6 +37,7 @@ class ForkBackend(ProcessBackend):
         parent_pid = os.getpid()
         with _fork_lock:
             sentinel_r, sentinel_w = os.pipe()
+            osutil.flush_standard_streams()  # or the child writes the parent's buffer again
             pid = os.fork()
             if pid == 0:
                 _run_forked_child(

@@ -36,8 +36,7 @@ def main(control_fd: int) -> None:
     # The parent waits for this process to end (no server outlives its parent), so skip
     # the interpreter's teardown (5-15 ms): a server has nothing to clean up, and exit
     # handlers its preloaded modules registered belong to the parent's program.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    osutil.flush_standard_streams()
     os._exit(0)
 
 
@@ -146,7 +145,7 @@ class Server:
 
             traceback.print_exc()
         finally:
-            _flush()
+            osutil.flush_standard_streams()
             os._exit(code)
 
     def _drain_wakeups(self) -> None:
@@ -171,11 +170,3 @@ class Server:
                 except OSError:
                     pass
                 sock.close()
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass

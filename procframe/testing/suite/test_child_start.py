@@ -326,3 +326,26 @@ def test_a_new_interpreter_imports_its_parents_procframe_not_one_in_the_working_
     assert result.returncode == 0, result.stderr
     assert "impostor" not in result.stderr
     assert result.stdout.splitlines() == ["child ran", "pool [9]"]
+
+
+BUFFERED_BEFORE_START = """\
+import sys
+import procframe
+
+
+if __name__ == "__main__":
+    sys.stdout.write("written once")  # a pipe: buffered, not yet flushed
+    p = procframe.Process(target=print, args=(), kwargs={"end": ""})
+    p.start()
+    p.join()
+    sys.stdout.write(f" exitcode {p.exitcode}")
+"""
+
+
+def test_output_buffered_before_a_start_is_written_once(
+    procframe_backend: str, tmp_path: Path
+) -> None:
+    """A child that is a copy of its parent must not write the parent's buffer again."""
+    result = run_script(tmp_path, BUFFERED_BEFORE_START, procframe_backend)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "written once exitcode 0"
