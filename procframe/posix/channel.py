@@ -302,7 +302,7 @@ class Channel:
         """Take each side record once: return the item of the one tagged ``wanted`` (and how
         many others were seen), hand the others back, drop those that are orphaned."""
         board = self.board
-        claims: dict[bytes, tuple[int, int]] | None = None
+        claims: dict[bytes, tuple[int, int, int]] | None = None
         seen: set[bytes] = set()
         while True:
             record = self._take_record(0.0)

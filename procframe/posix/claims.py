@@ -44,9 +44,9 @@ _PAGE = mmap.PAGESIZE
 _MUTEX = 0  # a robust mutex: taking slots, writing the ring
 _RING_NEXT = 64  # int64: where the next abandoned token goes
 _RING = 128
-_RING_SIZE = 64
+_RING_SIZE = 128
 """Abandoned tokens remembered at once (the oldest is forgotten first)."""
-_OWNERS = 2048  # (pid, start time) int64 pairs, one per slot
+_OWNERS = 2304  # (pid, start time) int64 pairs, one per slot
 _SLOT_STRIDE = max(_PAGE, PACKET_MAX)
 _SIZE = _PAGE + SLOTS * _SLOT_STRIDE
 _FREE_BYTE = 1
@@ -115,25 +115,37 @@ class ClaimsBoard:
         return self._take_slot()
 
     def _take_slot(self) -> ReaderSlot | None:
-        owners = self._owners
-        me = _me[0]
-        started = _start_time_of_me()
         with self._robust_lock():
-            for index in range(SLOTS):
-                pid = owners[2 * index]
-                if pid and _alive(pid, owners[2 * index + 1]):
-                    continue
-                offset = _PAGE + index * _SLOT_STRIDE
-                if pid and self.map[offset] == 0:  # its dead owner's claim is now abandoned
-                    self._abandon_locked(self.map[offset + 1 : offset + 1 + TOKEN_SIZE])
-                self.map[offset] = _FREE_BYTE
-                owners[2 * index + 1] = started
-                owners[2 * index] = me
-                break
-            else:
+            index = self._free_slot_index()
+            if index is None:
                 return None
+            offset = _PAGE + index * _SLOT_STRIDE
+            owners = self._owners
+            if owners[2 * index] and self.map[offset] == 0:  # its dead owner's claim
+                self._abandon_locked(self.map[offset + 1 : offset + 1 + TOKEN_SIZE])
+            self.map[offset] = _FREE_BYTE
+            owners[2 * index + 1] = _start_time_of_me()
+            owners[2 * index] = _me[0]
         slot = self._local.slot = ReaderSlot(self, index)
         return slot
+
+    def _free_slot_index(self) -> int | None:
+        """A slot nobody living owns: a free one, else a dead owner's without a claim, else
+        any dead owner's (the caller holds the lock)."""
+        owners, region = self._owners, self.map
+        dead: int | None = None
+        dead_claimant: int | None = None
+        for index in range(SLOTS):
+            pid = owners[2 * index]
+            if not pid:
+                return index
+            if _alive(pid, owners[2 * index + 1]):
+                continue
+            if region[_PAGE + index * _SLOT_STRIDE] != 0:
+                dead = index if dead is None else dead
+            elif dead_claimant is None:
+                dead_claimant = index
+        return dead if dead is not None else dead_claimant
 
     def free_slot(self, index: int, pid: int) -> None:
         """Give back slot ``index`` of process ``pid`` (its owner thread is done with it)."""
@@ -153,10 +165,10 @@ class ClaimsBoard:
 
     # -- claims --------------------------------------------------------------------------
 
-    def claims(self) -> dict[bytes, tuple[int, int]]:
-        """A snapshot: each claimed token and its claimant's (pid, start time)."""
+    def claims(self) -> dict[bytes, tuple[int, int, int]]:
+        """A snapshot: each claimed token, its claimant's pid and start time, and its slot."""
         owners, region = self._owners, self.map
-        found: dict[bytes, tuple[int, int]] = {}
+        found: dict[bytes, tuple[int, int, int]] = {}
         for index in range(SLOTS):
             pid = owners[2 * index]
             if not pid:
@@ -165,23 +177,34 @@ class ClaimsBoard:
             token = region[offset : offset + 1 + TOKEN_SIZE]
             if token[0] != 0:
                 continue
-            owner = (pid, owners[2 * index + 1])
+            owner = (pid, owners[2 * index + 1], index)
             # Read the token again after the owner: if it did not change meanwhile, this
             # owner claimed it (or took the slot of its dead claimant, which abandoned it).
             if region[offset : offset + 1 + TOKEN_SIZE] == token:
                 found[token[1:]] = owner
         return found
 
-    def orphaned(self, token: bytes, claims: dict[bytes, tuple[int, int]]) -> bool:
+    def orphaned(self, token: bytes, claims: dict[bytes, tuple[int, int, int]]) -> bool:
         """True if nobody living waits for ``token``: its claimant died, or gave it up.
 
         ``claims`` is a snapshot from :meth:`claims`.  A token nobody claims may
-        still have its look packet in the pipe: that is no orphan.
+        still have its look packet in the pipe: that is no orphan.  The caller
+        drops the item: a dead claimant's slot is freed (it claims nothing now).
         """
         owner = claims.get(token)
-        if owner is not None:
-            return not _alive(*owner)
-        return self._forget_abandoned(token)
+        if owner is None:
+            return self._forget_abandoned(token)
+        pid, started, index = owner
+        if _alive(pid, started):
+            return False
+        with self._robust_lock():
+            offset = _PAGE + index * _SLOT_STRIDE
+            if (
+                self._owners[2 * index] == pid
+                and self.map[offset + 1 : offset + 1 + TOKEN_SIZE] == token
+            ):
+                self.free_slot(index, pid)
+        return True
 
     def abandon(self, token: bytes) -> None:
         """List ``token`` as given up: whoever meets its record drops it."""
