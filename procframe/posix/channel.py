@@ -241,16 +241,11 @@ class Channel:
         read_fd = self.read_fd
         # Packets are read into this thread's slot of the claims board: a look packet
         # taken is a claim the other processes see (see procframe.posix.claims).
-        slot = self.board.reader_slot() if self.board is not None else None
-        if slot is not None:
-            readv, iov, region, start = os.readv, slot.iov, slot.board.map, slot.offset
+        slot = None if self.board is None else self.board.reader_slot()
         deadline = None
         while True:
             try:
-                if slot is None:
-                    packet = os.read(read_fd, PACKET_MAX)
-                else:
-                    packet = region[start : start + readv(read_fd, iov)]
+                packet = os.read(read_fd, PACKET_MAX) if slot is None else slot.read(read_fd)
             except BlockingIOError:
                 if deadline is None and timeout is not None:
                     deadline = time.monotonic() + timeout

@@ -57,19 +57,21 @@ assert _RING + _RING_SIZE * TOKEN_SIZE <= _OWNERS and _OWNERS + SLOTS * 16 <= _P
 class ReaderSlot:
     """One thread's slot: it reads packets into it and holds its claim there."""
 
-    __slots__ = ("board", "index", "iov", "offset", "pid")
+    __slots__ = ("board", "index", "iov", "offset", "pid", "region", "thread")
 
     def __init__(self, board: ClaimsBoard, index: int) -> None:
         self.board = board
         self.index = index
         self.pid = _me[0]
+        self.thread = threading.get_ident()
         self.offset = _PAGE + index * _SLOT_STRIDE
         self.iov = [memoryview(board.map)[self.offset : self.offset + PACKET_MAX]]
+        self.region = board.map
 
-    def read(self, fd: int) -> bytes:
+    def read(self, fd: int, _readv: Any = os.readv) -> bytes:
         """The next packet of pipe ``fd``, read into the slot (``BlockingIOError`` if none)."""
-        n = os.readv(fd, self.iov)
-        return self.board.map[self.offset : self.offset + n]
+        offset = self.offset
+        return self.region[offset : offset + _readv(fd, self.iov)]
 
     def release_claim(self) -> None:
         """The claimed item is taken or given up: the slot claims nothing any more."""
@@ -89,6 +91,8 @@ class ClaimsBoard:
         self.map = mmap.mmap(self.fd, _SIZE)
         self._owners = memoryview(self.map)[_OWNERS : _OWNERS + SLOTS * 16].cast("q")
         self._local = threading.local()
+        self._recent: ReaderSlot | None = None
+        """The slot of the thread that read last: found without looking in ``_local``."""
         self._lock: RobustLock | None = None
         self._anchor: Any = None
         if creating:
@@ -109,10 +113,14 @@ class ClaimsBoard:
 
     def reader_slot(self) -> ReaderSlot | None:
         """The calling thread's slot (taken at its first read), or None if all are taken."""
-        slot: ReaderSlot | None = getattr(self._local, "slot", None)
-        if slot is not None and slot.pid == _me[0]:
+        slot = self._recent
+        if slot is not None and slot.thread == _get_ident() and slot.pid == _me[0]:
             return slot
-        return self._take_slot()
+        slot = getattr(self._local, "slot", None)
+        if slot is None or slot.pid != _me[0]:
+            slot = self._take_slot()
+        self._recent = slot
+        return slot
 
     def _take_slot(self) -> ReaderSlot | None:
         with self._robust_lock():
@@ -162,6 +170,7 @@ class ClaimsBoard:
         for index in range(SLOTS):
             self.free_slot(index, me)
         self._local = threading.local()
+        self._recent = None
 
     # -- claims --------------------------------------------------------------------------
 
@@ -246,6 +255,7 @@ class ClaimsBoard:
             _close(fd)
 
 
+_get_ident = threading.get_ident
 _me = [os.getpid()]
 """This process's pid, kept up to date at fork (cheaper than ``os.getpid()`` per read)."""
 _my_start: list[int] = []
