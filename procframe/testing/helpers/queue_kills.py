@@ -140,18 +140,19 @@ def storm_consume(q: Any, log_path: str, lost_bound: float | None = None) -> Non
     ``lost_bound`` replaces ``LOST_ITEM_TIMEOUT`` in this process (a short storm).
 
     Lines: ``"SOURCE SEQ"`` for a whole item, ``"bad SOURCE SEQ"`` for a damaged one,
-    ``"lost"`` for an ``ItemLostError``.  Each line is one ``write``: a kill costs at
-    most the item being handled.
+    ``"lost SECONDS"`` for an ``ItemLostError`` (raised after SECONDS in ``get``).  Each
+    line is one ``write``: a kill costs at most the item being handled.
     """
     if lost_bound is not None:
         channel.LOST_ITEM_TIMEOUT = lost_bound
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         while True:
+            began = time.monotonic()
             try:
                 item = q.get()
             except ItemLostError:
-                os.write(fd, b"lost\n")
+                os.write(fd, f"lost {time.monotonic() - began:.3f}\n".encode())
                 continue
             if item is None:
                 break

@@ -169,16 +169,19 @@ def test_a_kill_storm_loses_only_what_killed_consumers_took(
     gc.collect()
     fds_before = _open_fds()
     started = time.monotonic()
-    kills, logs, confirmed = _storm(ctx, kind, tmp_path, stress.seconds(1.0, 240.0))
+    bound = channel.LOST_ITEM_TIMEOUT if stress.full_size() else 2.0
+    kills, logs, confirmed = _storm(ctx, kind, tmp_path, stress.seconds(1.0, 240.0), bound)
     gc.collect()
     fds_after = _open_fds()
     received: Counter[tuple[int, int]] = Counter()
     damaged = lost_errors = 0
+    longest_lost_wait = 0.0
     for log in map(Path, logs):
         lines = log.read_text().splitlines() if log.exists() else []  # killed before a get
         for line in lines:
-            if line == "lost":
+            if line.startswith("lost "):
                 lost_errors += 1
+                longest_lost_wait = max(longest_lost_wait, float(line.split()[1]))
             elif line.startswith("bad "):
                 damaged += 1
             else:
@@ -198,7 +201,8 @@ def test_a_kill_storm_loses_only_what_killed_consumers_took(
     )
     summary = (
         f"{kind}: {sum(received.values())} items moved in {time.monotonic() - started:.0f} s, "
-        f"kills {dict(kills)}, lost {missing} (ItemLostError {lost_errors}), "
+        f"kills {dict(kills)}, lost {missing} (ItemLostError {lost_errors}, "
+        f"the longest after {longest_lost_wait:.1f} s), "
         f"duplicated {duplicated}, damaged {damaged}, descriptors {fds_before} -> {fds_after}"
     )
     print(summary)
@@ -207,17 +211,18 @@ def test_a_kill_storm_loses_only_what_killed_consumers_took(
     # while looking for its own (which another reader then reports as lost).
     assert missing <= 2 * kills["consumer"], summary
     assert lost_errors <= kills["consumer"] + kills["producer"], summary
+    assert longest_lost_wait < bound + 10.0, summary  # a get that found the queue empty
     assert received, summary
     assert fds_after <= fds_before, summary
 
 
 def _storm(
-    ctx: procframe.Context, kind: str, tmp_path: Path, duration: float
+    ctx: procframe.Context, kind: str, tmp_path: Path, duration: float, lost_bound: float
 ) -> tuple[Counter[str], list[str], list[int]]:
-    """Run the storm for ``duration`` seconds, then end it cleanly: return the kills per
-    role, the consumers' logs, and per producer run the puts that returned (SimpleQueue)."""
+    """Run the storm for ``duration`` seconds (consumers declare an item lost after
+    ``lost_bound``), then end it cleanly: return the kills per role, the consumers'
+    logs, and per producer run the puts that returned (SimpleQueue)."""
     rng = random.Random(13)
-    lost_bound = None if stress.full_size() else 2.0  # a short run waits less for lost items
     q = _queue(ctx, kind)
     done = ctx.RawArray("q", stress.size(200, 20_000))  # puts returned, per producer run
     stop = ctx.Event()
