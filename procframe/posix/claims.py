@@ -242,12 +242,6 @@ class ClaimsBoard:
 
     # -- life ----------------------------------------------------------------------------
 
-    def close(self) -> None:
-        fd = self.fd
-        if fd >= 0:
-            self.fd = -1
-            os.close(fd)
-
     def __del__(self, _close: Any = os.close) -> None:  # os may be gone at shutdown
         fd = getattr(self, "fd", -1)
         if fd >= 0:
