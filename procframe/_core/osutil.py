@@ -301,6 +301,18 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+def living_process_start_time(pid: int) -> int | None:
+    """As :func:`process_start_time`, but None also for a process that has ended and waits
+    to be reaped (a zombie)."""
+    fields = _stat_fields(pid)
+    if fields is None or not fields or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
 def parent_pid(pid: int) -> int | None:
     """The pid of the parent of process ``pid``, or None if it is gone."""
     fields = _stat_fields(pid)

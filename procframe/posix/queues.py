@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from procframe.context import Context
+    from procframe.posix.channel import Outgoing
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -103,7 +104,7 @@ class Queue(Generic[T]):
     def _setup_local(self) -> None:
         """The per-process part: items waiting to be sent, and the feeder sending them."""
         self._closed = False
-        self._pending: deque[bytes] = deque()
+        self._pending: deque[Outgoing] = deque()
         self._pending_lock = threading.Lock()
         self._feeder: threading.Thread | None = None
         self._last_hold = 0.0
@@ -141,14 +142,15 @@ class Queue(Generic[T]):
             rest = self._channel.send_now(data)
             if rest is None:
                 return
-            data = rest
+            self._hold(rest)
+            return
         self._hold(data)
 
     def put_nowait(self, obj: T) -> None:
         """``put(obj, False)``."""
         self.put(obj, False)
 
-    def _hold(self, item: bytes) -> None:
+    def _hold(self, item: Outgoing) -> None:
         """Queue ``item`` behind the items already held, and send what fits now.
 
         The putting thread does the sending while it can, so items flow as fast as
