@@ -23,6 +23,8 @@ reading a token can ask it whether a token still has a living claimant.
 
 from __future__ import annotations
 
+import errno
+import io
 import mmap
 import os
 import threading
@@ -57,7 +59,7 @@ assert _RING + _RING_SIZE * TOKEN_SIZE <= _OWNERS and _OWNERS + SLOTS * 16 <= _P
 class ReaderSlot:
     """One thread's slot: it reads packets into it and holds its claim there."""
 
-    __slots__ = ("board", "index", "iov", "offset", "pid", "region", "thread")
+    __slots__ = ("_fd", "_file", "board", "index", "offset", "pid", "region", "thread", "view")
 
     def __init__(self, board: ClaimsBoard, index: int) -> None:
         self.board = board
@@ -65,13 +67,24 @@ class ReaderSlot:
         self.pid = _me[0]
         self.thread = threading.get_ident()
         self.offset = _PAGE + index * _SLOT_STRIDE
-        self.iov = [memoryview(board.map)[self.offset : self.offset + PACKET_MAX]]
+        self.view = memoryview(board.map)[self.offset : self.offset + PACKET_MAX]
         self.region = board.map
+        self._fd = -1
+        self._file: io.FileIO | None = None
 
-    def read(self, fd: int, _readv: Any = os.readv) -> bytes:
+    def read(self, fd: int) -> bytes:
         """The next packet of pipe ``fd``, read into the slot (``BlockingIOError`` if none)."""
+        file = self._file
+        if fd != self._fd or file is None:
+            # FileIO.readinto: one read(2) into the slot, as cheap as os.read (os.readv
+            # costs about 0.15 us more per call, a tenth of a small item's get).
+            file = self._file = io.FileIO(fd, "rb", closefd=False)
+            self._fd = fd
+        size = file.readinto(self.view)
+        if size is None:  # a non-blocking pipe with no packet
+            raise BlockingIOError(errno.EAGAIN, "no packet")
         offset = self.offset
-        return self.region[offset : offset + _readv(fd, self.iov)]
+        return self.region[offset : offset + size]
 
     def release_claim(self) -> None:
         """The claimed item is taken or given up: the slot claims nothing any more."""
