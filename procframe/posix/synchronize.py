@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from procframe._core import checks
 from procframe._core.errors import LockNotOwnedError
 from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
 from procframe.posix.waitroom import CAPACITY, WaitRoom
@@ -201,6 +202,7 @@ class Condition:
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         self._check_owned("wait on")
+        timeout = checks.wait_timeout(timeout)
         room = self._room
         slot, semaphore = room.enter()
         depth = self._release_save()
@@ -216,8 +218,7 @@ class Condition:
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
         self._check_owned("notify")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        checks.integer("n", n, 0)
         self._room.wake(n)
 
     def notify_all(self) -> None:
@@ -226,6 +227,7 @@ class Condition:
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
+        timeout = checks.wait_timeout(timeout)
         result = predicate()
         if result:
             return result
@@ -242,6 +244,10 @@ class Condition:
         return f"<Condition({self._lock!r}, waiters={self._room.waiting})>"
 
 
+_RECHECK = 0.5
+"""Seconds between an Event waiter's looks at the flag while it waits."""
+
+
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
@@ -252,7 +258,10 @@ class RobustCondition(Condition):
     Event, Barrier and JoinableQueue use it.  Its lock is its WaitRoom's
     robust mutex, which the kernel hands on when its holder dies, so a process
     killed inside ``Event.set()`` cannot stop every other user of the Event.
-    The thread that acquires the lock is the one that releases it.
+    The thread that acquires the lock is the one that releases it.  Whoever
+    takes the lock from a holder that died wakes every waiter: the dead
+    holder may have changed what they wait for without notifying them (a
+    spurious wake-up, which every waiter's predicate loop absorbs).
     """
 
     def __init__(self) -> None:
@@ -262,7 +271,12 @@ class RobustCondition(Condition):
         return self._room
 
     def __setstate__(self, room: WaitRoom) -> None:  # type: ignore[override]
-        super().__setstate__((room.robust_lock(), room))
+        lock = room.robust_lock()
+        lock.after_owner_died = self._wake_all_after_a_death
+        super().__setstate__((lock, room))
+
+    def _wake_all_after_a_death(self) -> None:
+        self._room.wake(CAPACITY)
 
     def __repr__(self) -> str:
         return f"<RobustCondition(waiters={self._room.waiting})>"
@@ -271,14 +285,20 @@ class RobustCondition(Condition):
 class Event:
     """A flag processes can wait for (``threading.Event``'s API).
 
-    The flag is an int in the context's shared memory (``ctx.RawArray``):
-    reading it never changes it, so a process killed anywhere in
-    ``is_set()`` or ``wait()`` cannot clear the Event for the others.
+    The flag is an int in the context's shared memory (``ctx.RawArray``), next
+    to a count of ``set()`` calls; only ``set()`` and ``clear()`` write them.
+    Reading never changes them, so a process killed anywhere in ``is_set()``
+    or ``wait()`` leaves the Event as it was; and as a waiter returns only on
+    evidence that ``set()`` ran (the flag, or a new count), the wake-ups that
+    follow the death of a process holding the Event's lock are harmless.  A
+    waiter also looks at the flag every :data:`_RECHECK` seconds, so one whose
+    setter was killed between setting the flag and waking it is late by at
+    most that.
     """
 
     def __init__(self, *, ctx: Context) -> None:
         self._cond = RobustCondition()
-        self._flag = ctx.RawArray("i", 1)
+        self._flag = ctx.RawArray("i", 2)  # the flag, then how many set() calls (wrapping)
 
     def is_set(self) -> bool:
         """True once ``set()`` and until ``clear()``."""
@@ -287,7 +307,9 @@ class Event:
     def set(self) -> None:
         """Set the flag and wake every waiter."""
         with self._cond:
-            self._flag[0] = 1
+            flag = self._flag
+            flag[1] = (flag[1] + 1) & 0x7FFFFFFF
+            flag[0] = 1
             self._cond.notify_all()
 
     def clear(self) -> None:
@@ -296,19 +318,31 @@ class Event:
             self._flag[0] = 0
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the flag is set or ``timeout`` passes; return the flag."""
-        if self._flag[0]:
+        """Wait until the flag is set or ``timeout`` passes; return the flag.
+
+        True also if ``set()`` ran while this call waited, even if ``clear()``
+        followed before it woke (as ``threading.Event.wait``).
+        """
+        timeout = checks.wait_timeout(timeout)
+        flag = self._flag
+        if flag[0]:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._cond.acquire(True, timeout):
-            return False
+        cond = self._cond
+        if not cond.acquire(True, timeout):
+            return bool(flag[0])
         try:
-            if self._flag[0]:
-                return True
-            woken = self._cond.wait(_remaining(deadline))
-            return woken or bool(self._flag[0])
+            sets = flag[1]
+            while not flag[0]:
+                remaining = _remaining(deadline)
+                if remaining == 0.0:
+                    return False
+                cond.wait(_RECHECK if remaining is None else min(remaining, _RECHECK))
+                if flag[1] != sets:
+                    return True
+            return True
         finally:
-            self._cond.release()
+            cond.release()
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
