@@ -16,7 +16,7 @@ from collections.abc import Callable
 from procframe._core import checks
 from procframe._core.errors import LockNotOwnedError
 from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
-from procframe.posix.waitroom import CAPACITY, WaitRoom
+from procframe.posix.waitroom import CAPACITY, TooManyWaiters, WaitRoom, process_exists
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -352,7 +352,14 @@ class Barrier(threading.Barrier):
     """A barrier for ``parties`` processes (``threading.Barrier``'s API and behaviour).
 
     ``threading.Barrier``'s algorithm, run on a robust Condition, with its
-    state and count kept in the context's shared memory (``ctx.RawArray``).
+    state and count kept in the context's shared memory (``ctx.RawArray``),
+    next to the pid of each party inside the barrier.  Unlike a thread, a
+    party can be killed inside the barrier.  One killed while it waited
+    breaks the barrier, as ``abort()`` would: the parties waiting get
+    ``BrokenBarrierError`` within :data:`_PARTY_CHECK` seconds, as does
+    the next ``wait()``, and ``reset()`` makes the barrier whole again for
+    the live parties.  One killed on its way out (the barrier had let its
+    parties through) is simply counted out.
     """
 
     def __init__(
@@ -363,49 +370,118 @@ class Barrier(threading.Barrier):
         *,
         ctx: Context,
     ) -> None:
-        self.__setstate__((parties, action, timeout, RobustCondition(), ctx.RawArray("i", 2)))
-        self._state = 0
-        self._count = 0
+        slots = min(parties, CAPACITY + 1)  # no more can be inside: the rest could not wait
+        shared = ctx.RawArray("i", _PIDS + slots)
+        self.__setstate__((parties, action, timeout, RobustCondition(), shared))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self._parties, self._action, self._timeout, self._cond, self._shared)
 
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._parties, self._action, self._timeout, self._cond, self._shared = state
+
     def wait(self, timeout: float | None = None) -> int:
         """Wait for every party; return this party's index (``threading.Barrier.wait``).
 
-        Unlike a thread, a party can die inside the barrier: one killed while the
-        barrier let its parties through leaves it draining for good.  A wait with
-        a timeout (or a barrier made with one) then breaks the barrier when the
-        time is up instead of waiting for ever.
+        A wait with a timeout (or a barrier made with one) breaks the barrier
+        when the time is up, as in ``threading``.
         """
         this: Any = self  # threading.Barrier's private steps, which typeshed does not declare
-        if timeout is None:
-            timeout = self._timeout
+        timeout = checks.wait_timeout(self._timeout if timeout is None else timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._cond.acquire(True, timeout):
             raise threading.BrokenBarrierError
         try:
-            if not self._cond.wait_for(lambda: self._state not in (-1, 1), _remaining(deadline)):
-                this._break()
-                raise threading.BrokenBarrierError
-            if self._state < 0:
-                raise threading.BrokenBarrierError
+            self._enter(deadline)
+            slot = self._take_slot()
             index = self._count
-            self._count += 1
+            self._count = index + 1
             try:
                 if index + 1 == self._parties:
                     this._release()
                 else:
-                    this._wait(_remaining(deadline))
+                    self._wait_released(deadline)
                 return index
             finally:
                 self._count -= 1
+                self._shared[_PIDS + slot] = 0
                 this._exit()
         finally:
             self._cond.release()
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._parties, self._action, self._timeout, self._cond, self._shared = state
+    def reset(self) -> None:
+        """Return the barrier to its empty state; parties waiting get ``BrokenBarrierError``."""
+        with self._cond:
+            self._count_out_the_dead()
+            if self._count == 0:
+                self._state = 0
+            elif self._state in (0, -2):
+                self._state = -1  # the parties inside raise; the last one out reopens it
+            self._cond.notify_all()
+
+    def _enter(self, deadline: float | None) -> None:
+        """Wait while the barrier drains or resets; raise if it is (or becomes) broken."""
+        this: Any = self
+        while True:
+            self._count_out_the_dead()
+            if self._state not in (-1, 1):
+                break
+            if not self._sleep(deadline):
+                this._break()
+                raise threading.BrokenBarrierError
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _wait_released(self, deadline: float | None) -> None:
+        """Wait until the last party lets everyone through; raise if the barrier breaks."""
+        this: Any = self
+        while self._state == 0:
+            if not self._sleep(deadline):
+                this._break()
+                raise threading.BrokenBarrierError
+            if self._state == 0:
+                self._count_out_the_dead()
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _sleep(self, deadline: float | None) -> bool:
+        """Wait for a notification, at most :data:`_PARTY_CHECK` s; False once past ``deadline``."""
+        remaining = _remaining(deadline)
+        if remaining == 0.0:
+            return False
+        self._cond.wait(_PARTY_CHECK if remaining is None else min(remaining, _PARTY_CHECK))
+        return True
+
+    def _take_slot(self) -> int:
+        """Write this process's pid in a free slot of the table of parties inside."""
+        shared = self._shared
+        for slot in range(len(shared) - _PIDS):
+            if shared[_PIDS + slot] == 0:
+                shared[_PIDS + slot] = os.getpid()
+                return slot
+        raise TooManyWaiters(f"more than {len(shared) - _PIDS} parties are inside one Barrier")
+
+    def _count_out_the_dead(self) -> None:
+        """Forget the parties inside whose process died; a death while the barrier filled
+        breaks it.  The count is then recounted from the table (a party killed between
+        writing one and the other left them apart)."""
+        shared = self._shared
+        me = os.getpid()
+        dead = False
+        for at in range(_PIDS, len(shared)):
+            pid = shared[at]
+            if pid and pid != me and not process_exists(pid):
+                shared[at] = 0
+                dead = True
+        if not dead:
+            return
+        this: Any = self
+        self._count = sum(1 for at in range(_PIDS, len(shared)) if shared[at])
+        if self._state == 0:
+            this._break()
+        else:
+            self._cond.notify_all()
+        this._exit()  # the last party out of a draining or resetting barrier reopens it
 
     @property
     def _state(self) -> int:
@@ -425,3 +501,9 @@ class Barrier(threading.Barrier):
 
     def __repr__(self) -> str:
         return f"<Barrier(parties={self._parties}, waiting={self.n_waiting}, broken={self.broken})>"
+
+
+_PIDS = 2
+"""Where a Barrier's table of the pids of the parties inside starts, after state and count."""
+_PARTY_CHECK = 0.25
+"""Seconds between a waiting party's looks for parties that died inside the barrier."""
