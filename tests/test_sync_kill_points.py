@@ -261,3 +261,49 @@ def test_a_setter_killed_at_any_line_leaves_the_event_working(event: Any) -> Non
         _assert_a_new_waiter_wakes_on_set(event)
 
     _kill_at_every_line(set_it, check, start_waiter)
+
+
+# -- Barrier -------------------------------------------------------------------------------
+
+
+def _cross_in_thread(barrier: Any, outcomes: list[object]) -> threading.Thread:
+    def cross() -> None:
+        try:
+            outcomes.append(barrier.wait(BOUND))
+        except threading.BrokenBarrierError as exc:
+            outcomes.append(exc)
+
+    thread = threading.Thread(target=cross)
+    thread.start()
+    return thread
+
+
+def test_a_party_killed_at_any_line_leaves_a_barrier_that_reset_makes_whole() -> None:
+    barrier: Any = procframe.get_context("fork").Barrier(2)
+    parties: list[threading.Thread | None] = []
+
+    def wait_at_the_barrier() -> None:
+        try:
+            barrier.wait(BOUND)
+        except threading.BrokenBarrierError:
+            pass
+
+    def join_once_it_waits_or_died(pid: int) -> None:
+        _until(lambda: barrier.n_waiting or _dead(pid), "the child waits or dies")
+        # The second party, unless the child died first (it would wait alone till BOUND).
+        parties.append(None if _dead(pid) else _cross_in_thread(barrier, []))
+
+    def check(line: int) -> None:
+        party = parties.pop()
+        if party is not None:
+            party.join(BOUND)
+            assert not party.is_alive(), f"killed at line {line}, a party waits for ever"
+        barrier.reset()
+        outcomes: list[object] = []
+        both = [_cross_in_thread(barrier, outcomes) for _ in range(2)]
+        for thread in both:
+            thread.join(BOUND)
+        assert sorted(outcomes) == [0, 1], f"killed at line {line}: {outcomes}"  # type: ignore[type-var]
+        assert (barrier.broken, barrier.n_waiting) == (False, 0)
+
+    _kill_at_every_line(wait_at_the_barrier, check, join_once_it_waits_or_died)
