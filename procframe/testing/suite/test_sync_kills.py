@@ -81,7 +81,8 @@ def test_probe_event_under_random_kills(ctx: procframe.Context, tmp_path: Path) 
 
     In each round the writer runs and anyone may be killed; then the writer is
     stopped, the flag put in a known state, and only readers run and die: the flag
-    must not change.  At the end of each round a new waiter must be woken by ``set()``.
+    must not change.  At the end of each round, with no reader left, one, then two,
+    then three new waiters must all be woken by ``set()``.
     """
     kills = stress.size(40, 1000)
     rounds = max(2, kills // 50)
@@ -105,8 +106,15 @@ def test_probe_event_under_random_kills(ctx: procframe.Context, tmp_path: Path) 
                 if event.is_set() != expected:
                     changed += 1
                     event.set() if expected else event.clear()
+            for slot in range(3):
+                storm.stop(slot)
             event.clear()
-            woken_late += not _new_waiter_woken_by_set(ctx, event, tmp_path / f"w{round_}")
+            for waiters in (1, 2, 3):  # a miscount of sleepers shows with as many of them
+                report = tmp_path / f"w{round_}-{waiters}"
+                woken_late += waiters - _new_waiters_woken_by_set(ctx, event, waiters, report)
+                event.clear()
+            for slot in range(3):
+                storm.start(slot, reader, event)
     finally:
         storm.stop_all()
     print(
@@ -163,20 +171,28 @@ def _stop(children: list[Any]) -> None:
         child.join(BOUND)
 
 
-def _new_waiter_woken_by_set(ctx: procframe.Context, event: Any, report: Path) -> bool:
-    """True if a new waiting process is woken by ``set()`` within the bound."""
-    waiter = ctx.Process(target=helpers.wait_and_report, args=(event, str(report)))
-    waiter.start()
+def _new_waiters_woken_by_set(ctx: procframe.Context, event: Any, count: int, report: Path) -> int:
+    """How many of ``count`` new waiting processes ``set()`` wakes within the bound."""
+    waiters = [
+        ctx.Process(target=helpers.wait_and_report, args=(event, f"{report}.{i}"))
+        for i in range(count)
+    ]
+    for waiter in waiters:
+        waiter.start()
     try:
-        read_report(f"{report}.ready", timeout=BOUND)
+        for i in range(count):
+            read_report(f"{report}.{i}.ready", timeout=BOUND)
         time.sleep(0.05)
         event.set()
-        try:
-            return bool(read_report(report, timeout=BOUND / 3))
-        except TimeoutError:
-            return False
+        woken = 0
+        for i in range(count):
+            try:
+                woken += bool(read_report(f"{report}.{i}", timeout=BOUND / 3))
+            except TimeoutError:
+                pass
+        return woken
     finally:
-        reap([waiter])
+        reap(waiters)
 
 
 # -- Barrier ------------------------------------------------------------------------------
