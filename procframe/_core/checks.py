@@ -36,6 +36,27 @@ def timeout(name: str, value: Any, *, positive: bool = False) -> float | None:
     return float(value)
 
 
+def wait_timeout(value: Any, name: str = "timeout") -> float | None:
+    """The ``timeout`` of a blocking call: ``None`` (for ever) or seconds, a negative one
+    counting as 0 (as ``multiprocessing`` takes it); NaN and what is not a number are refused
+    with an error that names ``name``."""
+    if value is None:
+        return None
+    seconds = value if type(value) is float else _seconds(value, name)
+    if seconds != seconds:  # NaN: every comparison with it is false, so a wait would never end
+        raise ValueError(f"{name} must be a number of seconds or None, got {value!r}")
+    return seconds if seconds > 0.0 else 0.0
+
+
+def _seconds(value: Any, name: str) -> float:
+    if not isinstance(value, (str, bytes, bytearray)):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+
+
 def pool_size(processes: Any) -> int | None:
     """``None`` (one per CPU) or a number of workers, ``>= 1``."""
     if processes is None:

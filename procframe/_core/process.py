@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 
-from procframe._core import lognames, osutil, registry
+from procframe._core import checks, lognames, osutil, registry
 from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
 from procframe._core.errors import ProcessNotStartedError, ProcessStateError
 
@@ -173,6 +173,8 @@ class BaseProcess:
         launcher = self._launcher
         if launcher is None:
             raise ProcessStateError(f"can only join a started process ({self._name!r})")
+        if timeout is not None:
+            timeout = checks.wait_timeout(timeout)
         code = launcher.wait(timeout)
         if code is not None:
             self._note_exit(code)

@@ -20,7 +20,7 @@ from collections import deque
 from pickle import loads
 from queue import Empty, Full
 
-from procframe._core import process, reduction
+from procframe._core import checks, process, reduction
 from procframe._core.generic import Generic, T
 from procframe.posix.channel import Channel
 from procframe.posix.synchronize import RobustCondition
@@ -134,6 +134,8 @@ class Queue(Generic[T]):
         """
         if self._closed:
             raise ValueError(f"{self!r} is closed")
+        if timeout is not None:
+            timeout = checks.wait_timeout(timeout)
         data = reduction.dumps(obj)
         if self._slots is not None and not self._slots.acquire(block, timeout):
             raise Full
@@ -227,6 +229,8 @@ class Queue(Generic[T]):
         """Remove and return an item; ``queue.Empty`` if none comes within ``timeout``."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
+        if timeout is not None:
+            timeout = checks.wait_timeout(timeout)
         data = self._channel.receive(timeout if block else 0.0)
         if data is None:
             raise Empty

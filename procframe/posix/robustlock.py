@@ -19,6 +19,7 @@ import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 SIZE = 64
@@ -89,7 +90,10 @@ class RobustLock:
     The thread that acquires must be the one that releases.  After a holder
     died, the next ``acquire`` succeeds: what the lock protected may be half
     updated, so it guards only state that stays usable if a step is missing.
+    That ``acquire`` then calls ``after_owner_died`` (if set), with the lock held.
     """
+
+    after_owner_died: Callable[[], object] | None = None
 
     def __init__(self, address: int) -> None:
         pthread = _pthread()
@@ -108,13 +112,16 @@ class RobustLock:
         code = self._trylock()
         if code == errno.EBUSY and timeout != 0:
             code = self._wait(timeout)
-        if code == errno.EOWNERDEAD:
+        owner_died = code == errno.EOWNERDEAD
+        if owner_died:
             code = self._consistent(self._address)
         if code == errno.EBUSY or code == errno.ETIMEDOUT:
             return False
         if code:
             raise OSError(code, f"cannot lock a robust mutex: {os.strerror(code)}")
         self._owner = (os.getpid(), threading.get_ident())
+        if owner_died and self.after_owner_died is not None:
+            self.after_owner_died()
         return True
 
     def _wait(self, timeout: float | None) -> int:

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from procframe._core import checks
 from procframe._core.errors import LockNotOwnedError
 from procframe.posix.semaphore import RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SharedSemaphore
-from procframe.posix.waitroom import CAPACITY, WaitRoom
+from procframe.posix.waitroom import CAPACITY, TooManyWaiters, WaitRoom, process_exists
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ class Condition:
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         self._check_owned("wait on")
+        timeout = checks.wait_timeout(timeout)
         room = self._room
         slot, semaphore = room.enter()
         depth = self._release_save()
@@ -216,8 +218,7 @@ class Condition:
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters."""
         self._check_owned("notify")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        checks.integer("n", n, 0)
         self._room.wake(n)
 
     def notify_all(self) -> None:
@@ -226,6 +227,7 @@ class Condition:
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
+        timeout = checks.wait_timeout(timeout)
         result = predicate()
         if result:
             return result
@@ -242,6 +244,10 @@ class Condition:
         return f"<Condition({self._lock!r}, waiters={self._room.waiting})>"
 
 
+_RECHECK = 0.5
+"""Seconds between an Event waiter's looks at the flag while it waits."""
+
+
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
@@ -252,7 +258,10 @@ class RobustCondition(Condition):
     Event, Barrier and JoinableQueue use it.  Its lock is its WaitRoom's
     robust mutex, which the kernel hands on when its holder dies, so a process
     killed inside ``Event.set()`` cannot stop every other user of the Event.
-    The thread that acquires the lock is the one that releases it.
+    The thread that acquires the lock is the one that releases it.  Whoever
+    takes the lock from a holder that died wakes every waiter: the dead
+    holder may have changed what they wait for without notifying them (a
+    spurious wake-up, which every waiter's predicate loop absorbs).
     """
 
     def __init__(self) -> None:
@@ -262,7 +271,12 @@ class RobustCondition(Condition):
         return self._room
 
     def __setstate__(self, room: WaitRoom) -> None:  # type: ignore[override]
-        super().__setstate__((room.robust_lock(), room))
+        lock = room.robust_lock()
+        lock.after_owner_died = self._wake_all_after_a_death
+        super().__setstate__((lock, room))
+
+    def _wake_all_after_a_death(self) -> None:
+        self._room.wake(CAPACITY)
 
     def __repr__(self) -> str:
         return f"<RobustCondition(waiters={self._room.waiting})>"
@@ -271,14 +285,20 @@ class RobustCondition(Condition):
 class Event:
     """A flag processes can wait for (``threading.Event``'s API).
 
-    The flag is an int in the context's shared memory (``ctx.RawArray``):
-    reading it never changes it, so a process killed anywhere in
-    ``is_set()`` or ``wait()`` cannot clear the Event for the others.
+    The flag is an int in the context's shared memory (``ctx.RawArray``), next
+    to a count of ``set()`` calls; only ``set()`` and ``clear()`` write them.
+    Reading never changes them, so a process killed anywhere in ``is_set()``
+    or ``wait()`` leaves the Event as it was; and as a waiter returns only on
+    evidence that ``set()`` ran (the flag, or a new count), the wake-ups that
+    follow the death of a process holding the Event's lock are harmless.  A
+    waiter also looks at the flag every :data:`_RECHECK` seconds, so one whose
+    setter was killed between setting the flag and waking it is late by at
+    most that.
     """
 
     def __init__(self, *, ctx: Context) -> None:
         self._cond = RobustCondition()
-        self._flag = ctx.RawArray("i", 1)
+        self._flag = ctx.RawArray("i", 2)  # the flag, then how many set() calls (wrapping)
 
     def is_set(self) -> bool:
         """True once ``set()`` and until ``clear()``."""
@@ -287,7 +307,9 @@ class Event:
     def set(self) -> None:
         """Set the flag and wake every waiter."""
         with self._cond:
-            self._flag[0] = 1
+            flag = self._flag
+            flag[1] = (flag[1] + 1) & 0x7FFFFFFF
+            flag[0] = 1
             self._cond.notify_all()
 
     def clear(self) -> None:
@@ -296,19 +318,31 @@ class Event:
             self._flag[0] = 0
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the flag is set or ``timeout`` passes; return the flag."""
-        if self._flag[0]:
+        """Wait until the flag is set or ``timeout`` passes; return the flag.
+
+        True also if ``set()`` ran while this call waited, even if ``clear()``
+        followed before it woke (as ``threading.Event.wait``).
+        """
+        timeout = checks.wait_timeout(timeout)
+        flag = self._flag
+        if flag[0]:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._cond.acquire(True, timeout):
-            return False
+        cond = self._cond
+        if not cond.acquire(True, timeout):
+            return bool(flag[0])
         try:
-            if self._flag[0]:
-                return True
-            woken = self._cond.wait(_remaining(deadline))
-            return woken or bool(self._flag[0])
+            sets = flag[1]
+            while not flag[0]:
+                remaining = _remaining(deadline)
+                if remaining == 0.0:
+                    return False
+                cond.wait(_RECHECK if remaining is None else min(remaining, _RECHECK))
+                if flag[1] != sets:
+                    return True
+            return True
         finally:
-            self._cond.release()
+            cond.release()
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
@@ -318,7 +352,14 @@ class Barrier(threading.Barrier):
     """A barrier for ``parties`` processes (``threading.Barrier``'s API and behaviour).
 
     ``threading.Barrier``'s algorithm, run on a robust Condition, with its
-    state and count kept in the context's shared memory (``ctx.RawArray``).
+    state and count kept in the context's shared memory (``ctx.RawArray``),
+    next to the pid of each party inside the barrier.  Unlike a thread, a
+    party can be killed inside the barrier.  One killed while it waited
+    breaks the barrier, as ``abort()`` would: the parties waiting get
+    ``BrokenBarrierError`` within :data:`_PARTY_CHECK` seconds, as does
+    the next ``wait()``, and ``reset()`` makes the barrier whole again for
+    the live parties.  One killed on its way out (the barrier had let its
+    parties through) is simply counted out.
     """
 
     def __init__(
@@ -329,49 +370,118 @@ class Barrier(threading.Barrier):
         *,
         ctx: Context,
     ) -> None:
-        self.__setstate__((parties, action, timeout, RobustCondition(), ctx.RawArray("i", 2)))
-        self._state = 0
-        self._count = 0
+        slots = min(parties, CAPACITY + 1)  # no more can be inside: the rest could not wait
+        shared = ctx.RawArray("i", _PIDS + slots)
+        self.__setstate__((parties, action, timeout, RobustCondition(), shared))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self._parties, self._action, self._timeout, self._cond, self._shared)
 
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._parties, self._action, self._timeout, self._cond, self._shared = state
+
     def wait(self, timeout: float | None = None) -> int:
         """Wait for every party; return this party's index (``threading.Barrier.wait``).
 
-        Unlike a thread, a party can die inside the barrier: one killed while the
-        barrier let its parties through leaves it draining for good.  A wait with
-        a timeout (or a barrier made with one) then breaks the barrier when the
-        time is up instead of waiting for ever.
+        A wait with a timeout (or a barrier made with one) breaks the barrier
+        when the time is up, as in ``threading``.
         """
         this: Any = self  # threading.Barrier's private steps, which typeshed does not declare
-        if timeout is None:
-            timeout = self._timeout
+        timeout = checks.wait_timeout(self._timeout if timeout is None else timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._cond.acquire(True, timeout):
             raise threading.BrokenBarrierError
         try:
-            if not self._cond.wait_for(lambda: self._state not in (-1, 1), _remaining(deadline)):
-                this._break()
-                raise threading.BrokenBarrierError
-            if self._state < 0:
-                raise threading.BrokenBarrierError
+            self._enter(deadline)
+            slot = self._take_slot()
             index = self._count
-            self._count += 1
+            self._count = index + 1
             try:
                 if index + 1 == self._parties:
                     this._release()
                 else:
-                    this._wait(_remaining(deadline))
+                    self._wait_released(deadline)
                 return index
             finally:
                 self._count -= 1
+                self._shared[_PIDS + slot] = 0
                 this._exit()
         finally:
             self._cond.release()
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._parties, self._action, self._timeout, self._cond, self._shared = state
+    def reset(self) -> None:
+        """Return the barrier to its empty state; parties waiting get ``BrokenBarrierError``."""
+        with self._cond:
+            self._count_out_the_dead()
+            if self._count == 0:
+                self._state = 0
+            elif self._state in (0, -2):
+                self._state = -1  # the parties inside raise; the last one out reopens it
+            self._cond.notify_all()
+
+    def _enter(self, deadline: float | None) -> None:
+        """Wait while the barrier drains or resets; raise if it is (or becomes) broken."""
+        this: Any = self
+        while True:
+            self._count_out_the_dead()
+            if self._state not in (-1, 1):
+                break
+            if not self._sleep(deadline):
+                this._break()
+                raise threading.BrokenBarrierError
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _wait_released(self, deadline: float | None) -> None:
+        """Wait until the last party lets everyone through; raise if the barrier breaks."""
+        this: Any = self
+        while self._state == 0:
+            if not self._sleep(deadline):
+                this._break()
+                raise threading.BrokenBarrierError
+            if self._state == 0:
+                self._count_out_the_dead()
+        if self._state < 0:
+            raise threading.BrokenBarrierError
+
+    def _sleep(self, deadline: float | None) -> bool:
+        """Wait for a notification, at most :data:`_PARTY_CHECK` s; False once past ``deadline``."""
+        remaining = _remaining(deadline)
+        if remaining == 0.0:
+            return False
+        self._cond.wait(_PARTY_CHECK if remaining is None else min(remaining, _PARTY_CHECK))
+        return True
+
+    def _take_slot(self) -> int:
+        """Write this process's pid in a free slot of the table of parties inside."""
+        shared = self._shared
+        for slot in range(len(shared) - _PIDS):
+            if shared[_PIDS + slot] == 0:
+                shared[_PIDS + slot] = os.getpid()
+                return slot
+        raise TooManyWaiters(f"more than {len(shared) - _PIDS} parties are inside one Barrier")
+
+    def _count_out_the_dead(self) -> None:
+        """Forget the parties inside whose process died; a death while the barrier filled
+        breaks it.  The count is then recounted from the table (a party killed between
+        writing one and the other left them apart)."""
+        shared = self._shared
+        me = os.getpid()
+        dead = False
+        for at in range(_PIDS, len(shared)):
+            pid = shared[at]
+            if pid and pid != me and not process_exists(pid):
+                shared[at] = 0
+                dead = True
+        if not dead:
+            return
+        this: Any = self
+        self._count = sum(1 for at in range(_PIDS, len(shared)) if shared[at])
+        if self._state == 0:
+            this._break()
+        else:
+            self._cond.notify_all()
+        this._exit()  # the last party out of a draining or resetting barrier reopens it
 
     @property
     def _state(self) -> int:
@@ -391,3 +501,9 @@ class Barrier(threading.Barrier):
 
     def __repr__(self) -> str:
         return f"<Barrier(parties={self._parties}, waiting={self.n_waiting}, broken={self.broken})>"
+
+
+_PIDS = 2
+"""Where a Barrier's table of the pids of the parties inside starts, after state and count."""
+_PARTY_CHECK = 0.25
+"""Seconds between a waiting party's looks for parties that died inside the barrier."""

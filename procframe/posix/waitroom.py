@@ -24,7 +24,7 @@ from _multiprocessing import SemLock  # type: ignore[import-not-found]
 from procframe.posix.heap import Arena
 from procframe.posix.robustlock import SIZE as MUTEX_SIZE
 from procframe.posix.robustlock import RobustLock, init_robust_mutex
-from procframe.posix.semaphore import SEMAPHORE, address_of, init_semaphore
+from procframe.posix.semaphore import SEM_VALUE_MAX, SEMAPHORE, address_of, init_semaphore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,7 +93,9 @@ class WaitRoom:
         semaphore = self._semaphores.get(slot)
         if semaphore is None:
             address = self._base + _SEM_BASE + _SEM_STRIDE * slot
-            semaphore = self._semaphores[slot] = SemLock._rebuild(address, SEMAPHORE, 1, None)
+            # No maximum: two wakers may post one slot if the first died before marking it.
+            semaphore = SemLock._rebuild(address, SEMAPHORE, SEM_VALUE_MAX, None)
+            self._semaphores[slot] = semaphore
         return semaphore
 
     def enter(self) -> tuple[int, Any]:
@@ -107,29 +109,34 @@ class WaitRoom:
             if high_water < CAPACITY:
                 slot = high_water
                 init_semaphore(self._base + _SEM_BASE + _SEM_STRIDE * slot, 0)
+                fields[_HEADER + _FIELDS * slot] = _FREE
                 fields[_HIGH_WATER] = high_water + 1
             else:
                 slot = self._reclaim()
+        semaphore = self._semaphore(slot)
+        while semaphore.acquire(False):  # a post a killed waker left behind: not for us
+            pass
         at = _HEADER + _FIELDS * slot
-        fields[at] = _ASLEEP
         fields[at + 1] = os.getpid()
         fields[at + 2] = ticket = fields[_NEXT_TICKET]
         fields[_NEXT_TICKET] = ticket + 1
         fields[_WAITING] += 1
-        return slot, self._semaphore(slot)
+        fields[at] = _ASLEEP  # last: a waiter killed before this left the slot free
+        return slot, semaphore
 
     def _reclaim(self) -> int:
-        """A slot left behind by a process that died waiting, drained for reuse."""
+        """A slot left behind by a process that died waiting (its semaphore drained by
+        :meth:`enter`)."""
         fields = self._fields
+        me = os.getpid()
         for slot in range(CAPACITY):
             at = _HEADER + _FIELDS * slot
-            if not process_exists(fields[at + 1]):
-                if fields[at] == _ASLEEP:
-                    fields[_WAITING] -= 1
-                semaphore = self._semaphore(slot)
-                while semaphore.acquire(False):
-                    pass
+            state = fields[at]
+            pid = fields[at + 1]
+            if state in (_ASLEEP, _NOTIFIED) and pid != me and not process_exists(pid):
                 fields[at] = _FREE
+                if state == _ASLEEP:
+                    fields[_WAITING] -= 1
                 return slot
         raise TooManyWaiters(f"more than {CAPACITY} threads are waiting on one Condition")
 
@@ -138,17 +145,22 @@ class WaitRoom:
         fields = self._fields
         at = _HEADER + _FIELDS * slot
         state = fields[at]
-        if not woken:
-            if state == _NOTIFIED:  # notified after the timeout, before we took the lock back
-                semaphore.acquire(False)
-                woken = True
-            elif state == _ASLEEP:
-                fields[_WAITING] -= 1
+        if not woken and state == _NOTIFIED:  # notified after the timeout, before the lock
+            semaphore.acquire(False)
+            woken = True
         fields[at] = _FREE
+        if state == _ASLEEP:
+            fields[_WAITING] -= 1
         return woken
 
     def wake(self, n: int) -> int:
-        """Notify up to ``n`` waiters, oldest first, skipping dead processes; return how many."""
+        """Notify up to ``n`` waiters, oldest first, skipping dead processes; return how many.
+
+        Each step leaves the table usable if the process dies right after it: a
+        waiter's semaphore is posted before its slot says so (a waiter woken by a
+        waker that died then still wakes, and counts as notified), and the count
+        of waiters, never lower than the truth, is recounted here.
+        """
         fields = self._fields
         if n <= 0 or fields[_WAITING] == 0:
             return 0
@@ -159,16 +171,18 @@ class WaitRoom:
         )
         me = os.getpid()
         woken = 0
+        still_asleep = len(asleep)
         for _, slot in asleep:
+            if woken == n:
+                break
             at = _HEADER + _FIELDS * slot
-            fields[_WAITING] -= 1
             pid = fields[at + 1]
+            still_asleep -= 1
             if pid != me and not process_exists(pid):
                 fields[at] = _FREE  # its semaphore was never posted: nothing to drain
                 continue
-            fields[at] = _NOTIFIED
             self._semaphore(slot).release()
+            fields[at] = _NOTIFIED
             woken += 1
-            if woken == n:
-                break
+        fields[_WAITING] = still_asleep
         return woken

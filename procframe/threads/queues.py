@@ -14,6 +14,7 @@ import queue
 import weakref
 from queue import Empty, Full
 
+from procframe._core import checks
 from procframe._core.generic import Generic, T
 from procframe._core.process import current_process
 from procframe.threads._shared import Shared
@@ -88,7 +89,7 @@ class Queue(_ClosedPerProcess, Generic[T]):
         self._check_open()
         item = handed_over(obj)
         try:
-            self._queue.put(item, block, None if timeout is None else max(timeout, 0.0))
+            self._queue.put(item, block, checks.wait_timeout(timeout))
         except BaseException:
             if item is not obj:
                 item.close()
@@ -101,7 +102,7 @@ class Queue(_ClosedPerProcess, Generic[T]):
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item; ``queue.Empty`` if none comes within ``timeout``."""
         self._check_open()
-        return self._queue.get(block, None if timeout is None else max(timeout, 0.0))
+        return self._queue.get(block, checks.wait_timeout(timeout))
 
     def get_nowait(self) -> T:
         """``get(False)``."""

@@ -14,12 +14,16 @@ import threading
 import time
 from threading import get_ident
 
+from procframe._core import checks
 from procframe._core.errors import LockNotOwnedError
 from procframe.threads._shared import Shared
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
 
@@ -191,13 +195,18 @@ class Condition(Shared, threading.Condition):
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify or ``timeout``, re-acquire; False on timeout."""
         try:
-            return super().wait(None if timeout is None else max(timeout, 0.0))
+            return super().wait(checks.wait_timeout(timeout))
         except RuntimeError:
             self._raise_if_not_owned("wait on")
             raise
 
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
+        return super().wait_for(predicate, checks.wait_timeout(timeout))
+
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (``notify_all`` comes here too)."""
+        checks.integer("n", n, 0)
         try:
             super().notify(n)
         except RuntimeError:
@@ -217,9 +226,17 @@ class Condition(Shared, threading.Condition):
 class Event(Shared, threading.Event):
     """``threading.Event``: ``set``, ``clear``, ``is_set`` and ``wait(timeout)``."""
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` passes; return the flag."""
+        return super().wait(checks.wait_timeout(timeout))
+
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 class Barrier(Shared, threading.Barrier):
     """``threading.Barrier``: ``wait``, ``reset``, ``abort``, ``parties``, ``n_waiting``..."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for every party; return this party's index."""
+        return super().wait(checks.wait_timeout(timeout))
