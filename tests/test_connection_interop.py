@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import procframe
 from procframe.connection import Client, Listener, wait
 from procframe.posix import handshake
 from procframe.posix.connection import message_header
+from procframe.testing.helpers import hostile_clients
 
 KEY = b"a key both libraries know"
 TIMEOUT = 60.0
@@ -193,20 +195,11 @@ def test_a_wrong_key_fails_on_both_sides(tmp_path: Path, side: str) -> None:
 
 
 def _framed(payload: bytes) -> bytes:
-    return struct.pack("!i", len(payload)) + payload
+    return hostile_clients.frame(payload)
 
 
 def _read_framed(sock: socket.socket) -> bytes:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "the peer closed"
-            data += chunk
-        return data
-
-    (size,) = struct.unpack("!i", exactly(4))
-    return exactly(size)
+    return hostile_clients.read_frame(sock, time.monotonic() + 60.0)
 
 
 def _legacy_client(address: Any, key: bytes, outcome: list[bytes]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import socket
-import struct
 import sys
 import threading
 import time
@@ -31,20 +30,11 @@ TIMEOUT = 60.0
 
 
 def _framed(payload: bytes) -> bytes:
-    return struct.pack("!I", len(payload)) + payload
+    return hostile.frame(payload)
 
 
 def _read_framed(sock: socket.socket) -> bytes:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "the listener closed the connection"
-            data += chunk
-        return data
-
-    (size,) = struct.unpack("!I", exactly(4))
-    return exactly(size)
+    return hostile.read_frame(sock, time.monotonic() + TIMEOUT)
 
 
 def _connect(address: str) -> socket.socket:

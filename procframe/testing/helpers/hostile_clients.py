@@ -41,7 +41,12 @@ def raw_socket(address: Any) -> socket.socket:
     return socket.socket(family, socket.SOCK_STREAM)
 
 
-def _read_frame(sock: socket.socket, deadline: float) -> bytes:
+def frame(payload: bytes) -> bytes:
+    """``payload`` as one message of the connections' framing (a 4-byte length first)."""
+    return struct.pack("!I", len(payload)) + payload
+
+
+def read_frame(sock: socket.socket, deadline: float) -> bytes:
     """One whole message (a 4-byte length, then the bytes) from the blocking ``sock``."""
 
     def exactly(count: int) -> bytes:
@@ -98,7 +103,7 @@ class HostileClients:
             self.sockets.append(sock)
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
             sock.connect(self.address)
-            _read_frame(sock, deadline)
+            read_frame(sock, deadline)
             sock.setblocking(False)
             if kind == TRUNCATED:
                 sock.send(_TRUNCATED_FRAME)
