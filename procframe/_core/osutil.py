@@ -357,21 +357,21 @@ def _stat_fields(pid: int) -> list[bytes] | None:
 
 def process_start_time(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot), or None if it is gone."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields is not None else None  # field 22 of proc(5)
-    except (IndexError, ValueError):
-        return None
+    return _start_time(_stat_fields(pid))
 
 
 def living_process_start_time(pid: int) -> int | None:
     """As :func:`process_start_time`, but None also for a process that has ended and waits
     to be reaped (a zombie)."""
     fields = _stat_fields(pid)
-    if fields is None or not fields or fields[0] in (b"Z", b"X", b"x"):
+    if fields and fields[0] in (b"Z", b"X", b"x"):
         return None
+    return _start_time(fields)
+
+
+def _start_time(fields: list[bytes] | None) -> int | None:
     try:
-        return int(fields[19])
+        return int(fields[19]) if fields is not None else None  # field 22 of proc(5)
     except (IndexError, ValueError):
         return None
 
