@@ -306,6 +306,14 @@ def received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     return list(fds)
 
 
+def rights(*fds: int) -> tuple[int, int, bytes]:
+    """The ``SCM_RIGHTS`` record that hands ``fds`` over with ``sendmsg``."""
+    import array
+    import socket
+
+    return socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes()
+
+
 def rights_space(count: int) -> int:
     """The ancillary buffer ``recvmsg`` needs to receive ``count`` descriptors."""
     import array

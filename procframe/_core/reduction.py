@@ -28,6 +28,8 @@ from pickle import dumps as _pickle_dumps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from procframe._core.fdshare import SharedFds
 
 MAX_FDS = 250
@@ -114,8 +116,9 @@ def share_fds(fds: list[int]) -> SharedFds:
     return fdshare.share(fds, serial)
 
 
-def dumps(obj: object) -> bytes:
-    """``pickle.dumps(obj, HIGHEST_PROTOCOL)``, for a message to another process.
+def dumps(obj: object, buffer_callback: Any = None) -> bytes:
+    """``pickle.dumps(obj, HIGHEST_PROTOCOL, buffer_callback=buffer_callback)``, for a
+    message to another process.
 
     If pickling raises, the descriptors it shared (a Connection inside ``obj``) are
     released before the error propagates: the message is never sent, so nobody would
@@ -123,7 +126,7 @@ def dumps(obj: object) -> bytes:
     """
     mark = _shares_made
     try:
-        return _pickle_dumps(obj, HIGHEST_PROTOCOL)
+        return _pickle_dumps(obj, HIGHEST_PROTOCOL, buffer_callback=buffer_callback)
     except BaseException:
         if _shares_made != mark:
             from procframe._core import fdshare

@@ -8,12 +8,20 @@ worker to parent, the code says how the task ended and the payload holds the
 result or the error.  Both sides read with :class:`FrameReader`, which takes
 every whole frame out of what one ``recv`` brought.
 
+A big call or outcome (more than :data:`INLINE_MAX` bytes, or holding a big
+buffer) is a slab (:mod:`procframe._core.messages`): its frame has
+:data:`SLAB` added to its code, and the slab's descriptor rides on the frame's
+first byte (``SCM_RIGHTS``).  The kernel never delivers the descriptors of
+two writes in one read, so the reader takes them in the order of the frames.
+
 This module is imported by every pool worker: it imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import array
 import os
+import socket
 import struct
 
 TYPE_CHECKING = False
@@ -39,6 +47,11 @@ STARMAP = 2
 """The rest of the payload: pickle of (items,); the result is ``[func(*x) for x in items]``."""
 SAME_FUNC = 0x80
 """Added to the kind when the function is pickled by name: workers may keep it, unpickled."""
+SLAB = 0x40
+"""Added to a kind or an outcome code when the rest of the payload is in the slab whose
+descriptor came with the frame: the payload is then (the bytes in the frame, the descriptor)."""
+INLINE_MAX = 1 << 16
+"""The biggest pickle of a call's arguments or of an outcome sent in its frame."""
 
 # How a task ended (worker to parent).
 DONE = 0
@@ -57,11 +70,19 @@ INIT_FAILED = 5
 
 RECV_SIZE = 1 << 16
 """How much one read asks for (below malloc's mmap threshold: a cheap buffer per read)."""
+_FD_SIZE = array.array("i").itemsize
+_ANCILLARY = socket.CMSG_SPACE(4 * _FD_SIZE)
 
 
 def frame(task_id: int, code: int, payload: bytes, micros: int = 0) -> bytes:
     """One frame, ready to send."""
     return HEADER.pack(len(payload), task_id, code, min(micros, 0xFFFFFFFF)) + payload
+
+
+def close_slab(code: int, payload: Any) -> None:
+    """Close the slab descriptor of a frame that is dropped unread."""
+    if code & SLAB and payload[1] >= 0:
+        os.close(payload[1])
 
 
 class FrameReader:
@@ -71,34 +92,49 @@ class FrameReader:
     straight into a buffer of its own size.
     """
 
-    __slots__ = ("_big", "_buffer", "_start")
+    __slots__ = ("_big", "_buffer", "_fds", "_start")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._start = 0
         self._big: list[Any] | None = None  # [task id, code, micros, buffer, bytes filled]
+        self._fds: list[int] = []  # slab descriptors received ahead of their frames
 
-    def receive(self, fd: int) -> list[tuple[int, int, int, bytes]] | None:
-        """One read from ``fd``; the frames it completed (None: the stream has ended)."""
+    def receive(self, sock: socket.socket) -> list[tuple[int, int, int, Any]] | None:
+        """One read from ``sock``; the frames it completed (None: the stream has ended)."""
         big = self._big
         if big is not None:
             buffer, filled = big[3], big[4]
             with memoryview(buffer) as view:
-                count = os.readv(fd, [view[filled:]])
+                count = os.readv(sock.fileno(), [view[filled:]])
             if not count:
                 return None
             big[4] = filled = filled + count
             if filled < len(buffer):
                 return []
             self._big = None
-            return [(big[0], big[1], big[2], buffer)]
-        data = os.read(fd, RECV_SIZE)
+            payload: Any = buffer
+            if big[1] & SLAB:
+                payload = (buffer, self._fds.pop(0) if self._fds else -1)
+            return [(big[0], big[1], big[2], payload)]
+        data, ancillary, _, _ = sock.recvmsg(RECV_SIZE, _ANCILLARY)
+        if ancillary:
+            for level, kind, fds in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    self._fds += array.array("i", fds[: len(fds) - len(fds) % _FD_SIZE])
         if not data:
             return None
         return self.feed(data)
 
-    def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
-        """Add ``data``; return (task id, code, microseconds, payload) of each frame now whole."""
+    def close(self) -> None:
+        """Close the slab descriptors received for frames that never came whole."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def feed(self, data: bytes) -> list[tuple[int, int, int, Any]]:
+        """Add ``data``; return (task id, code, microseconds, payload) of each frame now whole
+        (a slab frame's payload is (its bytes, the slab's descriptor))."""
         buffer = self._buffer
         buffer += data
         frames = []
@@ -117,7 +153,10 @@ class FrameReader:
                     self._big = [task_id, code, micros, payload, have]
                     start = end
                 break
-            frames.append((task_id, code, micros, bytes(buffer[start + header_size : stop])))
+            payload: Any = bytes(buffer[start + header_size : stop])
+            if code & SLAB:
+                payload = (payload, self._fds.pop(0) if self._fds else -1)
+            frames.append((task_id, code, micros, payload))
             start = stop
         if start == end:
             buffer.clear()

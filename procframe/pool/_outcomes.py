@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 
-from procframe._core import reduction
+from procframe._core import messages, reduction
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.osutil import short_repr
 from procframe.pool import _frames
@@ -67,6 +67,11 @@ def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...]) -> str:
 
 def decode(code: int, payload: Any) -> tuple[bool, Any]:
     """(ok, value) from an outcome a worker sent: the result, or the exception to raise."""
+    if code == _frames.DONE | _frames.SLAB:
+        try:
+            return True, messages.loads(payload[1])
+        except Exception as e:
+            return False, _not_unpicklable_here(e, "<the task's result>", "the task's result")
     if code == _frames.DONE:
         try:
             return True, loads(payload)

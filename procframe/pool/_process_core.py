@@ -59,7 +59,7 @@ import time
 import types
 from collections import deque
 
-from procframe._core import osutil, reduction
+from procframe._core import messages, osutil, reduction
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.fdwait import wait_readable
 from procframe.pool import _frames, _worker
@@ -101,12 +101,23 @@ _LOST = -1
 
 
 class Task:
-    """One task: its kind, its pickled call, and where its outcome goes (``job._set(index)``)."""
+    """One task: its kind, its pickled call, and where its outcome goes (``job._set(index)``).
 
-    __slots__ = ("id", "index", "job", "kind", "payload", "timeout")
+    A big call's arguments are in a slab, held (and so kept from reuse) until the task is
+    collected: it may be sent again, to another worker.
+    """
+
+    __slots__ = ("id", "index", "job", "kind", "payload", "slab", "timeout")
 
     def __init__(
-        self, task_id: int, kind: int, payload: bytes, job: Any, index: int, timeout: float | None
+        self,
+        task_id: int,
+        kind: int,
+        payload: bytes,
+        job: Any,
+        index: int,
+        timeout: float | None,
+        slab: messages.Outbound | None = None,
     ) -> None:
         self.id = task_id
         self.kind = kind
@@ -114,6 +125,17 @@ class Task:
         self.job = job
         self.index = index
         self.timeout = timeout
+        self.slab = slab
+
+
+class WithSlab:
+    """A frame's header in a worker's outbox, sent with its slab's descriptor."""
+
+    __slots__ = ("data", "fd")
+
+    def __init__(self, data: bytes, fd: int) -> None:
+        self.data = data
+        self.fd = fd
 
 
 class Worker:
@@ -152,7 +174,7 @@ class Worker:
         self.fd = sock.fileno()
         self.sentinel = process.sentinel
         self.held: deque[Task] = deque()
-        self.outbox: deque[bytes | memoryview] = deque()  # sent in order with writev
+        self.outbox: deque[bytes | memoryview | WithSlab] = deque()  # sent in order
         self.quota = quota
         self.reader = _frames.FrameReader()
         self.eof = False
@@ -168,7 +190,8 @@ class Worker:
         if self.quota is not None:
             self.quota -= 1
         self.tickets += _frames.TICKET.pack(task.id)
-        self.outbox.append(_frames.HEADER.pack(len(task.payload), task.id, task.kind, 0))
+        header = _frames.HEADER.pack(len(task.payload), task.id, task.kind, 0)
+        self.outbox.append(header if task.slab is None else WithSlab(header, task.slab.fd))
         self.outbox.append(task.payload)
 
     def take_back(self, count: int) -> list[Task]:
@@ -192,6 +215,7 @@ class Worker:
     def close_channels(self) -> None:
         """Close the socket and the ticket pipe (the worker has ended)."""
         self.socket.close()
+        self.reader.close()
         for fd in (self.ticket_read, self.ticket_write):
             if fd >= 0:
                 os.close(fd)
@@ -259,12 +283,15 @@ class ProcessCore:
             pickled = functions.get(id(func))
             if pickled is None:
                 pickled = functions[id(func)] = self._pickle_function(func)
-            payload = pickled + reduction.dumps(call[1:])
+            rest = messages.dumps(call[1:], _frames.INLINE_MAX)
         except Exception as e:
             raise unpicklable_task(job, index, kind, call, e) from e
         if isinstance(func, _BY_NAME):
             kind |= _frames.SAME_FUNC
-        return Task(next(self._ids), kind, payload, job, index, timeout)
+        if type(rest) is bytes:
+            return Task(next(self._ids), kind, pickled + rest, job, index, timeout)
+        slab: Any = rest
+        return Task(next(self._ids), kind | _frames.SLAB, pickled, job, index, timeout, slab)
 
     def _pickle_function(self, func: Any) -> bytes:
         """``func``'s pickle, its length first; kept for functions pickled by name."""
@@ -436,8 +463,14 @@ class ProcessCore:
                 return
         outbox = w.outbox
         while outbox:
+            first = outbox[0]
             try:
-                sent = os.writev(w.fd, list(itertools.islice(outbox, _IOV_MAX)))
+                if type(first) is WithSlab:
+                    rights = [osutil.rights(first.fd)]
+                    sent = w.socket.sendmsg([first.data], rights, socket.MSG_DONTWAIT)
+                    outbox[0] = first.data
+                else:
+                    sent = os.writev(w.fd, _plain_run(outbox))
             except BlockingIOError:
                 return
             except OSError:  # the worker is gone: its sentinel will say so
@@ -550,7 +583,7 @@ class ProcessCore:
     def _receive(self, w: Worker, ended: list[tuple[Task, int, Any]]) -> bool:
         """Read what ``w`` sent (False: nothing to read); its finished tasks go to ``ended``."""
         try:
-            frames = w.reader.receive(w.fd)
+            frames = w.reader.receive(w.socket)
         except BlockingIOError:
             return False
         except OSError:
@@ -563,6 +596,7 @@ class ProcessCore:
                 self._break(decode(_frames.TASK_RAISED, payload)[1], ended)
                 return True
             if not w.held or w.held[0].id != task_id:
+                _frames.close_slab(code, payload)
                 continue  # its task was settled already (the pool was terminated or broken)
             task = w.held.popleft()
             self._average = 0.9 * self._average + 0.1e-6 * micros
@@ -797,6 +831,16 @@ _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 def _pickle_function(func: Any) -> bytes:
     pickled = reduction.dumps(func)
     return _frames.FUNC_LENGTH.pack(len(pickled)) + pickled
+
+
+def _plain_run(outbox: deque[bytes | memoryview | WithSlab]) -> list[bytes | memoryview]:
+    """The buffers at the front of ``outbox`` up to the first header sent with a slab."""
+    run: list[Any] = []
+    for item in itertools.islice(outbox, _IOV_MAX):
+        if type(item) is WithSlab:
+            break
+        run.append(item)
+    return run
 
 
 def _earliest(first: float | None, second: float | None) -> float | None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import struct
 import time
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 
-from procframe._core import reduction
+from procframe._core import messages, osutil, reduction
 from procframe.pool import _frames
 
 TYPE_CHECKING = False
@@ -70,7 +71,10 @@ _functions: dict[bytes, Any] = {}
 """Functions pickled by name, unpickled once (a map sends the same one with every chunk)."""
 
 
-def _unpickle_call(kind: int, payload: bytes) -> tuple[int, Any, Any]:
+def _unpickle_call(kind: int, payload: Any) -> tuple[int, Any, Any]:
+    fd = -1
+    if kind & _frames.SLAB:
+        payload, fd = payload
     (length,) = _frames.FUNC_LENGTH.unpack_from(payload)
     start = _frames.FUNC_LENGTH.size
     view = memoryview(payload)
@@ -83,11 +87,13 @@ def _unpickle_call(kind: int, payload: bytes) -> tuple[int, Any, Any]:
             func = _functions[pickled] = loads(pickled)
     else:
         func = loads(pickled)
-    return kind & ~_frames.SAME_FUNC, func, loads(view[start + length :])
+    rest = loads(view[start + length :]) if fd < 0 else messages.loads(fd)
+    return kind & ~(_frames.SAME_FUNC | _frames.SLAB), func, rest
 
 
-def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
-    """The code and payload that report how the task in ``payload`` ended."""
+def outcome(kind: int, payload: Any) -> tuple[int, bytes | messages.Outbound]:
+    """The code and payload that report how the task in ``payload`` ended (a slab's
+    payload: the code has :data:`~procframe.pool._frames.SLAB` added)."""
     try:
         kind, func, rest = _unpickle_call(kind, payload)
     except BaseException as e:
@@ -101,9 +107,10 @@ def outcome(kind: int, payload: bytes) -> tuple[int, bytes]:
         message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
         return _frames.ABORTED, error_payload(message, e, _pickle_or_none(e))
     try:
-        return _frames.DONE, reduction.dumps(result)
+        pickled = messages.dumps(result, _frames.INLINE_MAX)
     except Exception as e:
         return _frames.UNPICKLABLE, encoding_payload(e, result, e)
+    return (_frames.DONE if type(pickled) is bytes else _frames.DONE | _frames.SLAB), pickled
 
 
 def failure(error: Exception) -> tuple[int, bytes]:
@@ -120,6 +127,15 @@ def _safe_repr(obj: object) -> str:
         return repr(obj)
     except Exception:
         return f"<{type(obj).__qualname__} object (its repr failed)>"
+
+
+def _send_slab(sock: socket.socket, header: bytes, slab: messages.Outbound) -> None:
+    try:
+        sent = sock.sendmsg([header], [osutil.rights(slab.fd)])
+    finally:
+        slab.close()  # the frame holds its own reference while in flight
+    if sent < len(header):
+        _send(sock.fileno(), header[sent:])
 
 
 def _send(fd: int, data: bytes) -> None:
@@ -158,6 +174,7 @@ def main(
     at = 2 * index
     started[at] = _frames.READY  # a worker that ends now is lost, not one that cannot start
     reader = _frames.FrameReader()
+    sock = osutil.socket_from_fd(os.dup(fd), socket.AF_UNIX, socket.SOCK_STREAM)
     clock = time.monotonic_ns
     ticket_fd = tickets.fileno()
     os.set_blocking(ticket_fd, False)
@@ -167,7 +184,7 @@ def main(
     done = 0
     while maxtasks is None or done < maxtasks:
         try:
-            frames = reader.receive(fd)
+            frames = reader.receive(sock)
         except ConnectionResetError:
             return
         if frames is None:
@@ -177,15 +194,21 @@ def main(
                 try:
                     (ticket,) = unpack_ticket(os.read(ticket_fd, ticket_size))
                 except (BlockingIOError, struct.error):
+                    _frames.close_slab(kind, payload)
                     continue  # taken back, as every task sent after it so far
             if ticket != task_id:
+                _frames.close_slab(kind, payload)
                 continue  # taken back: it runs elsewhere
             ticket = 0
             started[at] = task_id
             started[at + 1] = start = clock()
             code, result = outcome(kind, payload)
+            micros = (clock() - start) // 1000
             try:
-                _send(fd, _frames.frame(task_id, code, result, (clock() - start) // 1000))
+                if type(result) is bytes:
+                    _send(fd, _frames.frame(task_id, code, result, micros))
+                else:
+                    _send_slab(sock, _frames.frame(task_id, code, b"", micros), result)
             except OSError:  # the pool is gone
                 return
             done += 1

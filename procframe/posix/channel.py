@@ -6,22 +6,23 @@ all, and each ``read`` returns exactly one packet to exactly one reader.  So
 readers and writers need no lock, and a process killed in the middle of a
 ``put`` or ``get`` cannot leave half an item behind or a lock held.
 
-A bigger item is written to a memfd.  The writer puts a *look* packet carrying
-a random token into the pipe, in the item's place in the queue order, then
-sends the memfd's descriptor as one record of a side ``SOCK_SEQPACKET`` socket,
-tagged with the token.  A reader takes packets into its slot of the channel's
-claims board (:mod:`procframe.posix.claims`), so a look packet it takes is a
-claim every process can see; it then takes side records until it meets its
-token, handing every other record straight back (writers fill the side socket
-only half way, so a record handed back always has room) and dropping those
-whose claimant is dead or gave up.  Items thus come out in the order of the
-pipe, whatever the writers' interleaving, and a killed reader strands nothing:
-its record is dropped by whoever meets it next (a writer that finds the side
-socket full looks for such records).  A reader looks through the records once
-per pass and pauses between passes (a little longer each time), so it never
-spins; if its record does not come (the process holding it was killed, or its
-writer was killed between the look packet and the record), it gets
-:class:`ItemLostError` after ``LOST_ITEM_TIMEOUT``.
+A bigger item is a slab (:mod:`procframe._core.messages`: the pickle and its
+big buffers, written once into shared memory that receivers map). The writer
+puts a *look* packet carrying a random token into the pipe, in the item's
+place in the queue order, then sends the slab's descriptor as one record of a
+side ``SOCK_SEQPACKET`` socket, tagged with the token. A reader takes packets
+into its slot of the channel's claims board (:mod:`procframe.posix.claims`),
+so a look packet it takes is a claim every process can see; it then takes side
+records until it meets its token, handing every other record straight back
+(writers fill the side socket only half way, so a record handed back always
+has room) and dropping those whose claimant is dead or gave up. Items thus
+come out in the order of the pipe, whatever the writers' interleaving, and a
+killed reader strands nothing: its record is dropped by whoever meets it next
+(a writer that finds the side socket full looks for such records). A reader
+looks through the records once per pass and pauses between passes (a little
+longer each time), so it never spins; if its record does not come (the process
+holding it was killed, or its writer was killed between the look packet and
+the record), it gets :class:`ItemLostError` after ``LOST_ITEM_TIMEOUT``.
 
 Where packet-mode pipes do not exist, every item is a side-socket record.
 Unix ``SOCK_SEQPACKET`` sockets are needed either way: where the system has
@@ -30,7 +31,6 @@ none (macOS), making a channel raises an ``OSError`` that says so.
 
 from __future__ import annotations
 
-import array
 import errno
 import os
 import select
@@ -45,6 +45,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from procframe._core.messages import Outbound
     from procframe.posix.claims import ReaderSlot
 
 PACKET_MAX = select.PIPE_BUF
@@ -52,8 +53,8 @@ PACKET_MAX = select.PIPE_BUF
 _LOOK = b"\x00"
 """The first byte of a look packet (a pickle never starts with a zero byte); a token follows."""
 _TOKEN_SIZE = 16
-_IN_MEMFD = b"\x00"
-"""A side record whose item is in the attached memfd (side-socket-only mode)."""
+_IN_SLAB = b"\x00"
+"""A side record whose item is in the attached slab (side-socket-only mode)."""
 _SIDE_INLINE_MAX = 1 << 15
 """Without packet pipes, items up to this size ride in the side record itself."""
 _ANCILLARY = osutil.rights_space(1)
@@ -97,8 +98,11 @@ class HeldRecord:
 
 
 if TYPE_CHECKING:
-    Outgoing = bytes | HeldRecord
-    """What a writer sends: a pickle, or the record of a big item whose look packet is out."""
+    Outgoing = bytes | Outbound | HeldRecord
+    """What a writer sends: a pickle, a slab, or the record of a big item whose look packet
+    is out."""
+    Incoming = bytes | int
+    """What a reader receives: a pickle, or the descriptor of a slab (the reader's to close)."""
 
 
 class Channel:
@@ -125,26 +129,32 @@ class Channel:
             if len(fds) > 4 and fds[4] >= 0:
                 self.board = ClaimsBoard(fds[4])
         self.packets = self.read_fd >= 0
+        self.inline_max = PACKET_MAX if self.packets else _SIDE_INLINE_MAX
+        """The longest pickle sent as it is; bigger items are slabs."""
 
     # -- writing -------------------------------------------------------------
 
     def send_now(self, item: Outgoing) -> Outgoing | None:
-        """Send what fits right now of ``item`` (a pickle, or a held record).
+        """Send what fits right now of ``item``: a pickle of at most :attr:`inline_max`
+        bytes, a slab, or a held record.
 
         Returns what is still to send, to be passed again later (keeping its
         place in the order): ``None`` once all of it is sent.
         """
-        if isinstance(item, HeldRecord):
-            return self._send_held(item)
-        if self.packets and len(item) <= PACKET_MAX:
+        if type(item) is bytes:
             try:
-                os.write(self.write_fd, item)
+                if self.packets:
+                    os.write(self.write_fd, item)
+                else:
+                    self.side_writer.send(item, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return item
             return None
+        if isinstance(item, HeldRecord):
+            return self._send_held(item)
         if not self.packets:
             try:
-                self._send_record(item, b"")
+                self._send_slab(item, _IN_SLAB)
             except BlockingIOError:
                 return item
             return None
@@ -154,22 +164,16 @@ class Channel:
                 return item
         # The look packet first: once it is in the pipe the record follows at once, so a
         # record in the side socket has its look packet in the pipe or taken by a claimant.
-        fd = _memfd_with(item)
         token = os.urandom(_TOKEN_SIZE)
         try:
             os.write(self.write_fd, _LOOK + token)
         except BlockingIOError:
-            os.close(fd)
             return item  # nothing is sent: the whole item keeps its place
-        except BaseException:
-            os.close(fd)
-            raise
-        return self._send_held(HeldRecord(token, fd))
+        return self._send_held(HeldRecord(token, item.detach()))
 
     def _send_held(self, held: HeldRecord) -> HeldRecord | None:
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [held.fd]))]
         try:
-            self.side_writer.sendmsg([held.token], rights, socket.MSG_DONTWAIT)
+            self.side_writer.sendmsg([held.token], [osutil.rights(held.fd)], socket.MSG_DONTWAIT)
         except BlockingIOError:
             return held  # its reader waits for it: it goes before anything else
         held.close()  # the record holds its own reference while in flight
@@ -200,8 +204,8 @@ class Channel:
         self._last_sweep = now
         self._pass(None)
 
-    def send(self, item: bytes) -> None:
-        """Send ``item``, waiting for room."""
+    def send(self, item: bytes | Outbound) -> None:
+        """Send ``item`` (as :meth:`send_now`), waiting for room."""
         rest = self.send_now(item)
         while rest is not None:
             self.wait_writable(None, rest)
@@ -212,7 +216,7 @@ class Channel:
         if isinstance(item, HeldRecord):
             wait_writable(self.side_writer.fileno(), timeout)
             return
-        if self.packets and len(item) > PACKET_MAX and self._side_too_full():
+        if self.packets and type(item) is not bytes and self._side_too_full():
             # No event says that readers took records: look again after a pause.
             self._sweep()
             pause = _FULL_POLL if timeout is None else max(0.0, min(timeout, _FULL_POLL))
@@ -220,22 +224,16 @@ class Channel:
             return
         wait_writable(self.write_fd if self.packets else self.side_writer.fileno(), timeout)
 
-    def _send_record(self, item: bytes, token: bytes) -> None:
-        """Send ``item`` as a side record tagged ``token`` (in a memfd unless it is small)."""
-        if not token and len(item) <= _SIDE_INLINE_MAX:
-            self.side_writer.send(item, socket.MSG_DONTWAIT)
-            return
-        fd = _memfd_with(item)
-        try:
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self.side_writer.sendmsg([token or _IN_MEMFD], rights, socket.MSG_DONTWAIT)
-        finally:
-            os.close(fd)  # the record holds its own reference while in flight
+    def _send_slab(self, item: Outbound, tag: bytes) -> None:
+        """Send the slab ``item`` as a side record tagged ``tag``."""
+        self.side_writer.sendmsg([tag], [osutil.rights(item.fd)], socket.MSG_DONTWAIT)
+        item.close()  # the record holds its own reference while in flight
 
     # -- reading -------------------------------------------------------------
 
-    def receive(self, timeout: float | None) -> bytes | None:
-        """The next item's pickle, or None if none comes within ``timeout`` (None: forever)."""
+    def receive(self, timeout: float | None) -> Incoming | None:
+        """The next item (a pickle, or a slab's descriptor that the caller must close), or
+        None if none comes within ``timeout`` (None: forever)."""
         if self.read_fd < 0:
             return self._receive_records(timeout)
         read_fd = self.read_fd
@@ -260,7 +258,7 @@ class Channel:
                 return packet
             return self._fetch(packet[len(_LOOK) : len(_LOOK) + _TOKEN_SIZE], slot)
 
-    def _fetch(self, token: bytes, slot: ReaderSlot | None) -> bytes:
+    def _fetch(self, token: bytes, slot: ReaderSlot | None) -> int:
         """The item of the side record tagged ``token``, claimed by this thread's ``slot``."""
         try:
             return self._search(token)
@@ -272,16 +270,16 @@ class Channel:
             if slot is not None:
                 slot.release_claim()
 
-    def _search(self, token: bytes) -> bytes:
+    def _search(self, token: bytes) -> int:
         """Pass over the side records until the one tagged ``token`` comes, pausing between
         passes; ``ItemLostError`` once ``LOST_ITEM_TIMEOUT`` has passed."""
         deadline = time.monotonic() + LOST_ITEM_TIMEOUT
         pause = _FIRST_PAUSE
         side = self.side_reader.fileno()
         while True:
-            data, seen = self._pass(token)
-            if data is not None:
-                return data
+            fd, seen = self._pass(token)
+            if fd is not None:
+                return fd
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ItemLostError(
@@ -293,8 +291,8 @@ class Channel:
             else:
                 wait_readable([side], remaining)
 
-    def _pass(self, wanted: bytes | None) -> tuple[bytes | None, int]:
-        """Take each side record once: return the item of the one tagged ``wanted`` (and how
+    def _pass(self, wanted: bytes | None) -> tuple[int | None, int]:
+        """Take each side record once: return the slab of the one tagged ``wanted`` (and how
         many others were seen), hand the others back, drop those that are orphaned."""
         board = self.board
         claims: dict[bytes, tuple[int, int, int]] | None = None
@@ -305,10 +303,7 @@ class Channel:
                 return None, len(seen)
             tag, fds = record
             if tag == wanted and len(fds) == 1:
-                try:
-                    return _read_memfd(fds[0]), len(seen)
-                finally:
-                    os.close(fds[0])
+                return fds[0], len(seen)
             if tag in seen:  # round the whole socket once
                 self._hand_back(tag, fds)
                 return None, len(seen)
@@ -324,13 +319,12 @@ class Channel:
 
     def _hand_back(self, tag: bytes, fds: list[int]) -> None:
         try:
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-            self.side_writer.sendmsg([tag], rights if fds else [])
+            self.side_writer.sendmsg([tag], [osutil.rights(*fds)] if fds else [])
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _receive_records(self, timeout: float | None) -> bytes | None:
+    def _receive_records(self, timeout: float | None) -> Incoming | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -340,13 +334,11 @@ class Channel:
             data, fds = record
             if not fds:
                 return data
-            try:
-                if data != _IN_MEMFD or len(fds) != 1:
-                    raise OSError("malformed record on a queue's side socket")
-                return _read_memfd(fds[0])
-            finally:
-                for fd in fds:
-                    os.close(fd)
+            if data == _IN_SLAB and len(fds) == 1:
+                return fds[0]
+            for fd in fds:
+                os.close(fd)
+            raise OSError("malformed record on a queue's side socket")
 
     def _take_record(self, timeout: float | None) -> tuple[bytes, list[int]] | None:
         """The next side record and its descriptors, arriving within ``timeout``, or None."""
@@ -436,28 +428,3 @@ _UNSUPPORTED = (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EPROTOTYPE, 
 
 def _rebuild_channel(*tokens: int) -> Channel:
     return Channel(tuple(reduction.import_fd(token) if token >= 0 else -1 for token in tokens))
-
-
-def _memfd_with(data: bytes) -> int:
-    fd = osutil.anonymous_memory("procframe-item")
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _read_memfd(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    chunks = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
-        if not chunk:
-            raise EOFError("a big queue item was cut short")
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)

@@ -9,6 +9,14 @@ one read per message; sockets from ``Listener``/``Client`` read the length,
 then exactly the message.  ``Listener`` and ``Client`` authenticate with the
 standard library's handshake (:mod:`procframe.posix.handshake`), so they talk
 to its ``Listener`` and ``Client`` too.
+
+A Pipe end also holds a side ``SOCK_SEQPACKET`` socket for big messages: one
+of at least :data:`SLAB_MIN` bytes (or holding a big buffer) is written once
+into a slab (:mod:`procframe._core.messages`), whose descriptor goes through
+the side socket tagged with a random token, then a *slab mark* with that token
+goes through the pipe in the message's place.  The receiver of the mark takes
+side records up to the one with its token (older ones were sent by a writer
+killed before its mark: dropped).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import sys
 from collections.abc import Iterable
 from pickle import loads
 
-from procframe._core import checks, osutil, reduction
+from procframe._core import checks, messages, osutil, reduction
 from procframe._core.checks import message_slice
 from procframe._core.errors import BufferTooShort
 from procframe._core.fdwait import wait_readable
@@ -275,6 +283,16 @@ def _rebuild_shared_connection(shared: SharedFds, readable: bool, writable: bool
 _PAGE = max(select.PIPE_BUF, mmap.PAGESIZE)
 """No packet of a packet-mode pipe is longer than a page."""
 _PACKET_PAYLOAD = select.PIPE_BUF - _SHORT.size
+SLAB_MIN = messages.OUT_OF_BAND_MIN
+"""Pipe messages from this size go through a slab."""
+_SLAB_MARK = _SHORT.pack(0xFFFFFFFE)
+"""The start of a slab mark: a length no message of the pipe's can have (it escapes above
+2 GiB - 1 as 0xFFFFFFFF); then the kind and the token."""
+_PICKLED = b"p"
+_RAW = b"b"
+_MARK_TOKEN = 8
+_MARK_SIZE = len(_SLAB_MARK) + 1 + _MARK_TOKEN
+_SIDE_ANCILLARY = osutil.rights_space(1)
 _pack_short = _SHORT.pack
 _unpack_short = _SHORT.unpack_from
 
@@ -288,27 +306,60 @@ class PacketConnection(Connection):
     ``multiprocessing``.
     """
 
-    def __init__(self, read_fd: int, write_fd: int) -> None:
+    def __init__(self, read_fd: int, write_fd: int, side_fd: int = -1) -> None:
         super().__init__(read_fd if read_fd >= 0 else write_fd, read_fd >= 0, write_fd >= 0)
         self._write_fd = write_fd
+        self._side = (
+            None
+            if side_fd < 0
+            else osutil.socket_from_fd(side_fd, socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        )
+        """The side socket for slabs (None: every message goes through the pipe)."""
 
     def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
         if self._fd >= 0:
             write_fd, self._write_fd = self._write_fd, -1
             if write_fd >= 0 and write_fd != self._fd:
                 _close(write_fd)
+            side, self._side = self._side, None
+            if side is not None:
+                side.close()
             super().close(_close)
 
     def send(self, obj: Any) -> None:
         """Send a picklable object (one packet, one system call, for most objects)."""
         if self._write_fd < 0 or not self._writable:
             self._check_writable()
-        data = reduction.dumps(obj)
-        size = len(data)
+        if self._side is None:
+            data: bytes | messages.Outbound = reduction.dumps(obj)
+        else:
+            data = messages.dumps(obj, SLAB_MIN - 1)
+            if type(data) is not bytes:
+                self._send_slab(data, _PICKLED)  # type: ignore[arg-type]
+                return
+        size = len(data)  # type: ignore[arg-type]
         if size <= _PACKET_PAYLOAD:  # a write of at most PIPE_BUF bytes is whole
-            os.write(self._write_fd, _pack_short(size) + data)
+            os.write(self._write_fd, _pack_short(size) + data)  # type: ignore[operator]
+        else:
+            self._write_message(data)  # type: ignore[arg-type]
+
+    def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
+        """Send ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
+        self._check_writable()
+        data = message_slice(buf, offset, size)
+        if self._side is not None and len(data) >= SLAB_MIN:
+            self._send_slab(messages.pack_bytes(data), _RAW)
         else:
             self._write_message(data)
+
+    def _send_slab(self, message: messages.Outbound, kind: bytes) -> None:
+        assert self._side is not None
+        token = os.urandom(_MARK_TOKEN)
+        try:
+            self._side.sendmsg([token], [osutil.rights(message.fd)])
+        finally:
+            message.close()  # the record holds its own reference while in flight
+        os.write(self._write_fd, _SLAB_MARK + kind + token)
 
     def recv(self) -> Any:
         """Receive an object sent with ``send``; ``EOFError`` once the peer has closed."""
@@ -317,7 +368,26 @@ class PacketConnection(Connection):
         first = os.read(self._fd, _PAGE)
         if len(first) >= 4 and _unpack_short(first)[0] == len(first) - 4:  # one whole packet
             return loads(first[4:])  # a page at most: copying beats a memoryview here
+        if first[:4] == _SLAB_MARK:
+            return messages.loads(self._take_slab(first))
         return loads(self._read_message(None, first))
+
+    def _take_slab(self, mark: bytes) -> int:
+        """The slab descriptor that the slab mark ``mark`` announced (the caller closes it)."""
+        side = self._side
+        if len(mark) != _MARK_SIZE or side is None:
+            self._readable = False
+            raise OSError(f"corrupt stream: a slab mark of {len(mark)} bytes")
+        token = mark[5:]
+        while True:
+            data, ancillary, _, _ = side.recvmsg(_MARK_TOKEN, _SIDE_ANCILLARY)
+            fds = osutil.received_fds(ancillary)
+            if data == token and len(fds) == 1:
+                return fds[0]
+            for fd in fds:  # a record whose writer was killed before its mark
+                os.close(fd)
+            if not data:
+                raise EOFError("the side socket of the connection is closed")
 
     def _read_message(
         self, maxlength: int | None, first: bytes | None = None
@@ -335,6 +405,8 @@ class PacketConnection(Connection):
         if len(first) < header:
             self._readable = False
             raise EOFError(f"a message header cut short ({len(first)} of {header} bytes)")
+        if first[:4] == _SLAB_MARK:
+            return messages.read_bytes(self._take_slab(first), maxlength)
         self._check_size(size, maxlength)
         if len(first) - header == size:
             return first[header:]
@@ -354,26 +426,22 @@ class PacketConnection(Connection):
 
     def __reduce__(self) -> tuple[Any, ...]:
         self._check_open()
-        fds = (self._fd if self._readable else -1, self._write_fd)
+        side = -1 if self._side is None else self._side.fileno()
+        fds = (self._fd if self._readable else -1, self._write_fd, side)
         if reduction.collecting():
             tokens = tuple(reduction.export_fd(fd, "a Connection") if fd >= 0 else -1 for fd in fds)
             return _rebuild_packet_connection, tokens
         shared = reduction.share_fds([fd for fd in fds if fd >= 0])
-        return _rebuild_shared_packet_connection, (shared, fds[0] >= 0, fds[1] >= 0)
+        return _rebuild_shared_packet_connection, (shared, *(fd >= 0 for fd in fds))
 
 
-def _rebuild_packet_connection(read_token: int, write_token: int) -> PacketConnection:
-    read_fd = reduction.import_fd(read_token) if read_token >= 0 else -1
-    write_fd = reduction.import_fd(write_token) if write_token >= 0 else -1
-    return PacketConnection(read_fd, write_fd)
+def _rebuild_packet_connection(*tokens: int) -> PacketConnection:
+    return PacketConnection(*(reduction.import_fd(t) if t >= 0 else -1 for t in tokens))
 
 
-def _rebuild_shared_packet_connection(
-    shared: SharedFds, readable: bool, writable: bool
-) -> PacketConnection:
+def _rebuild_shared_packet_connection(shared: SharedFds, *present: bool) -> PacketConnection:
     fds = shared.collect()
-    read_fd = fds.pop(0) if readable else -1
-    return PacketConnection(read_fd, fds.pop(0) if writable else -1)
+    return PacketConnection(*(fds.pop(0) if here else -1 for here in present))
 
 
 def _write_rest(fd: int, *views: memoryview) -> None:
@@ -394,22 +462,34 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end)."""
     one_way = osutil.packet_pipe(nonblocking=False)
     if one_way is not None:
+        left, right = _side_pair()
         if not duplex:
-            return PacketConnection(one_way[0], -1), PacketConnection(-1, one_way[1])
+            return PacketConnection(one_way[0], -1, left), PacketConnection(-1, one_way[1], right)
         other_way = osutil.packet_pipe(nonblocking=False)
         if other_way is not None:
             return (
-                PacketConnection(one_way[0], other_way[1]),
-                PacketConnection(other_way[0], one_way[1]),
+                PacketConnection(one_way[0], other_way[1], left),
+                PacketConnection(other_way[0], one_way[1], right),
             )
-        os.close(one_way[0])
-        os.close(one_way[1])
+        for fd in (*one_way, left, right):
+            if fd >= 0:
+                os.close(fd)
     if duplex:
         left, right = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return Connection(left.detach()), Connection(right.detach())
     read_fd, write_fd = os.pipe()
     osutil.enlarge_pipe(write_fd)
     return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+
+
+def _side_pair() -> tuple[int, int]:
+    """The side sockets of a Pipe's two ends, for slabs; (-1, -1) where the system has none
+    (big messages then go through the pipe)."""
+    try:
+        left, right = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except (AttributeError, OSError):
+        return -1, -1
+    return left.detach(), right.detach()
 
 
 def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:

@@ -20,7 +20,7 @@ from collections import deque
 from pickle import loads
 from queue import Empty, Full
 
-from procframe._core import checks, process, reduction
+from procframe._core import checks, messages, process
 from procframe._core.generic import Generic, T
 from procframe.posix.channel import Channel
 from procframe.posix.synchronize import RobustCondition
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from procframe.context import Context
-    from procframe.posix.channel import Outgoing
+    from procframe.posix.channel import Incoming, Outgoing
 
 __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue"]
 
@@ -54,7 +54,7 @@ class SimpleQueue(Generic[T]):
         """Put ``obj``; an unpicklable one raises here."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        self._channel.send(reduction.dumps(obj))
+        self._channel.send(messages.dumps(obj, self._channel.inline_max))
 
     def get(self) -> T:
         """Remove and return an item, waiting for one."""
@@ -62,7 +62,7 @@ class SimpleQueue(Generic[T]):
             raise ValueError(f"{self!r} is closed")
         data = self._channel.receive(None)
         assert data is not None  # no timeout: receive() waits for an item
-        return loads(data)  # type: ignore[no-any-return]
+        return _load(data)
 
     def empty(self) -> bool:
         """True if no item is waiting (a snapshot)."""
@@ -136,7 +136,7 @@ class Queue(Generic[T]):
             raise ValueError(f"{self!r} is closed")
         if timeout is not None:
             timeout = checks.wait_timeout(timeout)
-        data = reduction.dumps(obj)
+        data = messages.dumps(obj, self._channel.inline_max)
         if self._slots is not None and not self._slots.acquire(block, timeout):
             raise Full
         self._count.release()
@@ -237,7 +237,7 @@ class Queue(Generic[T]):
         self._count.acquire(False)
         if self._slots is not None:
             self._slots.release()
-        return loads(data)  # type: ignore[no-any-return]
+        return _load(data)
 
     def get_nowait(self) -> T:
         """``get(False)``."""
@@ -349,3 +349,8 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _load(data: Incoming) -> Any:
+    """The object of an item received: a pickle, or a slab's descriptor."""
+    return loads(data) if type(data) is bytes else messages.loads(data)  # type: ignore[arg-type]

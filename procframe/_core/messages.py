@@ -1,0 +1,228 @@
+"""Messages between processes: small ones as a pickle, big ones in a slab, buffers out of band.
+
+An object is pickled with protocol 5.  Every buffer in it of at least
+:data:`OUT_OF_BAND_MIN` bytes (a numpy array, a ``memoryview``, a ``bytes``
+or ``bytearray`` sent as the message itself, anything whose ``__reduce_ex__``
+gives a ``pickle.PickleBuffer``) is kept out of the pickle.  If there is none
+and the pickle is small, the message is the pickle (``bytes``), as before.
+Otherwise the pickle and the buffers are written once, into a slab
+(:mod:`procframe._core.slabs`), and the message is the slab's descriptor
+(:class:`Outbound`), which the transport hands over.  The receiver maps the
+slab and unpickles with the buffers as views of the mapping: a received array
+is the sender's bytes in shared memory, copy-on-write, without a copy (a
+slab under :data:`MAP_MIN` bytes is read instead: copying it costs less than
+mapping it).  ``bytes`` and ``bytearray`` own their memory, so the receiver
+copies those out of the slab once.
+
+A slab is laid out as a header (magic, the pickle's length, the number of
+buffers), an (offset, length) span for the pickle and one for each buffer,
+then the pickle and the buffers, each aligned to :data:`ALIGN` bytes.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import os
+import struct
+from pickle import HIGHEST_PROTOCOL, PickleBuffer
+from pickle import dumps as _pickle_dumps
+from pickle import loads as _pickle_loads
+
+from procframe._core import reduction, slabs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+OUT_OF_BAND_MIN = 1 << 16
+"""Buffers of at least this many bytes travel beside the pickle, in the slab."""
+MAP_MIN = 1 << 20
+"""A receiver maps slabs of at least this many bytes; it reads smaller ones."""
+ALIGN = 64
+"""Where the pickle and each buffer start in a slab: a multiple of this (SIMD loads)."""
+_HEADER = struct.Struct("<8sQQ")
+_SPAN = struct.Struct("<QQ")
+_MAGIC = b"pfslab01"
+
+
+class _HasBigBuffer(Exception):
+    """Raised by :func:`_in_band_only` to leave the fast path."""
+
+
+def _in_band_only(buffer: PickleBuffer) -> bool:
+    if memoryview(buffer).nbytes >= OUT_OF_BAND_MIN:
+        raise _HasBigBuffer
+    return True
+
+
+class Outbound:
+    """A message written into a slab: the descriptor that hands it over (see the module doc).
+
+    The transport sends :attr:`fd` (``SCM_RIGHTS``, or a child's start) and closes it, or
+    takes it over with :meth:`detach`; until then this object closes it when collected.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def detach(self) -> int:
+        """The descriptor, now the caller's to close."""
+        fd, self.fd = self.fd, -1
+        return fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self, _close: Any = os.close) -> None:  # os may be gone at shutdown
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _close(fd)
+
+
+def dumps(obj: object, inline_max: int) -> bytes | Outbound:
+    """``obj`` as a message: its pickle if that is at most ``inline_max`` bytes and no big
+    buffer is in it, else an :class:`Outbound` slab.  Pickling errors propagate (and release
+    descriptors shared meanwhile, as :func:`procframe._core.reduction.dumps`)."""
+    cls = type(obj)
+    if (cls is bytes or cls is bytearray) and len(obj) >= OUT_OF_BAND_MIN:  # type: ignore[arg-type]
+        return _pack(
+            _pickle_dumps(_WholeBuffer(obj), HIGHEST_PROTOCOL, buffer_callback=_keep), [obj]
+        )  # type: ignore[arg-type]
+    try:
+        data = reduction.dumps(obj, _in_band_only)
+    except _HasBigBuffer:
+        buffers: list[PickleBuffer] = []
+
+        def keep(buffer: PickleBuffer) -> bool:
+            if memoryview(buffer).nbytes < OUT_OF_BAND_MIN:
+                return True
+            buffers.append(buffer)
+            return False
+
+        return _pack(reduction.dumps(obj, keep), buffers)
+    if len(data) <= inline_max:
+        return data
+    return _pack(data, [])
+
+
+def _keep(buffer: PickleBuffer) -> bool:
+    return False
+
+
+class _WholeBuffer:
+    """A ``bytes`` or ``bytearray`` message, pickled as its type called on its buffer out of
+    band: no copy into the pickle, one out of the slab."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: bytes | bytearray) -> None:
+        self.obj = obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self.obj), (PickleBuffer(self.obj),)
+
+
+def _pack(pickled: Any, buffers: list[Any]) -> Outbound:
+    views = [
+        memoryview(b).cast("B") if not isinstance(b, PickleBuffer) else b.raw() for b in buffers
+    ]
+    spans = []
+    offset = _align(_HEADER.size + _SPAN.size * (1 + len(views)))
+    for size in (memoryview(pickled).nbytes, *(v.nbytes for v in views)):
+        spans.append((offset, size))
+        offset = _align(offset + size)
+    total = spans[-1][0] + spans[-1][1]
+    slab = slabs.take(total)
+    try:
+        mapping = slab.mapping
+        _HEADER.pack_into(mapping, 0, _MAGIC, spans[0][1], len(views))
+        for i, span in enumerate(spans):
+            _SPAN.pack_into(mapping, _HEADER.size + _SPAN.size * i, *span)
+        for (start, size), data in zip(spans, (pickled, *views), strict=True):
+            mapping[start : start + size] = memoryview(data).cast("B")
+        fd = slab.hand_over()
+    finally:
+        slabs.give_back(slab, total)
+    return Outbound(fd)
+
+
+def _align(offset: int) -> int:
+    return (offset + ALIGN - 1) & -ALIGN
+
+
+def loads(fd: int) -> Any:
+    """The object in the slab handed over as ``fd`` (closed here, whatever happens)."""
+    views = _open(fd)
+    with views[0] as pickled:
+        return _pickle_loads(pickled, buffers=views[1:])
+
+
+def read_bytes(fd: int, maxlength: int | None = None) -> bytes:
+    """The bytes of a message that :func:`pack_bytes` wrote into the slab handed over as
+    ``fd`` (closed here); ``OSError`` if there are more than ``maxlength``."""
+    views = _open(fd, maxlength)
+    if len(views) > 1:
+        raise OSError("the message holds an object with buffers, not bytes: receive it with recv()")
+    with views[0] as data:
+        return bytes(data)
+
+
+def pack_bytes(data: Any) -> Outbound:
+    """The bytes-like ``data`` as a slab message (read back with :func:`read_bytes`)."""
+    return _pack(data, [])
+
+
+def _open(fd: int, maxlength: int | None = None) -> list[memoryview]:
+    """Views of the pickle (or bytes) and the buffers in the slab handed over as ``fd``."""
+    try:
+        head = os.pread(fd, _HEADER.size, 0)
+        if len(head) != _HEADER.size:
+            raise _corrupt("its header is cut short")
+        magic, length, count = _HEADER.unpack(head)
+        if magic != _MAGIC or count > (1 << 20):
+            raise _corrupt("its header is not a procframe slab's")
+        if maxlength is not None and length > maxlength:
+            raise OSError(f"message of {length} bytes is longer than maxlength {maxlength}")
+        raw_spans = os.pread(fd, _SPAN.size * (count + 1), _HEADER.size)
+        spans = [_SPAN.unpack_from(raw_spans, _SPAN.size * i) for i in range(count + 1)]
+        total = spans[-1][0] + spans[-1][1]
+        if total >= MAP_MIN:
+            whole = memoryview(slabs.map_received(fd, total))
+        else:
+            copy = bytearray(total)
+            if os.preadv(fd, [copy], 0) != total:
+                raise _corrupt("it is shorter than its header says")
+            whole = memoryview(copy)
+    finally:
+        os.close(fd)
+    with whole:
+        return [whole[start : start + size] for start, size in spans]
+
+
+def _corrupt(why: str) -> OSError:
+    return OSError(f"a big message cannot be read: {why}")
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    """A ``memoryview`` crosses as its bytes (out of band when big) and its format and shape."""
+    source = view if view.contiguous else view.tobytes()
+    return _rebuild_memoryview, (PickleBuffer(source), view.format, view.shape, view.readonly)
+
+
+def _rebuild_memoryview(
+    buffer: Any, fmt: str, shape: tuple[int, ...], readonly: bool
+) -> memoryview:
+    view = memoryview(buffer)
+    if view.format != fmt or view.shape != shape:
+        try:
+            view = view.cast("B").cast(fmt, shape)
+        except (TypeError, ValueError):
+            view = view.cast("B")  # a format cast() cannot make: the bytes, flat
+    return view.toreadonly() if readonly else view
+
+
+copyreg.pickle(memoryview, _reduce_memoryview)
