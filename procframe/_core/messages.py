@@ -24,8 +24,7 @@ from __future__ import annotations
 import copyreg
 import os
 import struct
-from pickle import HIGHEST_PROTOCOL, PickleBuffer
-from pickle import dumps as _pickle_dumps
+from pickle import PickleBuffer
 from pickle import loads as _pickle_loads
 
 from procframe._core import reduction, slabs
@@ -83,15 +82,18 @@ class Outbound:
             _close(fd)
 
 
-def dumps(obj: object, inline_max: int) -> bytes | Outbound:
+def dumps(obj: object, inline_max: int, depth: int = 0) -> bytes | Outbound:
     """``obj`` as a message: its pickle if that is at most ``inline_max`` bytes and no big
     buffer is in it, else an :class:`Outbound` slab.  Pickling errors propagate (and release
-    descriptors shared meanwhile, as :func:`procframe._core.reduction.dumps`)."""
-    cls = type(obj)
-    if (cls is bytes or cls is bytearray) and len(obj) >= OUT_OF_BAND_MIN:  # type: ignore[arg-type]
-        return _pack(
-            _pickle_dumps(_WholeBuffer(obj), HIGHEST_PROTOCOL, buffer_callback=_keep), [obj]
-        )  # type: ignore[arg-type]
+    descriptors shared meanwhile, as :func:`procframe._core.reduction.dumps`).
+
+    Pickle copies ``bytes`` and ``bytearray`` into its stream; big ones are sent out of band
+    when they are ``obj`` itself, or (``depth`` > 0) items of tuples and lists nested
+    ``depth`` deep in it (a pool's calls and results: a few lookups per message).
+    """
+    lifted = _lift_whole_buffers(obj, depth)
+    if lifted is not None:
+        obj = lifted
     try:
         data = reduction.dumps(obj, _in_band_only)
     except _HasBigBuffer:
@@ -109,8 +111,28 @@ def dumps(obj: object, inline_max: int) -> bytes | Outbound:
     return _pack(data, [])
 
 
-def _keep(buffer: PickleBuffer) -> bool:
-    return False
+_SCANNED_LENGTH = 256
+"""Tuples and lists longer than this are not looked into for big ``bytes``."""
+
+
+def _lift_whole_buffers(obj: Any, depth: int) -> Any:
+    """``obj`` with each big ``bytes`` or ``bytearray`` (itself, or in tuples and lists down to
+    ``depth``) wrapped to go out of band; None if there is none."""
+    cls = type(obj)
+    if cls is bytes or cls is bytearray:
+        return _WholeBuffer(obj) if len(obj) >= OUT_OF_BAND_MIN else None
+    if not depth or (cls is not tuple and cls is not list) or len(obj) > _SCANNED_LENGTH:
+        return None
+    items = None
+    for i, item in enumerate(obj):
+        lifted = _lift_whole_buffers(item, depth - 1)
+        if lifted is not None:
+            if items is None:
+                items = list(obj)
+            items[i] = lifted
+    if items is None:
+        return None
+    return tuple(items) if cls is tuple else items
 
 
 class _WholeBuffer:
@@ -176,6 +198,17 @@ def pack_bytes(data: Any) -> Outbound:
     return _pack(data, [])
 
 
+def pack_buffers(buffers: list[Any]) -> Outbound:
+    """``buffers`` (out-of-band buffers of a pickle) as a slab (read with :func:`open_buffers`)."""
+    return _pack(b"", buffers)
+
+
+def open_buffers(fd: int) -> list[memoryview]:
+    """The buffers that :func:`pack_buffers` wrote into the slab handed over as ``fd``
+    (closed here), for ``pickle.loads(..., buffers=...)``."""
+    return _open(fd)[1:]
+
+
 def _open(fd: int, maxlength: int | None = None) -> list[memoryview]:
     """Views of the pickle (or bytes) and the buffers in the slab handed over as ``fd``."""
     try:
@@ -219,7 +252,7 @@ def _rebuild_memoryview(
     view = memoryview(buffer)
     if view.format != fmt or view.shape != shape:
         try:
-            view = view.cast("B").cast(fmt, shape)
+            view = view.cast("B").cast(fmt, shape)  # type: ignore[call-overload]
         except (TypeError, ValueError):
             view = view.cast("B")  # a format cast() cannot make: the bytes, flat
     return view.toreadonly() if readonly else view

@@ -62,7 +62,12 @@ def load(
         prep["os_parent_pid"] = os_parent_pid
     prepare(prep)
     reduction.set_received(prep["fds"] if fds is None else fds)
-    process = _pickle.load(stream)
+    buffers = None
+    if "big_buffers" in prep:  # numpy arrays, memoryviews: out of band, in a slab
+        from procframe._core import messages
+
+        buffers = messages.open_buffers(reduction.import_fd(prep["big_buffers"]))
+    process = _pickle.load(stream, buffers=buffers)
     return process, prep
 
 

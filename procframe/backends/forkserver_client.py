@@ -95,7 +95,7 @@ class ForkServer:
     def launch(self, process: Any, backend: str) -> ForkServerChild:
         """Have the server fork a child that runs ``process``; restart a dead server once."""
         # Children are forked by the server's only thread, which lives as long as it does.
-        data, fds = payload.encode(process, backend, kernel_may_signal=True)
+        data, fds, _slab = payload.encode(process, backend, kernel_may_signal=True)
         data = payload.frame(data)
         for attempt in (1, 2):
             try:

@@ -100,25 +100,51 @@ def preparation(process: BaseProcess, backend: str) -> dict[str, Any]:
 
 def encode(
     process: BaseProcess, backend: str, kernel_may_signal: bool | None = None
-) -> tuple[bytes, list[int]]:
-    """Pickle the payload for ``process``: the bytes and the descriptors that must reach the
-    child with them.  Raise :class:`ProcessPicklingError` naming what fails.
+) -> tuple[bytes, list[int], Any]:
+    """Pickle the payload for ``process``: the bytes, the descriptors that must reach the
+    child with them, and what holds those descriptors open until the launch is done.
+    Raise :class:`ProcessPicklingError` naming what fails.
 
     The descriptors of Pipe ends, queues and locks among the arguments are
     collected (:mod:`procframe._core.reduction`); the launcher must pass them on.
+    Big buffers among them (numpy arrays, memoryviews) travel out of band, in a
+    slab (:mod:`procframe._core.messages`) whose descriptor is one of those.
     Refused (``RuntimeError``) while this process imports its parent's main module.
     """
     check_not_importing_main()
+    buffers: list[pickle.PickleBuffer] = []
+    slab = None
     try:
         with spawning_payload(), reduction.collecting_fds() as fds:
-            pickled_process = pickle.dumps(process, protocol=pickle.HIGHEST_PROTOCOL)
+            pickled_process = pickle.dumps(
+                process,
+                protocol=pickle.HIGHEST_PROTOCOL,
+                buffer_callback=lambda buffer: _in_band(buffer, buffers),
+            )
+            if buffers:
+                from procframe._core import messages
+
+                slab = messages.pack_buffers(buffers)
+                big_buffers = reduction.export_fd(slab.fd, "the big buffers of the arguments")
     except Exception as exc:
         raise _explain(process, backend, exc) from exc
     prep = preparation(process, backend)
     prep["fds"] = list(fds)
+    if slab is not None:
+        prep["big_buffers"] = big_buffers
     if kernel_may_signal is not None:
         prep["kernel_may_signal"] = kernel_may_signal
-    return pickle.dumps(prep, protocol=pickle.HIGHEST_PROTOCOL) + pickled_process, fds
+    return pickle.dumps(prep, protocol=pickle.HIGHEST_PROTOCOL) + pickled_process, fds, slab
+
+
+def _in_band(buffer: pickle.PickleBuffer, big: list[pickle.PickleBuffer]) -> bool:
+    """Keep small buffers in the pickle; collect big ones in ``big`` (out of band)."""
+    from procframe._core.messages import OUT_OF_BAND_MIN
+
+    if memoryview(buffer).nbytes < OUT_OF_BAND_MIN:
+        return True
+    big.append(buffer)
+    return False
 
 
 def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPicklingError:

@@ -64,7 +64,7 @@ class SpawnBackend(ProcessBackend):
     description = "a fresh interpreter per child; the target travels by pickle"
 
     def launch(self, process: BaseProcess, backend: BackendInfo) -> Launcher:
-        data, fds = payload.encode(process, backend.name)
+        data, fds, _slab = payload.encode(process, backend.name)  # open until launched
         payload_r, payload_w = os.pipe()
         sentinel_r, sentinel_w = os.pipe()
         try:

@@ -113,7 +113,7 @@ class FrameReader:
             if filled < len(buffer):
                 return []
             self._big = None
-            payload: Any = buffer
+            payload: Any = buffer  # a slab frame's: (its bytes, the descriptor)
             if big[1] & SLAB:
                 payload = (buffer, self._fds.pop(0) if self._fds else -1)
             return [(big[0], big[1], big[2], payload)]
@@ -147,10 +147,10 @@ class FrameReader:
             stop = start + header_size + size
             if stop > end:
                 if size > RECV_SIZE:  # read the rest of it into its own buffer
-                    payload = bytearray(size)
+                    rest = bytearray(size)
                     have = end - start - header_size
-                    payload[:have] = buffer[start + header_size : end]
-                    self._big = [task_id, code, micros, payload, have]
+                    rest[:have] = buffer[start + header_size : end]
+                    self._big = [task_id, code, micros, rest, have]
                     start = end
                 break
             payload: Any = bytes(buffer[start + header_size : stop])

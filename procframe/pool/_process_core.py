@@ -283,7 +283,7 @@ class ProcessCore:
             pickled = functions.get(id(func))
             if pickled is None:
                 pickled = functions[id(func)] = self._pickle_function(func)
-            rest = messages.dumps(call[1:], _frames.INLINE_MAX)
+            rest = messages.dumps(call[1:], _frames.INLINE_MAX, depth=2)
         except Exception as e:
             raise unpicklable_task(job, index, kind, call, e) from e
         if isinstance(func, _BY_NAME):
@@ -477,11 +477,11 @@ class ProcessCore:
                 outbox.clear()
                 return
             while sent:
-                first = outbox[0]
-                if sent < len(first):
-                    outbox[0] = memoryview(first)[sent:]
+                first = outbox[0]  # bytes or memoryview: a slab's header was sent above
+                if sent < len(first):  # type: ignore[arg-type]
+                    outbox[0] = memoryview(first)[sent:]  # type: ignore[arg-type]
                     return  # the socket is full
-                sent -= len(first)
+                sent -= len(first)  # type: ignore[arg-type]
                 outbox.popleft()
 
     def _wake(self) -> None:

@@ -37,7 +37,7 @@ import select
 import socket
 import time
 
-from procframe._core import osutil, reduction
+from procframe._core import messages, osutil, reduction
 from procframe._core.fdwait import wait_readable, wait_writable
 from procframe.posix.claims import ClaimsBoard
 
@@ -45,7 +45,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from procframe._core.messages import Outbound
     from procframe.posix.claims import ReaderSlot
 
 PACKET_MAX = select.PIPE_BUF
@@ -98,7 +97,7 @@ class HeldRecord:
 
 
 if TYPE_CHECKING:
-    Outgoing = bytes | Outbound | HeldRecord
+    Outgoing = bytes | messages.Outbound | HeldRecord
     """What a writer sends: a pickle, a slab, or the record of a big item whose look packet
     is out."""
     Incoming = bytes | int
@@ -141,6 +140,8 @@ class Channel:
         Returns what is still to send, to be passed again later (keeping its
         place in the order): ``None`` once all of it is sent.
         """
+        if type(item) is bytes and len(item) > self.inline_max:
+            item = messages.pack_bytes(item)  # a pickle too big for a packet: a slab
         if type(item) is bytes:
             try:
                 if self.packets:
@@ -154,7 +155,7 @@ class Channel:
             return self._send_held(item)
         if not self.packets:
             try:
-                self._send_slab(item, _IN_SLAB)
+                self._send_slab(item, _IN_SLAB)  # type: ignore[arg-type]
             except BlockingIOError:
                 return item
             return None
@@ -169,7 +170,7 @@ class Channel:
             os.write(self.write_fd, _LOOK + token)
         except BlockingIOError:
             return item  # nothing is sent: the whole item keeps its place
-        return self._send_held(HeldRecord(token, item.detach()))
+        return self._send_held(HeldRecord(token, item.detach()))  # type: ignore[union-attr]
 
     def _send_held(self, held: HeldRecord) -> HeldRecord | None:
         try:
@@ -204,7 +205,7 @@ class Channel:
         self._last_sweep = now
         self._pass(None)
 
-    def send(self, item: bytes | Outbound) -> None:
+    def send(self, item: bytes | messages.Outbound) -> None:
         """Send ``item`` (as :meth:`send_now`), waiting for room."""
         rest = self.send_now(item)
         while rest is not None:
@@ -224,7 +225,7 @@ class Channel:
             return
         wait_writable(self.write_fd if self.packets else self.side_writer.fileno(), timeout)
 
-    def _send_slab(self, item: Outbound, tag: bytes) -> None:
+    def _send_slab(self, item: messages.Outbound, tag: bytes) -> None:
         """Send the slab ``item`` as a side record tagged ``tag``."""
         self.side_writer.sendmsg([tag], [osutil.rights(item.fd)], socket.MSG_DONTWAIT)
         item.close()  # the record holds its own reference while in flight

@@ -462,16 +462,18 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end)."""
     one_way = osutil.packet_pipe(nonblocking=False)
     if one_way is not None:
-        left, right = _side_pair()
+        side = _side_pair()
         if not duplex:
-            return PacketConnection(one_way[0], -1, left), PacketConnection(-1, one_way[1], right)
+            return PacketConnection(one_way[0], -1, side[0]), PacketConnection(
+                -1, one_way[1], side[1]
+            )
         other_way = osutil.packet_pipe(nonblocking=False)
         if other_way is not None:
             return (
-                PacketConnection(one_way[0], other_way[1], left),
-                PacketConnection(other_way[0], one_way[1], right),
+                PacketConnection(one_way[0], other_way[1], side[0]),
+                PacketConnection(other_way[0], one_way[1], side[1]),
             )
-        for fd in (*one_way, left, right):
+        for fd in (*one_way, *side):
             if fd >= 0:
                 os.close(fd)
     if duplex:
