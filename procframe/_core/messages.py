@@ -91,7 +91,7 @@ def dumps(obj: object, inline_max: int, depth: int = 0) -> bytes | Outbound:
     when they are ``obj`` itself, or (``depth`` > 0) items of tuples and lists nested
     ``depth`` deep in it (a pool's calls and results: a few lookups per message).
     """
-    lifted = _lift_whole_buffers(obj, depth)
+    lifted = lift_big_buffers(obj, depth)
     if lifted is not None:
         obj = lifted
     try:
@@ -112,27 +112,51 @@ def dumps(obj: object, inline_max: int, depth: int = 0) -> bytes | Outbound:
 
 
 _SCANNED_LENGTH = 256
-"""Tuples and lists longer than this are not looked into for big ``bytes``."""
+"""Tuples and lists longer than this are not looked into for big buffers."""
+_OTHER, _WHOLE, _SEQUENCE, _ARRAY = range(4)
+_kinds: dict[type, int] = {bytes: _WHOLE, bytearray: _WHOLE, tuple: _SEQUENCE, list: _SEQUENCE}
+"""What :func:`lift_big_buffers` does with objects of a type (learnt once per type)."""
 
 
-def _lift_whole_buffers(obj: Any, depth: int) -> Any:
-    """``obj`` with each big ``bytes`` or ``bytearray`` (itself, or in tuples and lists down to
-    ``depth``) wrapped to go out of band; None if there is none."""
-    cls = type(obj)
-    if cls is bytes or cls is bytearray:
+def _kind(cls: type) -> int:
+    kind = _kinds.get(cls)
+    if kind is None:
+        numpy_array = cls.__name__ == "ndarray" and cls.__module__ == "numpy"
+        kind = _ARRAY if numpy_array else _OTHER
+        if len(_kinds) < 1024:
+            _kinds[cls] = kind
+    return kind
+
+
+def lift_big_buffers(obj: Any, depth: int) -> Any:
+    """``obj`` with each big buffer that pickle would copy into its stream (itself, or in
+    tuples and lists down to ``depth``) made to go out of band; None if there is none.
+
+    ``bytes`` and ``bytearray`` are wrapped; a numpy array that is neither C- nor
+    Fortran-contiguous (numpy pickles those in band) is replaced by a contiguous copy.
+    """
+    kind = _kind(type(obj))
+    if kind == _OTHER:
+        return None
+    if kind == _WHOLE:
         return _WholeBuffer(obj) if len(obj) >= OUT_OF_BAND_MIN else None
-    if not depth or (cls is not tuple and cls is not list) or len(obj) > _SCANNED_LENGTH:
+    if kind == _ARRAY:
+        flags = obj.flags
+        if flags.c_contiguous or flags.f_contiguous or obj.nbytes < OUT_OF_BAND_MIN:
+            return None
+        return None if obj.dtype.hasobject else obj.copy()
+    if not depth or len(obj) > _SCANNED_LENGTH:
         return None
     items = None
     for i, item in enumerate(obj):
-        lifted = _lift_whole_buffers(item, depth - 1)
+        lifted = lift_big_buffers(item, depth - 1)
         if lifted is not None:
             if items is None:
                 items = list(obj)
             items[i] = lifted
     if items is None:
         return None
-    return tuple(items) if cls is tuple else items
+    return tuple(items) if type(obj) is tuple else items
 
 
 class _WholeBuffer:

@@ -112,9 +112,15 @@ def encode(
     Refused (``RuntimeError``) while this process imports its parent's main module.
     """
     check_not_importing_main()
+    from procframe._core import messages
+
     buffers: list[pickle.PickleBuffer] = []
     slab = None
+    args = getattr(process, "_args", ())
+    lifted = messages.lift_big_buffers(args, 2)
     try:
+        if lifted is not None:  # big bytes, non-contiguous arrays: out of band too
+            process._args = lifted
         with spawning_payload(), reduction.collecting_fds() as fds:
             pickled_process = pickle.dumps(
                 process,
@@ -122,12 +128,13 @@ def encode(
                 buffer_callback=lambda buffer: _in_band(buffer, buffers),
             )
             if buffers:
-                from procframe._core import messages
-
                 slab = messages.pack_buffers(buffers)
                 big_buffers = reduction.export_fd(slab.fd, "the big buffers of the arguments")
     except Exception as exc:
         raise _explain(process, backend, exc) from exc
+    finally:
+        if lifted is not None:
+            process._args = args
     prep = preparation(process, backend)
     prep["fds"] = list(fds)
     if slab is not None:
@@ -139,9 +146,9 @@ def encode(
 
 def _in_band(buffer: pickle.PickleBuffer, big: list[pickle.PickleBuffer]) -> bool:
     """Keep small buffers in the pickle; collect big ones in ``big`` (out of band)."""
-    from procframe._core.messages import OUT_OF_BAND_MIN
+    from procframe._core import messages
 
-    if memoryview(buffer).nbytes < OUT_OF_BAND_MIN:
+    if memoryview(buffer).nbytes < messages.OUT_OF_BAND_MIN:
         return True
     big.append(buffer)
     return False

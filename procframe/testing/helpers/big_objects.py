@@ -159,7 +159,7 @@ def slabs_held(pids: Iterable[int] | None = None) -> int:
 def slabs_left(timeout: float = 30.0) -> int:
     """Empty this process's slab cache, collect garbage, and wait up to ``timeout`` seconds
     for :func:`slabs_held` to reach 0 (children that are exiting close theirs); return it."""
-    from procframe.posix.slabs import drop_cache  # type: ignore[import-not-found, unused-ignore]
+    from procframe._core.slabs import drop_cache
 
     drop_cache()
     gc.collect()

@@ -45,7 +45,6 @@ SIZES = {"1KiB": KIB, "256KiB": 256 * KIB, "8MiB": 8 * MIB}
 """Below and above the size where buffers leave the pickle stream."""
 IN_FLIGHT = 64 * MIB
 """The size of an object in flight when its sender or receiver is killed."""
-NEW_TRANSPORT = pytest.mark.xfail(reason="issue 14 transport not merged yet", strict=False)
 
 PATHS = ["Queue", "SimpleQueue", "JoinableQueue", "Pipe", "Pool", "ProcessPoolExecutor", "Process"]
 """Every way an object crosses to another process."""
@@ -310,7 +309,6 @@ def test_big_and_small_buffers_and_arrays_cross_whole(ctx: procframe.Context, pa
     assert _damage(items, _cross(ctx, path, items)) == []
 
 
-@NEW_TRANSPORT
 @pytest.mark.parametrize("path", PATHS)
 def test_memoryviews_cross_with_their_format_and_shape(ctx: procframe.Context, path: str) -> None:
     items = _memoryviews()
@@ -487,7 +485,6 @@ def test_received_arrays_outlive_their_sender_and_the_channel(
 # -- backed by shared memory (where items are pickled) --------------------------------------
 
 
-@NEW_TRANSPORT
 @pytest.mark.requires("separate_memory")
 @pytest.mark.parametrize(
     "path",
@@ -521,7 +518,6 @@ def test_a_big_received_array_lies_in_shared_memory_freed_with_its_last_referenc
 # -- killed in flight ------------------------------------------------------------------------
 
 
-@NEW_TRANSPORT
 @pytest.mark.stress
 @pytest.mark.requires("posix_signals", "separate_memory", "passes_descriptors")
 @pytest.mark.parametrize("path", ["Queue", "Pipe"])
@@ -591,7 +587,6 @@ def _kill_a_sender(ctx: procframe.Context, path: str, delay: float) -> None:
         p.close()
 
 
-@NEW_TRANSPORT
 @pytest.mark.requires("posix_signals", "separate_memory")
 def test_a_receiver_killed_before_taking_an_item_leaves_no_slab(
     ctx: procframe.Context, tmp_path: Path
