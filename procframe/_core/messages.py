@@ -82,37 +82,47 @@ class Outbound:
             _close(fd)
 
 
-def dumps(obj: object, inline_max: int, depth: int = 0) -> bytes | Outbound:
+def dumps(obj: object, inline_max: int) -> bytes | Outbound:
     """``obj`` as a message: its pickle if that is at most ``inline_max`` bytes and no big
     buffer is in it, else an :class:`Outbound` slab.  Pickling errors propagate (and release
     descriptors shared meanwhile, as :func:`procframe._core.reduction.dumps`).
 
-    Pickle copies ``bytes`` and ``bytearray`` into its stream; big ones are sent out of band
-    when they are ``obj`` itself, or (``depth`` > 0) items of tuples and lists nested
-    ``depth`` deep in it (a pool's calls and results: a few lookups per message).
+    Pickle copies ``bytes``, ``bytearray`` and non-contiguous numpy arrays into its
+    stream.  When the message is one of those, or its pickle turns out big, they are
+    looked for in it (down to :data:`_SCANNED_DEPTH` levels of tuples and lists) and sent
+    out of band too: a small message costs two type checks more than its pickle.
     """
-    lifted = lift_big_buffers(obj, depth)
-    if lifted is not None:
-        obj = lifted
+    cls = type(obj)
+    if (cls is bytes or cls is bytearray) and len(obj) >= OUT_OF_BAND_MIN:  # type: ignore[arg-type]
+        return _pack_out_of_band(_WholeBuffer(obj))  # type: ignore[arg-type]
     try:
         data = reduction.dumps(obj, _in_band_only)
     except _HasBigBuffer:
-        buffers: list[PickleBuffer] = []
-
-        def keep(buffer: PickleBuffer) -> bool:
-            if memoryview(buffer).nbytes < OUT_OF_BAND_MIN:
-                return True
-            buffers.append(buffer)
-            return False
-
-        return _pack(reduction.dumps(obj, keep), buffers)
+        return _pack_out_of_band(obj)
     if len(data) <= inline_max:
         return data
-    return _pack(data, [])
+    lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
+    return _pack(data, []) if lifted is None else _pack_out_of_band(lifted)
+
+
+def _pack_out_of_band(obj: Any) -> Outbound:
+    """``obj`` pickled with its big buffers out of band, into a slab."""
+    lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
+    buffers: list[PickleBuffer] = []
+
+    def keep(buffer: PickleBuffer) -> bool:
+        if memoryview(buffer).nbytes < OUT_OF_BAND_MIN:
+            return True
+        buffers.append(buffer)
+        return False
+
+    return _pack(reduction.dumps(obj if lifted is None else lifted, keep), buffers)
 
 
 _SCANNED_LENGTH = 256
 """Tuples and lists longer than this are not looked into for big buffers."""
+_SCANNED_DEPTH = 3
+"""How deep in tuples and lists big buffers are looked for."""
 _OTHER, _WHOLE, _SEQUENCE, _ARRAY = range(4)
 _kinds: dict[type, int] = {bytes: _WHOLE, bytearray: _WHOLE, tuple: _SEQUENCE, list: _SEQUENCE}
 """What :func:`lift_big_buffers` does with objects of a type (learnt once per type)."""

@@ -18,8 +18,9 @@ only when an exclusive ``flock`` on its own description succeeds, that is
 when no hand-over of it is alive anywhere.
 
 A sender keeps a few slabs for reuse (:data:`CACHE_BYTES`,
-:data:`CACHE_SLABS`); beyond that it forgets the oldest: its memory goes
-back to the system as soon as the receivers' locks on it are gone.  A forked
+:data:`CACHE_SLABS`, :data:`IDLE_SECONDS`); beyond that it forgets the oldest:
+its memory goes back to the system as soon as the receivers' locks on it are
+gone.  A forked
 child starts with no slabs.  Where ``/proc/self/fd`` cannot be opened, a slab
 is handed over once and never reused.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import _thread
 import mmap
 import os
+import time
 from collections import deque
 
 from procframe._core import osutil
@@ -41,16 +43,18 @@ NAME = "procframe-slab"
 """The label of every slab's memfd, seen in ``/proc/PID/fd`` and ``/proc/PID/maps``."""
 SMALLEST = 1 << 16
 """The capacity of the smallest slab; capacities are powers of two from here."""
-CACHE_BYTES = 512 << 20
+CACHE_BYTES = 256 << 20
 """Bytes of slabs (written so far, so faulted in) a process keeps for reuse at most."""
 CACHE_SLABS = 256
 """Slabs a process keeps at most, whether receivers still hold them or not."""
+IDLE_SECONDS = 10.0
+"""A slab not reused for this long is forgotten at the next send of a big message."""
 
 
 class Slab:
     """A memfd this process writes messages into, and its writable mapping."""
 
-    __slots__ = ("capacity", "fd", "mapping", "used")
+    __slots__ = ("capacity", "fd", "given_back", "mapping", "used")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -62,6 +66,8 @@ class Slab:
             raise
         self.used = 0
         """Bytes written so far: the pages the slab holds."""
+        self.given_back = 0.0
+        """When the slab last went back to the cache (``time.monotonic()``)."""
 
     def in_use(self) -> bool:
         """True while a hand-over of this slab is alive somewhere (its lock is held)."""
@@ -122,9 +128,12 @@ class Cache:
         """
         capacity = capacity_for(size)
         with self._lock:
+            self._forget_idle()
             slabs = self._by_capacity.get(capacity)
             if slabs and not slabs[0].in_use():
                 slab = slabs.popleft()
+                if not slabs:
+                    del self._by_capacity[capacity]
                 self._count -= 1
                 self._bytes -= slab.used
                 return slab
@@ -136,6 +145,7 @@ class Cache:
         if not self._reusable:
             slab.close()
             return
+        slab.given_back = time.monotonic()
         with self._lock:
             self._by_capacity.setdefault(slab.capacity, deque()).append(slab)
             self._count += 1
@@ -143,9 +153,17 @@ class Cache:
             while self._count > CACHE_SLABS or self._bytes > CACHE_BYTES:
                 self._drop_one()
 
-    def _drop_one(self) -> None:
-        """Forget the oldest slab of the biggest capacity (the lock is held)."""
-        capacity = max(self._by_capacity)
+    def _forget_idle(self) -> None:
+        """Forget the slabs not reused for :data:`IDLE_SECONDS` (the lock is held)."""
+        too_old = time.monotonic() - IDLE_SECONDS
+        for capacity, slabs in list(self._by_capacity.items()):
+            while slabs and slabs[0].given_back < too_old:
+                self._drop_one(capacity)
+
+    def _drop_one(self, capacity: int | None = None) -> None:
+        """Forget the oldest slab of ``capacity`` (default: the biggest); the lock is held."""
+        if capacity is None:
+            capacity = max(self._by_capacity)
         slabs = self._by_capacity[capacity]
         slab = slabs.popleft()
         if not slabs:

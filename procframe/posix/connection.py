@@ -10,7 +10,8 @@ then exactly the message.  ``Listener`` and ``Client`` authenticate with the
 standard library's handshake (:mod:`procframe.posix.handshake`), so they talk
 to its ``Listener`` and ``Client`` too.
 
-A Pipe end also holds a side ``SOCK_SEQPACKET`` socket for big messages: one
+A Pipe end also holds a side ``SOCK_SEQPACKET`` socket for big messages (at
+most a few wait unread: then ``send`` blocks): one
 of at least :data:`SLAB_MIN` bytes (or holding a big buffer) is written once
 into a slab (:mod:`procframe._core.messages`), whose descriptor goes through
 the side socket tagged with a random token, then a *slab mark* with that token
@@ -486,11 +487,18 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
 
 def _side_pair() -> tuple[int, int]:
     """The side sockets of a Pipe's two ends, for slabs; (-1, -1) where the system has none
-    (big messages then go through the pipe)."""
+    (big messages then go through the pipe).
+
+    Their send buffers are the smallest the system allows: a few records (six on Linux),
+    so ``send`` blocks once that many big messages wait unread, as a full pipe blocks it:
+    a fast sender cannot pile up slabs.
+    """
     try:
         left, right = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except (AttributeError, OSError):
         return -1, -1
+    for end in (left, right):
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
     return left.detach(), right.detach()
 
 
