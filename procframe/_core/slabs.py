@@ -98,8 +98,15 @@ class Slab:
 
     def close(self) -> None:
         """Forget the slab here; receivers keep what they mapped."""
-        self.mapping.close()
-        os.close(self.fd)
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            self.mapping.close()
+            os.close(fd)
+
+    def __del__(self, _close: Any = os.close) -> None:  # os may be gone at shutdown
+        fd, self.fd = getattr(self, "fd", -1), -1
+        if fd >= 0:
+            _close(fd)
 
 
 def capacity_for(size: int) -> int:

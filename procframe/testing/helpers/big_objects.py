@@ -156,6 +156,23 @@ def slabs_held(pids: Iterable[int] | None = None) -> int:
     return held
 
 
+def slab_holders() -> list[str]:
+    """Who holds slabs among this process and its living descendants: one line each, with
+    the process's command line (for assertion messages)."""
+    lines = []
+    for pid in [os.getpid(), *descendants(os.getpid())]:
+        held = slabs_held([pid])
+        if held:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                command = "?"
+            me = " (this process)" if pid == os.getpid() else ""
+            lines.append(f"pid {pid}{me}: {held} slab descriptors/mappings: {command[:200]}")
+    return lines
+
+
 def slabs_left(timeout: float = 30.0) -> int:
     """Empty this process's slab cache, collect garbage, and wait up to ``timeout`` seconds
     for :func:`slabs_held` to reach 0 (children that are exiting close theirs); return it."""

@@ -512,7 +512,7 @@ def test_a_big_received_array_lies_in_shared_memory_freed_with_its_last_referenc
     ]
     assert copied == [], "received outside a slab"
     del outcomes
-    assert bo.slabs_left() == 0
+    assert bo.slabs_left() == 0, bo.slab_holders()
 
 
 # -- killed in flight ------------------------------------------------------------------------
@@ -529,7 +529,7 @@ def test_a_sender_killed_mid_transfer_leaves_no_slab(ctx: procframe.Context, pat
     rng = random.Random(14)
     for attempt in range(stress.size(2, 100)):
         _kill_a_sender(ctx, path, 0.0 if attempt == 0 else rng.uniform(0.0, 0.08))
-    assert bo.slabs_left() == 0
+    assert bo.slabs_left() == 0, bo.slab_holders()
 
 
 def _kill_a_sender(ctx: procframe.Context, path: str, delay: float) -> None:
@@ -613,4 +613,4 @@ def test_a_receiver_killed_before_taking_an_item_leaves_no_slab(
         q.cancel_join_thread()
         q.close()
     del q
-    assert bo.slabs_left() == 0
+    assert bo.slabs_left() == 0, bo.slab_holders()
