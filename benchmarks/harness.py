@@ -1073,7 +1073,7 @@ def sample_pss(pids: Sequence[int]) -> int:
     that no lock of the measured processes (their GIL) delays a sample."""
     import select
 
-    peak = 0
+    peak = sum(pss_bytes(pid) for pid in pids)  # one sample before anyone goes on
     print("sampling", flush=True)
     while not select.select([sys.stdin], [], [], PSS_INTERVAL)[0]:
         peak = max(peak, sum(pss_bytes(pid) for pid in pids))
@@ -1093,6 +1093,8 @@ class PssSampler:
         )
         assert self.process.stdout is not None
         if self.process.stdout.readline() != "sampling\n":
+            self.process.kill()
+            self.process.wait()
             raise RuntimeError("the memory sampler did not start")
 
     def stop(self) -> int:
