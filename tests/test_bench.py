@@ -913,6 +913,8 @@ def test_the_big_table_has_the_issues_rows_and_targets() -> None:
                     assert row.target == (1.0 if size == "64 KiB" else 3.0)
                     assert row.requires == (("numpy",) if item == "float64 array" else ())
                     assert row.quick == memcpy.quick
+                    # a reference measured long enough: ten copies per item passed
+                    assert memcpy.iterations == 10 * row.iterations
                     bounded = item != "bytes" and channel != "Pool.map identity"
                     bounded = bounded and size in ("16 MiB", "128 MiB")
                     assert (row.share_of, row.min_share) == (
