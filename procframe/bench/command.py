@@ -33,7 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeat",
         type=int,
         metavar="N",
-        help=f"runs per implementation and backend (default {REPEATS}, quick {QUICK_REPEATS})",
+        help=f"runs per implementation and backend (default {REPEATS}, quick {QUICK_REPEATS}; "
+        + "; ".join(
+            f"{key} at most {table.max_repeats}"
+            for key, table in TABLES.items()
+            if table.max_repeats is not None
+        )
+        + ")",
     )
     parser.add_argument(
         "--iterations", type=int, metavar="K", help="iterations per run, for every row"
@@ -44,7 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="NAME",
         dest="backends",
-        help=f"backends to compare (default: those of {', '.join(STDLIB_METHODS)} available)",
+        help=f"backends to compare (default: those of {', '.join(STDLIB_METHODS)} available; "
+        + "; ".join(
+            f"{key} only the first"
+            + ("" if table.backend_limit == 1 else f" {table.backend_limit}")
+            for key, table in TABLES.items()
+            if table.backend_limit is not None
+        )
+        + ")",
     )
     parser.add_argument(
         "--table",
