@@ -839,6 +839,321 @@ def managed_list_iterate(mp: ModuleType, method: str, iterations: int) -> list[f
         return samples
 
 
+PAGE = 4096
+"""Bytes of a page: a receiver reads one byte of each page of a big item (:func:`touch`)."""
+
+MEGABYTE = 1_000_000
+"""The unit of the big cases' results: they report seconds per megabyte of payload moved."""
+
+BIG_SIZES = {"64k": 64 << 10, "1m": 1 << 20, "16m": 16 << 20, "128m": 128 << 20}
+"""The sizes of the big items, by the suffix of their cases' names."""
+
+BIG_KINDS = ("bytes", "array")
+"""A ``bytes`` object, or a float64 numpy array (numpy is needed only for these)."""
+
+WARM_BYTES = 8 << 20
+"""Bytes of items passed before the clock starts (at least one item): the first items pay
+for first-time costs (imports, buffers grown, pages faulted in) that the steady state
+does not."""
+
+
+def _big_cap() -> int:
+    import os  # loaded with the interpreter: no cost
+
+    return int(os.environ.get("PROCFRAME_BENCH_BIG_CAP", "0"))
+
+
+BIG_CAP = _big_cap()
+"""The most bytes of any big item, 0 for no cap (``PROCFRAME_BENCH_BIG_CAP`` in the
+environment sets it: the project's tests, which assert no figure, pass small items)."""
+
+
+def capped(size: int) -> int:
+    """``size``, at most :data:`BIG_CAP` bytes if there is a cap (a whole page, at least)."""
+    return min(size, max(PAGE, BIG_CAP)) if BIG_CAP else size
+
+
+BIG_DEADLINE = 60.0
+"""Seconds a receiver waits for one big item from a ``Queue`` before it gives up."""
+
+
+def warm_items(size: int) -> int:
+    """Items of ``size`` bytes passed before the clock: :data:`WARM_BYTES`, at least one."""
+    return max(1, WARM_BYTES // size)
+
+
+def make_big_item(kind: str, size: int) -> Any:
+    """``size`` bytes, every one of them 1 (so every page is written): ``bytes``, or a
+    float64 numpy array for ``kind`` ``"array"``."""
+    if kind == "bytes":
+        return b"\x01" * size
+    import numpy
+
+    array = numpy.empty(size // 8, dtype=numpy.float64)
+    array.view(numpy.uint8).fill(1)
+    return array
+
+
+def touch(item: Any, size: int) -> None:
+    """Read one byte of each page of ``item`` and check it: what a receiver does with each
+    big item, the same for both libraries, so that a mapping filled lazily pays for its
+    pages.  Raise if ``item`` is not ``size`` bytes of 1."""
+    view = memoryview(item)
+    if view.nbytes != size:
+        raise RuntimeError(f"a big item arrived with {view.nbytes} bytes instead of {size}")
+    read = view.cast("B")[::PAGE].tobytes()
+    if read.count(1) != len(read):
+        raise RuntimeError("a big item arrived with wrong contents")
+
+
+def send_big(channel: Any, method: str, kind: str, size: int, count: int) -> None:
+    """Make one big item, send ``"ready"``, the item ``count`` times, then ``None``."""
+    send = getattr(channel, method)
+    item = make_big_item(kind, size)
+    send("ready")
+    for _ in range(count):
+        send(item)
+    send(None)
+
+
+EXTRAS: dict[str, float] = {}
+"""Figures a case measured besides its samples, printed with its result (``first_item``)."""
+
+
+def receive_big(get: Callable[[], Any], size: int, warm: int, count: int) -> list[float]:
+    """Seconds per megabyte of ``count`` items of ``size`` bytes taken by ``get``, one sample
+    per chunk, after ``warm`` items; each item is touched (:func:`touch`) and kept until the
+    next one arrives.  The seconds from ``"ready"`` to the first item touched go to
+    :data:`EXTRAS` as ``first_item``.
+    """
+    from time import perf_counter
+
+    if get() != "ready":
+        raise RuntimeError("the sender's first item was not 'ready'")
+    began = perf_counter()
+    item = get()
+    touch(item, size)
+    EXTRAS["first_item"] = perf_counter() - began
+    for _ in range(warm - 1):
+        item = get()
+        touch(item, size)
+    samples = []
+    for chunk in chunk_sizes(count):
+        began = perf_counter()
+        for _ in range(chunk):
+            item = get()
+            touch(item, size)
+        samples.append((perf_counter() - began) / (chunk * size / MEGABYTE))
+    del item
+    last = get()
+    if last is not None:
+        raise RuntimeError(f"expected the sentinel None after {count} items, got {last!r}")
+    return samples
+
+
+def pass_big(
+    mp: ModuleType, method: str, count: int, kind: str, size: int, via: str
+) -> list[float]:
+    """Seconds per megabyte of big items passed from a child to this process by a ``via``
+    (``"Queue"`` or ``"Pipe"``): see :func:`send_big` and :func:`receive_big`."""
+    ctx = mp.get_context(method)
+    if kind == "array":
+        import numpy  # noqa: F401  (before the clock, and inherited by a forked sender)
+    if via == "Pipe":
+        reader, writer = ctx.Pipe(duplex=False)
+        get, send = reader.recv, "send"
+    else:
+        queue = writer = ctx.Queue()
+
+        def get() -> Any:
+            return queue.get(timeout=BIG_DEADLINE)
+
+        send = "put"
+    warm = warm_items(size)
+    p = ctx.Process(target=send_big, args=(writer, send, kind, size, warm + count))
+    p.start()
+    if via == "Pipe":
+        writer.close()
+    try:
+        samples = receive_big(get, size, warm, count)
+    finally:
+        p.join(BIG_DEADLINE)
+    if p.exitcode != 0:
+        raise RuntimeError(f"the benchmark's sender exited with code {p.exitcode}")
+    return samples
+
+
+def identity(item: Any) -> Any:
+    """The function of the big ``Pool.map`` cases: each item goes to a worker and back."""
+    return item
+
+
+def map_big(kind: str, size: int, count: int) -> Callable[[Any, int], None]:
+    """``pool.map(identity, items)`` of up to ``count`` distinct big items (made now, before
+    the clock), each result touched (:func:`touch`).
+
+    Distinct: pickle writes an object it meets again in the same chunk of tasks as a
+    reference to the first, so one item repeated would cross once per chunk.
+    """
+    items = [make_big_item(kind, size) for _ in range(count)]
+
+    def run(pool: Any, n: int) -> None:
+        for result in pool.map(identity, items[:n]):
+            touch(result, size)
+
+    return run
+
+
+def pool_map_big(mp: ModuleType, method: str, count: int, kind: str, size: int) -> list[float]:
+    """Seconds per megabyte of one ``pool.map`` of ``count`` big items (out and back, a
+    megabyte of item counted once), on a ``Pool(2)``, after a warm-up (:func:`measure_pool`)."""
+    warm = min(count, warm_items(size))
+    seconds = measure_pool(mp, method, map_big(kind, size, count), [count], warm)
+    return [item_seconds / (size / MEGABYTE) for item_seconds in seconds]
+
+
+def memcpy(mp: ModuleType, method: str, count: int, size: int) -> list[float]:
+    """Seconds per megabyte of copying ``size`` bytes into a buffer of this process,
+    ``count`` times, one sample per chunk: the reference of the big rows, the same code for
+    both implementations (``mp`` and ``method`` are not used)."""
+    from time import perf_counter
+
+    source = make_big_item("bytes", size)
+    target = memoryview(bytearray(size))
+    for _ in range(warm_items(size)):
+        target[:] = source
+    samples = []
+    for chunk in chunk_sizes(count):
+        began = perf_counter()
+        for _ in range(chunk):
+            target[:] = source
+        samples.append((perf_counter() - began) / (chunk * size / MEGABYTE))
+    return samples
+
+
+def big_cases() -> dict[str, Case]:
+    """The cases of the big table, by name: ``big_<queue|pipe|pool_map>_<kind>_<size>`` and
+    ``memcpy_<size>``, the size a key of :data:`BIG_SIZES`."""
+    cases: dict[str, Case] = {}
+
+    def bind(function: Callable[..., list[float]], *args: Any) -> Case:
+        return lambda mp, method, count: function(mp, method, count, *args)
+
+    for name, uncapped in BIG_SIZES.items():
+        size = capped(uncapped)
+        cases[f"memcpy_{name}"] = bind(memcpy, size)
+        for kind in BIG_KINDS:
+            cases[f"big_queue_{kind}_{name}"] = bind(pass_big, kind, size, "Queue")
+            cases[f"big_pipe_{kind}_{name}"] = bind(pass_big, kind, size, "Pipe")
+            cases[f"big_pool_map_{kind}_{name}"] = bind(pool_map_big, kind, size)
+    return cases
+
+
+PSS_INTERVAL = 0.002
+"""Seconds between two samples of the memory sampler (each sample also takes time: the
+kernel walks the page tables of both processes)."""
+
+
+def pss_bytes(pid: int) -> int:
+    """The proportional set size of process ``pid`` in bytes (0 once it is gone): its
+    resident pages, each page shared by n processes counted as 1/n."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # the process is gone
+        pass
+    return 0
+
+
+def sample_pss(pids: Sequence[int]) -> int:
+    """Sample the summed Pss of ``pids`` every :data:`PSS_INTERVAL` seconds until standard
+    input closes; return the peak.  Runs in a process of its own (``--sample-pss``), so
+    that no lock of the measured processes (their GIL) delays a sample."""
+    import select
+
+    peak = sum(pss_bytes(pid) for pid in pids)  # one sample before anyone goes on
+    print("sampling", flush=True)
+    while not select.select([sys.stdin], [], [], PSS_INTERVAL)[0]:
+        peak = max(peak, sum(pss_bytes(pid) for pid in pids))
+    return peak
+
+
+class PssSampler:
+    """A ``--sample-pss`` process that samples the summed Pss of ``pids`` until :meth:`stop`,
+    which returns the peak in bytes."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        import subprocess
+
+        command = [sys.executable, __file__, "--sample-pss", *map(str, pids)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline() != "sampling\n":
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError("the memory sampler did not start")
+
+    def stop(self) -> int:
+        """Stop sampling; the peak of the summed Pss, in bytes."""
+        stdout, _ = self.process.communicate(timeout=BIG_DEADLINE)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"the memory sampler exited with code {self.process.returncode}")
+        return int(stdout)
+
+
+MEMORY_ITEM_BYTES = capped(1 << 30)
+"""Bytes of the float64 array of :func:`peak_memory_queue`: 1 GiB (or :data:`BIG_CAP`)."""
+
+
+def send_and_wait(queue: Any, done: Any, size: int) -> None:
+    """Make a float64 array of ``size`` bytes, put it on ``queue``, drop it, and live on until
+    ``done`` is set (an exited sender would hide what it still holds)."""
+    item = make_big_item("array", size)
+    queue.put(item)
+    del item
+    if not done.wait(BIG_DEADLINE):
+        raise RuntimeError("the receiver of the big array never said it was done")
+
+
+def peak_memory_once(ctx: Any, size: int) -> int:
+    """The peak summed Pss, in bytes, of a child that sends one float64 array of ``size``
+    bytes through a ``Queue`` and this process, which takes it and touches it."""
+    import os
+
+    queue, done = ctx.Queue(), ctx.Event()
+    p = ctx.Process(target=send_and_wait, args=(queue, done, size))
+    p.start()
+    try:
+        sampler = PssSampler([os.getpid(), p.pid])
+        try:
+            item = queue.get(timeout=BIG_DEADLINE)
+            touch(item, size)
+            del item
+            done.set()
+            p.join(BIG_DEADLINE)
+        finally:
+            peak = sampler.stop()
+    finally:
+        done.set()
+        p.join(BIG_DEADLINE)
+    if p.exitcode != 0:
+        raise RuntimeError(f"the benchmark's sender exited with code {p.exitcode}")
+    return peak
+
+
+def peak_memory_queue(mp: ModuleType, method: str, count: int) -> list[float]:
+    """Peak bytes of sender plus receiver (Pss: pages both map count once) while one float64
+    array of :data:`MEMORY_ITEM_BYTES` goes through a ``Queue``, one sample per array."""
+    import numpy  # noqa: F401  (before the first sample, and inherited by a forked sender)
+
+    ctx = mp.get_context(method)
+    return [float(peak_memory_once(ctx, MEMORY_ITEM_BYTES)) for _ in range(count)]
+
+
 CASES: dict[str, Case] = {
     "start_join": start_join,
     "thread_queue": thread_queue,
@@ -868,6 +1183,8 @@ CASES: dict[str, Case] = {
     "managed_condition": managed_condition_case,
     "managed_list_read": managed_list_read,
     "managed_list_iterate": managed_list_iterate,
+    **big_cases(),
+    "big_memory_queue": peak_memory_queue,
 }
 
 
@@ -903,6 +1220,7 @@ def summary(
         "mean": statistics.fmean(samples),
         "min": min(samples),
         "multiprocessing_loaded": "multiprocessing" in sys.modules,
+        **EXTRAS,
     }
 
 
@@ -910,12 +1228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one case and print its result as one JSON line."""
     import argparse
 
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["--sample-pss"]:  # the memory sampler of PssSampler
+        print(sample_pss([int(pid) for pid in arguments[1:]]), flush=True)
+        return 0
     parser = argparse.ArgumentParser(prog="python benchmarks/harness.py")
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
     parser.add_argument("--case", choices=sorted([*CASES, *FIRST_USES]), required=True)
     parser.add_argument("--method", required=True)
     parser.add_argument("--iterations", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
     if args.case in FIRST_USES:

@@ -6,6 +6,7 @@ Timings are never asserted: only that numbers are produced and reported.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -16,13 +17,23 @@ from typing import Any
 import pytest
 
 import procframe.bench.runner as runner
-from procframe.bench.command import select_backends
+from procframe.bench.command import chosen_tables, select_backends, table_backends, table_repeats
 from procframe.bench.report import (
+    format_bytes,
     format_duration,
     format_rate,
     format_report,
     format_table,
+    format_target,
+    format_value,
     report_json,
+)
+from procframe.bench.requirements import (
+    REQUIREMENTS,
+    memory_missing,
+    missing,
+    numpy_missing,
+    pss_missing,
 )
 from procframe.bench.runner import (
     BenchError,
@@ -33,8 +44,12 @@ from procframe.bench.runner import (
     run_harness,
 )
 from procframe.bench.tables import (
+    BIG,
+    BIG_MEMORY,
     CONDITION_WAITS,
+    GIB,
     LOCK_PAIRS,
+    MEGABYTE,
     OBJECTS_PASSED,
     POOL,
     SEQUENCE_READS,
@@ -52,9 +67,15 @@ WARM_UP = "0.01"
 """Seconds of warm-up before a harness's samples (0.2 by default): timings are not asserted."""
 
 
+BIG_CAP = str(256 << 10)
+"""Bytes of the biggest item of the big and memory cases in these tests (a 1 GiB array by
+default): figures are not asserted."""
+
+
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
     env["PROCFRAME_BENCH_WARM_UP"] = WARM_UP
+    env["PROCFRAME_BENCH_BIG_CAP"] = BIG_CAP
     return env
 
 
@@ -672,7 +693,7 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     }
     units = {LOCK_PAIRS.unit, CONDITION_WAITS.unit, SEQUENCE_READS.unit}
     assert units == {Unit.PER_SECOND}
-    assert list(TABLES)[-4:] == ["conditions", "sequences", "pool", "managed"]
+    assert list(TABLES)[-6:] == ["conditions", "sequences", "pool", "managed", "big", "big_memory"]
 
 
 # -- the command, end to end --------------------------------------------------------
@@ -790,6 +811,9 @@ def test_bench_json() -> None:
     for table in tables:
         assert {row["backend"] for row in table["rows"]} == {"fork"}
         for row in table["rows"]:
+            if row["skipped"]:  # numpy missing, or too little memory for the 1 GiB row
+                assert row["ratio"] is None
+                continue
             assert row["ratio"] == pytest.approx(row["procframe"] / row["multiprocessing"])
     assert [row["label"] for row in tables[1]["rows"]] == [
         "queue.Queue",
@@ -830,3 +854,378 @@ def test_bench_usage_errors(args: tuple[str, ...], message: str) -> None:
     done = run_bench(*args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+# -- issue 14: the big table and the memory table ------------------------------------
+
+
+def big_row(backend: str, label: str) -> Row:
+    (row,) = (r for r in BIG.rows if (r.backend, r.label) == (backend, label))
+    return row
+
+
+MBPS = Unit.MEGABYTES_PER_SECOND
+
+
+def test_megabytes_per_second_is_a_rate_of_payload_from_seconds_per_megabyte() -> None:
+    assert MEGABYTE == 1_000_000
+    assert MBPS.higher_is_better
+    assert MBPS.from_seconds(0.001) == pytest.approx(1000.0)  # 1 ms per MB: 1,000 MB/s
+    assert MBPS.meets(3.004, 3.0) and not MBPS.meets(2.99, 3.0)
+    assert format_value(MBPS, 11_234.5) == "11,200"
+    assert format_target(MBPS, 3.0, None, 0.4, "of memcpy") == ">= 3.00, >= 40% of memcpy"
+
+
+def test_bytes_are_memory_reported_as_is_and_lower_is_better() -> None:
+    assert not Unit.BYTES.higher_is_better
+    assert Unit.BYTES.from_seconds(2.5 * GIB) == 2.5 * GIB
+    assert Unit.BYTES.meets(0.99, 1.0) and not Unit.BYTES.meets(1.2, 1.0)
+    assert format_target(Unit.BYTES, 1.0, 2.2 * GIB) == "<= 1.00, <= 2.20 GiB"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (2.2 * GIB, "2.20 GiB"),
+        (3_252_938_752, "3.03 GiB"),
+        (512 << 20, "512 MiB"),
+        (42e6, "40.1 MiB"),
+    ],
+)
+def test_format_bytes(count: float, text: str) -> None:
+    assert format_bytes(count) == text
+    assert format_value(Unit.BYTES, count) == text
+
+
+def test_the_big_table_has_the_issues_rows_and_targets() -> None:
+    assert TABLES["big"] is BIG and BIG.unit is MBPS
+    assert (BIG.backend_limit, BIG.max_repeats, BIG.quick) == (1, 3, True)
+    for backend in ("fork", "spawn", "forkserver"):
+        rows = [row for row in BIG.rows if row.backend == backend]
+        assert len(rows) == 4 * (1 + 3 * 2)
+        for size in ("64 KiB", "1 MiB", "16 MiB", "128 MiB"):
+            memcpy = big_row(backend, f"memcpy {size}")
+            assert memcpy.target is None and not memcpy.requires  # the reference
+            assert memcpy.quick == (size in ("1 MiB", "16 MiB"))
+            for item in ("bytes", "float64 array"):
+                for channel in ("Queue", "Pipe", "Pool.map identity"):
+                    row = big_row(backend, f"{channel}, {item} {size}")
+                    assert row.target == (1.0 if size == "64 KiB" else 3.0)
+                    assert row.requires == (("numpy",) if item == "float64 array" else ())
+                    assert row.quick == memcpy.quick
+                    # a reference measured long enough: ten copies per item passed
+                    assert memcpy.iterations == 10 * row.iterations
+                    bounded = item != "bytes" and channel != "Pool.map identity"
+                    bounded = bounded and size in ("16 MiB", "128 MiB")
+                    assert (row.share_of, row.min_share) == (
+                        (f"memcpy {size}", 0.4) if bounded else ("", None)
+                    )
+
+
+def test_the_memory_table_bounds_procframe_at_2_2_gib() -> None:
+    assert TABLES["big_memory"] is BIG_MEMORY and BIG_MEMORY.unit is Unit.BYTES
+    assert not BIG_MEMORY.quick  # a --quick run measures it only if --table names it
+    assert "Pss" in BIG_MEMORY.note and "smaps_rollup" in BIG_MEMORY.note
+    for row in BIG_MEMORY.rows:
+        assert (row.case, row.target, row.limit) == ("big_memory_queue", 1.0, 2.2 * GIB)
+        assert set(row.requires) == {"numpy", "pss", "available memory"}
+
+
+def test_every_row_is_a_case_of_the_harness() -> None:
+    cases = set(_harness_module().CASES) | {"first_use_pool", "first_use_manager"}
+    assert {row.case for table in TABLES.values() for row in table.rows} <= cases
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"share_of": "memcpy"}, "needs both share_of and min_share"),
+        ({"min_share": 0.4}, "needs both share_of and min_share"),
+        ({"share_of": "nothing", "min_share": 0.4}, "refers to no row 'nothing'"),
+        ({"share_of": "memcpy", "min_share": 1.5}, r"share beyond \(0, 1\]"),
+        ({"requires": ("a GPU",)}, "requires unknown"),
+    ],
+)
+def test_a_table_refuses_a_share_or_requirement_it_cannot_check(
+    changes: dict[str, Any], message: str
+) -> None:
+    memcpy = Row("fork", "memcpy_1m", 1, 1, None, "memcpy")
+    row = Row("fork", "big_queue_bytes_1m", 1, 1, 3.0, "Queue", **changes)
+    with pytest.raises(ValueError, match=message):
+        Table("t", "T", MBPS, (memcpy, row))
+
+
+def test_a_share_needs_its_reference_measured_wherever_the_row_is() -> None:
+    row = Row("fork", "big_queue_bytes_1m", 1, 1, 3.0, "Queue", share_of="memcpy", min_share=0.4)
+    for memcpy in (
+        Row("fork", "memcpy_1m", 1, 1, None, "memcpy", quick=False),
+        Row("fork", "memcpy_1m", 1, 1, None, "memcpy", requires=("numpy",)),
+        Row("spawn", "memcpy_1m", 1, 1, None, "memcpy"),
+    ):
+        with pytest.raises(ValueError):
+            Table("t", "T", MBPS, (memcpy, row))
+
+
+def share_result(procframe: float, stdlib: float, reference: float | None) -> RowResult:
+    row = big_row("fork", "Queue, float64 array 16 MiB")
+    return RowResult(MBPS, row, 4, (procframe,), (stdlib,), reference=reference)
+
+
+def test_a_share_of_memcpy_is_a_third_target() -> None:
+    assert share_result(4_000.0, 1_000.0, 10_000.0).share == pytest.approx(0.4)
+    assert share_result(4_000.0, 1_000.0, 10_000.0).ok
+    assert share_result(3_996.0, 1_000.0, 10_000.0).ok  # 39.96%, printed as 40%
+    assert not share_result(3_900.0, 1_000.0, 10_000.0).ok  # 3.9x: ratio met, share not
+    assert not share_result(4_000.0, 2_000.0, 10_000.0).ok  # 40%, but only 2.0x
+    missing_reference = share_result(4_000.0, 1_000.0, None)
+    assert missing_reference.share is None and not missing_reference.ok
+
+
+def fake_big_run(calls: list[str]) -> Any:
+    """A harness that says 1 ms per MB for procframe's Queue, 3 ms for the stdlib's, 0.2 ms
+    per MB of memcpy, 2 ms otherwise."""
+
+    def run(impl: str, case: str, method: str, iterations: int) -> dict[str, Any]:
+        calls.append(case)
+        if case.startswith("memcpy"):
+            return {"median": 0.0002}
+        first = {"first_item": 0.05 if impl == "procframe" else 0.08}
+        if case.startswith("big_queue"):
+            return {"median": 0.001 if impl == "procframe" else 0.003, **first}
+        return {"median": 0.002, **({"first_item": 0.01} if "pipe" in case else {})}
+
+    return run
+
+
+def test_measure_table_gives_each_row_its_reference_of_the_same_run() -> None:
+    calls: list[str] = []
+    result = measure_table(BIG, ["fork"], 1, lambda row: 2, fake_big_run(calls))
+    assert len(result.rows) == 28 and set(calls) == {row.row.case for row in result.rows}
+    rows = {row.row.label: row for row in result.rows}
+    queue = rows["Queue, float64 array 16 MiB"]
+    assert (queue.procframe, queue.reference, queue.share) == (1000.0, 5000.0, 0.2)
+    assert queue.ratio == pytest.approx(3.0) and queue.ok is False  # 20% of memcpy
+    assert rows["Queue, bytes 16 MiB"].reference is None and rows["Queue, bytes 16 MiB"].ok
+    assert queue.first_items == (0.05, 0.08)
+    assert rows["memcpy 16 MiB"].first_items == (None, None)
+    lines = format_table(result).splitlines()
+    assert lines[1].split() == [
+        *("backend", "object,", "item", "procframe", "multiprocessing", "ratio"),
+        *("of", "memcpy", "target"),
+    ]
+    (queue_line,) = (line for line in lines if "Queue, float64 array 16 MiB" in line)
+    assert queue_line.split()[6:] == [
+        *("1,000", "333", "3.00", "20%"),
+        *(">=", "3.00,", ">=", "40%", "of", "memcpy", "MISS"),
+    ]
+    (row_data,) = (
+        r for r in report_json([result])["tables"][0]["rows"] if r["label"] == queue.row.label
+    )
+    assert (row_data["share"], row_data["min_share"], row_data["share_of"]) == (
+        0.2,
+        0.4,
+        "memcpy 16 MiB",
+    )
+    assert row_data["procframe_first_item_seconds"] == 0.05
+
+
+def test_quick_measures_only_the_quick_rows() -> None:
+    calls: list[str] = []
+    result = measure_table(BIG, ["fork"], 1, lambda row: 2, fake_big_run(calls), quick=True)
+    assert {row.row.label.split()[-2] for row in result.rows} == {"1", "16"}
+    assert len(result.rows) == 14 and all(case[-2:] in ("1m", "6m") for case in calls)
+
+
+def test_a_row_the_machine_cannot_measure_is_skipped_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(REQUIREMENTS, "numpy", lambda: "numpy is not installed: pip install numpy")
+    calls: list[str] = []
+    messages: list[str] = []
+    result = measure_table(
+        BIG, ["fork"], 1, lambda row: 2, fake_big_run(calls), messages.append, quick=True
+    )
+    skipped = [row for row in result.rows if row.skipped]
+    assert {row.row.label for row in skipped} == {
+        f"{channel}, float64 array {size}"
+        for channel in ("Queue", "Pipe", "Pool.map identity")
+        for size in ("1 MiB", "16 MiB")
+    }
+    assert not any("array" in case for case in calls)  # never run
+    assert all(row.ok is None and math.isnan(row.procframe) for row in skipped)
+    assert sum("skipped: numpy is not installed" in message for message in messages) == 6
+    text = format_table(result)
+    assert text.endswith("\nskipped: numpy is not installed: pip install numpy")
+    (line,) = (line for line in text.splitlines() if "Pipe, float64 array 16 MiB" in line)
+    assert line.split()[6:] == [
+        *("-", "-", "-", "-"),
+        *(">=", "3.00,", ">=", "40%", "of", "memcpy", "skipped"),
+    ]
+    (data,) = (r for r in report_json([result])["tables"][0]["rows"] if r["label"] in line)
+    assert (data["procframe"], data["ratio"], data["ok"]) == (None, None, None)
+    assert data["skipped"] == "numpy is not installed: pip install numpy"
+    assert text.count("skipped: ") == 1
+
+
+def test_the_command_chooses_tables_backends_and_repeats() -> None:
+    assert "big_memory" not in chosen_tables(None, quick=True)
+    assert chosen_tables(None, quick=False) == list(TABLES)
+    assert chosen_tables(["big_memory", "big", "big"], quick=True) == ["big_memory", "big"]
+    comparable = ["fork", "spawn", "forkserver"]
+    assert table_backends(BIG, comparable, asked=False) == ["fork"]
+    assert table_backends(BIG, ["spawn", "fork"], asked=True) == ["spawn", "fork"]
+    assert table_backends(POOL, comparable, asked=False) == comparable
+    assert (table_repeats(BIG, None, False), table_repeats(POOL, None, False)) == (3, 5)
+    assert (table_repeats(BIG, None, True), table_repeats(BIG, 7, False)) == (3, 7)
+
+
+def write(path: Any, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_requirements_say_what_the_machine_lacks(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    low = write(tmp_path / "low", "MemTotal: 8000000 kB\nMemAvailable: 4194304 kB\n")
+    high = write(tmp_path / "high", "MemAvailable: 9000000 kB\n")
+    assert memory_missing(low) == "needs 8 GiB of available memory, this machine has 4.0 GiB"
+    assert memory_missing(high) == ""
+    assert "does not say" in memory_missing(str(tmp_path / "absent"))
+    assert pss_missing(write(tmp_path / "rollup", "x [rollup]\nRss: 1 kB\nPss: 1 kB\n")) == ""
+    assert "to measure Pss" in pss_missing(str(tmp_path / "absent"))
+    import importlib.util
+
+    assert numpy_missing() == ("" if importlib.util.find_spec("numpy") else numpy_missing())
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert numpy_missing().startswith("numpy is not installed: pip install numpy")
+    assert "numpy is not installed" in missing(("pss", "numpy"))
+
+
+def test_touch_reads_a_byte_per_page_and_checks_the_item() -> None:
+    harness = _harness_module()
+    item = harness.make_big_item("bytes", 3 * harness.PAGE)
+    assert item == b"\x01" * 3 * harness.PAGE
+    harness.touch(item, len(item))
+    with pytest.raises(RuntimeError, match="12287 bytes instead of 12288"):
+        harness.touch(item[:-1], len(item))
+    with pytest.raises(RuntimeError, match="wrong contents"):
+        harness.touch(b"\x01" * harness.PAGE + b"\x00" * harness.PAGE, 2 * harness.PAGE)
+    harness.touch(b"\x01" + b"\x00" * (harness.PAGE - 1), harness.PAGE)  # only one byte a page
+    assert [harness.warm_items(size) for size in (64 << 10, 16 << 20, 1 << 30)] == [128, 1, 1]
+
+
+def test_touch_takes_float64_arrays() -> None:
+    pytest.importorskip("numpy")
+    harness = _harness_module()
+    array = harness.make_big_item("array", 1 << 20)
+    assert (array.dtype.name, array.nbytes) == ("float64", 1 << 20)
+    harness.touch(array, 1 << 20)
+    array[1024] = 0.0  # the first byte of the third page
+    with pytest.raises(RuntimeError, match="wrong contents"):
+        harness.touch(array, 1 << 20)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pss_of_a_process_and_of_none() -> None:
+    harness = _harness_module()
+    assert harness.pss_bytes(os.getpid()) > 1 << 20
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    assert harness.pss_bytes(child.pid) == 0  # gone: nothing to count
+
+
+BIG_CASES = [
+    f"big_{channel}_{kind}_{size}"
+    for channel in ("queue", "pipe", "pool_map")
+    for kind in ("bytes", "array")
+    for size in ("64k", "128m")
+]
+
+
+@pytest.mark.parametrize("case", [*BIG_CASES, "memcpy_64k", "memcpy_128m"])
+@pytest.mark.parametrize("impl", ["procframe", "stdlib"])
+def test_harness_passes_big_items(impl: str, case: str) -> None:
+    if "array" in case:
+        pytest.importorskip("numpy")
+    result = run_harness(impl, case, "fork", 3, timeout=60, env=clean_env())
+    assert (result["impl"], result["case"], result["iterations"]) == (impl, case, 3)
+    assert result["samples"] == (1 if "pool_map" in case else 3)
+    assert 0 < result["min"] <= result["median"]  # seconds per megabyte
+    assert ("first_item" in result) == case.startswith(("big_queue", "big_pipe"))
+    assert result["multiprocessing_loaded"] is (impl == "stdlib")
+
+
+@pytest.mark.parametrize(
+    "case", ["big_queue_array_1m", "big_pipe_bytes_16m", "big_pool_map_array_1m"]
+)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_harness_passes_big_items_from_fresh_interpreters(method: str, case: str) -> None:
+    if "array" in case:
+        pytest.importorskip("numpy")
+    result = run_harness("procframe", case, method, 2, timeout=60, env=clean_env())
+    assert (result["case"], result["method"]) == (case, method)
+    assert result["median"] > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("impl", ["procframe", "stdlib"])
+def test_harness_measures_peak_memory_of_sender_and_receiver(impl: str) -> None:
+    pytest.importorskip("numpy")
+    result = run_harness(impl, "big_memory_queue", "fork", 2, timeout=60, env=clean_env())
+    assert (result["case"], result["samples"]) == ("big_memory_queue", 2)
+    # bytes, not seconds: two interpreters, one of them with the array, are megabytes
+    assert 4 * int(BIG_CAP) < result["min"] <= result["median"] < 4 * GIB
+
+
+def test_bench_prints_the_big_table() -> None:
+    args = ("--backend", "fork", "--iterations", "2", "--repeat", "1", "--table", "big")
+    done = run_bench(*args, "big_memory")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Big items passed per second, MB/s of payload (child to parent, each item read a byte "
+        "per page; Pool.map: out and back; of memcpy: procframe over memcpy of the same size; "
+        "median of 1 run; higher is better)"
+    ) in done.stdout
+    assert re.search(
+        r"^backend\s+object, item\s+procframe\s+multiprocessing\s+ratio\s+of memcpy\s+target$",
+        done.stdout,
+        re.M,
+    )
+    rate = r"[\d,.]+\s+[\d,.]+\s+\d+\.\d\d"
+    assert re.search(rf"^fork\s+memcpy 128 MiB\s+{rate}\s+-\s+-$", done.stdout, re.M)
+    assert re.search(
+        rf"^fork\s+Queue, bytes 64 KiB\s+{rate}\s+-\s+>= 1\.00\s+(ok|MISS)$", done.stdout, re.M
+    )
+    share = r"(\d+%\s+>= 3\.00, >= 40% of memcpy\s+(ok|MISS)|-\s+-\s+-\s+-\s.*skipped)"
+    assert re.search(
+        rf"^fork\s+Pipe, float64 array 128 MiB\s+({rate}\s+)?{share}$", done.stdout, re.M
+    )
+    assert re.search(
+        rf"^fork\s+Pool.map identity, bytes 1 MiB\s+{rate}\s+-\s+>= 3\.00\s+(ok|MISS)$",
+        done.stdout,
+        re.M,
+    )
+    assert (
+        "Peak memory of sender plus receiver while one 1 GiB float64 array goes through a Queue"
+        in done.stdout
+    )
+    assert re.search(
+        r"^fork\s+Queue, float64 array 1 GiB\s+(([\d.]+ [MG]iB\s+){2}\d+\.\d\d\s+<= 1\.00, "
+        r"<= 2\.20 GiB\s+(ok|MISS)|-\s+-\s+-\s+<= 1\.00, <= 2\.20 GiB\s+skipped)$",
+        done.stdout,
+        re.M,
+    )
+    assert "start+join" not in done.stdout
+
+
+def test_bench_quick_measures_the_big_table_at_1_and_16_mib_on_one_backend() -> None:
+    args = ("--quick", "--iterations", "2", "--repeat", "1", "--table")
+    done = run_bench(*args, "big")
+    assert done.returncode == 0, done.stderr
+    assert not re.search(r"^(spawn|forkserver)\s", done.stdout, re.M)  # one backend
+    assert not re.search(r"(64 KiB|128 MiB)", done.stdout)
+    assert re.search(r"^fork\s+Queue, bytes 16 MiB\s", done.stdout, re.M)
+    assert "Peak memory" not in done.stdout
+    help_text = run_bench("--help").stdout
+    assert "with --quick, all but big_memory" in " ".join(help_text.split())

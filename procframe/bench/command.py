@@ -18,7 +18,7 @@ from procframe.bench.runner import (
     measure_table,
     run_harness,
 )
-from procframe.bench.tables import STDLIB_METHODS, TABLES, Row
+from procframe.bench.tables import STDLIB_METHODS, TABLES, Row, Table
 
 REPEATS = 5
 QUICK_REPEATS = 3
@@ -33,7 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeat",
         type=int,
         metavar="N",
-        help=f"runs per implementation and backend (default {REPEATS}, quick {QUICK_REPEATS})",
+        help=f"runs per implementation and backend (default {REPEATS}, quick {QUICK_REPEATS}; "
+        + "; ".join(
+            f"{key} at most {table.max_repeats}"
+            for key, table in TABLES.items()
+            if table.max_repeats is not None
+        )
+        + ")",
     )
     parser.add_argument(
         "--iterations", type=int, metavar="K", help="iterations per run, for every row"
@@ -44,7 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="NAME",
         dest="backends",
-        help=f"backends to compare (default: those of {', '.join(STDLIB_METHODS)} available)",
+        help=f"backends to compare (default: those of {', '.join(STDLIB_METHODS)} available; "
+        + "; ".join(
+            f"{key} only the first"
+            + ("" if table.backend_limit == 1 else f" {table.backend_limit}")
+            for key, table in TABLES.items()
+            if table.backend_limit is not None
+        )
+        + ")",
     )
     parser.add_argument(
         "--table",
@@ -52,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=list(TABLES),
         dest="tables",
-        help="tables to measure (default: all)",
+        help="tables to measure (default: all; with --quick, all but "
+        + ", ".join(key for key, table in TABLES.items() if not table.quick)
+        + ")",
     )
     parser.add_argument(
         "--timeout",
@@ -85,10 +100,34 @@ def select_backends(asked: Sequence[str] | None, comparable: Sequence[str]) -> l
     return list(dict.fromkeys(asked))
 
 
+def chosen_tables(asked: Sequence[str] | None, quick: bool) -> list[str]:
+    """The keys of the tables to measure: those ``asked`` for, or else every table (but,
+    in a quick run, those that are not quick)."""
+    if asked:
+        return list(dict.fromkeys(asked))
+    return [key for key, table in TABLES.items() if table.quick or not quick]
+
+
+def table_backends(table: Table, backends: list[str], asked: bool) -> list[str]:
+    """The backends ``table`` is measured on: all of ``backends`` if they were ``asked``
+    for (``--backend``), else the first of them up to its ``backend_limit``."""
+    if asked or table.backend_limit is None:
+        return backends
+    return backends[: table.backend_limit]
+
+
+def table_repeats(table: Table, asked: int | None, quick: bool) -> int:
+    """Runs per implementation for ``table``: ``--repeat`` if given, else the default of a
+    run (quick or not), at most the table's ``max_repeats``."""
+    if asked is not None:
+        return asked
+    default = QUICK_REPEATS if quick else REPEATS
+    return min(default, table.max_repeats or default)
+
+
 def run(args: argparse.Namespace) -> int:
     """Measure the chosen tables and print them; 0 even when a row misses its target."""
-    repeats = args.repeat if args.repeat is not None else QUICK_REPEATS if args.quick else REPEATS
-    for option, value in (("--repeat", repeats), ("--iterations", args.iterations)):
+    for option, value in (("--repeat", args.repeat), ("--iterations", args.iterations)):
         if value is not None and value < 1:
             print(f"procframe bench: error: {option} must be at least 1", file=sys.stderr)
             return 2
@@ -110,10 +149,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="procframe-bench-") as cache:
             harness = partial(run_harness, timeout=args.timeout, env=harness_environment(cache))
-            for key in dict.fromkeys(args.tables or TABLES):
+            keys = chosen_tables(args.tables, args.quick)
+            for key in TABLES:
+                if key not in keys and args.quick and not args.tables:
+                    progress(f"{TABLES[key].title}: not in a --quick run (--table {key} asks)")
+            for key in keys:
                 table = TABLES[key]
                 results.append(
-                    measure_table(table, backends, repeats, iterations, harness, progress)
+                    measure_table(
+                        table,
+                        table_backends(table, backends, bool(args.backends)),
+                        table_repeats(table, args.repeat, args.quick),
+                        iterations,
+                        harness,
+                        progress,
+                        quick=args.quick,
+                    )
                 )
     except BenchError as exc:
         print(f"procframe bench: error: {exc}", file=sys.stderr)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from procframe.bench.requirements import missing
 from procframe.bench.tables import Row, Table, Unit
 
 IMPLEMENTATIONS = ("procframe", "stdlib")
@@ -156,23 +158,34 @@ def _stderr_of(stderr: str | bytes | None) -> str:
 
 @dataclass(frozen=True)
 class RowResult:
-    """A row measured on both implementations: per-run values, in its table's ``unit``."""
+    """A row measured on both implementations: per-run values, in its table's ``unit``.
+
+    A row the machine cannot measure (:attr:`Row.requires`) has no runs and says why in
+    ``skipped``: its values are NaN and it has no verdict.
+    """
 
     unit: Unit
     row: Row
     iterations: int
     procframe_runs: tuple[float, ...]
     stdlib_runs: tuple[float, ...]
+    skipped: str = ""
+    """Why the row was not measured; empty if it was."""
+    reference: float | None = None
+    """procframe's value on the row's ``share_of`` row, in the same run."""
+    procframe_first_items: tuple[float, ...] = ()
+    """Per run, the seconds procframe took to deliver the first item, where the case says."""
+    stdlib_first_items: tuple[float, ...] = ()
 
     @property
     def procframe(self) -> float:
         """procframe's value: the median of its runs."""
-        return statistics.median(self.procframe_runs)
+        return statistics.median(self.procframe_runs) if self.procframe_runs else math.nan
 
     @property
     def stdlib(self) -> float:
         """The standard library's value: the median of its runs."""
-        return statistics.median(self.stdlib_runs)
+        return statistics.median(self.stdlib_runs) if self.stdlib_runs else math.nan
 
     @property
     def ratio(self) -> float:
@@ -180,14 +193,40 @@ class RowResult:
         return self.procframe / self.stdlib
 
     @property
+    def share(self) -> float | None:
+        """procframe's value over its reference row's (:attr:`Row.share_of`); None without."""
+        if self.reference is None or not self.row.share_of:
+            return None
+        return self.procframe / self.reference
+
+    @property
     def ok(self) -> bool | None:
-        """Whether the ratio, to the two decimals printed, meets the target, and procframe's
-        value its limit; None without either."""
+        """Whether the ratio, to the two decimals printed, meets the target, procframe's
+        value its limit, and its share of the reference row the least share; None without
+        any of them, or for a skipped row.  A share whose reference was not measured is
+        not met."""
         row = self.row
-        if row.target is None and row.limit is None:
+        if self.skipped or (row.target is None and row.limit is None and row.min_share is None):
             return None
         ratio_ok = row.target is None or self.unit.meets(self.ratio, row.target)
-        return ratio_ok and (row.limit is None or self.unit.meets(self.procframe, row.limit))
+        limit_ok = row.limit is None or self.unit.meets(self.procframe, row.limit)
+        return ratio_ok and limit_ok and self.share_ok
+
+    @property
+    def share_ok(self) -> bool:
+        """Whether the share, to the whole percent printed, is at least the least share."""
+        if self.row.min_share is None:
+            return True
+        share = self.share
+        return share is not None and round(share, 2) >= self.row.min_share
+
+    @property
+    def first_items(self) -> tuple[float | None, float | None]:
+        """The median seconds to the first item, procframe's and the standard library's."""
+        return (
+            statistics.median(self.procframe_first_items) if self.procframe_first_items else None,
+            statistics.median(self.stdlib_first_items) if self.stdlib_first_items else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -205,6 +244,7 @@ def measure_row(
     """Measure ``row`` ``repeats`` times on each implementation, alternating them (ABAB...)."""
     unit = table.unit_of(row)
     runs: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
+    first_items: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
     for _ in range(repeats):
         for impl in IMPLEMENTATIONS:
             result = run(impl, row.case, row.backend, iterations)
@@ -214,7 +254,33 @@ def measure_row(
                     "library's multiprocessing: procframe must never load it"
                 )
             runs[impl].append(unit.from_seconds(float(result["median"])))
-    return RowResult(unit, row, iterations, tuple(runs["procframe"]), tuple(runs["stdlib"]))
+            if "first_item" in result:
+                first_items[impl].append(float(result["first_item"]))
+    return RowResult(
+        unit,
+        row,
+        iterations,
+        tuple(runs["procframe"]),
+        tuple(runs["stdlib"]),
+        procframe_first_items=tuple(first_items["procframe"]),
+        stdlib_first_items=tuple(first_items["stdlib"]),
+    )
+
+
+def with_references(results: Sequence[RowResult]) -> tuple[RowResult, ...]:
+    """``results``, each row with a ``share_of`` given its reference row's procframe value
+    (a reference that was skipped or not measured gives none)."""
+    values = {
+        (result.row.backend, result.row.label): result.procframe
+        for result in results
+        if not result.skipped
+    }
+    return tuple(
+        replace(result, reference=values.get((result.row.backend, result.row.share_of)))
+        if result.row.share_of
+        else result
+        for result in results
+    )
 
 
 def measure_table(
@@ -224,15 +290,23 @@ def measure_table(
     iterations: Callable[[Row], int],
     run: RunHarness,
     progress: Callable[[str], None] | None = None,
+    quick: bool = False,
 ) -> TableResult:
-    """Measure the rows of ``table`` whose backend is in ``backends``."""
+    """Measure the rows of ``table`` whose backend is in ``backends`` (only those of
+    ``--quick`` if ``quick``); a row the machine cannot measure is skipped, with why."""
     results = []
     for row in table.rows:
-        if row.backend not in backends:
+        if row.backend not in backends or (quick and not row.quick):
             continue
         count = iterations(row)
+        what = f"{row.backend} {row.label}".rstrip()
+        reason = missing(row.requires)
+        if reason:
+            if progress is not None:
+                progress(f"{table.title}: {what}, skipped: {reason}")
+            results.append(RowResult(table.unit_of(row), row, count, (), (), skipped=reason))
+            continue
         if progress is not None:
-            what = f"{row.backend} {row.label}".rstrip()
             progress(f"{table.title}: {what}, {repeats} x 2 runs of {count} iterations")
         results.append(measure_row(table, row, repeats, count, run))
-    return TableResult(table, repeats, tuple(results))
+    return TableResult(table, repeats, with_references(results))

@@ -8,39 +8,55 @@ the targets themselves: none is on the wrong side of its table's
 ``loosest_target``, which :meth:`Table.__post_init__` checks.  That is 1.0
 for every table but :data:`LOCK_PAIRS`, where the issue sets 0.9 and the
 ratio is noise around 1.0 (see :data:`LOCKS`).  Reference rows have no
-target.
+target.  A row may also bound procframe's own value (``limit``), or its share
+of a reference row of the same run (``min_share``, :data:`BIG`).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from procframe.bench.requirements import AVAILABLE_MEMORY, NUMPY, PSS, REQUIREMENTS
 
 STDLIB_METHODS = ("fork", "spawn", "forkserver")
 """The start methods of the standard library: the backends that can be compared."""
+
+MEGABYTE = 1_000_000
+"""Bytes of the megabyte of :attr:`Unit.MEGABYTES_PER_SECOND` (MB/s, as ``dd`` and the
+issues count)."""
+
+GIB = 1 << 30
 
 
 class Unit(enum.Enum):
     """What a table's values are, which decides which way is better.
 
-    The harness always reports seconds per operation; :meth:`from_seconds`
-    turns them into the table's unit.
+    The harness reports seconds per operation (a megabyte moved, for
+    :attr:`MEGABYTES_PER_SECOND`); :meth:`from_seconds` turns them into the
+    table's unit.  For :attr:`TIMES_IDEAL` and :attr:`BYTES` it reports the
+    value itself.
     """
 
     SECONDS = "seconds per operation"
     PER_SECOND = "operations per second"
     TIMES_IDEAL = "times the ideal"
     """A makespan divided by the ideal schedule's: the harness reports the factor itself."""
+    MEGABYTES_PER_SECOND = "megabytes of payload per second"
+    """MB/s, a megabyte being :data:`MEGABYTE` bytes of the items passed (not of their
+    pickles, nor of what a transport adds): the harness reports seconds per megabyte."""
+    BYTES = "bytes"
+    """An amount of memory, lower is better: the harness reports the bytes themselves."""
 
     @property
     def higher_is_better(self) -> bool:
-        """True for a rate, False for a duration or a factor of the ideal."""
-        return self is Unit.PER_SECOND
+        """True for a rate, False for a duration, a factor of the ideal or memory."""
+        return self in (Unit.PER_SECOND, Unit.MEGABYTES_PER_SECOND)
 
     def from_seconds(self, seconds: float) -> float:
-        """A harness result, seconds per operation (a factor for :attr:`TIMES_IDEAL`), in
-        this unit."""
-        return 1.0 / seconds if self is Unit.PER_SECOND else seconds
+        """A harness result, seconds per operation (a factor for :attr:`TIMES_IDEAL`, bytes
+        for :attr:`BYTES`), in this unit."""
+        return 1.0 / seconds if self.higher_is_better else seconds
 
     def meets(self, ratio: float, target: float) -> bool:
         """True if ``ratio``, to the two decimals printed, is on the good side of ``target``."""
@@ -67,6 +83,17 @@ class Row:
     limit: float | None = None
     """A bound of procframe's own value, in the row's unit, besides (or instead of) the
     ratio's ``target``: a row meets its targets only if it meets both."""
+    share_of: str = ""
+    """The label of the reference row (same table and backend) that ``min_share`` compares
+    procframe's value with, measured in the same run."""
+    min_share: float | None = None
+    """The least share of the ``share_of`` row's procframe value that procframe's value
+    must reach (a third target, besides ``target`` and ``limit``)."""
+    quick: bool = True
+    """Whether a ``--quick`` run measures the row."""
+    requires: tuple[str, ...] = ()
+    """What the machine needs for the row (:data:`procframe.bench.requirements.REQUIREMENTS`):
+    without it, the row is skipped, and the report says why."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +114,25 @@ class Table:
     where an issue sets a looser bound for something procframe cannot make
     faster, and says why in its rows' docstring (:data:`LOCKS`).
     """
+    quick: bool = True
+    """Whether a ``--quick`` run that does not name the table (``--table``) measures it."""
+    backend_limit: int | None = None
+    """How many of the chosen backends the table measures (the first ones) unless
+    ``--backend`` names them; None for all."""
+    max_repeats: int | None = None
+    """Runs per implementation at most, unless ``--repeat`` says otherwise: for a table whose
+    runs are long."""
+    share_header: str = ""
+    """The header of the column of shares (``min_share``), shown if a row has one."""
 
     def __post_init__(self) -> None:
         if not self.unit.meets(1.0, self.loosest_target):
             raise ValueError(f"{self.key}: a loosest target stricter than 1.0 makes no sense")
+        for row in self.rows:
+            self._check_share(row)
+            unknown = [name for name in row.requires if name not in REQUIREMENTS]
+            if unknown:
+                raise ValueError(f"{self.key}: {row.label} requires unknown {unknown}")
         for row in self.rows:
             loosest = self.loosest_target if self.unit_of(row) is self.unit else 1.0
             if row.target is not None and not self.unit_of(row).meets(row.target, loosest):
@@ -99,6 +141,21 @@ class Table:
                     "to be slower than the standard library beyond the table's loosest target, "
                     f"{self.loosest_target:.2f}"
                 )
+
+    def _check_share(self, row: Row) -> None:
+        """A row's ``min_share`` needs a reference row, of its backend, measured with it."""
+        if (row.min_share is None) != (not row.share_of):
+            raise ValueError(f"{self.key}: {row.label} needs both share_of and min_share")
+        if row.min_share is None:
+            return
+        if not 0 < row.min_share <= 1:
+            raise ValueError(f"{self.key}: {row.label} has a share beyond (0, 1]")
+        references = [r for r in self.rows if (r.backend, r.label) == (row.backend, row.share_of)]
+        if len(references) != 1:
+            raise ValueError(f"{self.key}: {row.label} refers to no row {row.share_of!r}")
+        (reference,) = references
+        if reference.requires or (row.quick and not reference.quick):
+            raise ValueError(f"{self.key}: {row.share_of} is not measured wherever {row.label} is")
 
     def unit_of(self, row: Row) -> Unit:
         """The unit of ``row``'s values: its own, or else the table's."""
@@ -349,6 +406,129 @@ MANAGED_BY_SERVER = Table(
     ),
 )
 
+MIB = 1 << 20
+
+BIG_SIZES = (
+    # label, suffix of the harness cases, bytes, items per run (full, quick), in --quick
+    ("64 KiB", "64k", 64 << 10, 400, 100, False),
+    ("1 MiB", "1m", MIB, 64, 16, True),
+    ("16 MiB", "16m", 16 * MIB, 8, 3, True),
+    ("128 MiB", "128m", 128 * MIB, 2, 1, False),
+)
+"""The item sizes of :data:`BIG`: 8 to 32 MiB of payload per run, but for 128 MiB."""
+
+BIG_OBJECTS = (
+    # label, harness case, least share of memcpy for arrays of SHARE_FROM bytes and more
+    ("Queue", "big_queue", 0.4),
+    ("Pipe", "big_pipe", 0.4),
+    ("Pool.map identity", "big_pool_map", None),
+)
+
+BIG_KINDS = (
+    # label, harness kind, requirements
+    ("bytes", "bytes", ()),
+    ("float64 array", "array", (NUMPY,)),
+)
+
+MEMCPY_TIMES = 10
+"""Copies per item passed in a run of a memcpy row: a copy takes about a tenth of the time
+of a pass, and a reference measured too briefly would make every share noisy."""
+
+BIG_TARGET = 3.0
+"""The ratio issue 14 asks of the big rows of :data:`BIG_TARGET_FROM` bytes and more."""
+
+BIG_TARGET_FROM = MIB
+
+SHARE_FROM = 16 * MIB
+"""The least size of the array rows whose share of memcpy issue 14 bounds."""
+
+
+def big_rows(backend: str) -> tuple[Row, ...]:
+    """The rows of :data:`BIG` on ``backend``: per size, the memcpy reference, then each
+    object with each kind of item."""
+    rows: list[Row] = []
+    for size, suffix, nbytes, full, quick, in_quick in BIG_SIZES:
+        memcpy = f"memcpy {size}"
+        copies = (MEMCPY_TIMES * full, MEMCPY_TIMES * quick)
+        rows.append(Row(backend, f"memcpy_{suffix}", *copies, None, memcpy, quick=in_quick))
+        target = BIG_TARGET if nbytes >= BIG_TARGET_FROM else 1.0
+        for label, case, share in BIG_OBJECTS:
+            for kind, harness_kind, requires in BIG_KINDS:
+                bounded = share is not None and harness_kind == "array" and nbytes >= SHARE_FROM
+                row = Row(backend, f"{case}_{harness_kind}_{suffix}", full, quick, target)
+                rows.append(
+                    replace(
+                        row,
+                        label=f"{label}, {kind} {size}",
+                        share_of=memcpy if bounded else "",
+                        min_share=share if bounded else None,
+                        quick=in_quick,
+                        requires=requires,
+                    )
+                )
+    return tuple(rows)
+
+
+BIG = Table(
+    key="big",
+    title="Big items passed per second, MB/s of payload",
+    note=(
+        "child to parent, each item read a byte per page; Pool.map: out and back; "
+        "of memcpy: procframe over memcpy of the same size"
+    ),
+    unit=Unit.MEGABYTES_PER_SECOND,
+    label_header="object, item",
+    rows=tuple(row for backend in STDLIB_METHODS for row in big_rows(backend)),
+    backend_limit=1,
+    max_repeats=3,
+    share_header="of memcpy",
+)
+"""Issue 14's table: bytes and float64 numpy arrays through ``Queue``, ``Pipe`` and
+``Pool.map``, with a memcpy of each size as reference (the same code for both
+implementations: its ratio shows the noise).
+
+A run passes one item many times from a child to this process (``Pool.map``:
+distinct items, out to a worker and back), after 8 MiB of warm-up (at least
+an item); each item taken is read, one byte per page, and kept until the next
+arrives.  The path does not depend on the start method once the child runs,
+so the table measures one backend (the first) unless ``--backend`` names
+others, and ``--quick`` measures only its 1 MiB and 16 MiB rows.  The targets
+are the issue's: every row >= 1.0, rows of 1 MiB and more >= 3.0, and arrays
+of 16 MiB and more through ``Queue`` and ``Pipe`` at least 40% of memcpy's
+MB/s.  Array rows need numpy; without it they are skipped.
+"""
+
+BIG_MEMORY = Table(
+    key="big_memory",
+    title="Peak memory of sender plus receiver while one 1 GiB float64 array goes through a Queue",
+    note=(
+        "the sum of both processes' Pss (/proc/<pid>/smaps_rollup: pages both map count "
+        "once), sampled every few ms by a third process"
+    ),
+    unit=Unit.BYTES,
+    label_header="object",
+    rows=tuple(
+        Row(
+            backend,
+            "big_memory_queue",
+            iterations=1,
+            quick_iterations=1,
+            target=1.0,
+            label="Queue, float64 array 1 GiB",
+            limit=2.2 * GIB,
+            requires=(NUMPY, PSS, AVAILABLE_MEMORY),
+        )
+        for backend in STDLIB_METHODS
+    ),
+    quick=False,
+    backend_limit=1,
+    max_repeats=3,
+)
+"""Issue 14's memory bound: at most 2.2 GiB for procframe, never more than the standard
+library.  Skipped with a message where the machine has less than 8 GiB available; a
+``--quick`` run measures it only if ``--table`` names it.
+"""
+
 
 TABLES: dict[str, Table] = {
     table.key: table
@@ -360,6 +540,8 @@ TABLES: dict[str, Table] = {
         SEQUENCE_READS,
         POOL,
         MANAGED_BY_SERVER,
+        BIG,
+        BIG_MEMORY,
     )
 }
 """Every table, in the order they are printed."""

@@ -1,0 +1,93 @@
+"""What some benchmark rows need of the machine, and why a machine falls short.
+
+A row names its requirements (:attr:`procframe.bench.tables.Row.requires`);
+:func:`missing` tells, before any harness run, why the row cannot be measured
+here, and the row is skipped with that reason instead of failing the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+NUMPY = "numpy"
+"""numpy importable by the harness (the same interpreter as this one)."""
+
+AVAILABLE_MEMORY = "available memory"
+"""At least :data:`MEMORY_NEEDED` bytes of available memory (``MemAvailable``)."""
+
+PSS = "pss"
+"""``/proc/<pid>/smaps_rollup``, the proportional set size of a process (Linux 4.14)."""
+
+MEMORY_NEEDED = 8 << 30
+"""Bytes of available memory the 1 GiB rows need: the standard library holds three or four
+copies of the array at its peak, and the machine has others to run."""
+
+MEMINFO = "/proc/meminfo"
+SMAPS_ROLLUP = "/proc/self/smaps_rollup"
+
+
+def numpy_missing() -> str:
+    """Why numpy cannot be used, or ``""``."""
+    from importlib.util import find_spec
+
+    if find_spec("numpy") is not None:
+        return ""
+    return (
+        "numpy is not installed: pip install numpy (or the bench extra, pip install -e '.[bench]')"
+    )
+
+
+def available_memory(meminfo: str = MEMINFO) -> int | None:
+    """``MemAvailable`` of ``meminfo`` in bytes; None where the file does not say."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_missing(meminfo: str = MEMINFO) -> str:
+    """Why this machine cannot spare :data:`MEMORY_NEEDED` bytes, or ``""``."""
+    available = available_memory(meminfo)
+    if available is None:
+        return (
+            f"needs {MEMORY_NEEDED / (1 << 30):g} GiB of available memory: {meminfo} does not say"
+        )
+    if available < MEMORY_NEEDED:
+        return (
+            f"needs {MEMORY_NEEDED >> 30} GiB of available memory, "
+            f"this machine has {available / (1 << 30):.1f} GiB"
+        )
+    return ""
+
+
+def pss_missing(smaps_rollup: str = SMAPS_ROLLUP) -> str:
+    """Why the Pss of a process cannot be read here, or ``""``."""
+    try:
+        with open(smaps_rollup, "rb") as f:
+            if b"\nPss:" in f.read():
+                return ""
+    except OSError:
+        pass
+    return f"needs {smaps_rollup.replace('self', '<pid>')} to measure Pss (Linux 4.14 or later)"
+
+
+REQUIREMENTS: dict[str, Callable[[], str]] = {
+    NUMPY: numpy_missing,
+    AVAILABLE_MEMORY: memory_missing,
+    PSS: pss_missing,
+}
+"""Each requirement's check: why the machine falls short, ``""`` if it does not."""
+
+
+def missing(requires: tuple[str, ...]) -> str:
+    """Why the first requirement of ``requires`` that this machine misses is missing, or
+    ``""`` if it has them all."""
+    for name in requires:
+        reason = REQUIREMENTS[name]()
+        if reason:
+            return reason
+    return ""
