@@ -852,7 +852,7 @@ BIG_KINDS = ("bytes", "array")
 """A ``bytes`` object, or a float64 numpy array (numpy is needed only for these)."""
 
 WARM_BYTES = 8 << 20
-"""Bytes of items passed before the clock starts (at least one item): the first items pay
+"""Bytes of items passed before the clock starts (at least two items): the first items pay
 for first-time costs (imports, buffers grown, pages faulted in) that the steady state
 does not."""
 
@@ -878,8 +878,9 @@ BIG_DEADLINE = 60.0
 
 
 def warm_items(size: int) -> int:
-    """Items of ``size`` bytes passed before the clock: :data:`WARM_BYTES`, at least one."""
-    return max(1, WARM_BYTES // size)
+    """Items of ``size`` bytes passed before the clock: :data:`WARM_BYTES`, at least two
+    (the steady state of a stream: the buffers of one item reused for the next but one)."""
+    return max(2, WARM_BYTES // size)
 
 
 def make_big_item(kind: str, size: int) -> Any:

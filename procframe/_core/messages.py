@@ -82,7 +82,7 @@ class Outbound:
             _close(fd)
 
 
-def dumps(obj: object, inline_max: int) -> bytes | Outbound:
+def dumps(obj: object, inline_max: int, scan: bool = False) -> bytes | Outbound:
     """``obj`` as a message: its pickle if that is at most ``inline_max`` bytes and no big
     buffer is in it, else an :class:`Outbound` slab.  Pickling errors propagate (and release
     descriptors shared meanwhile, as :func:`procframe._core.reduction.dumps`).
@@ -90,8 +90,14 @@ def dumps(obj: object, inline_max: int) -> bytes | Outbound:
     Pickle copies ``bytes``, ``bytearray`` and non-contiguous numpy arrays into its
     stream.  When the message is one of those, or its pickle turns out big, they are
     looked for in it (down to :data:`_SCANNED_DEPTH` levels of tuples and lists) and sent
-    out of band too: a small message costs two type checks more than its pickle.
+    out of band too: a small message costs two type checks more than its pickle.  With
+    ``scan``, they are looked for first (a pool's calls and results, whose big ``bytes``
+    are often in a tuple or a list, and which are costly enough that the look is cheap).
     """
+    if scan:
+        lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
+        if lifted is not None:
+            return _pack_out_of_band(lifted)
     cls = type(obj)
     if (cls is bytes or cls is bytearray) and len(obj) >= OUT_OF_BAND_MIN:  # type: ignore[arg-type]
         return _pack_out_of_band(_WholeBuffer(obj))  # type: ignore[arg-type]
@@ -257,6 +263,7 @@ def _open(fd: int, maxlength: int | None = None) -> list[memoryview]:
         raw_spans = os.pread(fd, _SPAN.size * (count + 1), _HEADER.size)
         spans = [_SPAN.unpack_from(raw_spans, _SPAN.size * i) for i in range(count + 1)]
         total = spans[-1][0] + spans[-1][1]
+        slabs.forget_idle()
         if total >= MAP_MIN:
             whole = memoryview(slabs.map_received(fd, total))
         else:

@@ -43,12 +43,12 @@ NAME = "procframe-slab"
 """The label of every slab's memfd, seen in ``/proc/PID/fd`` and ``/proc/PID/maps``."""
 SMALLEST = 1 << 16
 """The capacity of the smallest slab; capacities are powers of two from here."""
-CACHE_BYTES = 256 << 20
+CACHE_BYTES = 512 << 20
 """Bytes of slabs (written so far, so faulted in) a process keeps for reuse at most."""
 CACHE_SLABS = 256
 """Slabs a process keeps at most, whether receivers still hold them or not."""
 IDLE_SECONDS = 10.0
-"""A slab not reused for this long is forgotten at the next send of a big message."""
+"""A slab not reused for this long is forgotten at the next big message sent or received."""
 
 
 class Slab:
@@ -203,6 +203,13 @@ def take(size: int) -> Slab:
 def give_back(slab: Slab, written: int) -> None:
     """Keep ``slab``, in which ``written`` bytes were written, for reuse."""
     _cache.give_back(slab, written)
+
+
+def forget_idle() -> None:
+    """Forget the slabs this process has not reused for :data:`IDLE_SECONDS`."""
+    if _cache._count:
+        with _cache._lock:
+            _cache._forget_idle()
 
 
 def drop_cache() -> None:

@@ -283,7 +283,7 @@ class ProcessCore:
             pickled = functions.get(id(func))
             if pickled is None:
                 pickled = functions[id(func)] = self._pickle_function(func)
-            rest = messages.dumps(call[1:], _frames.INLINE_MAX)
+            rest = messages.dumps(call[1:], _frames.INLINE_MAX, scan=True)
         except Exception as e:
             raise unpicklable_task(job, index, kind, call, e) from e
         if isinstance(func, _BY_NAME):

@@ -107,7 +107,7 @@ def outcome(kind: int, payload: Any) -> tuple[int, bytes | messages.Outbound]:
         message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
         return _frames.ABORTED, error_payload(message, e, _pickle_or_none(e))
     try:
-        pickled = messages.dumps(result, _frames.INLINE_MAX)
+        pickled = messages.dumps(result, _frames.INLINE_MAX, scan=True)
     except Exception as e:
         return _frames.UNPICKLABLE, encoding_payload(e, result, e)
     return (_frames.DONE if type(pickled) is bytes else _frames.DONE | _frames.SLAB), pickled
