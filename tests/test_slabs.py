@@ -167,3 +167,37 @@ def test_a_pipe_holds_only_a_few_unread_big_messages() -> None:
         sender.join(PATIENCE)
     assert not sender.is_alive()
     assert [r[:3].rstrip(b".") for r in received] == [b"%d" % i for i in range(20)]
+
+
+def _inode(message: messages.Outbound) -> int:
+    return os.fstat(message.fd).st_ino
+
+
+def test_a_received_array_sent_on_unchanged_crosses_in_the_same_slab() -> None:
+    np = pytest.importorskip("numpy")
+    original = np.arange(4 * messages.MAP_MIN // 8, dtype=np.float64)
+    first = messages.dumps(original, 4096)
+    assert isinstance(first, messages.Outbound)
+    slab = _inode(first)
+    received = messages.loads(first.detach())
+    assert float(received[::512].sum()) == float(original[::512].sum())  # pages read
+    again = messages.dumps(received, 4096)
+    assert isinstance(again, messages.Outbound) and _inode(again) == slab  # no copy
+    np.testing.assert_array_equal(messages.loads(again.detach()), original)
+
+
+@pytest.mark.parametrize("change", ["a value", "the shape"])
+def test_a_received_array_changed_since_is_copied_as_it_is_now(change: str) -> None:
+    np = pytest.importorskip("numpy")
+    original = np.arange(4 * messages.MAP_MIN // 8, dtype=np.float64)
+    first = messages.dumps(original, 4096)
+    assert isinstance(first, messages.Outbound)
+    slab = _inode(first)
+    received = messages.loads(first.detach())
+    if change == "a value":
+        received[12345] = -1.0
+    else:
+        received.shape = (2, -1)
+    again = messages.dumps(received, 4096)
+    assert isinstance(again, messages.Outbound) and _inode(again) != slab
+    np.testing.assert_array_equal(messages.loads(again.detach()), received)

@@ -14,6 +14,15 @@ slab under :data:`MAP_MIN` bytes is read instead: copying it costs less than
 mapping it).  ``bytes`` and ``bytearray`` own their memory, so the receiver
 copies those out of the slab once.
 
+A message received in a mapping and sent on unchanged (the same pickle, its
+buffers the very views received, none of their pages written since) is not
+copied again: the slab it came in is handed over again (:func:`_forwarded`).
+The receiver could not tell: a slab is never written while a hand-over of it
+lives, and each receiver's mapping is copy-on-write.  Buffers already in
+other shared memory (a ``SharedMemory`` block, an ``Array``) are copied into
+the slab: the receiver would otherwise see the sender's later writes, which a
+pickled copy never does.
+
 A slab is laid out as a header (magic, the pickle's length, the number of
 buffers), an (offset, length) span for the pickle and one for each buffer,
 then the pickle and the buffers, each aligned to :data:`ALIGN` bytes.
@@ -24,6 +33,7 @@ from __future__ import annotations
 import copyreg
 import os
 import struct
+import weakref
 from pickle import PickleBuffer
 from pickle import loads as _pickle_loads
 
@@ -122,7 +132,83 @@ def _pack_out_of_band(obj: Any) -> Outbound:
         buffers.append(buffer)
         return False
 
-    return _pack(reduction.dumps(obj if lifted is None else lifted, keep), buffers)
+    pickled = reduction.dumps(obj if lifted is None else lifted, keep)
+    if _received and buffers:
+        fd = _forwarded(pickled, buffers)
+        if fd is not None:
+            return Outbound(fd)
+    return _pack(pickled, buffers)
+
+
+_received: dict[int, tuple[Any, int, list[tuple[int, int]]]] = {}
+"""The mappings of messages received here and still alive, by ``id``: a weak reference to
+the mapping, a descriptor of its slab, and the message's spans."""
+_PAGE_STATE = bytes(1 if (top & 0x80 and not top & 0x20) or top & 0x40 else 0 for top in range(256))
+"""By the top byte of a ``/proc/self/pagemap`` entry: 1 if the page was written here (present
+but no longer the file's page: copied on write; or swapped, which only private pages are)."""
+
+
+def _remember(mapping: Any, fd: int, spans: list[tuple[int, int]]) -> None:
+    """Keep ``fd`` (a descriptor of the slab ``mapping`` maps) while the mapping lives."""
+    key = id(mapping)
+
+    def forget(_: object, key: int = key, fd: int = fd) -> None:
+        _received.pop(key, None)
+        os.close(fd)
+
+    _received[key] = (weakref.ref(mapping, forget), fd, spans)
+
+
+def _forwarded(pickled: bytes, buffers: list[PickleBuffer]) -> int | None:
+    """A new hand-over of the slab a message came in, if ``pickled`` and ``buffers`` are that
+    message unchanged (see the module doc); else None."""
+    import ctypes
+
+    places = []
+    for buffer in buffers:
+        raw = buffer.raw()
+        if raw.readonly:
+            return None  # what this module maps is writable
+        places.append(ctypes.addressof(ctypes.c_char.from_buffer(raw)))
+    for ref, fd, spans in list(_received.values()):
+        mapping = ref()
+        if mapping is None or len(spans) != len(buffers) + 1:
+            continue
+        base = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
+        wanted = [base + start for start, _ in spans[1:]]
+        sizes = [memoryview(buffer).nbytes for buffer in buffers]
+        if places != wanted or sizes != [size for _, size in spans[1:]]:
+            continue
+        start, size = spans[0]
+        if mapping[start : start + size] != pickled or _written(base, spans[1:]):
+            return None
+        return slabs.hand_over(fd)
+    return None
+
+
+def _written(base: int, spans: list[tuple[int, int]]) -> bool:
+    """True if a page of these spans of the mapping at ``base`` was written by this process
+    (``/proc/self/pagemap``; True where it cannot be read)."""
+    import mmap
+
+    try:
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        for start, size in spans:
+            first = (base + start) // mmap.PAGESIZE
+            last = (base + start + size - 1) // mmap.PAGESIZE
+            entries = os.pread(pagemap, 8 * (last - first + 1), 8 * first)
+            if len(entries) != 8 * (last - first + 1):
+                return True
+            if 1 in entries[7::8].translate(_PAGE_STATE):
+                return True
+    except OSError:
+        return True
+    finally:
+        os.close(pagemap)
+    return False
 
 
 _SCANNED_LENGTH = 256
@@ -265,7 +351,9 @@ def _open(fd: int, maxlength: int | None = None) -> list[memoryview]:
         total = spans[-1][0] + spans[-1][1]
         slabs.forget_idle()
         if total >= MAP_MIN:
-            whole = memoryview(slabs.map_received(fd, total))
+            mapping = slabs.map_received(fd, total)
+            _remember(mapping, os.dup(fd), spans)
+            whole = memoryview(mapping)
         else:
             copy = bytearray(total)
             if os.preadv(fd, [copy], 0) != total:

@@ -83,18 +83,7 @@ class Slab:
     def hand_over(self) -> int:
         """A new descriptor of the slab that holds it in use for as long as it lives (in a
         message in flight, or in the receiver's mapping); the caller sends it, then closes it."""
-        import fcntl
-
-        try:
-            fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            return os.dup(self.fd)  # no /proc: never reused (see release())
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return hand_over(self.fd)
 
     def close(self) -> None:
         """Forget the slab here; receivers keep what they mapped."""
@@ -107,6 +96,23 @@ class Slab:
         fd, self.fd = getattr(self, "fd", -1), -1
         if fd >= 0:
             _close(fd)
+
+
+def hand_over(fd: int) -> int:
+    """A new open file description of the slab open at ``fd`` (this process's slab, or one
+    it received), holding a shared lock for as long as it lives."""
+    import fcntl
+
+    try:
+        new = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return os.dup(fd)  # no /proc: this process never reuses a slab (Cache._reusable)
+    try:
+        fcntl.flock(new, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(new)
+        raise
+    return new
 
 
 def capacity_for(size: int) -> int:
