@@ -303,16 +303,15 @@ def _damage(items: dict[str, Any], outcomes: list[Outcome]) -> list[str]:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_big_and_small_buffers_and_arrays_cross_whole(ctx: procframe.Context, path: str) -> None:
-    """Bytes, bytearrays and arrays: the full dtype x layout matrix through a Queue, a few of
-    each through the other paths, small and big, both ways."""
-    items = {**_arrays(MATRIX if path == "Queue" else REPRESENTATIVE), **_buffers()}
+    """Bytes, bytearrays, memoryviews (received as memoryviews of the same format and shape)
+    and arrays: the full dtype x layout matrix through a Queue, a few of each through the
+    other paths, small and big, both ways."""
+    items = {
+        **_arrays(MATRIX if path == "Queue" else REPRESENTATIVE),
+        **_buffers(),
+        **_memoryviews(),
+    }
     assert _damage(items, _cross(ctx, path, items)) == []
-
-
-@pytest.mark.parametrize("path", PATHS)
-def test_memoryviews_cross_with_their_format_and_shape(ctx: procframe.Context, path: str) -> None:
-    items = _memoryviews()
-    assert _damage(items, _cross(ctx, path, items)) == []  # received as memoryviews too
 
 
 def test_send_bytes_and_recv_bytes_into_carry_big_buffers(ctx: procframe.Context) -> None:
