@@ -103,10 +103,11 @@ def dumps(obj: object, inline_max: int, scan: bool = False) -> bytes | Outbound:
     stream.  When the message is one of those, or its pickle turns out big, they are
     looked for in it (down to :data:`_SCANNED_DEPTH` levels of tuples and lists) and sent
     out of band too: a small message costs two type checks more than its pickle.  With
-    ``scan``, they are looked for first (a pool's calls and results, whose big ``bytes``
-    are often in a tuple or a list, and which are costly enough that the look is cheap).
+    ``scan`` (a pool's calls and results, whose big ``bytes`` are often in a tuple or a
+    list), they are looked for first where the first items of nested tuples and lists
+    suggest them (:func:`_may_hold_big_buffers`): the pickle is then made once.
     """
-    if scan:
+    if scan and _may_hold_big_buffers(obj):
         lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
         if lifted is not None:
             return _pack_out_of_band(lifted)
@@ -217,9 +218,26 @@ _SCANNED_LENGTH = 256
 """Tuples and lists longer than this are not looked into for big buffers."""
 _SCANNED_DEPTH = 3
 """How deep in tuples and lists big buffers are looked for."""
-_OTHER, _WHOLE, _SEQUENCE, _ARRAY = range(4)
+_OTHER, _WHOLE, _SEQUENCE, _ARRAY = range(1, 5)
+_BIG_KINDS = (_WHOLE, _ARRAY)
+_LEVELS = range(_SCANNED_DEPTH + 1)
 _kinds: dict[type, int] = {bytes: _WHOLE, bytearray: _WHOLE, tuple: _SEQUENCE, list: _SEQUENCE}
 """What :func:`lift_big_buffers` does with objects of a type (learnt once per type)."""
+
+
+def _may_hold_big_buffers(obj: Any) -> bool:
+    """Whether ``obj``, or the first item of a tuple or list in it (first items only, down
+    to :data:`_SCANNED_DEPTH` levels), is a ``bytes``, ``bytearray`` or numpy array: a few
+    lookups, where :func:`lift_big_buffers` looks at every item."""
+    kinds = _kinds
+    for _ in _LEVELS:
+        kind = kinds.get(type(obj)) or _kind(type(obj))
+        if kind is not _SEQUENCE:
+            return kind in _BIG_KINDS
+        if not obj:
+            return False
+        obj = obj[0]
+    return False
 
 
 def _kind(cls: type) -> int:
