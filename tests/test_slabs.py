@@ -7,6 +7,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -177,13 +178,19 @@ def _inode(message: messages.Outbound) -> int:
     return os.fstat(message.fd).st_ino
 
 
-def test_a_received_array_sent_on_unchanged_crosses_in_the_same_slab() -> None:
+def _received_array() -> tuple[Any, Any, int]:
+    """An array, the same array received through a slab, and the slab's inode."""
     np = pytest.importorskip("numpy")
     original = np.arange(4 * messages.MAP_MIN // 8, dtype=np.float64)
     first = messages.dumps(original, 4096)
     assert isinstance(first, messages.Outbound)
     slab = _inode(first)
-    received = messages.loads(first.detach())
+    return original, messages.loads(first.detach()), slab
+
+
+def test_a_received_array_sent_on_unchanged_crosses_in_the_same_slab() -> None:
+    np = pytest.importorskip("numpy")
+    original, received, slab = _received_array()
     assert float(received[::512].sum()) == float(original[::512].sum())  # pages read
     again = messages.dumps(received, 4096)
     assert isinstance(again, messages.Outbound) and _inode(again) == slab  # no copy
@@ -193,11 +200,7 @@ def test_a_received_array_sent_on_unchanged_crosses_in_the_same_slab() -> None:
 @pytest.mark.parametrize("change", ["a value", "the shape"])
 def test_a_received_array_changed_since_is_copied_as_it_is_now(change: str) -> None:
     np = pytest.importorskip("numpy")
-    original = np.arange(4 * messages.MAP_MIN // 8, dtype=np.float64)
-    first = messages.dumps(original, 4096)
-    assert isinstance(first, messages.Outbound)
-    slab = _inode(first)
-    received = messages.loads(first.detach())
+    _, received, slab = _received_array()
     if change == "a value":
         received[12345] = -1.0
     else:
