@@ -208,3 +208,24 @@ def test_a_received_array_changed_since_is_copied_as_it_is_now(change: str) -> N
     again = messages.dumps(received, 4096)
     assert isinstance(again, messages.Outbound) and _inode(again) != slab
     np.testing.assert_array_equal(messages.loads(again.detach()), received)
+
+
+def test_big_messages_sent_by_threads_at_once_all_arrive() -> None:
+    """Records and marks of two sending threads may interleave: none is lost or waited for."""
+    reader, writer = Pipe(duplex=False)
+
+    def send(tag: bytes) -> None:
+        for i in range(15):
+            writer.send(tag + b"%02d" % i + b"." * BIG)
+
+    senders = [threading.Thread(target=send, args=(tag,)) for tag in (b"a", b"b")]
+    with reader, writer:
+        for sender in senders:
+            sender.start()
+        received = []
+        for _ in range(30):
+            assert reader.poll(PATIENCE), f"only {len(received)} of 30 arrived"
+            received.append(reader.recv()[:3])
+        for sender in senders:
+            sender.join(PATIENCE)
+    assert sorted(received) == sorted(tag + b"%02d" % i for tag in (b"a", b"b") for i in range(15))

@@ -16,8 +16,9 @@ of at least :data:`SLAB_MIN` bytes (or holding a big buffer) is written once
 into a slab (:mod:`procframe._core.messages`), whose descriptor goes through
 the side socket tagged with a random token, then a *slab mark* with that token
 goes through the pipe in the message's place.  The receiver of the mark takes
-side records up to the one with its token (older ones were sent by a writer
-killed before its mark: dropped).
+side records up to the one with its token, keeping the others for their marks
+(threads that send at once may put records and marks in different orders).
+One process reads a Pipe end at a time, as with ``multiprocessing``.
 """
 
 from __future__ import annotations
@@ -288,12 +289,13 @@ SLAB_MIN = messages.OUT_OF_BAND_MIN
 """Pipe messages from this size go through a slab."""
 _SLAB_MARK = _SHORT.pack(0xFFFFFFFE)
 """The start of a slab mark: a length no message of the pipe's can have (it escapes above
-2 GiB - 1 as 0xFFFFFFFF); then the kind and the token."""
-_PICKLED = b"p"
-_RAW = b"b"
+2 GiB - 1 as 0xFFFFFFFF); then the token."""
 _MARK_TOKEN = 8
-_MARK_SIZE = len(_SLAB_MARK) + 1 + _MARK_TOKEN
+_MARK_SIZE = len(_SLAB_MARK) + _MARK_TOKEN
 _SIDE_ANCILLARY = osutil.rights_space(1)
+_EARLY_MAX = 64
+"""Side records kept for marks still to come (those of writers killed between a record and
+its mark never come: the oldest beyond this many are dropped)."""
 _pack_short = _SHORT.pack
 _unpack_short = _SHORT.unpack_from
 
@@ -316,6 +318,8 @@ class PacketConnection(Connection):
             else osutil.socket_from_fd(side_fd, socket.AF_UNIX, socket.SOCK_SEQPACKET)
         )
         """The side socket for slabs (None: every message goes through the pipe)."""
+        self._early: dict[bytes, int] = {}
+        """Side records taken before their marks came: token -> slab descriptor."""
 
     def close(self, _close: Any = os.close) -> None:  # os may be gone by the last __del__
         if self._fd >= 0:
@@ -325,6 +329,9 @@ class PacketConnection(Connection):
             side, self._side = self._side, None
             if side is not None:
                 side.close()
+            early, self._early = self._early, {}
+            for fd in early.values():
+                _close(fd)
             super().close(_close)
 
     def send(self, obj: Any) -> None:
@@ -336,7 +343,7 @@ class PacketConnection(Connection):
         else:
             data = messages.dumps(obj, SLAB_MIN - 1)
             if type(data) is not bytes:
-                self._send_slab(data, _PICKLED)  # type: ignore[arg-type]
+                self._send_slab(data)  # type: ignore[arg-type]
                 return
         size = len(data)  # type: ignore[arg-type]
         if size <= _PACKET_PAYLOAD:  # a write of at most PIPE_BUF bytes is whole
@@ -349,18 +356,18 @@ class PacketConnection(Connection):
         self._check_writable()
         data = message_slice(buf, offset, size)
         if self._side is not None and len(data) >= SLAB_MIN:
-            self._send_slab(messages.pack_bytes(data), _RAW)
+            self._send_slab(messages.pack_bytes(data))
         else:
             self._write_message(data)
 
-    def _send_slab(self, message: messages.Outbound, kind: bytes) -> None:
+    def _send_slab(self, message: messages.Outbound) -> None:
         assert self._side is not None
         token = os.urandom(_MARK_TOKEN)
         try:
             self._side.sendmsg([token], [osutil.rights(message.fd)])
         finally:
             message.close()  # the record holds its own reference while in flight
-        os.write(self._write_fd, _SLAB_MARK + kind + token)
+        os.write(self._write_fd, _SLAB_MARK + token)
 
     def recv(self) -> Any:
         """Receive an object sent with ``send``; ``EOFError`` once the peer has closed."""
@@ -379,16 +386,24 @@ class PacketConnection(Connection):
         if len(mark) != _MARK_SIZE or side is None:
             self._readable = False
             raise OSError(f"corrupt stream: a slab mark of {len(mark)} bytes")
-        token = mark[5:]
+        token = mark[len(_SLAB_MARK) :]
+        early = self._early.pop(token, -1)
+        if early >= 0:
+            return early
         while True:
             data, ancillary, _, _ = side.recvmsg(_MARK_TOKEN, _SIDE_ANCILLARY)
             fds = osutil.received_fds(ancillary)
             if data == token and len(fds) == 1:
                 return fds[0]
-            for fd in fds:  # a record whose writer was killed before its mark
-                os.close(fd)
             if not data:
                 raise EOFError("the side socket of the connection is closed")
+            if len(fds) != 1:  # malformed: dropped
+                for fd in fds:
+                    os.close(fd)
+                continue
+            if len(self._early) >= _EARLY_MAX:  # the oldest's mark will never come
+                os.close(self._early.pop(next(iter(self._early))))
+            self._early[data] = fds[0]  # its mark comes later
 
     def _read_message(
         self, maxlength: int | None, first: bytes | None = None
