@@ -72,13 +72,15 @@ _functions: dict[bytes, Any] = {}
 
 
 def _unpickle_call(kind: int, payload: Any) -> tuple[int, Any, Any]:
-    fd = -1
-    if kind & _frames.SLAB:
+    if kind & _frames.SLAB:  # the arguments first: loading them closes the slab's descriptor
         payload, fd = payload
+        rest = messages.loads(fd)
     (length,) = _frames.FUNC_LENGTH.unpack_from(payload)
     start = _frames.FUNC_LENGTH.size
     view = memoryview(payload)
     pickled = bytes(view[start : start + length])
+    if not kind & _frames.SLAB:
+        rest = loads(view[start + length :])
     if kind & _frames.SAME_FUNC:
         func = _functions.get(pickled)
         if func is None:
@@ -87,7 +89,6 @@ def _unpickle_call(kind: int, payload: Any) -> tuple[int, Any, Any]:
             func = _functions[pickled] = loads(pickled)
     else:
         func = loads(pickled)
-    rest = loads(view[start + length :]) if fd < 0 else messages.loads(fd)
     return kind & ~(_frames.SAME_FUNC | _frames.SLAB), func, rest
 
 
