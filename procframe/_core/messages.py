@@ -117,7 +117,8 @@ def dumps(obj: object, inline_max: int, scan: bool = False) -> bytes | Outbound:
     try:
         data = reduction.dumps(obj, _in_band_only)
     except _HasBigBuffer:
-        return _pack_out_of_band(obj)
+        lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
+        return _pack_out_of_band(obj if lifted is None else lifted)
     if len(data) <= inline_max:
         return data
     lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
@@ -125,8 +126,8 @@ def dumps(obj: object, inline_max: int, scan: bool = False) -> bytes | Outbound:
 
 
 def _pack_out_of_band(obj: Any) -> Outbound:
-    """``obj`` pickled with its big buffers out of band, into a slab."""
-    lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
+    """``obj`` (its big ``bytes`` lifted already) pickled with its big buffers out of band,
+    into a slab."""
     buffers: list[PickleBuffer] = []
 
     def keep(buffer: PickleBuffer) -> bool:
@@ -135,7 +136,7 @@ def _pack_out_of_band(obj: Any) -> Outbound:
         buffers.append(buffer)
         return False
 
-    pickled = reduction.dumps(obj if lifted is None else lifted, keep)
+    pickled = reduction.dumps(obj, keep)
     if _received and buffers:
         fd = _forwarded(pickled, buffers)
         if fd is not None:
