@@ -22,10 +22,11 @@ from procframe._core.errors import (
     ProcessNotStartedError,
     ProcessPicklingError,
     ProcessStateError,
+    SerializerError,
     TimeoutError,
 )
 from procframe._core.process import Process
-from procframe.context import Context, set_backend
+from procframe.context import Context, get_serializer, set_backend, set_serializer
 from procframe.context import default_context as _default
 
 # A child that re-imports the main module names it ``__mp_main__``, and so do the pickles
@@ -85,6 +86,7 @@ _SUBMODULES = frozenset(
         "pool",
         "process",
         "queues",
+        "serializers",
         "shared_memory",
         "sharedctypes",
         "synchronize",
@@ -134,6 +136,7 @@ __all__ = [
     "RawArray",
     "RawValue",
     "Semaphore",
+    "SerializerError",
     "SimpleQueue",
     "TimeoutError",
     "Value",
@@ -145,6 +148,7 @@ __all__ = [
     "get_all_start_methods",
     "get_context",
     "get_logger",
+    "get_serializer",
     "get_start_method",
     "hookimpl",
     "log_to_stderr",
@@ -153,5 +157,6 @@ __all__ = [
     "set_backend",
     "set_executable",
     "set_forkserver_preload",
+    "set_serializer",
     "set_start_method",
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import _thread
 import os
 
-from procframe._core import checks, reduction, registry
+from procframe._core import checks, reduction, registry, serializer_registry
 from procframe._core.errors import (
     AuthenticationError,
     BackendError,
@@ -81,12 +81,14 @@ __all__ = [
     "default_context",
     "get_all_start_methods",
     "get_context",
+    "get_serializer",
     "get_start_method",
     "set_backend",
+    "set_serializer",
 ]
 
 _lock = _thread.RLock()
-_contexts: dict[str, Context] = {}
+_contexts: dict[tuple[str, str | None], Context] = {}
 _set_by_code: str | None = None
 """The backend code of this process chose (``set_backend``/``set_start_method``), if any.
 
@@ -97,19 +99,27 @@ re-run in the child, passes.
 """
 
 
-def get_context(method: str | None = None) -> Context:
-    """The context of backend ``method``, or of the default backend when ``None``."""
+def get_context(method: str | None = None, *, serializer: str | None = None) -> Context:
+    """The context of backend ``method``, or of the default backend when ``None``.
+
+    With ``serializer``, the context's objects and children use that serializer
+    (``"cloudpickle"``, ``"dill"``, a plugin's) instead of the program's default.
+    """
     if method is None:
         name, source = registry.default_backend_name(), "the default"
     else:
         name, source = method, "asked for by name"
     info = registry.resolve(name, source)
-    context = _contexts.get(name)
+    if serializer is not None and serializer != serializer_registry.PICKLE:
+        serializer_registry.resolve(serializer, "passed to get_context")
+    key = (name, serializer)
+    context = _contexts.get(key)
     if context is None or context.backend is not info:
         with _lock:
-            context = _contexts.get(name)
+            context = _contexts.get(key)
             if context is None or context.backend is not info:
-                context = _contexts[name] = _CONTEXT_CLASSES.get(name, Context)(info)
+                context = _CONTEXT_CLASSES.get(name, Context)(info, serializer)
+                _contexts[key] = context
     return context
 
 
@@ -123,6 +133,21 @@ def set_backend(name: str | None, force: bool = False) -> None:
     with _lock:
         registry.choose(name, force)
         _set_by_code = name
+
+
+def set_serializer(name: str | None, force: bool = False) -> None:
+    """Choose the program's serializer (``pickle``, ``cloudpickle``, ``dill``, a plugin's),
+    once (``force=True`` to change it); children and pool workers use it too.
+
+    An unknown or uninstalled name raises :class:`~procframe.serializers.SerializerError`
+    at once, naming the serializers that exist and how to install the one asked for.
+    """
+    serializer_registry.choose(name, force)
+
+
+def get_serializer() -> str:
+    """The name of the program's serializer (what contexts use unless they name one)."""
+    return serializer_registry.default_name()
 
 
 def set_start_method(method: str | None, force: bool = False) -> None:
@@ -200,8 +225,9 @@ class Context:
     TimeoutError = TimeoutError
     AuthenticationError = AuthenticationError
 
-    def __init__(self, backend: BackendInfo) -> None:
+    def __init__(self, backend: BackendInfo, serializer: str | None = None) -> None:
         self._backend = backend
+        self._serializer = serializer
         self._process_class: type[BaseProcess] | None = None
 
     # -- identity -------------------------------------------------------------
@@ -216,13 +242,25 @@ class Context:
         """The backend's name."""
         return self.backend.name
 
+    @property
+    def serializer(self) -> str:
+        """The name of the serializer this context's objects and children use.
+
+        The one passed to ``get_context(..., serializer=...)``, else the program's
+        default (:func:`procframe.set_serializer`, ``PROCFRAME_SERIALIZER``, ``pickle``).
+        """
+        return self._serializer or serializer_registry.default_name()
+
     def get_start_method(self, allow_none: bool = False) -> str | None:
         """The backend's name (``multiprocessing`` calls backends start methods)."""
         return self.name
 
-    def get_context(self, method: str | None = None) -> Context:
-        """Another context, or this one when ``method`` is ``None``."""
-        return self if method is None else get_context(method)
+    def get_context(self, method: str | None = None, *, serializer: str | None = None) -> Context:
+        """This one when both are ``None``; else the context of backend ``method`` (this
+        one's when ``None``) with ``serializer`` (this one's when ``None``)."""
+        if method is None and serializer is None:
+            return self
+        return get_context(method or self.name, serializer=serializer or self._serializer)
 
     def set_start_method(self, method: str | None, force: bool = False) -> None:
         """Refused, as in ``multiprocessing``: a context is bound to its backend."""
@@ -255,10 +293,13 @@ class Context:
         """Accepted for compatibility: connections already cross to a child by descriptor."""
 
     def __repr__(self) -> str:
-        return f"<procframe Context backend={self.name!r}>"
+        serializer = f" serializer={self._serializer!r}" if self._serializer else ""
+        return f"<procframe Context backend={self.name!r}{serializer}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return get_context, (self.name,)
+        if self._serializer is None:
+            return get_context, (self.name,)
+        return _context_with_serializer, (self.name, self._serializer)
 
     # -- processes ------------------------------------------------------------
 
@@ -268,7 +309,7 @@ class Context:
         if self._process_class is None:
             from procframe._core.process import bound_process_class
 
-            self._process_class = bound_process_class(self.name)
+            self._process_class = bound_process_class(self.name, self._serializer)
         return self._process_class
 
     def current_process(self) -> BaseProcess:
@@ -552,6 +593,7 @@ class DefaultContext(Context):
 
     def __init__(self) -> None:  # no backend of its own: it is looked up at each call
         self._process_class = None
+        self._serializer = None
 
     @property
     def backend(self) -> BackendInfo:
@@ -569,9 +611,10 @@ class DefaultContext(Context):
         """The default backend's name; with ``allow_none``, ``None`` unless it was set."""
         return get_start_method(allow_none)
 
-    def get_context(self, method: str | None = None) -> Context:
-        """The context of backend ``method``, or of the default backend when ``None``."""
-        return get_context(method)
+    def get_context(self, method: str | None = None, *, serializer: str | None = None) -> Context:
+        """The context of backend ``method`` (the default backend when ``None``), with
+        ``serializer`` if given (:func:`get_context`)."""
+        return get_context(method, serializer=serializer)
 
     def set_start_method(self, method: str | None, force: bool = False) -> None:
         """Choose the default backend, once: a second call needs ``force=True``.
@@ -592,6 +635,10 @@ class DefaultContext(Context):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _the_default_context, ()
+
+
+def _context_with_serializer(name: str, serializer: str) -> Context:
+    return get_context(name, serializer=serializer)
 
 
 def _the_default_context() -> DefaultContext:

@@ -420,7 +420,7 @@ def _as_executor_error(error: BaseException) -> BaseException:
     raised as it is.  An exception the call raised itself has its worker's
     traceback as ``__cause__``: it is raised unchanged.
     """
-    from procframe._core.errors import ProcessPicklingError
+    from procframe._core.errors import ProcessPicklingError, add_note
     from procframe.pool import (
         BrokenPoolError,
         MaybeEncodingError,
@@ -428,7 +428,6 @@ def _as_executor_error(error: BaseException) -> BaseException:
         TaskAbortedError,
         WorkerLostError,
     )
-    from procframe.pool._errors import add_note
 
     cause = error.__cause__
     if isinstance(cause, RemoteTraceback) or type(error) in _broken.values():

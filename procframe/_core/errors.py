@@ -55,6 +55,19 @@ class BackendError(ValueError):
     """An unknown or unavailable backend was asked for."""
 
 
+class SerializerError(ValueError):
+    """An unknown or unavailable serializer was asked for, or two ends disagree on one."""
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)`` (Python 3.11), or its ``__notes__`` where Python is older."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:
+        notes = getattr(error, "__notes__", None)
+        error.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
+
+
 class NotSupportedError(ProcessError, NotImplementedError):
     """What the backend in use cannot do; the message says what to do instead.
 

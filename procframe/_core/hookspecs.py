@@ -51,11 +51,12 @@ from procframe._core.markers import HookimplMarker, HookspecMarker
 
 TYPE_CHECKING = False  # typing is slow to import, and the first get_context imports this
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from procframe._core.backend import BackendInfo, Launcher
     from procframe._core.process import BaseProcess
+    from procframe._core.serializer_registry import SerializerInfo
     from procframe.context import Context
 
 NAME = "procframe"
@@ -69,6 +70,7 @@ __all__ = [
     "hookspec",
     "procframe_child_bootstrap",
     "procframe_declare_backend",
+    "procframe_declare_serializers",
     "procframe_launch_process",
     "procframe_make_array",
     "procframe_make_barrier",
@@ -109,6 +111,21 @@ def procframe_declare_backend() -> BackendInfo | None:
     the list of backends.  A backend that cannot run on this machine still
     declares itself, with ``available=False`` and a ``reason``, so that asking
     for it gives a clear error rather than "unknown backend".
+    """
+
+
+@hookspec
+def procframe_declare_serializers() -> Iterable[SerializerInfo] | None:
+    """Declare the serializers this plugin provides (any number), or return ``None``.
+
+    Called once per plugin manager, when a serializer other than ``pickle`` is
+    first named (``set_serializer``, ``PROCFRAME_SERIALIZER``,
+    ``get_context(..., serializer=...)``, ``python -m procframe info``).  Not
+    firstresult: the answers of every plugin make the list.  A serializer whose
+    package is missing still declares itself, with ``available=False``, a
+    ``reason`` and how to ``install`` it, so that asking for it says so.  Its
+    ``dumps`` and ``loads`` are called only for what pickle cannot carry, never
+    per message of plain data (:mod:`procframe._core.serializing`).
     """
 
 

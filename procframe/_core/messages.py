@@ -94,9 +94,12 @@ class Outbound:
             _close(fd)
 
 
-def dumps(obj: object, inline_max: int, scan: bool = False) -> bytes | Outbound:
+def dumps(
+    obj: object, inline_max: int, scan: bool = False, pickle: Any = reduction.dumps
+) -> bytes | Outbound:
     """``obj`` as a message: its pickle if that is at most ``inline_max`` bytes and no big
-    buffer is in it, else an :class:`Outbound` slab.  Pickling errors propagate (and release
+    buffer is in it, else an :class:`Outbound` slab.  ``pickle`` is the sender's serializer's
+    ``dumps`` (:mod:`procframe._core.serializing`).  Pickling errors propagate (and release
     descriptors shared meanwhile, as :func:`procframe._core.reduction.dumps`).
 
     Pickle copies ``bytes``, ``bytearray`` and non-contiguous numpy arrays into its
@@ -110,33 +113,39 @@ def dumps(obj: object, inline_max: int, scan: bool = False) -> bytes | Outbound:
     if scan and _may_hold_big_buffers(obj):
         lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
         if lifted is not None:
-            return _pack_out_of_band(lifted)
+            return _pack_out_of_band(lifted, pickle)
     cls = type(obj)
     if (cls is bytes or cls is bytearray) and len(obj) >= OUT_OF_BAND_MIN:  # type: ignore[arg-type]
-        return _pack_out_of_band(_WholeBuffer(obj))  # type: ignore[arg-type]
+        return _pack_out_of_band(_WholeBuffer(obj), pickle)  # type: ignore[arg-type]
     try:
-        data = reduction.dumps(obj, _in_band_only)
+        data = pickle(obj, _in_band_only)
     except _HasBigBuffer:
         lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
-        return _pack_out_of_band(obj if lifted is None else lifted)
+        return _pack_out_of_band(obj if lifted is None else lifted, pickle)
     if len(data) <= inline_max:
-        return data
+        return data  # type: ignore[no-any-return]
     lifted = lift_big_buffers(obj, _SCANNED_DEPTH)
-    return _pack(data, []) if lifted is None else _pack_out_of_band(lifted)
+    return _pack(data, []) if lifted is None else _pack_out_of_band(lifted, pickle)
 
 
-def _pack_out_of_band(obj: Any) -> Outbound:
-    """``obj`` (its big ``bytes`` lifted already) pickled with its big buffers out of band,
-    into a slab."""
-    buffers: list[PickleBuffer] = []
+class BigBuffers(list):  # type: ignore[type-arg]
+    """A pickle ``buffer_callback`` that keeps buffers of at least :data:`OUT_OF_BAND_MIN`
+    bytes out of band, in this list; ``reset()`` forgets them (the pickling starts again)."""
 
-    def keep(buffer: PickleBuffer) -> bool:
+    def __call__(self, buffer: PickleBuffer) -> bool:
         if memoryview(buffer).nbytes < OUT_OF_BAND_MIN:
             return True
-        buffers.append(buffer)
+        self.append(buffer)
         return False
 
-    pickled = reduction.dumps(obj, keep)
+    reset = list.clear
+
+
+def _pack_out_of_band(obj: Any, pickle: Any) -> Outbound:
+    """``obj`` (its big ``bytes`` lifted already) pickled with its big buffers out of band,
+    into a slab."""
+    buffers = BigBuffers()
+    pickled = pickle(obj, buffers)
     if _received and buffers:
         fd = _forwarded(pickled, buffers)
         if fd is not None:

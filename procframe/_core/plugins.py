@@ -50,9 +50,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("procframe.backends.spawn", "procframe.backends.spawn:plugin"),
     ("procframe.backends.forkserver", "procframe.backends.forkserver:plugin"),
     ("procframe.threads", "procframe.threads:plugin"),
+    ("procframe.serializers", "procframe.serializers.builtin:plugin"),
 )
 """(name, entry-point value) of every plugin procframe ships: the shared POSIX
-primitives, the default Pool and Manager, and the built-in backends."""
+primitives, the default Pool and Manager, the built-in backends and serializers."""
 
 _on_change: list[Callable[[], None]] = []
 

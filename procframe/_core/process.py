@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 
-from procframe._core import checks, lognames, osutil, registry
+from procframe._core import checks, lognames, osutil, registry, serializer_registry
 from procframe._core.capabilities import POSIX_SIGNALS, SEPARATE_MEMORY
 from procframe._core.errors import ProcessNotStartedError, ProcessStateError
 
@@ -82,6 +82,10 @@ class BaseProcess:
     """The backend of ``ctx.Process``; ``None`` for ``procframe.Process`` (the default's)."""
     _backend: str | None = None
     """The backend the process was started under."""
+    _context_serializer: str | None = None
+    """The serializer of ``ctx.Process`` when its context names one; else the default's."""
+    _serializer: str | None = None
+    """The serializer the process was started with: its children's and its objects' default."""
     _counter: Iterator[int]
 
     def __init__(
@@ -142,6 +146,7 @@ class BaseProcess:
             raise ProcessStateError("daemonic processes are not allowed to have children")
         _reap_children()
         backend = registry.resolve(self._backend_name(), "the backend of this Process")
+        self._serializer = self._serializer_name()
         self._launcher = registry.launch(self, backend)
         self._backend = backend.name
         _register_child(self)
@@ -164,6 +169,14 @@ class BaseProcess:
         if self._context_name is None:
             return registry.default_backend_name()
         return self._context_name
+
+    def _serializer_name(self) -> str:
+        """The serializer this process starts (started) with."""
+        if self._serializer is not None:
+            return self._serializer
+        if self._context_serializer is not None:
+            return self._context_serializer
+        return serializer_registry.default_name()
 
     @_check_closed
     def join(self, timeout: float | None = None) -> None:
@@ -681,6 +694,7 @@ def _become_child(process: BaseProcess) -> None:
     _after_children.clear()
     process._launcher = None
     process._counter = itertools.count(1)
+    serializer_registry.adopt(process._serializer_name())
     _detach_stdin()
     threading = sys.modules.get("threading")
     if threading is not None:  # a forked child's main thread still has its parent's id
@@ -785,7 +799,8 @@ def _exit_code_of(exc: SystemExit) -> int:
 
 
 class _BoundProcessClasses:
-    """``ctx.Process`` classes, one per backend, reachable by name so pickle finds them."""
+    """``ctx.Process`` classes, one per backend (and serializer, ``spawn+dill``, when the
+    context names one), reachable by name so pickle finds them."""
 
     def __init__(self) -> None:
         self._classes: dict[str, type[BaseProcess]] = {}
@@ -797,15 +812,18 @@ class _BoundProcessClasses:
         with self._lock:
             cls = self._classes.get(backend)
             if cls is None:
-                title = "".join(part.capitalize() for part in backend.split("_"))
+                name, _, serializer = backend.partition("+")
+                title = "".join(part.capitalize() for part in name.split("_"))
+                with_serializer = f" with the {serializer!r} serializer" if serializer else ""
                 cls = type(
                     f"{title}Process",
                     (Process,),
                     {
-                        "_context_name": backend,
+                        "_context_name": name,
+                        "_context_serializer": serializer or None,
                         "__module__": __name__,
                         "__qualname__": f"_bound_classes.{backend}",
-                        "__doc__": f"A Process started by the {backend!r} backend.",
+                        "__doc__": f"A Process started by the {name!r} backend{with_serializer}.",
                     },
                 )
                 self._classes[backend] = cls
@@ -815,7 +833,10 @@ class _BoundProcessClasses:
 _bound_classes = _BoundProcessClasses()
 
 
-def bound_process_class(backend: str) -> type[BaseProcess]:
-    """The Process subclass whose instances always start under ``backend``."""
-    cls: type[BaseProcess] = getattr(_bound_classes, backend)
+def bound_process_class(backend: str, serializer: str | None = None) -> type[BaseProcess]:
+    """The Process subclass whose instances always start under ``backend`` (and with
+    ``serializer``, if not ``None``)."""
+    cls: type[BaseProcess] = getattr(
+        _bound_classes, backend if serializer is None else f"{backend}+{serializer}"
+    )
     return cls

@@ -23,7 +23,7 @@ cross at a child's start.
 from __future__ import annotations
 
 import _thread
-from pickle import HIGHEST_PROTOCOL
+from pickle import HIGHEST_PROTOCOL, PicklingError
 from pickle import dumps as _pickle_dumps
 
 TYPE_CHECKING = False
@@ -118,21 +118,44 @@ def share_fds(fds: list[int]) -> SharedFds:
 
 def dumps(obj: object, buffer_callback: Any = None) -> bytes:
     """``pickle.dumps(obj, HIGHEST_PROTOCOL, buffer_callback=buffer_callback)``, for a
-    message to another process.
+    message to another process: the ``pickle`` serializer's ``dumps``.
 
     If pickling raises, the descriptors it shared (a Connection inside ``obj``) are
     released before the error propagates: the message is never sent, so nobody would
-    ever collect them.
+    ever collect them.  An object pickle refuses gets a note that names it and the
+    serializers that would carry it (:func:`procframe._core.serializing.explained`).
     """
     mark = _shares_made
     try:
         return _pickle_dumps(obj, HIGHEST_PROTOCOL, buffer_callback=buffer_callback)
-    except BaseException:
+    except BaseException as exc:
         if _shares_made != mark:
-            from procframe._core import fdshare
+            release_shares_since(mark)
+        if isinstance(exc, (PicklingError, AttributeError, TypeError)) and not (
+            isinstance(exc, InheritanceOnlyError) or probing_now()
+        ):
+            from procframe._core.serializing import explained
 
-            fdshare.release_after(mark)
+            explained(exc, obj, "pickle")
         raise
+
+
+def shares_mark() -> int:
+    """A mark for :func:`release_shares_since`: how many shares this process made so far."""
+    return _shares_made
+
+
+def release_shares_since(mark: int) -> None:
+    """Release the descriptors shared since ``mark`` (the pickle that shared them failed)."""
+    if _shares_made != mark:
+        from procframe._core import fdshare
+
+        fdshare.release_after(mark)
+
+
+def probing_now() -> bool:
+    """True within :class:`probing`: a failure is only a test, no need to explain it."""
+    return bool(getattr(_launch, "probing", False))
 
 
 class probing:

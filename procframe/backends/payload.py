@@ -112,9 +112,10 @@ def encode(
     Refused (``RuntimeError``) while this process imports its parent's main module.
     """
     check_not_importing_main()
-    from procframe._core import messages
+    from procframe._core import messages, serializing
 
-    buffers: list[pickle.PickleBuffer] = []
+    serializer = serializing.get(process._serializer_name())
+    buffers = messages.BigBuffers()
     slab = None
     args = getattr(process, "_args", ())
     lifted = messages.lift_big_buffers(args, 2)
@@ -122,16 +123,12 @@ def encode(
         if lifted is not None:  # big bytes, non-contiguous arrays: out of band too
             process._args = lifted
         with spawning_payload(), reduction.collecting_fds() as fds:
-            pickled_process = pickle.dumps(
-                process,
-                protocol=pickle.HIGHEST_PROTOCOL,
-                buffer_callback=lambda buffer: _in_band(buffer, buffers),
-            )
+            pickled_process = serializer.dumps(process, buffers)
             if buffers:
                 slab = messages.pack_buffers(buffers)
                 big_buffers = reduction.export_fd(slab.fd, "the big buffers of the arguments")
     except Exception as exc:
-        raise _explain(process, backend, exc) from exc
+        raise _explain(process, backend, exc, serializer) from exc
     finally:
         if lifted is not None:
             process._args = args
@@ -144,35 +141,33 @@ def encode(
     return pickle.dumps(prep, protocol=pickle.HIGHEST_PROTOCOL) + pickled_process, fds, slab
 
 
-def _in_band(buffer: pickle.PickleBuffer, big: list[pickle.PickleBuffer]) -> bool:
-    """Keep small buffers in the pickle; collect big ones in ``big`` (out of band)."""
-    from procframe._core import messages
-
-    if memoryview(buffer).nbytes < messages.OUT_OF_BAND_MIN:
-        return True
-    big.append(buffer)
-    return False
-
-
-def _explain(process: BaseProcess, backend: str, exc: Exception) -> ProcessPicklingError:
-    culprit = "the process object"
+def _explain(
+    process: BaseProcess, backend: str, exc: Exception, serializer: Any
+) -> ProcessPicklingError:
+    culprit, refused = "the process object", None
     parts: list[tuple[str, object]] = [("target", getattr(process, "_target", None))]
     parts += [(f"args[{i}]", arg) for i, arg in enumerate(getattr(process, "_args", ()))]
     parts += [(f"kwargs[{k!r}]", v) for k, v in getattr(process, "_kwargs", {}).items()]
-    with spawning_payload(), reduction.collecting_fds():
+    with spawning_payload(), reduction.collecting_fds(), reduction.probing():
         for label, value in parts:
             try:
-                pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                serializer.dumps(value)
             except Exception:
-                culprit = f"its {label} ({osutil.short_repr(value)})"
+                culprit, refused = f"its {label} ({osutil.short_repr(value)})", (value,)
                 break
-    return ProcessPicklingError(
+    error = ProcessPicklingError(
         f"process {process.name!r} cannot start under the {backend!r} backend: {culprit} "
-        f"cannot be pickled ({type(exc).__name__}: {exc}). Backends that start a fresh "
-        "interpreter send the target and its arguments by pickle: define the target at "
-        "module level and pass picklable arguments, or use a backend whose children "
-        "inherit the parent's memory (fork)"
+        f"cannot be pickled by the {serializer.name!r} serializer ({type(exc).__name__}: "
+        f"{exc}). Backends that start a fresh interpreter send the target and its arguments "
+        "by pickle: define the target at module level and pass picklable arguments, choose "
+        "a serializer that carries it, or use a backend whose children inherit the "
+        "parent's memory (fork)"
     )
+    if refused is not None:
+        from procframe._core.serializing import explained
+
+        explained(error, refused[0], serializer.name)
+    return error
 
 
 def frame(data: bytes) -> bytes:

@@ -21,7 +21,7 @@ import os
 import threading
 from collections import deque
 
-from procframe._core.errors import AuthenticationError
+from procframe._core.errors import AuthenticationError, SerializerError
 from procframe._core.fdwait import wait_readable
 from procframe.managers import _protocol as protocol
 from procframe.managers._errors import ManagerGoneError, RemoteError
@@ -112,7 +112,8 @@ class RemoteServer:
         with self._lock:
             inherited, self.inherited = self.inherited, []
         stream = Stream(connection)
-        stream.send(self.dumps((protocol.CONTROL, protocol.HELLO, (self.session, inherited), {})))
+        hello = (self.session, inherited, self.serializer)
+        stream.send(self.dumps((protocol.CONTROL, protocol.HELLO, hello, {})))
         return stream
 
     def abandon(self, broken: bool) -> None:
@@ -166,11 +167,15 @@ class RemoteServer:
                 raise self.gone(exc) from exc
             raise
         try:
-            return self.loads(reply)  # type: ignore[no-any-return]
+            answer = self.loads(reply)
         except Exception as exc:
             raise RemoteError(
                 f"the manager's answer to {name}() cannot be read ({self.serializer}): {exc!r}"
             ) from exc
+        if answer[0] == protocol.MISMATCH:
+            self.abandon(broken=True)
+            raise SerializerError(answer[1])
+        return answer  # type: ignore[no-any-return]
 
     def control(self, name: str, *args: Any) -> Any:
         """Run a server operation; its result, or ``RemoteError``."""

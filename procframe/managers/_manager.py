@@ -44,9 +44,12 @@ class BaseManager:
     that runs already (``get_server().serve_forever()`` elsewhere, possibly on
     another machine with ``address=(host, port)``).  Every connection is
     authenticated with ``authkey`` (default: this process's authkey) before
-    anything it sends is read.  ``serializer`` is ``"pickle"``, or
-    ``"xmlrpclib"`` (XML-RPC values: nothing is unpickled, and only what
-    XML-RPC carries travels; see :mod:`procframe.managers._xmlrpc`).
+    anything it sends is read.  ``serializer`` is ``"pickle"`` (the default:
+    pickles of ``ctx``'s serializer, so cloudpickle or dill if the program chose
+    one), a serializer's name, or ``"xmlrpclib"`` (XML-RPC values: nothing is
+    unpickled, and only what XML-RPC carries travels; see
+    :mod:`procframe.managers._xmlrpc`).  Client and server must use the same:
+    a client of another serializer is refused with ``SerializerError``.
     """
 
     _registry: dict[str, Registration] = {}
@@ -62,7 +65,7 @@ class BaseManager:
     ) -> None:
         from procframe._core.process import current_process
 
-        protocol.check_serializer(serializer)
+        serializer = protocol.resolve_serializer(serializer, ctx)
         if authkey is not None and not isinstance(authkey, (bytes, bytearray)):
             raise TypeError(f"authkey must be bytes, got {type(authkey).__name__}")
         self._address = protocol.address_key(address)

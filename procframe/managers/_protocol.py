@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 
-from procframe._core import reduction
+from procframe._core import serializer_registry, serializing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,10 +30,13 @@ PROXY = 2
 """payload: (typeid, ident, exposed, proxytype or None): the result stays in the server."""
 FAILED = 3
 """payload: the text of a :class:`RemoteError` (the server could not do what was asked)."""
+MISMATCH = 5
+"""payload: why the server refuses this connection: its hello named another serializer."""
 
 # one-way operations
 HELLO = "hello"
-"""args: (session, idents the session holds already): the first message of a connection."""
+"""args: (session, idents the session holds already, the client's serializer): the first
+message of a connection, sent once it is authenticated."""
 REFS = "refs"
 """args: (list of (RELEASE, ident, 0) or (UNTRANSIT, ident, transit id)): holds given up."""
 ONE_WAY = frozenset({HELLO, REFS})
@@ -52,9 +55,10 @@ RAISED_BY_NAME = 4
 an exception, where the serializer cannot carry the object (xmlrpclib)."""
 
 PICKLE = "pickle"
+"""Messages are pickles, of the context's serializer (pickle unless the program chose another:
+``procframe.set_serializer``, ``PROCFRAME_SERIALIZER``, ``get_context(serializer=...)``)."""
 XMLRPCLIB = "xmlrpclib"
 """Messages are XML-RPC values: nothing is unpickled, and only what XML-RPC carries travels."""
-SERIALIZERS = (PICKLE, XMLRPCLIB)
 
 
 class Token:
@@ -77,23 +81,43 @@ class Token:
         return f"Token(typeid={self.typeid!r}, address={self.address!r}, id={self.id})"
 
 
-def check_serializer(serializer: str) -> None:
-    if serializer not in SERIALIZERS:
-        raise ValueError(
-            f"unknown serializer {serializer!r}; procframe managers support "
-            f"{' and '.join(map(repr, SERIALIZERS))}"
-        )
+def resolve_serializer(serializer: str, ctx: Any = None) -> str:
+    """The serializer a manager or proxy asked for ``serializer`` uses: ``"pickle"`` means
+    ``ctx``'s (the program's default without one), which may be cloudpickle, dill or a
+    plugin's; ``"xmlrpclib"`` and any serializer's name stand for themselves.  Raise
+    ``ValueError`` for another name."""
+    if serializer == XMLRPCLIB:
+        return serializer
+    if serializer == PICKLE:
+        return ctx.serializer if ctx is not None else serializer_registry.default_name()
+    if isinstance(serializer, str) and serializer in serializer_registry.serializers():
+        serializer_registry.resolve(serializer, "asked of a manager")  # installed?
+        return serializer
+    others = ", ".join(name for name in serializer_registry.serializers() if name != PICKLE)
+    raise ValueError(
+        f"unknown serializer {serializer!r}; procframe managers support 'pickle' and "
+        f"'xmlrpclib', and the procframe serializers ({others})"
+    )
 
 
 def codec(serializer: str) -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
-    """The (dumps, loads) pair of ``serializer`` for the messages of a manager connection."""
-    if serializer == PICKLE:
-        # reduction.dumps: a message that fails to pickle releases the Connections it shared
-        return reduction.dumps, pickle.loads
-    check_serializer(serializer)
+    """The (dumps, loads) pair of ``serializer`` (resolved) for a manager connection."""
+    if serializer != XMLRPCLIB:
+        # A serializer's dumps releases the Connections a message that fails to pickle shared.
+        return serializing.get(serializer).dumps, pickle.loads
     from procframe.managers import _xmlrpc
 
     return _xmlrpc.dumps, _xmlrpc.loads
+
+
+def mismatch(server: str, client: str, address: Any) -> str:
+    """The text of the error a client gets from a server of another serializer."""
+    return (
+        f"the manager at {address!r} uses the {server!r} serializer and this client the "
+        f"{client!r} one: both ends must use the same (choose it with "
+        "procframe.set_serializer(), get_context(..., serializer=...) or "
+        f"{serializer_registry.SERIALIZER_ENV}, or name it: BaseManager(serializer=...))"
+    )
 
 
 def address_key(address: Any) -> Any:

@@ -40,7 +40,7 @@ class BaseProxy:
         incref: bool = True,
         manager_owned: bool = False,
     ) -> None:
-        protocol.check_serializer(serializer)
+        serializer = protocol.resolve_serializer(serializer)
         self._token = token
         self._id = token.id
         self._serializer = serializer

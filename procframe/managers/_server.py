@@ -121,7 +121,7 @@ def public_methods(obj: Any) -> tuple[str, ...]:
 class _Link:
     """One client connection, counted in its session while it is open."""
 
-    __slots__ = ("connection", "framer", "hangup", "lingers", "open", "session")
+    __slots__ = ("connection", "framer", "hangup", "lingers", "open", "refusal", "session")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
@@ -134,6 +134,8 @@ class _Link:
         """A worker may wait a little for the client's next request (see _run_requests)."""
         self.session: Any = None
         self.open = True
+        self.refusal: str | None = None
+        """Why every request of this link is refused (its client's serializer is not ours)."""
 
 
 class Server:
@@ -281,13 +283,19 @@ class Server:
             isinstance(first, (tuple, list)) and len(first) == 4 and first[1] == protocol.HELLO
         ):
             raise ValueError("a manager connection must open with a hello")
-        self._hello(link, *first[2])
+        session, held, *serializer = first[2]
+        self._hello(link, session, held)
+        if serializer and serializer[0] != self.serializer:
+            link.refusal = protocol.mismatch(self.serializer, serializer[0], self.address)
 
     def _answer(self, link: _Link, message: Any) -> None:
         """Run one request of ``link``'s client and send the answer (nothing for a one-way)."""
         session = link.session
         write = link.connection._write_message
         dumps_answer = self._dumps_answer
+        if link.refusal is not None:
+            write(dumps_answer((protocol.MISMATCH, link.refusal)))
+            return
         try:
             request = self.loads(message)
         except Exception as exc:  # a class the server cannot import, say
@@ -400,7 +408,7 @@ class Server:
             self._holds[ident] = {}
             self._add_hold(session, ident, self._holds[ident])
         # A class travels only in a pickle (the client's registry or AutoProxy otherwise).
-        proxytype = registration.proxytype if self.serializer == protocol.PICKLE else None
+        proxytype = registration.proxytype if self.serializer != protocol.XMLRPCLIB else None
         return (typeid, ident, tuple(exposed), proxytype)
 
     def _hold(self, session: Any, ident: int, transit: int | None) -> None:

@@ -166,15 +166,6 @@ def _rebuild_pickling_error(kind: type[BaseException], message: str) -> ProcessP
     return _pickling_error_type(kind)(message)
 
 
-def add_note(error: BaseException, note: str) -> None:
-    """``error.add_note(note)`` (Python 3.11), or its ``__notes__`` where Python is older."""
-    if hasattr(error, "add_note"):
-        error.add_note(note)
-    else:
-        notes = getattr(error, "__notes__", None)
-        error.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
-
-
 def describe_exit(exitcode: int | None) -> str:
     """'was killed by SIGKILL', 'exited with code 7', ..."""
     if exitcode is None:

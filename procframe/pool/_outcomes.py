@@ -8,17 +8,16 @@ could not be sent back.
 
 from __future__ import annotations
 
-from pickle import HIGHEST_PROTOCOL, dumps, loads
+from pickle import loads
 
 from procframe._core import messages, reduction
-from procframe._core.errors import ProcessPicklingError
+from procframe._core.errors import ProcessPicklingError, add_note
 from procframe._core.osutil import short_repr
 from procframe.pool import _frames
 from procframe.pool._errors import (
     MaybeEncodingError,
     RemoteTraceback,
     TaskAbortedError,
-    add_note,
     pickling_error,
 )
 
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def unpicklable_task(
-    job: Any, index: int, kind: int, call: tuple[Any, ...], error: Exception
+    job: Any, index: int, kind: int, call: tuple[Any, ...], error: Exception, pickle: Any
 ) -> ProcessPicklingError:
     """The error of a task whose call pickle refused with ``error``, naming what fails.
 
@@ -37,7 +36,7 @@ def unpicklable_task(
     func = call[0]
     name = getattr(func, "__qualname__", None) or short_repr(func)
     task = f"the task {name}(...)" if kind == _frames.APPLY else f"a task of the map of {name}"
-    culprit = _culprit(job, index, kind, call)
+    culprit = _culprit(job, index, kind, call, pickle)
     return pickling_error(
         f"cannot send {task} to a pool worker: {culprit} cannot be pickled "
         f"({type(error).__name__}: {error})",
@@ -45,8 +44,8 @@ def unpicklable_task(
     )
 
 
-def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...]) -> str:
-    """Which part of ``call`` pickle refuses, as 'its args[1] (<repr>)'."""
+def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...], pickle: Any) -> str:
+    """Which part of ``call`` the serializer's ``pickle`` refuses, as 'its args[1] (<repr>)'."""
     parts: list[tuple[str, object]] = [("function", call[0])]
     if kind == _frames.APPLY:
         args, kwds = call[1], call[2]
@@ -59,7 +58,7 @@ def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...]) -> str:
     with reduction.probing():  # a test: a Connection in ``call`` must not be shared again
         for label, value in parts:
             try:
-                dumps(value, HIGHEST_PROTOCOL)
+                pickle(value)
             except Exception:
                 return f"its {label} ({short_repr(value)})"
     return "its function or arguments"

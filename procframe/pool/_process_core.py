@@ -59,7 +59,7 @@ import time
 import types
 from collections import deque
 
-from procframe._core import messages, osutil, reduction
+from procframe._core import messages, osutil, serializing
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.fdwait import wait_readable
 from procframe.pool import _frames, _worker
@@ -246,6 +246,7 @@ class ProcessCore:
         self._started = memoryview(self._slots).cast("B").cast("q")
         self._ids = itertools.count(1)
         self._function_pickles: dict[int, tuple[Any, bytes]] = {}
+        self._pickle = serializing.of(ctx.serializer).dumps
         self._names = itertools.count(1)
         self.state = RUNNING
         self.task_timeout: float | None = None
@@ -283,9 +284,9 @@ class ProcessCore:
             pickled = functions.get(id(func))
             if pickled is None:
                 pickled = functions[id(func)] = self._pickle_function(func)
-            rest = messages.dumps(call[1:], _frames.INLINE_MAX, scan=True)
+            rest = messages.dumps(call[1:], _frames.INLINE_MAX, True, self._pickle)
         except Exception as e:
-            raise unpicklable_task(job, index, kind, call, e) from e
+            raise unpicklable_task(job, index, kind, call, e, self._pickle) from e
         if isinstance(func, _BY_NAME):
             kind |= _frames.SAME_FUNC
         if type(rest) is bytes:
@@ -296,11 +297,11 @@ class ProcessCore:
     def _pickle_function(self, func: Any) -> bytes:
         """``func``'s pickle, its length first; kept for functions pickled by name."""
         if not isinstance(func, _BY_NAME):
-            return _pickle_function(func)
+            return _pickle_function(func, self._pickle)
         known = self._function_pickles.get(id(func))
         if known is not None and known[0] is func:
             return known[1]
-        pickled = _pickle_function(func)
+        pickled = _pickle_function(func, self._pickle)
         if len(self._function_pickles) >= 64:
             self._function_pickles.clear()
         self._function_pickles[id(func)] = (func, pickled)
@@ -828,8 +829,8 @@ _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 """What pickle saves by name: a worker may keep such a function unpickled."""
 
 
-def _pickle_function(func: Any) -> bytes:
-    pickled = reduction.dumps(func)
+def _pickle_function(func: Any, pickle: Any) -> bytes:
+    pickled: bytes = pickle(func)
     return _frames.FUNC_LENGTH.pack(len(pickled)) + pickled
 
 

@@ -20,7 +20,7 @@ import struct
 import time
 from pickle import HIGHEST_PROTOCOL, dumps, loads
 
-from procframe._core import messages, osutil, reduction
+from procframe._core import messages, osutil, reduction, serializing
 from procframe.pool import _frames
 
 TYPE_CHECKING = False
@@ -67,6 +67,8 @@ def _pickle_or_none(error: BaseException) -> bytes | None:
         return None
 
 
+_pickle: Any = reduction.dumps
+"""The serializer's ``dumps`` for results and exceptions: the worker's (its pool's)."""
 _functions: dict[bytes, Any] = {}
 """Functions pickled by name, unpickled once (a map sends the same one with every chunk)."""
 
@@ -108,7 +110,7 @@ def outcome(kind: int, payload: Any) -> tuple[int, bytes | messages.Outbound]:
         message = f"the task raised {type(e).__name__}({', '.join(map(repr, e.args))})"
         return _frames.ABORTED, error_payload(message, e, _pickle_or_none(e))
     try:
-        pickled = messages.dumps(result, _frames.INLINE_MAX, scan=True)
+        pickled = messages.dumps(result, _frames.INLINE_MAX, True, _pickle)
     except Exception as e:
         return _frames.UNPICKLABLE, encoding_payload(e, result, e)
     return (_frames.DONE if type(pickled) is bytes else _frames.DONE | _frames.SLAB), pickled
@@ -117,7 +119,7 @@ def outcome(kind: int, payload: Any) -> tuple[int, bytes | messages.Outbound]:
 def failure(error: Exception) -> tuple[int, bytes]:
     """Report ``error``, pickled if it can be."""
     try:
-        pickled = reduction.dumps(error)
+        pickled = _pickle(error)
     except Exception as e:
         return _frames.UNPICKLABLE, encoding_payload(e, error, error)
     return _frames.TASK_RAISED, error_payload(_safe_repr(error), error, pickled)
@@ -158,7 +160,9 @@ def main(
 
     ``tickets`` is the read end of the pipe of the tasks' tickets (a connection).
     """
+    global _pickle
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _pickle = serializing.default().dumps
     fd = conn.fileno()
     if initializer is not None:
         try:

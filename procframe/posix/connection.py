@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable
 from pickle import loads
 
-from procframe._core import checks, messages, osutil, reduction
+from procframe._core import checks, messages, osutil, reduction, serializing
 from procframe._core.checks import message_slice
 from procframe._core.errors import BufferTooShort
 from procframe._core.fdwait import wait_readable
@@ -74,13 +74,17 @@ _GROWTH_STEP = 1 << 26
 class Connection:
     """One end of a connection: send and receive whole messages (bytes or picklable objects)."""
 
-    def __init__(self, fd: int, readable: bool = True, writable: bool = True) -> None:
+    def __init__(
+        self, fd: int, readable: bool = True, writable: bool = True, serializer: str | None = None
+    ) -> None:
         if not (readable or writable):
             raise ValueError("a connection must be readable, writable, or both")
         self._fd = fd
         self._write_fd = fd
         self._readable = readable
         self._writable = writable
+        self._serializer = serializing.of(serializer)
+        self._pickle = self._serializer.dumps
 
     # -- state ---------------------------------------------------------------
 
@@ -144,7 +148,7 @@ class Connection:
     def send(self, obj: Any) -> None:
         """Send a picklable object."""
         self._check_writable()
-        self._write_message(reduction.dumps(obj))
+        self._write_message(self._pickle(obj))
 
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send ``buf[offset:offset + size]`` (any bytes-like object) as one message."""
@@ -242,11 +246,12 @@ class Connection:
 
     def __reduce__(self) -> tuple[Any, ...]:
         self._check_open()
+        serializer = self._serializer.name
         if reduction.collecting():  # a child's start: its payload carries the descriptor
             token = reduction.export_fd(self._fd, "a Connection")
-            return _rebuild_connection, (token, self._readable, self._writable)
+            return _rebuild_connection, (token, self._readable, self._writable, serializer)
         shared = reduction.share_fds([self._fd])  # a message to a process already running
-        return _rebuild_shared_connection, (shared, self._readable, self._writable)
+        return _rebuild_shared_connection, (shared, self._readable, self._writable, serializer)
 
 
 def message_header(size: int) -> bytes:
@@ -273,13 +278,17 @@ def read_growing(fd: int, size: int, head: bytes = b"") -> bytearray:
     return message
 
 
-def _rebuild_connection(token: int, readable: bool, writable: bool) -> Connection:
-    return Connection(reduction.import_fd(token), readable, writable)
+def _rebuild_connection(
+    token: int, readable: bool, writable: bool, serializer: str = "pickle"
+) -> Connection:
+    return Connection(reduction.import_fd(token), readable, writable, serializer)
 
 
-def _rebuild_shared_connection(shared: SharedFds, readable: bool, writable: bool) -> Connection:
+def _rebuild_shared_connection(
+    shared: SharedFds, readable: bool, writable: bool, serializer: str = "pickle"
+) -> Connection:
     (fd,) = shared.collect()
-    return Connection(fd, readable, writable)
+    return Connection(fd, readable, writable, serializer)
 
 
 _PAGE = max(select.PIPE_BUF, mmap.PAGESIZE)
@@ -309,8 +318,12 @@ class PacketConnection(Connection):
     ``multiprocessing``.
     """
 
-    def __init__(self, read_fd: int, write_fd: int, side_fd: int = -1) -> None:
-        super().__init__(read_fd if read_fd >= 0 else write_fd, read_fd >= 0, write_fd >= 0)
+    def __init__(
+        self, read_fd: int, write_fd: int, side_fd: int = -1, serializer: str | None = None
+    ) -> None:
+        super().__init__(
+            read_fd if read_fd >= 0 else write_fd, read_fd >= 0, write_fd >= 0, serializer
+        )
         self._write_fd = write_fd
         self._side = (
             None
@@ -339,9 +352,9 @@ class PacketConnection(Connection):
         if self._write_fd < 0 or not self._writable:
             self._check_writable()
         if self._side is None:
-            data: bytes | messages.Outbound = reduction.dumps(obj)
+            data: bytes | messages.Outbound = self._pickle(obj)
         else:
-            data = messages.dumps(obj, SLAB_MIN - 1)
+            data = messages.dumps(obj, SLAB_MIN - 1, False, self._pickle)
             if type(data) is not bytes:
                 self._send_slab(data)  # type: ignore[arg-type]
                 return
@@ -444,20 +457,25 @@ class PacketConnection(Connection):
         self._check_open()
         side = -1 if self._side is None else self._side.fileno()
         fds = (self._fd if self._readable else -1, self._write_fd, side)
+        serializer = self._serializer.name
         if reduction.collecting():
             tokens = tuple(reduction.export_fd(fd, "a Connection") if fd >= 0 else -1 for fd in fds)
-            return _rebuild_packet_connection, tokens
+            return _rebuild_packet_connection, (serializer, *tokens)
         shared = reduction.share_fds([fd for fd in fds if fd >= 0])
-        return _rebuild_shared_packet_connection, (shared, *(fd >= 0 for fd in fds))
+        return _rebuild_shared_packet_connection, (shared, serializer, *(fd >= 0 for fd in fds))
 
 
-def _rebuild_packet_connection(*tokens: int) -> PacketConnection:
-    return PacketConnection(*(reduction.import_fd(t) if t >= 0 else -1 for t in tokens))
+def _rebuild_packet_connection(serializer: str, *tokens: int) -> PacketConnection:
+    read_fd, write_fd, side_fd = (reduction.import_fd(t) if t >= 0 else -1 for t in tokens)
+    return PacketConnection(read_fd, write_fd, side_fd, serializer)
 
 
-def _rebuild_shared_packet_connection(shared: SharedFds, *present: bool) -> PacketConnection:
+def _rebuild_shared_packet_connection(
+    shared: SharedFds, serializer: str, *present: bool
+) -> PacketConnection:
     fds = shared.collect()
-    return PacketConnection(*(fds.pop(0) if here else -1 for here in present))
+    read_fd, write_fd, side_fd = (fds.pop(0) if here else -1 for here in present)
+    return PacketConnection(read_fd, write_fd, side_fd, serializer)
 
 
 def _write_rest(fd: int, *views: memoryview) -> None:
@@ -474,30 +492,38 @@ def _write_rest(fd: int, *views: memoryview) -> None:
                 written = 0
 
 
-def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
-    """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end)."""
+def Pipe(duplex: bool = True, *, serializer: str | None = None) -> tuple[Connection, Connection]:
+    """A pair of connected ends; with ``duplex=False``, (read-only end, write-only end).
+
+    Their messages are pickled by ``serializer`` (the program's default when ``None``).
+    """
     one_way = osutil.packet_pipe(nonblocking=False)
     if one_way is not None:
         side = _side_pair()
         if not duplex:
-            return PacketConnection(one_way[0], -1, side[0]), PacketConnection(
-                -1, one_way[1], side[1]
+            return PacketConnection(one_way[0], -1, side[0], serializer), PacketConnection(
+                -1, one_way[1], side[1], serializer
             )
         other_way = osutil.packet_pipe(nonblocking=False)
         if other_way is not None:
             return (
-                PacketConnection(one_way[0], other_way[1], side[0]),
-                PacketConnection(other_way[0], one_way[1], side[1]),
+                PacketConnection(one_way[0], other_way[1], side[0], serializer),
+                PacketConnection(other_way[0], one_way[1], side[1], serializer),
             )
         for fd in (*one_way, *side):
             if fd >= 0:
                 os.close(fd)
     if duplex:
         left, right = osutil.blocking_socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        return Connection(left.detach()), Connection(right.detach())
+        return Connection(left.detach(), serializer=serializer), Connection(
+            right.detach(), serializer=serializer
+        )
     read_fd, write_fd = os.pipe()
     osutil.enlarge_pipe(write_fd)
-    return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    return (
+        Connection(read_fd, writable=False, serializer=serializer),
+        Connection(write_fd, readable=False, serializer=serializer),
+    )
 
 
 def _side_pair() -> tuple[int, int]:
@@ -602,7 +628,8 @@ class Listener:
     HMAC challenge (so the standard library's ``Client`` can connect too), all
     of it within ``handshake_timeout`` seconds (default :data:`HANDSHAKE_TIMEOUT`);
     ``accept()`` drives the handshakes of every peer at once (see
-    :mod:`procframe.posix.acceptor`), so a slow one holds nobody up.
+    :mod:`procframe.posix.acceptor`), so a slow one holds nobody up.  Accepted
+    connections pickle with ``serializer`` (the program's default when ``None``).
     """
 
     def __init__(
@@ -613,8 +640,10 @@ class Listener:
         authkey: bytes | None = None,
         *,
         handshake_timeout: float | None = None,
+        serializer: str | None = None,
     ) -> None:
         _check_authkey(authkey)
+        self._serializer = serializing.of(serializer).name
         self._handshake_timeout = checks.timeout(
             "handshake_timeout", handshake_timeout, positive=True
         )
@@ -694,9 +723,11 @@ class Listener:
         handshakes go on meanwhile.
         """
         if self._acceptor is None:
-            return Connection(self.accept_socket().detach())
+            return Connection(self.accept_socket().detach(), serializer=self._serializer)
         try:
-            return Connection(self._acceptor.accept(self.handshake_timeout))
+            return Connection(
+                self._acceptor.accept(self.handshake_timeout), serializer=self._serializer
+            )
         finally:
             self._last_accepted = self._acceptor.last_address
 
@@ -719,8 +750,10 @@ class Listener:
         """The Connection over an accepted ``sock``, once it passed the handshake (if any)
         within :attr:`handshake_timeout`."""
         if self._authkey is None:
-            return Connection(sock.detach())
-        return _authenticated(sock, self._authkey, server=True, timeout=self.handshake_timeout)
+            return Connection(sock.detach(), serializer=self._serializer)
+        return _authenticated(
+            sock, self._authkey, True, self.handshake_timeout, serializer=self._serializer
+        )
 
     def close(self) -> None:
         """Stop listening; remove the socket file of an AF_UNIX listener.
@@ -756,10 +789,18 @@ class Listener:
         return f"<procframe Listener {self._family} {self._address!r}>"
 
 
-def Client(address: Any, family: str | None = None, authkey: bytes | None = None) -> Connection:
+def Client(
+    address: Any,
+    family: str | None = None,
+    authkey: bytes | None = None,
+    *,
+    serializer: str | None = None,
+) -> Connection:
     """Connect to a Listener at ``address`` (procframe's or the standard library's);
-    authenticate if there is an authkey."""
+    authenticate if there is an authkey.  The Connection's messages are pickled by
+    ``serializer`` (the program's default when ``None``)."""
     _check_authkey(authkey)
+    serializer = serializing.of(serializer).name
     sock = osutil.blocking_socket(_socket_family(address, family, "Client"), socket.SOCK_STREAM)
     try:
         sock.connect(address)
@@ -768,8 +809,8 @@ def Client(address: Any, family: str | None = None, authkey: bytes | None = None
         raise
     no_delay(sock)
     if authkey is None:
-        return Connection(sock.detach())
-    return _authenticated(sock, authkey, server=False, timeout=HANDSHAKE_TIMEOUT)
+        return Connection(sock.detach(), serializer=serializer)
+    return _authenticated(sock, authkey, False, HANDSHAKE_TIMEOUT, serializer=serializer)
 
 
 def no_delay(sock: socket.socket) -> None:
@@ -779,7 +820,9 @@ def no_delay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _authenticated(sock: socket.socket, authkey: bytes, server: bool, timeout: float) -> Connection:
+def _authenticated(
+    sock: socket.socket, authkey: bytes, server: bool, timeout: float, serializer: str | None
+) -> Connection:
     """Run the handshake on ``sock``, all of it within ``timeout``; the Connection, or raise."""
     try:
         sock.setblocking(False)
@@ -788,4 +831,4 @@ def _authenticated(sock: socket.socket, authkey: bytes, server: bool, timeout: f
     except BaseException:
         sock.close()
         raise
-    return Connection(sock.detach())
+    return Connection(sock.detach(), serializer=serializer)

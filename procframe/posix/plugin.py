@@ -27,10 +27,10 @@ class PosixPrimitives:
     unnamed semaphores in shared memory, ctypes objects in memfd arenas."""
 
     @hookimpl(trylast=True)
-    def procframe_make_pipe(self, duplex: bool) -> Any:
+    def procframe_make_pipe(self, ctx: Context, duplex: bool) -> Any:
         from procframe.posix.connection import Pipe
 
-        return Pipe(duplex)
+        return Pipe(duplex, serializer=ctx.serializer)
 
     @hookimpl(trylast=True)
     def procframe_make_queue(self, ctx: Context, maxsize: int) -> Any:
@@ -39,10 +39,10 @@ class PosixPrimitives:
         return Queue(maxsize, ctx=ctx)
 
     @hookimpl(trylast=True)
-    def procframe_make_simple_queue(self) -> Any:
+    def procframe_make_simple_queue(self, ctx: Context) -> Any:
         from procframe.posix.queues import SimpleQueue
 
-        return SimpleQueue()
+        return SimpleQueue(ctx=ctx)
 
     @hookimpl(trylast=True)
     def procframe_make_joinable_queue(self, ctx: Context, maxsize: int) -> Any:

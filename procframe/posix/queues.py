@@ -20,7 +20,7 @@ from collections import deque
 from pickle import loads
 from queue import Empty, Full
 
-from procframe._core import checks, messages, process
+from procframe._core import checks, messages, process, serializing
 from procframe._core.generic import Generic, T
 from procframe.posix.channel import Channel
 from procframe.posix.synchronize import RobustCondition
@@ -46,15 +46,16 @@ FLUSH_WARNING_DELAY = 5.0
 class SimpleQueue(Generic[T]):
     """A queue with no size and no thread: ``put`` writes (and may block), ``get`` reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ctx: Context | None = None) -> None:
         self._channel = Channel()
         self._closed = False
+        self._pickle = serializing.of(None if ctx is None else ctx.serializer).dumps
 
     def put(self, obj: T) -> None:
         """Put ``obj``; an unpicklable one raises here."""
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        self._channel.send(messages.dumps(obj, self._channel.inline_max))
+        self._channel.send(messages.dumps(obj, self._channel.inline_max, False, self._pickle))
 
     def get(self) -> T:
         """Remove and return an item, waiting for one."""
@@ -78,7 +79,7 @@ class SimpleQueue(Generic[T]):
     def __getstate__(self) -> dict[str, Any]:
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        return {"_channel": self._channel, "_closed": False}
+        return {"_channel": self._channel, "_closed": False, "_pickle": self._pickle}
 
     def __repr__(self) -> str:
         return f"<procframe SimpleQueue{' closed' if self._closed else ''}>"
@@ -96,6 +97,7 @@ class Queue(Generic[T]):
                 f"make one with procframe.{type(self).__name__}() or a context's"
             )
         self._maxsize = maxsize if maxsize > 0 else 0
+        self._pickle = serializing.of(ctx.serializer).dumps
         self._channel = Channel()
         self._slots = ctx.BoundedSemaphore(maxsize) if maxsize > 0 else None
         self._count = ctx.Semaphore(0)
@@ -116,6 +118,7 @@ class Queue(Generic[T]):
             raise ValueError(f"{self!r} is closed")
         return {
             "_maxsize": self._maxsize,
+            "_pickle": self._pickle,
             "_channel": self._channel,
             "_slots": self._slots,
             "_count": self._count,
@@ -136,7 +139,7 @@ class Queue(Generic[T]):
             raise ValueError(f"{self!r} is closed")
         if timeout is not None:
             timeout = checks.wait_timeout(timeout)
-        data = messages.dumps(obj, self._channel.inline_max)
+        data = messages.dumps(obj, self._channel.inline_max, False, self._pickle)
         if self._slots is not None and not self._slots.acquire(block, timeout):
             raise Full
         self._count.release()

@@ -1,0 +1,69 @@
+"""procframe's own serializers: ``pickle``, ``cloudpickle`` and ``dill``, a plugin like any other.
+
+``cloudpickle`` and ``dill`` are declared whether or not their package is
+installed (unavailable, with how to install it, when it is not) and imported
+only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pickle import HIGHEST_PROTOCOL
+from typing import Any
+
+from procframe._core.hookspecs import hookimpl
+from procframe._core.serializer_registry import SerializerInfo
+from procframe._core.serializing import PICKLE_INFO
+
+
+def _cloudpickle_dumps(obj: object) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, protocol=HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+
+
+def _cloudpickle_loads(data: bytes) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(data)
+
+
+def _dill_dumps(obj: object) -> bytes:
+    import dill
+
+    # recurse: a function's globals travel as the names it uses, not as the whole
+    # __main__ of the sender (which a child's __main__ would replace).
+    return dill.dumps(obj, protocol=HIGHEST_PROTOCOL, recurse=True)  # type: ignore[no-any-return]
+
+
+def _dill_loads(data: bytes) -> Any:
+    import dill
+
+    return dill.loads(data)
+
+
+def _third_party(name: str, dumps: Any, loads: Any) -> SerializerInfo:
+    installed = importlib.util.find_spec(name) is not None
+    return SerializerInfo(
+        name,
+        dumps,
+        loads,
+        available=installed,
+        reason="" if installed else f"the {name} package is not installed",
+        install=f"python -m pip install 'procframe[{name}]'",
+    )
+
+
+class BuiltinSerializers:
+    """Declares ``pickle``, ``cloudpickle`` and ``dill``."""
+
+    @hookimpl
+    def procframe_declare_serializers(self) -> list[SerializerInfo]:
+        return [
+            PICKLE_INFO,
+            _third_party("cloudpickle", _cloudpickle_dumps, _cloudpickle_loads),
+            _third_party("dill", _dill_dumps, _dill_loads),
+        ]
+
+
+plugin = BuiltinSerializers()
