@@ -76,8 +76,8 @@ class RawValues(Recorder):
 
 class Pipes(Recorder):
     @hookimpl
-    def procframe_make_pipe(self, duplex: bool) -> Any:
-        return self.keep(posix.procframe_make_pipe(duplex))
+    def procframe_make_pipe(self, ctx: Any, duplex: bool) -> Any:
+        return self.keep(posix.procframe_make_pipe(ctx, duplex))
 
 
 class Pools(Recorder):

@@ -7,13 +7,15 @@ only when first used.
 
 from __future__ import annotations
 
-import importlib.util
 from pickle import HIGHEST_PROTOCOL
-from typing import Any
 
 from procframe._core.hookspecs import hookimpl
 from procframe._core.serializer_registry import SerializerInfo
 from procframe._core.serializing import PICKLE_INFO
+
+TYPE_CHECKING = False  # loaded with the built-in plugins at a program's first get_context()
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _cloudpickle_dumps(obj: object) -> bytes:
@@ -43,6 +45,8 @@ def _dill_loads(data: bytes) -> Any:
 
 
 def _third_party(name: str, dumps: Any, loads: Any) -> SerializerInfo:
+    import importlib.util
+
     installed = importlib.util.find_spec(name) is not None
     return SerializerInfo(
         name,
