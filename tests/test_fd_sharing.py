@@ -206,8 +206,15 @@ def _task(*args: object) -> None:
     """A pool task (never runs: its arguments cannot be pickled)."""
 
 
+class _Unpicklable:
+    """No serializer carries it: its ``__reduce__`` raises what pickle raises."""
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError("_Unpicklable refuses to be pickled")
+
+
 def _unpicklable_with(conn: Any) -> tuple[Any, Any]:
-    return (conn, lambda: 0)
+    return (conn, _Unpicklable())
 
 
 def test_a_failed_pickling_releases_what_it_shared(pipe: tuple[Any, Any]) -> None:

@@ -25,6 +25,12 @@
   or a procframe semaphore or shared-memory segment behind (in ``/dev/shm``,
   or held by the program's keeper: a block a child created and nobody
   unlinked, whether or not its creator still runs).
+* ``--procframe-serializer NAME`` runs the whole session under serializer
+  ``NAME`` (``cloudpickle``, ``dill``, a plugin's; default: the program's,
+  ``pickle`` unless ``PROCFRAME_SERIALIZER`` names another): it becomes
+  ``PROCFRAME_SERIALIZER`` for the session, its xdist workers and every child
+  and script the tests start.  Tests whose outcome depends on what the
+  serializer refuses ask :mod:`procframe.testing.helpers.refusals`.
 * ``@pytest.mark.stress`` marks a stress probe: it takes its counts from
   :func:`procframe.testing.helpers.stress.size`, small in every run;
   ``--procframe-stress`` runs the probes at full size (``-m stress`` selects
@@ -45,7 +51,7 @@ from pathlib import Path
 import pytest
 
 import procframe
-from procframe._core import hookspecs, registry
+from procframe._core import hookspecs, registry, serializer_registry
 from procframe._core import process as _process
 from procframe._core.capabilities import KNOWN_CAPABILITIES, LOCAL_PIDS
 from procframe.posix.shm_handoff import kept_names
@@ -66,6 +72,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         default=None,
         help="run procframe tests against backend NAME (repeatable; default: every available)",
+    )
+    group.addoption(
+        "--procframe-serializer",
+        dest="procframe_serializer",
+        metavar="NAME",
+        default=None,
+        help="run the session under serializer NAME (it becomes PROCFRAME_SERIALIZER)",
     )
     group.addoption(
         "--procframe-core",
@@ -109,6 +122,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.getoption("procframe_stress"):
         os.environ[stress.ENV] = "1"  # before xdist starts its workers: they inherit it
+    serializer = config.getoption("procframe_serializer")
+    if serializer is not None:
+        try:
+            serializer_registry.resolve(serializer, "asked for with --procframe-serializer")
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        os.environ[serializer_registry.SERIALIZER_ENV] = serializer  # workers inherit it
     if hasattr(config, "workerinput"):
         # A pytest-xdist worker always runs a thread of its own (execnet's), so on Python
         # 3.12+ every fork would warn that the process is multi-threaded; without xdist
@@ -143,7 +163,8 @@ def pytest_report_header(config: pytest.Config) -> str:
         names = selected_backends(config)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
-    return f"procframe backends: {', '.join(names)}"
+    serializer = serializer_registry.default_name()
+    return f"procframe backends: {', '.join(names)}; serializer: {serializer}"
 
 
 FACTORY_HOOKS = tuple(

@@ -7,9 +7,10 @@ here fails to cross in one precise way, as the standard library meets it.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 from typing import Any
+
+from procframe.testing.helpers import refusals
 
 
 class Unreducible:
@@ -86,9 +87,6 @@ def kill_self(_: Any = None) -> None:
 
 
 def what_pickle_raises(obj: object) -> Exception:
-    """The exception ``pickle.dumps(obj)`` raises on this Python."""
-    try:
-        pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        return e
-    raise AssertionError(f"{obj!r} can be pickled")
+    """The exception the serializer under test raises for ``obj`` (``pickle.dumps``'s on this
+    Python, under pickle)."""
+    return refusals.what_the_serializer_raises(obj)

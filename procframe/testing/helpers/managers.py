@@ -22,6 +22,7 @@ from typing import Any
 
 import procframe
 from procframe.managers import BaseManager, BaseProxy, DictProxy, SyncManager
+from procframe.testing.helpers import refusals
 from procframe.testing.helpers.pool import MARK, kill_marked
 from procframe.testing.helpers.scripts import script_env, write_script
 from procframe.testing.helpers.targets import report
@@ -130,12 +131,12 @@ class Calculator:
         raise ValueError(message)
 
     def unpicklable(self) -> Any:
-        """Return something that cannot be pickled."""
-        return threading.Lock()
+        """Return something no serializer can pickle."""
+        return refusals.a_generator()
 
     def raise_unpicklable(self) -> None:
-        """Raise an exception that cannot be pickled (a lock among its arguments)."""
-        raise ValueError("holds a lock", threading.Lock())
+        """Raise an exception no serializer can pickle (a generator among its arguments)."""
+        raise ValueError("holds a generator", refusals.a_generator())
 
     def raise_unrebuildable(self) -> None:
         """Raise an exception that pickles but cannot be unpickled."""

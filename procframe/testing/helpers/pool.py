@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import procframe
+from procframe.testing.helpers import refusals
 from procframe.testing.helpers.polling import eventually
 
 PATIENCE = 60.0
@@ -100,14 +101,14 @@ def square_unless(x: int, bad: int) -> int:
     return x * x
 
 
-def return_a_lock() -> Any:
-    """Return something that cannot be pickled."""
-    return threading.Lock()
+def return_a_generator() -> Any:
+    """Return something no serializer can pickle."""
+    return refusals.a_generator()
 
 
-def raise_holding_a_lock() -> None:
-    """Raise an exception that cannot be pickled (a lock among its arguments)."""
-    raise ValueError("holds a lock", threading.Lock())
+def raise_holding_a_generator() -> None:
+    """Raise an exception no serializer can pickle (a generator among its arguments)."""
+    raise ValueError("holds a generator", refusals.a_generator())
 
 
 class TwoArgumentError(Exception):

@@ -8,7 +8,6 @@ import os
 import pickle
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import pytest
 
 import procframe
 from procframe.connection import Client, Listener, wait
-from procframe.testing.helpers import exchange, targets
+from procframe.testing.helpers import exchange, refusals, targets
 from procframe.testing.helpers.scripts import run_script
 from procframe.testing.helpers.targets import read_report
 
@@ -117,7 +116,7 @@ def test_one_way_pipe_has_a_reader_and_a_writer(ctx: procframe.Context) -> None:
         with pytest.raises(OSError):
             writer.poll()
         with pytest.raises((TypeError, pickle.PicklingError)):
-            writer.send(threading.Lock())  # fails in the caller, writes nothing
+            writer.send(refusals.a_generator())  # fails in the caller, writes nothing
         writer.send("still works")
         assert reader.recv() == "still works"
         assert reader.poll(0) is False

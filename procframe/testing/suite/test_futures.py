@@ -24,6 +24,7 @@ import procframe
 from procframe.futures import ProcessPoolExecutor
 from procframe.pool import BrokenPoolError, RemoteTraceback, WorkerLostError
 from procframe.testing.helpers import futures as tk
+from procframe.testing.helpers import refusals
 from procframe.testing.helpers.scripts import pid_running, run_script
 
 PATIENCE = 60.0
@@ -99,7 +100,7 @@ def test_exceptions_keep_type_message_and_the_remote_traceback(ctx: procframe.Co
         # A call that cannot be pickled fails its own future; the executor goes on.
         # It raises what pickle raises (an AttributeError for a local function, as the
         # standard executor).
-        unpicklable = executor.submit(lambda: 1)
+        unpicklable = executor.submit(refusals.a_refused_function())
         assert isinstance(
             unpicklable.exception(timeout=PATIENCE), (pickle.PicklingError, AttributeError)
         )
@@ -291,6 +292,8 @@ def test_an_executor_dropped_without_shutdown_finishes_its_work(ctx: procframe.C
 
 EXIT_WITHOUT_SHUTDOWN = """\
 from procframe.testing.helpers import futures as tk
+from procframe.testing.helpers import refusals
+from procframe.testing.helpers import refusals
 from procframe.futures import ProcessPoolExecutor
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from procframe.futures import ProcessPoolExecutor
 from procframe.testing.helpers import dropin_pool as dk
 from procframe.testing.helpers import futures as fk
 from procframe.testing.helpers import pool as tk
+from procframe.testing.helpers import refusals
 
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen at once."""
@@ -83,7 +84,8 @@ def test_a_failing_initializer_is_a_broken_process_pool(ctx: procframe.Context) 
 @pytest.mark.requires("separate_memory")
 def test_a_call_that_cannot_be_pickled_raises_what_pickle_raised(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(1, mp_context=ctx) as executor:
-        for bad in (dk.Unreducible(), _local_function(), lambda: 0, threading.Lock()):
+        candidates = (dk.Unreducible(), _local_function(), lambda: 0, threading.Lock())
+        for bad in refusals.refused(*candidates):
             expected = dk.what_pickle_raises(bad)
             as_argument = executor.submit(tk.identity, bad)
             as_function = executor.submit(bad)
@@ -101,9 +103,9 @@ def test_a_call_that_cannot_be_pickled_raises_what_pickle_raised(ctx: procframe.
 
 @pytest.mark.requires("separate_memory")
 def test_a_result_that_cannot_cross_raises_what_pickle_raised(ctx: procframe.Context) -> None:
-    expected = dk.what_pickle_raises(threading.Lock())
+    expected = dk.what_pickle_raises(refusals.a_generator())
     with ProcessPoolExecutor(1, mp_context=ctx) as executor:
-        for call in (tk.return_a_lock, tk.raise_holding_a_lock):
+        for call in (tk.return_a_generator, tk.raise_holding_a_generator):
             error = executor.submit(call).exception(timeout=PATIENCE)
             assert type(error) is type(expected)
             assert str(error) == str(expected)

@@ -25,6 +25,7 @@ import pytest
 import procframe
 import procframe.pool
 from procframe.testing.helpers import pool as tk
+from procframe.testing.helpers import refusals
 from procframe.testing.helpers.scripts import pid_running, script_env, write_script
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -58,7 +59,7 @@ def names_exit(message: str, exitcode: int) -> bool:
 @pytest.mark.requires("separate_memory")
 def test_an_unpicklable_argument_fails_its_task(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
-        for bad in (lambda: 0, threading.Lock()):
+        for bad in refusals.refused(lambda: 0, threading.Lock(), refusals.Unpicklable()):
             result = pool.apply_async(tk.identity, (bad,))
             with pytest.raises(procframe.ProcessPicklingError) as info:
                 result.get(timeout=PATIENCE)
@@ -66,11 +67,11 @@ def test_an_unpicklable_argument_fails_its_task(ctx: procframe.Context) -> None:
             assert isinstance(info.value, TypeError)
             assert result.ready() and not result.successful()
         with pytest.raises(procframe.ProcessPicklingError):
-            pool.apply_async(lambda x: x, (1,)).get(timeout=PATIENCE)  # the function itself
+            pool.apply_async(refusals.a_refused_function(), (1,)).get(timeout=PATIENCE)
         with pytest.raises(procframe.ProcessPicklingError):
-            pool.apply(tk.identity, (threading.Lock(),))
+            pool.apply(tk.identity, (refusals.Unpicklable(),))
         with pytest.raises(procframe.ProcessPicklingError):
-            pool.map(tk.identity, [1, threading.Lock(), 3])
+            pool.map(tk.identity, [1, refusals.Unpicklable(), 3])
         assert pool.map(tk.square, range(6), 1) == [0, 1, 4, 9, 16, 25]  # the pool carries on
 
 
@@ -78,14 +79,14 @@ def test_an_unpicklable_argument_fails_its_task(ctx: procframe.Context) -> None:
 def test_an_unpicklable_result_or_exception_fails_its_task(ctx: procframe.Context) -> None:
     with ctx.Pool(2) as pool:
         with pytest.raises(procframe.pool.MaybeEncodingError) as info:
-            pool.apply_async(tk.return_a_lock).get(timeout=PATIENCE)
-        assert "lock" in str(info.value).lower()
+            pool.apply_async(tk.return_a_generator).get(timeout=PATIENCE)
+        assert "generator" in str(info.value).lower()
         with pytest.raises(procframe.pool.MaybeEncodingError) as info:
-            pool.apply(tk.return_a_lock)
-        assert "lock" in str(info.value).lower()
+            pool.apply(tk.return_a_generator)
+        assert "generator" in str(info.value).lower()
         # An exception the worker cannot pickle, and one the parent cannot unpickle.
         with pytest.raises(procframe.pool.MaybeEncodingError):
-            pool.apply_async(tk.raise_holding_a_lock).get(timeout=PATIENCE)
+            pool.apply_async(tk.raise_holding_a_generator).get(timeout=PATIENCE)
         with pytest.raises(procframe.pool.MaybeEncodingError):
             pool.apply_async(tk.raise_two_argument_error).get(timeout=PATIENCE)
         assert pool.map(tk.square, range(6), 1) == [0, 1, 4, 9, 16, 25]  # the pool carries on
@@ -206,6 +207,7 @@ def test_the_pool_task_timeout_applies_to_every_task(ctx: procframe.Context) -> 
 CTRL_C = """\
 from procframe import Pool
 from procframe.testing.helpers import pool as tk
+from procframe.testing.helpers import refusals
 
 if __name__ == '__main__':
     pool = Pool(processes=2)
@@ -219,6 +221,8 @@ KILLED_PARENT = """\
 import time
 from procframe import Pool
 from procframe.testing.helpers import pool as tk
+from procframe.testing.helpers import refusals
+from procframe.testing.helpers import refusals
 
 if __name__ == '__main__':
     pool = Pool(processes=2)

@@ -14,7 +14,7 @@ import pytest
 
 import procframe
 from procframe._core import registry
-from procframe.testing.helpers import targets
+from procframe.testing.helpers import refusals, targets
 from procframe.testing.helpers.targets import read_report
 
 
@@ -314,8 +314,10 @@ def test_authkey_refuses_to_be_pickled() -> None:
 @pytest.mark.requires("pickles_process")
 def test_unpicklable_target_fails_in_parent_naming_it(ctx: procframe.Context) -> None:
     before = procframe.active_children()
-    p = ctx.Process(target=lambda: None)
-    with pytest.raises(procframe.ProcessPicklingError, match=r"target.*lambda"):
+    target = refusals.a_refused_function()
+    p = ctx.Process(target=target)
+    name = "lambda" if target.__class__.__name__ == "function" else "Unpicklable"
+    with pytest.raises(procframe.ProcessPicklingError, match=rf"target.*{name}"):
         p.start()
     assert procframe.active_children() == before
     assert p.pid is None
@@ -323,11 +325,11 @@ def test_unpicklable_target_fails_in_parent_naming_it(ctx: procframe.Context) ->
 
 @pytest.mark.requires("pickles_process")
 def test_unpicklable_argument_fails_in_parent_naming_it(ctx: procframe.Context) -> None:
-    lock = threading.Lock()
-    p = ctx.Process(target=targets.echo_args, args=("x", lock))
-    with pytest.raises(pickle.PicklingError, match=r"args\[1\].*lock"):
+    bad = refusals.a_generator()
+    p = ctx.Process(target=targets.echo_args, args=("x", bad))
+    with pytest.raises(pickle.PicklingError, match=r"args\[1\].*generator"):
         p.start()
-    p = ctx.Process(target=targets.echo_args, args=("x",), kwargs={"bad": lock})
+    p = ctx.Process(target=targets.echo_args, args=("x",), kwargs={"bad": bad})
     with pytest.raises(TypeError, match=r"kwargs\['bad'\]"):
         p.start()
 
