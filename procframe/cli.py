@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser(
-        "info", help="list the declared backends", description="List the declared backends."
+        "info",
+        help="list the declared backends and serializers",
+        description="List the declared backends and serializers.",
     )
     info.add_argument("--json", action="store_true", help="print the backends as JSON")
     info.set_defaults(handler=run_info)
@@ -105,6 +107,36 @@ def format_info(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(table)
 
 
+def format_serializers() -> str:
+    """The declared serializers as an aligned table; ``*`` marks the default."""
+    from procframe._core.serializer_registry import SERIALIZER_ENV, chosen, default_name
+    from procframe.bench.text import align
+    from procframe.plugins import get_plugin_manager, plugin_origin
+    from procframe.serializers import declared_serializers
+
+    default = default_name()
+    pm = get_plugin_manager()
+    lines = [("", "serializer", "plugin", "status")]
+    for name, info in declared_serializers().items():
+        plugin = pm.get_name(info.plugin) or repr(info.plugin)
+        origin = plugin_origin(plugin)
+        if origin != "procframe":
+            plugin = f"{plugin} ({origin})"
+        status = "available"
+        if not info.available:
+            status = f"unavailable: {info.reason}" + (f" ({info.install})" if info.install else "")
+        lines.append(("*" if name == default else "", name, plugin, status))
+    table = align(lines, "<<<<", gap="  ")
+    if chosen() is not None:
+        source = "chosen in code"
+    elif os.environ.get(SERIALIZER_ENV, "").strip():
+        source = f"from {SERIALIZER_ENV}"
+    else:
+        source = "the default"
+    table.append(f"\n* default serializer: {default} ({source})")
+    return "\n".join(table)
+
+
 def run_info(args: argparse.Namespace) -> int:
     """``procframe info``: 0, or 2 if the plugins or the default backend are broken.
 
@@ -128,8 +160,12 @@ def run_info(args: argparse.Namespace) -> int:
         record["default"] = record["name"] == default
     if args.json:
         print(json.dumps(records, indent=2))
-    else:
-        print(format_info(records))
+        return 0
+    print(format_info(records))
+    try:
+        print(f"\n{format_serializers()}")
+    except (ValueError, TypeError) as exc:
+        return fail(exc)
     return 0
 
 

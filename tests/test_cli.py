@@ -136,3 +136,23 @@ def test_console_script() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert {r["name"] for r in json.loads(result.stdout)} >= set(BUILTIN)
+
+
+def test_info_lists_the_serializers_and_marks_the_one_chosen() -> None:
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    for name in ("pickle", "cloudpickle", "dill"):
+        assert "procframe.serializers" in row_of(result.stdout, name)
+    assert row_of(result.stdout, "pickle").startswith("*")
+    assert "default serializer: pickle (the default)" in result.stdout
+    chosen = run_cli("info", PROCFRAME_SERIALIZER="dill")
+    assert chosen.returncode == 0, chosen.stderr
+    assert row_of(chosen.stdout, "dill").startswith("*")
+    assert "default serializer: dill (from PROCFRAME_SERIALIZER)" in chosen.stdout
+
+
+def test_info_names_an_unknown_serializer_of_the_environment() -> None:
+    result = run_cli("info", PROCFRAME_SERIALIZER="nope")
+    assert result.returncode == 2
+    assert "unknown procframe serializer 'nope'" in result.stderr
+    assert "cloudpickle, dill, pickle" in result.stderr
