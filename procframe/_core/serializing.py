@@ -123,6 +123,25 @@ class Serializer:
             raise explained(exc, obj, self.name) from None
         return reduction.dumps(_ByValue(self.name, whole), buffer_callback)
 
+    def dumps_for_fresh_child(self, obj: object) -> bytes:
+        """:meth:`dumps`, for a child that starts a fresh interpreter: under ``pickle``, a
+        function or class of ``__main__`` that such a child cannot find by name (defined
+        at the interactive prompt, or in the ``if __name__ == "__main__":`` block) raises
+        here, in the caller, rather than in the child."""
+        if (
+            self.name == serializer_registry.PICKLE
+            and isinstance(obj, (FunctionType, type))
+            and getattr(obj, "__module__", None) == "__main__"
+            and not _found_by_name(obj)
+        ):
+            error = PicklingError(
+                f"Can't pickle {obj!r}: it is defined in __main__ at the interactive prompt "
+                "or in its `if __name__ == '__main__':` block, where a child that starts a "
+                "fresh interpreter cannot find it by name"
+            )
+            raise explained(error, obj, self.name)
+        return self.dumps(obj)  # type: ignore[no-any-return]
+
     def by_value(self, obj: Any) -> bool:
         """True if ``obj`` (a function or class) must cross by value: a child cannot import it."""
         seen = self._by_value.get(id(obj))

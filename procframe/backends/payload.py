@@ -120,6 +120,7 @@ def encode(
     args = getattr(process, "_args", ())
     lifted = messages.lift_big_buffers(args, 2)
     try:
+        serializer.dumps_for_fresh_child(getattr(process, "_target", None))
         if lifted is not None:  # big bytes, non-contiguous arrays: out of band too
             process._args = lifted
         with spawning_payload(), reduction.collecting_fds() as fds:
@@ -151,7 +152,7 @@ def _explain(
     with spawning_payload(), reduction.collecting_fds(), reduction.probing():
         for label, value in parts:
             try:
-                serializer.dumps(value)
+                serializer.dumps_for_fresh_child(value)
             except Exception:
                 culprit, refused = f"its {label} ({osutil.short_repr(value)})", (value,)
                 break

@@ -13,6 +13,7 @@ from pickle import loads
 from procframe._core import messages, reduction
 from procframe._core.errors import ProcessPicklingError, add_note
 from procframe._core.osutil import short_repr
+from procframe._core.serializing import explained
 from procframe.pool import _frames
 from procframe.pool._errors import (
     MaybeEncodingError,
@@ -27,25 +28,38 @@ if TYPE_CHECKING:
 
 
 def unpicklable_task(
-    job: Any, index: int, kind: int, call: tuple[Any, ...], error: Exception, pickle: Any
+    job: Any,
+    index: int,
+    kind: int,
+    call: tuple[Any, ...],
+    error: Exception,
+    serializer: str,
+    pickle: Any,
 ) -> ProcessPicklingError:
-    """The error of a task whose call pickle refused with ``error``, naming what fails.
+    """The error of a task whose call ``pickle`` (of ``serializer``) refused with ``error``,
+    naming what fails, with a note on the serializers that would carry it.
 
     It is also of ``error``'s type (:func:`pickling_error`) and has it as ``__cause__``.
     """
     func = call[0]
     name = getattr(func, "__qualname__", None) or short_repr(func)
     task = f"the task {name}(...)" if kind == _frames.APPLY else f"a task of the map of {name}"
-    culprit = _culprit(job, index, kind, call, pickle)
-    return pickling_error(
+    culprit, refused = _culprit(job, index, kind, call, pickle)
+    failure = pickling_error(
         f"cannot send {task} to a pool worker: {culprit} cannot be pickled "
         f"({type(error).__name__}: {error})",
         error,
     )
+    if refused:
+        explained(failure, refused[0], serializer)
+    return failure
 
 
-def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...], pickle: Any) -> str:
-    """Which part of ``call`` the serializer's ``pickle`` refuses, as 'its args[1] (<repr>)'."""
+def _culprit(
+    job: Any, index: int, kind: int, call: tuple[Any, ...], pickle: Any
+) -> tuple[str, tuple[object, ...]]:
+    """Which part of ``call`` ``pickle`` refuses, as 'its args[1] (<repr>)', and that part
+    (in a tuple; empty if none does alone)."""
     parts: list[tuple[str, object]] = [("function", call[0])]
     if kind == _frames.APPLY:
         args, kwds = call[1], call[2]
@@ -60,8 +74,8 @@ def _culprit(job: Any, index: int, kind: int, call: tuple[Any, ...], pickle: Any
             try:
                 pickle(value)
             except Exception:
-                return f"its {label} ({short_repr(value)})"
-    return "its function or arguments"
+                return f"its {label} ({short_repr(value)})", (value,)
+    return "its function or arguments", ()
 
 
 def decode(code: int, payload: Any) -> tuple[bool, Any]:

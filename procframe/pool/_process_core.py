@@ -60,6 +60,7 @@ import types
 from collections import deque
 
 from procframe._core import messages, osutil, serializing
+from procframe._core.capabilities import PICKLES_PROCESS
 from procframe._core.errors import ProcessPicklingError
 from procframe._core.fdwait import wait_readable
 from procframe.pool import _frames, _worker
@@ -246,7 +247,14 @@ class ProcessCore:
         self._started = memoryview(self._slots).cast("B").cast("q")
         self._ids = itertools.count(1)
         self._function_pickles: dict[int, tuple[Any, bytes]] = {}
-        self._pickle = serializing.of(ctx.serializer).dumps
+        serializer = self._serializer = serializing.of(ctx.serializer)
+        self._pickle = serializer.dumps
+        self._pickle_function_for = (
+            serializer.dumps_for_fresh_child
+            if ctx.backend.has(PICKLES_PROCESS)
+            else serializer.dumps
+        )
+        """Pickles a task's function: a fresh interpreter must find it (see Serializer)."""
         self._names = itertools.count(1)
         self.state = RUNNING
         self.task_timeout: float | None = None
@@ -286,7 +294,9 @@ class ProcessCore:
                 pickled = functions[id(func)] = self._pickle_function(func)
             rest = messages.dumps(call[1:], _frames.INLINE_MAX, True, self._pickle)
         except Exception as e:
-            raise unpicklable_task(job, index, kind, call, e, self._pickle) from e
+            raise unpicklable_task(
+                job, index, kind, call, e, self._serializer.name, self._pickle_function_for
+            ) from e
         if isinstance(func, _BY_NAME):
             kind |= _frames.SAME_FUNC
         if type(rest) is bytes:
@@ -297,11 +307,11 @@ class ProcessCore:
     def _pickle_function(self, func: Any) -> bytes:
         """``func``'s pickle, its length first; kept for functions pickled by name."""
         if not isinstance(func, _BY_NAME):
-            return _pickle_function(func, self._pickle)
+            return _pickle_function(func, self._pickle_function_for)
         known = self._function_pickles.get(id(func))
         if known is not None and known[0] is func:
             return known[1]
-        pickled = _pickle_function(func, self._pickle)
+        pickled = _pickle_function(func, self._pickle_function_for)
         if len(self._function_pickles) >= 64:
             self._function_pickles.clear()
         self._function_pickles[id(func)] = (func, pickled)
