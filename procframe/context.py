@@ -273,7 +273,8 @@ class Context:
     def reducer(self) -> ModuleType:
         """How objects are reduced to cross to a child: procframe's reduction module.
 
-        procframe pickles with the standard pickle, and objects that hold a
+        procframe pickles with the standard pickle (and the context's serializer for
+        what pickle cannot carry: :attr:`serializer`), and objects that hold a
         descriptor cross to a child by descriptor (:mod:`procframe._core.reduction`).
         """
         return reduction

@@ -37,8 +37,9 @@ MAX_FDS = 250
 
 _launch = _thread._local()
 _received: list[int] = []
-_shares_made = 0
-"""How many times this process shared descriptors for a running process (numbers them)."""
+shares_made = 0
+"""How many times this process shared descriptors for a running process: numbers the shares,
+and marks where a pickling began (:func:`release_shares_since`)."""
 _share_lock = _thread.allocate_lock()
 
 
@@ -105,14 +106,14 @@ def share_fds(fds: list[int]) -> SharedFds:
     """Outside a launch: a picklable stand-in for ``fds`` that the process unpickling it
     (any running process with this process's authkey) turns back into duplicates of them,
     with its ``collect()``.  Under :class:`probing`, a stand-in that shares nothing."""
-    global _shares_made
+    global shares_made
     from procframe._core import fdshare
 
     if getattr(_launch, "probing", False):
         return fdshare.SharedFds(b"", b"", len(fds))
     with _share_lock:
-        _shares_made += 1
-        serial = _shares_made
+        shares_made += 1
+        serial = shares_made
     return fdshare.share(fds, serial)
 
 
@@ -125,11 +126,11 @@ def dumps(obj: object, buffer_callback: Any = None) -> bytes:
     ever collect them.  An object pickle refuses gets a note that names it and the
     serializers that would carry it (:func:`procframe._core.serializing.explained`).
     """
-    mark = _shares_made
+    mark = shares_made
     try:
         return _pickle_dumps(obj, HIGHEST_PROTOCOL, buffer_callback=buffer_callback)
     except BaseException as exc:
-        if _shares_made != mark:
+        if shares_made != mark:
             release_shares_since(mark)
         if isinstance(exc, (PicklingError, AttributeError, TypeError)) and not (
             isinstance(exc, InheritanceOnlyError) or probing_now()
@@ -140,14 +141,9 @@ def dumps(obj: object, buffer_callback: Any = None) -> bytes:
         raise
 
 
-def shares_mark() -> int:
-    """A mark for :func:`release_shares_since`: how many shares this process made so far."""
-    return _shares_made
-
-
 def release_shares_since(mark: int) -> None:
     """Release the descriptors shared since ``mark`` (the pickle that shared them failed)."""
-    if _shares_made != mark:
+    if shares_made != mark:
         from procframe._core import fdshare
 
         fdshare.release_after(mark)

@@ -57,13 +57,16 @@ class Serializer:
     ``dumps`` at creation; pickled, a Serializer crosses by name.
     """
 
-    __slots__ = ("_by_value", "dumps", "info", "name")
+    __slots__ = ("_by_value", "_search_main", "dumps", "info", "name")
 
     def __init__(self, info: SerializerInfo) -> None:
         self.name = info.name
         self.info = info
         self._by_value: dict[int, tuple[object, bool]] = {}
         """Functions and classes seen by step 2, by id: (the object, whether by value)."""
+        self._search_main = main_names_by_value() != frozenset()
+        """Whether a stream naming ``__main__`` may name what a child cannot find there
+        (False for a main script with no definition in its ``__main__`` block)."""
         self.dumps: Any = (
             reduction.dumps if info.name == serializer_registry.PICKLE else self._dumps
         )
@@ -77,7 +80,7 @@ class Serializer:
     def _dumps(self, obj: object, buffer_callback: Any = None) -> bytes:
         """``obj`` pickled in the steps of the module doc; ``buffer_callback`` as pickle's
         (one with side effects offers ``reset()``, called before a step is tried again)."""
-        mark = reduction.shares_mark()
+        mark = reduction.shares_made
         try:
             data = _pickle_dumps(obj, HIGHEST_PROTOCOL, buffer_callback=buffer_callback)
         except REFUSALS as exc:
@@ -89,7 +92,7 @@ class Serializer:
         except BaseException:
             reduction.release_shares_since(mark)
             raise
-        if _MAIN_MARK in data and main_names_by_value() != frozenset():
+        if self._search_main and data.find(_MAIN_MARK) >= 0:
             _reset(buffer_callback)
             reduction.release_shares_since(mark)
             try:
@@ -101,7 +104,7 @@ class Serializer:
 
     def _dumps_by_value(self, obj: object, buffer_callback: Any) -> bytes:
         """Steps 2 and 3 of the module doc."""
-        mark = reduction.shares_mark()
+        mark = reduction.shares_made
         stream = io.BytesIO()
         try:
             _ByValuePickler(stream, self, buffer_callback).dump(obj)
