@@ -305,12 +305,13 @@ class ProcessCore:
         return Task(next(self._ids), kind | _frames.SLAB, pickled, job, index, timeout, slab)
 
     def _pickle_function(self, func: Any) -> bytes:
-        """``func``'s pickle, its length first; kept for functions pickled by name."""
-        if not isinstance(func, _BY_NAME):
-            return _pickle_function(func, self._pickle_function_for)
+        """``func``'s pickle, its length first; kept for functions pickled by name (one
+        pickled by value, a closure, is pickled again: what it captured may have changed)."""
         known = self._function_pickles.get(id(func))
         if known is not None and known[0] is func:
             return known[1]
+        if not isinstance(func, _BY_NAME) or self._serializer.by_value(func):
+            return _pickle_function(func, self._pickle_function_for)
         pickled = _pickle_function(func, self._pickle_function_for)
         if len(self._function_pickles) >= 64:
             self._function_pickles.clear()
