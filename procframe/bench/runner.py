@@ -169,8 +169,10 @@ class RowResult:
     iterations: int
     procframe_runs: tuple[float, ...]
     stdlib_runs: tuple[float, ...]
+    """The runs of the implementation procframe is compared with (:attr:`Row.versus`)."""
     skipped: str = ""
-    """Why the row was not measured; empty if it was."""
+    """Why the row was not measured (its ``cannot``, or what the machine misses); empty if it
+    was."""
     reference: float | None = None
     """procframe's value on the row's ``share_of`` row, in the same run."""
     procframe_first_items: tuple[float, ...] = ()
@@ -241,21 +243,22 @@ class TableResult:
 def measure_row(
     table: Table, row: Row, repeats: int, iterations: int, run: RunHarness
 ) -> RowResult:
-    """Measure ``row`` ``repeats`` times on each implementation, alternating them (ABAB...)."""
+    """Measure ``row`` ``repeats`` times on procframe and on the implementation it is compared
+    with (:attr:`Row.versus`, the standard library by default), alternating them (ABAB...)."""
     unit = table.unit_of(row)
     runs: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
     first_items: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
     for _ in range(repeats):
-        for impl in IMPLEMENTATIONS:
+        for side, impl in zip(IMPLEMENTATIONS, ("procframe", row.versus), strict=True):
             result = run(impl, row.case, row.backend, iterations)
             if impl == "procframe" and result.get("multiprocessing_loaded"):
                 raise BenchError(
                     f"procframe's run of {row.case} on {row.backend} imported the standard "
                     "library's multiprocessing: procframe must never load it"
                 )
-            runs[impl].append(unit.from_seconds(float(result["median"])))
+            runs[side].append(unit.from_seconds(float(result["median"])))
             if "first_item" in result:
-                first_items[impl].append(float(result["first_item"]))
+                first_items[side].append(float(result["first_item"]))
     return RowResult(
         unit,
         row,
@@ -293,17 +296,20 @@ def measure_table(
     quick: bool = False,
 ) -> TableResult:
     """Measure the rows of ``table`` whose backend is in ``backends`` (only those of
-    ``--quick`` if ``quick``); a row the machine cannot measure is skipped, with why."""
+    ``--quick`` if ``quick``); a row the machine cannot measure is skipped, with why, and a row
+    that no implementation can run (:attr:`Row.cannot`) is never measured."""
     results = []
     for row in table.rows:
         if row.backend not in backends or (quick and not row.quick):
             continue
         count = iterations(row)
         what = f"{row.backend} {row.label}".rstrip()
-        reason = missing(row.requires)
+        reason = row.cannot or missing(row.requires)
         if reason:
             if progress is not None:
-                progress(f"{table.title}: {what}, skipped: {reason}")
+                progress(
+                    f"{table.title}: {what}, {'cannot' if row.cannot else 'skipped'}: {reason}"
+                )
             results.append(RowResult(table.unit_of(row), row, count, (), (), skipped=reason))
             continue
         if progress is not None:
