@@ -1418,6 +1418,27 @@ def test_lambda_rows_are_compared_with_their_peer_and_the_stdlib_never_runs() ->
     assert data["pickle: Queue vs multiprocessing"]["versus"] == "stdlib"
 
 
+def test_the_rows_sharing_a_reference_take_turns_with_it() -> None:
+    """A share of pickle's figure compares runs made at the same moments, not minutes apart."""
+    calls: list[tuple[str, str]] = []
+    measure_table(
+        SERIALIZER_TABLE, ["forkserver"], 2, lambda row: 2, fake_serializer_run(calls, 1.0)
+    )
+    for index, (case, _, _) in enumerate(PLAIN_OPERATIONS.values()):
+        one_turn = [
+            (impl, f"{case}[{serializer}]")
+            for serializer in ("pickle", "cloudpickle", "dill")
+            for impl in ("procframe", "stdlib")
+        ]
+        assert calls[12 * index : 12 * (index + 1)] == one_turn * 2
+    # a row without a share is measured alone, as in every other table: ABAB
+    queue_lambda = [
+        ("procframe", "queue_lambda[cloudpickle]"),
+        ("multiprocess", "queue_lambda[cloudpickle]"),
+    ]
+    assert calls[72:76] == queue_lambda * 2
+
+
 def test_a_missing_peer_or_serializer_skips_its_rows_naming_the_package(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -146,6 +146,10 @@ class Table:
     versus_header: str = PEERS[STDLIB]
     """The header of the column of the values of the implementations procframe is compared
     with (:attr:`Row.versus`)."""
+    interleaves_shares: bool = False
+    """Whether each reference row is measured run by run in turn with the rows bounded by a
+    share of it (``min_share``): a share of two figures taken minutes apart on a busy machine
+    would measure the machine."""
     default_backend: str = ""
     """The backend the table measures unless ``--backend`` names others, where it is available
     (else the first of them); "" for the first ones, up to ``backend_limit``."""
@@ -689,6 +693,7 @@ SERIALIZER_TABLE = Table(
     ),
     backend_limit=1,
     default_backend="forkserver",
+    interleaves_shares=True,
     max_repeats=3,
     share_header="of pickle",
     versus_header="versus",
