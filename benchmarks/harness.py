@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
     Case = Callable[[ModuleType, str, int], list[float]]
 
-IMPLEMENTATIONS = ("procframe", "stdlib")
+IMPLEMENTATIONS = ("procframe", "stdlib", "multiprocess", "loky")
+"""What ``--impl`` runs: procframe, the standard library, or a peer that replaces pickle
+(``multiprocess``, with dill; loky, with cloudpickle: its executor runs only the pool cases)."""
 
 
 def noop() -> None:
@@ -563,6 +565,125 @@ def pool_start(mp: ModuleType, method: str, iterations: int) -> list[float]:
             start_use_stop(ctx, deadline)
             samples.append(perf_counter() - began)
     return samples
+
+
+def make_lambda() -> Callable[[int], int]:
+    """``lambda x: x * x``, made in this module (``__main__``, as a user's script makes one):
+    pickle saves functions by name, and cannot find a lambda by its name."""
+    return lambda x: x * x
+
+
+def take_and_acknowledge(channel: Any, replies: Any, count: int) -> None:
+    """Say ``"ready"`` on ``replies``, take ``count`` ``(str, lambda)`` items from ``channel``,
+    check the last one, then say ``"done"``."""
+    replies.put("ready")
+    item = None
+    for _ in range(count):
+        item = channel.get()
+    if not (isinstance(item, tuple) and item[0] == "x" * PAYLOAD_SIZE and item[1](3) == 9):
+        replies.put(f"the last (str, lambda) item arrived wrong: {item!r}")
+        return
+    replies.put("done")
+
+
+def queue_lambda(mp: ModuleType, method: str, count: int) -> list[float]:
+    """Seconds per ``("x" * 256, lambda x: x * x)`` tuple put on a ``Queue()`` by this process
+    and taken by a child (only a serializer that carries functions by value can pass them).
+
+    This way round, unlike :func:`pass_between_processes`, the lambda is made in
+    the script's ``__main__``, as users make them.  The child starts before
+    the clock, which runs from its ``"ready"`` to its ``"done"`` after the last item.
+    """
+    from time import perf_counter
+
+    ctx = mp.get_context(method)
+    channel, replies = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=take_and_acknowledge, args=(channel, replies, count))
+    p.start()
+    try:
+        if replies.get(timeout=POOL_DEADLINE) != "ready":
+            raise RuntimeError("the benchmark's consumer did not say it was ready")
+        item = ("x" * PAYLOAD_SIZE, make_lambda())
+        began = perf_counter()
+        for _ in range(count):
+            channel.put(item)
+        reply = replies.get(timeout=POOL_DEADLINE)
+        seconds = perf_counter() - began
+    finally:
+        p.join(POOL_DEADLINE)
+    if reply != "done":
+        raise RuntimeError(reply)
+    if p.exitcode != 0:
+        raise RuntimeError(f"the benchmark's consumer exited with code {p.exitcode}")
+    return [seconds / count]
+
+
+LAMBDA_MAP_ITEMS = 10_000
+"""Items of each map of :func:`pool_map_lambda`."""
+
+
+def map_lambda(pool: Any, count: int) -> None:
+    """``pool.map(lambda x: x * x, range(count))`` with the default chunksize, checked: a new
+    lambda each time (:func:`make_lambda`), as a user's code makes one per call."""
+    results = pool.map(make_lambda(), range(count))
+    if len(results) != count or results[-1] != (count - 1) ** 2:
+        raise RuntimeError(f"pool.map of a lambda over {count} items gave wrong results")
+
+
+def pool_map_lambda(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of maps of :data:`LAMBDA_MAP_ITEMS` items (fewer if ``iterations``
+    is) with a lambda, default chunksize, one sample per map: ``iterations`` items in all."""
+    size = min(iterations, LAMBDA_MAP_ITEMS)
+    return measure_pool(mp, method, map_lambda, [size] * -(-iterations // size), size)
+
+
+class LokyPool:
+    """A loky reusable executor of ``processes`` workers, with the calls of a ``Pool`` that
+    :func:`measure_pool` makes: ``map`` (with ``Pool.map``'s default chunksize, where
+    loky's is 1), ``terminate``, ``join``."""
+
+    def __init__(self, method: str, processes: int) -> None:
+        import loky
+
+        self.processes = processes
+        self.executor = loky.get_reusable_executor(max_workers=processes, context=method)
+
+    def map(self, function: Callable[[Any], Any], items: Any, chunksize: int = 0) -> list[Any]:
+        items = list(items)
+        if not chunksize:
+            chunksize, extra = divmod(len(items), self.processes * 4)
+            chunksize += bool(extra)
+        return list(self.executor.map(function, items, chunksize=max(1, chunksize)))
+
+    def terminate(self) -> None:
+        self.executor.shutdown(wait=True, kill_workers=True)
+
+    def join(self) -> None:
+        """Nothing: :meth:`terminate` waited for the workers."""
+
+
+class LokyContext:
+    """What ``get_context(method)`` gives for loky: its pools use that start method."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def Pool(self, processes: int) -> LokyPool:
+        return LokyPool(self.method, processes)
+
+
+class Loky:
+    """loky in the place of ``mp`` for the pool cases: ``--impl loky``."""
+
+    __name__ = "loky"
+
+    def get_context(self, method: str) -> LokyContext:
+        return LokyContext(method)
+
+    def active_children(self) -> list[Any]:
+        import multiprocessing  # loky's workers are multiprocessing's processes
+
+        return multiprocessing.active_children()
 
 
 SHORT_BEHIND_LONG = 1.0
@@ -1186,7 +1307,58 @@ CASES: dict[str, Case] = {
     "managed_list_iterate": managed_list_iterate,
     **big_cases(),
     "big_memory_queue": peak_memory_queue,
+    "queue_lambda": queue_lambda,
+    "pool_map_lambda": pool_map_lambda,
 }
+
+SERIALIZERS = ("pickle", "cloudpickle", "dill")
+"""procframe's built-in serializers: the serializers table runs cases under each."""
+
+SERIALIZED_CASES = (
+    *("queue", "simple_queue", "pipe", "pool_apply", "pool_imap", "pool_map"),
+    *("queue_lambda", "pool_map_lambda"),
+)
+
+
+def with_serializer(case: Case, serializer: str) -> Case:
+    """``case``, procframe's serializer chosen first (``set_serializer``: its children and
+    pool workers use it too); the other implementations run with their own."""
+
+    def run(mp: ModuleType, method: str, iterations: int) -> list[float]:
+        if mp.__name__ == "procframe":
+            mp.set_serializer(serializer)
+            load_serializer(serializer)
+        return case(mp, method, iterations)
+
+    return run
+
+
+LOADED_MULTIPROCESSING: list[str] = []
+"""The serializer's package, if importing it loaded the standard library's ``multiprocessing``."""
+
+
+def load_serializer(serializer: str) -> None:
+    """Import the package of procframe's ``serializer`` now, before the clock, and note in
+    :data:`LOADED_MULTIPROCESSING` if that loaded ``multiprocessing``: dill imports
+    ``multiprocessing.reduction`` to register its types, which is no doing of procframe's."""
+    if serializer == "pickle":
+        return
+    import importlib
+
+    loaded = "multiprocessing" in sys.modules
+    importlib.import_module(serializer)
+    if not loaded and "multiprocessing" in sys.modules:
+        LOADED_MULTIPROCESSING.append(serializer)
+
+
+CASES.update(
+    {
+        f"{name}[{serializer}]": with_serializer(CASES[name], serializer)
+        for name in SERIALIZED_CASES
+        for serializer in SERIALIZERS
+    }
+)
+"""The cases of the serializers table: ``<case>[<serializer>]``."""
 
 
 FIRST_USES = {"first_use_pool": "pool", "first_use_manager": "manager"}
@@ -1194,12 +1366,19 @@ FIRST_USES = {"first_use_pool": "pool", "first_use_manager": "manager"}
 harness imports neither implementation for them."""
 
 
-def import_implementation(impl: str) -> ModuleType:
-    """``procframe`` or the standard library's ``multiprocessing``, by ``--impl`` name."""
+def import_implementation(impl: str) -> Any:
+    """``procframe``, the standard library's ``multiprocessing``, ``multiprocess`` or
+    :class:`Loky`, by ``--impl`` name."""
     if impl == "stdlib":
         import multiprocessing
 
         return multiprocessing
+    if impl == "multiprocess":
+        import multiprocess
+
+        return multiprocess
+    if impl == "loky":
+        return Loky()
     import procframe
 
     return procframe
@@ -1208,8 +1387,11 @@ def import_implementation(impl: str) -> ModuleType:
 def summary(
     impl: str, case: str, method: str, iterations: int, samples: list[float]
 ) -> dict[str, object]:
-    """The JSON result of one run: statistics of its samples, in seconds per operation."""
+    """The JSON result of one run: statistics of its samples, in seconds per operation, and
+    procframe's serializer where procframe ran in this process."""
     import statistics
+
+    procframe = sys.modules.get("procframe") if impl == "procframe" else None
 
     return {
         "impl": impl,
@@ -1220,7 +1402,13 @@ def summary(
         "median": statistics.median(samples),
         "mean": statistics.fmean(samples),
         "min": min(samples),
-        "multiprocessing_loaded": "multiprocessing" in sys.modules,
+        "multiprocessing_loaded": "multiprocessing" in sys.modules and not LOADED_MULTIPROCESSING,
+        **(
+            {"multiprocessing_loaded_by": LOADED_MULTIPROCESSING[0]}
+            if LOADED_MULTIPROCESSING
+            else {}
+        ),
+        **({"serializer": procframe.get_serializer()} if procframe is not None else {}),
         **EXTRAS,
     }
 

@@ -53,6 +53,7 @@ from procframe.bench.tables import (
     OBJECTS_PASSED,
     POOL,
     SEQUENCE_READS,
+    SERIALIZER_TABLE,
     START_JOIN,
     TABLES,
     Row,
@@ -693,7 +694,9 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     }
     units = {LOCK_PAIRS.unit, CONDITION_WAITS.unit, SEQUENCE_READS.unit}
     assert units == {Unit.PER_SECOND}
-    assert list(TABLES)[-6:] == ["conditions", "sequences", "pool", "managed", "big", "big_memory"]
+    assert list(TABLES)[-7:] == [
+        *("conditions", "sequences", "pool", "managed", "big", "big_memory", "serializers")
+    ]
 
 
 # -- the command, end to end --------------------------------------------------------
@@ -804,8 +807,9 @@ def test_bench_prints_the_pool_table() -> None:
 
 
 def test_bench_json() -> None:
-    """Every table but the big ones (test_bench_prints_the_big_table runs those)."""
-    keys = [key for key in TABLES if not key.startswith("big")]
+    """Every table but the big ones (test_bench_prints_the_big_table runs those) and the
+    serializers table (test_bench_prints_the_serializers_table)."""
+    keys = [key for key in TABLES if not key.startswith("big") and key != "serializers"]
     args = ("--backend", "fork", "--iterations", "2", "--repeat", "1", "--json", "--table")
     done = run_bench(*args, *keys)
     assert done.returncode == 0, done.stderr
@@ -1223,3 +1227,341 @@ def test_bench_prints_the_big_table() -> None:
     help_text = run_bench("--help").stdout
     assert "with --quick, all but big_memory" in " ".join(help_text.split())
     assert "start+join" not in done.stdout
+
+
+# -- issue 15: the serializers table ------------------------------------------------
+
+
+def serializer_row(backend: str, label: str) -> Row:
+    (row,) = (r for r in SERIALIZER_TABLE.rows if (r.backend, r.label) == (backend, label))
+    return row
+
+
+PLAIN_OPERATIONS = {
+    # label in the serializers table: (case, the table and label of the row it repeats)
+    "Queue": ("queue", OBJECTS_PASSED, "Queue"),
+    "SimpleQueue": ("simple_queue", OBJECTS_PASSED, "SimpleQueue"),
+    "Pipe": ("pipe", OBJECTS_PASSED, "Pipe"),
+    "Pool apply round trips": ("pool_apply", POOL, "apply round trips"),
+    "Pool imap items, chunksize 1": ("pool_imap", POOL, "imap items, chunksize 1"),
+    "Pool map items, default chunksize": ("pool_map", POOL, "map items, default chunksize"),
+}
+
+
+def test_the_serializers_table_repeats_plain_data_rows_under_each_serializer() -> None:
+    table = SERIALIZER_TABLE
+    assert TABLES["serializers"] is table and table.unit is Unit.PER_SECOND
+    assert (table.backend_limit, table.default_backend, table.max_repeats) == (1, "forkserver", 3)
+    assert (table.share_header, table.versus_header, table.quick) == ("of pickle", "versus", True)
+    for backend in ("fork", "spawn", "forkserver"):
+        for operation, (case, source, label) in PLAIN_OPERATIONS.items():
+            (original,) = (r for r in source.rows if (r.backend, r.label) == (backend, label))
+            pickle_label = f"pickle: {operation} vs multiprocessing"
+            for serializer in ("pickle", "cloudpickle", "dill"):
+                row = serializer_row(backend, f"{serializer}: {operation} vs multiprocessing")
+                assert row.case == f"{case}[{serializer}]"
+                assert (row.versus, row.cannot) == ("stdlib", "")
+                # the figures and targets of the table it repeats
+                assert (row.iterations, row.quick_iterations, row.target) == (
+                    original.iterations,
+                    original.quick_iterations,
+                    original.target,
+                )
+                rich = serializer != "pickle"
+                assert (row.share_of, row.min_share) == (
+                    (pickle_label, 0.95) if rich else ("", None)
+                )
+                assert row.requires == ((serializer,) if rich else ())
+                in_quick = case in ("queue", "pool_map") and serializer != "dill"
+                assert row.quick == in_quick
+
+
+def test_the_serializers_table_has_lambda_rows_against_the_peers() -> None:
+    rows = [row for row in SERIALIZER_TABLE.rows if row.backend == "forkserver"]
+    lambda_rows = [(row.label, row.case, row.versus, row.target) for row in rows[18:]]
+    assert lambda_rows == [
+        ("pickle: Queue of (str, lambda) vs multiprocessing", "queue_lambda", "stdlib", None),
+        (
+            "cloudpickle: Queue of (str, lambda) vs multiprocess",
+            "queue_lambda[cloudpickle]",
+            "multiprocess",
+            1.0,
+        ),
+        # procframe's dill traces a function's globals: about half multiprocess's rate
+        (
+            "dill: Queue of (str, lambda) vs multiprocess",
+            "queue_lambda[dill]",
+            "multiprocess",
+            None,
+        ),
+        ("pickle: Pool map of a lambda vs multiprocessing", "pool_map_lambda", "stdlib", None),
+        ("cloudpickle: Pool map of a lambda vs loky", "pool_map_lambda[cloudpickle]", "loky", 1.0),
+        (
+            "cloudpickle: Pool map of a lambda vs multiprocess",
+            "pool_map_lambda[cloudpickle]",
+            "multiprocess",
+            1.0,
+        ),
+        (
+            "dill: Pool map of a lambda vs multiprocess",
+            "pool_map_lambda[dill]",
+            "multiprocess",
+            1.0,
+        ),
+    ]
+    assert len(rows) == 18 + 7
+    for row in rows[18:]:
+        assert not row.quick and row.min_share is None
+        if row.versus == "stdlib":  # the standard library cannot: shown, never run
+            assert row.cannot.startswith("pickle saves functions by name")
+            assert row.requires == ()
+        else:
+            assert not row.cannot
+            assert row.requires == (row.case.split("[")[1].rstrip("]"), row.versus)
+
+
+def test_a_table_refuses_an_unknown_peer() -> None:
+    row = Row("fork", "queue", 1, 1, 1.0, "Queue", versus="mpire")
+    with pytest.raises(ValueError, match="compared with unknown mpire"):
+        Table("t", "T", Unit.PER_SECOND, (row,))
+
+
+def test_the_serializers_table_measures_forkserver_unless_asked() -> None:
+    assert table_backends(SERIALIZER_TABLE, ["fork", "spawn", "forkserver"], False) == [
+        "forkserver"
+    ]
+    assert table_backends(SERIALIZER_TABLE, ["fork", "spawn"], False) == ["fork"]
+    asked = ["fork", "forkserver"]
+    assert table_backends(SERIALIZER_TABLE, asked, True) == asked
+    assert table_backends(BIG, ["fork", "spawn", "forkserver"], False) == ["fork"]
+    help_text = " ".join(run_bench("--help").stdout.split())
+    assert "serializers only forkserver (or the first)" in help_text
+
+
+def fake_serializer_run(calls: list[tuple[str, str]], cloudpickle_share: float) -> Any:
+    """A harness: procframe passes 100,000 items/s with pickle and ``cloudpickle_share`` of
+    that with cloudpickle, 90,000 with dill; every other implementation 40,000."""
+
+    def run(impl: str, case: str, method: str, iterations: int) -> dict[str, Any]:
+        calls.append((impl, case))
+        if impl != "procframe":
+            return {"median": 1 / 40_000, "multiprocessing_loaded": True}
+        rate = 100_000 * (cloudpickle_share if "cloudpickle" in case else 1.0)
+        rate = 90_000 if "dill" in case else rate
+        return {"median": 1 / rate, "multiprocessing_loaded": False}
+
+    return run
+
+
+@pytest.mark.parametrize(("share", "verdict"), [(0.95, "ok"), (0.949, "ok"), (0.94, "MISS")])
+def test_a_richer_serializer_must_pass_plain_data_at_95_percent_of_pickle(
+    share: float, verdict: str
+) -> None:
+    calls: list[tuple[str, str]] = []
+    result = measure_table(
+        SERIALIZER_TABLE, ["forkserver"], 1, lambda row: 2, fake_serializer_run(calls, share)
+    )
+    rows = {row.row.label: row for row in result.rows}
+    queue = rows["cloudpickle: Queue vs multiprocessing"]
+    assert queue.reference == pytest.approx(100_000)
+    assert queue.share == pytest.approx(share)
+    assert queue.ratio == pytest.approx(2.5 * share)
+    assert queue.ok is (verdict == "ok")
+    assert rows["dill: Pipe vs multiprocessing"].share == pytest.approx(0.9)
+    assert rows["dill: Pipe vs multiprocessing"].ok is False  # 2.25, but 90% of pickle
+    lines = format_table(result).splitlines()
+    assert lines[1].split() == [
+        *("backend", "serializer:", "operation", "vs", "library", "procframe", "versus"),
+        *("ratio", "of", "pickle", "target"),
+    ]
+    (line,) = (line for line in lines if "cloudpickle: Queue vs" in line)
+    assert line.split()[-9:] == [
+        f"{2.5 * share:.2f}",
+        f"{share:.0%}",
+        *(">=", "2.00,", ">=", "95%", "of", "pickle", verdict),
+    ]
+
+
+def test_lambda_rows_are_compared_with_their_peer_and_the_stdlib_never_runs() -> None:
+    calls: list[tuple[str, str]] = []
+    result = measure_table(
+        SERIALIZER_TABLE, ["forkserver"], 2, lambda row: 2, fake_serializer_run(calls, 1.0)
+    )
+    assert ("procframe", "queue_lambda") not in calls
+    assert not any(case in ("queue_lambda", "pool_map_lambda") for _, case in calls)
+    # each row alternates procframe with its own peer
+    assert calls.count(("loky", "pool_map_lambda[cloudpickle]")) == 2
+    assert calls.count(("multiprocess", "pool_map_lambda[cloudpickle]")) == 2
+    assert calls.count(("multiprocess", "queue_lambda[dill]")) == 2
+    assert not any(impl == "stdlib" and "lambda" in case for impl, case in calls)
+    assert not any(impl == "loky" and "lambda" not in case for impl, case in calls)
+    rows = {row.row.label: row for row in result.rows}
+    cannot = rows["pickle: Pool map of a lambda vs multiprocessing"]
+    assert cannot.ok is None and math.isnan(cannot.procframe) and math.isnan(cannot.stdlib)
+    loky = rows["cloudpickle: Pool map of a lambda vs loky"]
+    assert (loky.procframe, loky.stdlib) == (pytest.approx(100_000), pytest.approx(40_000))
+    assert loky.ok
+    text = format_table(result)
+    (line,) = (line for line in text.splitlines() if " pickle: Pool map of a lambda" in line)
+    assert line.split()[-6:] == ["-", "-", "-", "-", "-", "cannot"]
+    assert text.endswith(
+        "\ncannot: pickle saves functions by name: neither multiprocessing nor procframe with "
+        "pickle can pass a lambda"
+    )
+    assert "skipped" not in text
+    data = {r["label"]: r for r in report_json([result])["tables"][0]["rows"]}
+    assert (data[loky.row.label]["versus"], data[loky.row.label]["multiprocessing"]) == (
+        "loky",
+        pytest.approx(40_000),
+    )
+    assert (data[cannot.row.label]["cannot"], data[cannot.row.label]["ratio"]) == (True, None)
+    assert data["pickle: Queue vs multiprocessing"]["versus"] == "stdlib"
+
+
+def test_the_rows_sharing_a_reference_take_turns_with_it() -> None:
+    """A share of pickle's figure compares runs made at the same moments, not minutes apart."""
+    calls: list[tuple[str, str]] = []
+    measure_table(
+        SERIALIZER_TABLE, ["forkserver"], 2, lambda row: 2, fake_serializer_run(calls, 1.0)
+    )
+    for index, (case, _, _) in enumerate(PLAIN_OPERATIONS.values()):
+        one_turn = [
+            (impl, f"{case}[{serializer}]")
+            for serializer in ("pickle", "cloudpickle", "dill")
+            for impl in ("procframe", "stdlib")
+        ]
+        assert calls[12 * index : 12 * (index + 1)] == one_turn * 2
+    # a row without a share is measured alone, as in every other table: ABAB
+    queue_lambda = [
+        ("procframe", "queue_lambda[cloudpickle]"),
+        ("multiprocess", "queue_lambda[cloudpickle]"),
+    ]
+    assert calls[72:76] == queue_lambda * 2
+
+
+def test_a_missing_peer_or_serializer_skips_its_rows_naming_the_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name in ("loky", "dill") else find_spec(name),
+    )
+    calls: list[tuple[str, str]] = []
+    messages: list[str] = []
+    result = measure_table(
+        SERIALIZER_TABLE,
+        ["forkserver"],
+        1,
+        lambda row: 2,
+        fake_serializer_run(calls, 1.0),
+        messages.append,
+    )
+    skipped = {row.row.label: row.skipped for row in result.rows if row.skipped}
+    assert skipped.pop("cloudpickle: Pool map of a lambda vs loky") == (
+        "loky is not installed: pip install loky (or the bench extra, pip install -e '.[bench]')"
+    )
+    for label, reason in skipped.items():
+        assert label.startswith(("dill:", "pickle:")), label
+        assert reason.startswith(("dill is not installed: pip install dill", "pickle saves"))
+    assert not any(impl == "loky" or "dill" in case for impl, case in calls)
+    assert any("skipped: loky is not installed" in message for message in messages)
+    text = format_table(result)
+    assert "\nskipped: loky is not installed: pip install loky" in text
+    assert "\nskipped: dill is not installed: pip install dill" in text
+
+
+def test_package_requirements() -> None:
+    from procframe.bench.requirements import package_missing
+
+    assert package_missing("json") == ""
+    assert package_missing("no_such_package_here") == (
+        "no_such_package_here is not installed: pip install no_such_package_here "
+        "(or the bench extra, pip install -e '.[bench]')"
+    )
+    assert {"cloudpickle", "dill", "multiprocess", "loky", "numpy"} <= set(REQUIREMENTS)
+
+
+def serializer_cases_installed(*packages: str) -> None:
+    import importlib.util
+
+    for name in packages:
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed")
+
+
+@pytest.mark.parametrize("serializer", ["pickle", "cloudpickle", "dill"])
+def test_harness_runs_plain_data_under_each_serializer(serializer: str) -> None:
+    serializer_cases_installed(*(() if serializer == "pickle" else (serializer,)))
+    case = f"queue[{serializer}]"
+    result = run_harness("procframe", case, "forkserver", 50, timeout=60, env=clean_env())
+    assert (result["case"], result["serializer"], result["samples"]) == (case, serializer, 1)
+    assert result["median"] > 0
+    assert result["multiprocessing_loaded"] is False
+    assert result.get("multiprocessing_loaded_by") == ("dill" if serializer == "dill" else None)
+
+
+@pytest.mark.parametrize(
+    ("impl", "case"),
+    [
+        ("procframe", "queue_lambda[cloudpickle]"),
+        ("procframe", "queue_lambda[dill]"),
+        ("multiprocess", "queue_lambda[dill]"),
+        ("procframe", "pool_map_lambda[cloudpickle]"),
+        ("procframe", "pool_map_lambda[dill]"),
+        ("loky", "pool_map_lambda[cloudpickle]"),
+        ("multiprocess", "pool_map_lambda[cloudpickle]"),
+    ],
+)
+def test_harness_passes_lambdas_with_a_rich_serializer(impl: str, case: str) -> None:
+    serializer = case.split("[")[1].rstrip("]")
+    serializer_cases_installed(serializer, *(() if impl == "procframe" else (impl,)))
+    result = run_harness(impl, case, "forkserver", 30, timeout=60, env=clean_env())
+    assert (result["impl"], result["case"], result["iterations"]) == (impl, case, 30)
+    assert result["samples"] == 1
+    assert 0 < result["min"] <= result["median"]
+    assert result.get("serializer") == (serializer if impl == "procframe" else None)
+
+
+def test_harness_cannot_pass_a_lambda_with_pickle() -> None:
+    """What the cannot rows say: the standard library (like procframe with pickle) refuses."""
+    with pytest.raises(BenchError, match="pickl"):
+        run_harness("stdlib", "pool_map_lambda", "fork", 10, timeout=60, env=clean_env())
+
+
+def test_bench_prints_the_serializers_table() -> None:
+    """Its quick rows, on forkserver only (the full table's rows are checked by
+    test_the_serializers_table_repeats_plain_data_rows_under_each_serializer and
+    test_the_serializers_table_has_lambda_rows_against_the_peers)."""
+    done = run_bench("--quick", "--iterations", "20", "--repeat", "1", "--table", "serializers")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Operations per second under each serializer (Queue, SimpleQueue, Pipe: 256-byte "
+        "strings from a child; Pool(2), trivial function; ratio = procframe / the library "
+        "after vs; of pickle: procframe over its pickle row; median of 1 run; higher is better)"
+    ) in done.stdout
+    assert re.search(
+        r"^backend\s+serializer: operation vs library\s+procframe\s+versus\s+ratio\s+of pickle"
+        r"\s+target$",
+        done.stdout,
+        re.M,
+    )
+    rate = r"[\d,.]+\s+[\d,.]+\s+\d+\.\d\d"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("forkserver")]
+    assert len(lines) == 4
+    for operation, target in (("Queue", "2.00"), ("Pool map items, default chunksize", "1.00")):
+        label = re.escape(f"{operation} vs multiprocessing")
+        assert re.search(
+            rf"^forkserver\s+pickle: {label}\s+{rate}\s+-\s+>= {target}\s+(ok|MISS)$",
+            done.stdout,
+            re.M,
+        )
+        assert re.search(
+            rf"^forkserver\s+cloudpickle: {label}\s+({rate}\s+\d+%\s+>= {target}, >= 95% of "
+            r"pickle\s+(ok|MISS)|-\s+-\s+-\s+-\s.*skipped)$",
+            done.stdout,
+            re.M,
+        )

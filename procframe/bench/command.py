@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="backends",
         help=f"backends to compare (default: those of {', '.join(STDLIB_METHODS)} available; "
         + "; ".join(
-            f"{key} only the first"
+            f"{key} only {table.default_backend} (or the first)"
+            if table.default_backend
+            else f"{key} only the first"
             + ("" if table.backend_limit == 1 else f" {table.backend_limit}")
             for key, table in TABLES.items()
             if table.backend_limit is not None
@@ -110,10 +112,14 @@ def chosen_tables(asked: Sequence[str] | None, quick: bool) -> list[str]:
 
 def table_backends(table: Table, backends: list[str], asked: bool) -> list[str]:
     """The backends ``table`` is measured on: all of ``backends`` if they were ``asked``
-    for (``--backend``), else the first of them up to its ``backend_limit``."""
+    for (``--backend``), else its ``default_backend`` first (if it is one of them), then the
+    others, up to its ``backend_limit``."""
     if asked or table.backend_limit is None:
         return backends
-    return backends[: table.backend_limit]
+    preferred = [name for name in backends if name == table.default_backend]
+    return [*preferred, *(name for name in backends if name not in preferred)][
+        : table.backend_limit
+    ]
 
 
 def table_repeats(table: Table, asked: int | None, quick: bool) -> int:

@@ -78,9 +78,9 @@ def format_target(
 
 def verdict(result: RowResult) -> str:
     """``ok`` if the row meets its targets, ``MISS`` if not, nothing without a target,
-    ``skipped`` for a row not measured."""
+    ``skipped`` for a row not measured, ``cannot`` for a row no implementation can run."""
     if result.skipped:
-        return "skipped"
+        return "cannot" if result.row.cannot else "skipped"
     return {True: "ok", False: "MISS", None: ""}[result.ok]
 
 
@@ -97,7 +97,7 @@ def header(result: TableResult) -> tuple[str, ...]:
     table = result.table
     label = (table.label_header,) if table.label_header else ()
     share = (share_column(table),) if share_column(table) else ()
-    return ("backend", *label, "procframe", "multiprocessing", "ratio", *share, "target", "")
+    return ("backend", *label, "procframe", table.versus_header, "ratio", *share, "target", "")
 
 
 def format_share(result: RowResult) -> str:
@@ -164,8 +164,12 @@ def format_table(result: TableResult) -> str:
     shares = share_column(result.table)
     cells = [header(result), *(row_cells(row, labelled, shares) for row in result.rows)]
     alignment = "<" + "<" * labelled + ">>>" + ">" * bool(shares) + "><"
-    reasons = dict.fromkeys(row.skipped for row in result.rows if row.skipped)
-    return "\n".join([title, *align(cells, alignment), *(f"skipped: {r}" for r in reasons)])
+    reasons = dict.fromkeys(
+        f"{'cannot' if row.row.cannot else 'skipped'}: {row.skipped}"
+        for row in result.rows
+        if row.skipped
+    )
+    return "\n".join([title, *align(cells, alignment), *reasons])
 
 
 def format_report(results: Sequence[TableResult]) -> str:
@@ -180,12 +184,14 @@ def number(value: float | None) -> float | None:
 
 def row_json(result: RowResult) -> dict[str, Any]:
     """One measured row as plain data, in its table's unit (None for what a skipped row
-    did not measure)."""
+    did not measure); the ``multiprocessing`` figures are those of the implementation named
+    by ``versus`` (``stdlib``, or a peer: ``multiprocess``, ``loky``)."""
     first_items = result.first_items
     return {
         "backend": result.row.backend,
         "label": result.row.label,
         "case": result.row.case,
+        "versus": result.row.versus,
         "iterations": result.iterations,
         "procframe": number(result.procframe),
         "multiprocessing": number(result.stdlib),
@@ -198,6 +204,7 @@ def row_json(result: RowResult) -> dict[str, Any]:
         "min_share": result.row.min_share,
         "ok": result.ok,
         "skipped": result.skipped or None,
+        "cannot": bool(result.row.cannot),
         "procframe_runs": list(result.procframe_runs),
         "multiprocessing_runs": list(result.stdlib_runs),
         "procframe_first_item_seconds": first_items[0],

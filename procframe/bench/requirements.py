@@ -8,9 +8,22 @@ here, and the row is skipped with that reason instead of failing the run.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 NUMPY = "numpy"
 """numpy importable by the harness (the same interpreter as this one)."""
+
+CLOUDPICKLE = "cloudpickle"
+DILL = "dill"
+"""The packages of procframe's serializers of the same names (the serializers table)."""
+
+MULTIPROCESS = "multiprocess"
+LOKY = "loky"
+"""The peers the serializers table compares procframe with, where the standard library cannot
+run a row: ``multiprocess`` (the standard library's code with dill), loky (cloudpickle)."""
+
+PACKAGES = (NUMPY, CLOUDPICKLE, DILL, MULTIPROCESS, LOKY)
+"""The requirements that are a package importable by the harness: all in the bench extra."""
 
 AVAILABLE_MEMORY = "available memory"
 """At least :data:`MEMORY_NEEDED` bytes of available memory (``MemAvailable``)."""
@@ -26,15 +39,21 @@ MEMINFO = "/proc/meminfo"
 SMAPS_ROLLUP = "/proc/self/smaps_rollup"
 
 
-def numpy_missing() -> str:
-    """Why numpy cannot be used, or ``""``."""
+def package_missing(name: str) -> str:
+    """Why the package ``name`` cannot be imported here, or ``""``."""
     from importlib.util import find_spec
 
-    if find_spec("numpy") is not None:
+    if find_spec(name) is not None:
         return ""
     return (
-        "numpy is not installed: pip install numpy (or the bench extra, pip install -e '.[bench]')"
+        f"{name} is not installed: pip install {name} "
+        "(or the bench extra, pip install -e '.[bench]')"
     )
+
+
+def numpy_missing() -> str:
+    """Why numpy cannot be used, or ``""``."""
+    return package_missing(NUMPY)
 
 
 def available_memory(meminfo: str = MEMINFO) -> int | None:
@@ -77,6 +96,7 @@ def pss_missing(smaps_rollup: str = SMAPS_ROLLUP) -> str:
 
 REQUIREMENTS: dict[str, Callable[[], str]] = {
     NUMPY: numpy_missing,
+    **{name: partial(package_missing, name) for name in PACKAGES if name != NUMPY},
     AVAILABLE_MEMORY: memory_missing,
     PSS: pss_missing,
 }

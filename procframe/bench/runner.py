@@ -169,8 +169,10 @@ class RowResult:
     iterations: int
     procframe_runs: tuple[float, ...]
     stdlib_runs: tuple[float, ...]
+    """The runs of the implementation procframe is compared with (:attr:`Row.versus`)."""
     skipped: str = ""
-    """Why the row was not measured; empty if it was."""
+    """Why the row was not measured (its ``cannot``, or what the machine misses); empty if it
+    was."""
     reference: float | None = None
     """procframe's value on the row's ``share_of`` row, in the same run."""
     procframe_first_items: tuple[float, ...] = ()
@@ -241,30 +243,51 @@ class TableResult:
 def measure_row(
     table: Table, row: Row, repeats: int, iterations: int, run: RunHarness
 ) -> RowResult:
-    """Measure ``row`` ``repeats`` times on each implementation, alternating them (ABAB...)."""
-    unit = table.unit_of(row)
-    runs: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
-    first_items: dict[str, list[float]] = {impl: [] for impl in IMPLEMENTATIONS}
+    """Measure ``row`` ``repeats`` times on procframe and on the implementation it is compared
+    with (:attr:`Row.versus`, the standard library by default), alternating them (ABAB...)."""
+    (result,) = measure_rows(table, [(row, iterations)], repeats, run)
+    return result
+
+
+def measure_rows(
+    table: Table, rows: Sequence[tuple[Row, int]], repeats: int, run: RunHarness
+) -> list[RowResult]:
+    """Measure each ``(row, iterations)`` of ``rows`` as :func:`measure_row` does, the rows
+    taking turns within each repeat (row 1's two runs, row 2's, ..., then row 1's again), so
+    that a change of the machine's load weighs on all of them alike."""
+    runs: list[dict[str, list[float]]] = [{side: [] for side in IMPLEMENTATIONS} for _ in rows]
+    first_items: list[dict[str, list[float]]] = [
+        {side: [] for side in IMPLEMENTATIONS} for _ in rows
+    ]
     for _ in range(repeats):
-        for impl in IMPLEMENTATIONS:
-            result = run(impl, row.case, row.backend, iterations)
-            if impl == "procframe" and result.get("multiprocessing_loaded"):
-                raise BenchError(
-                    f"procframe's run of {row.case} on {row.backend} imported the standard "
-                    "library's multiprocessing: procframe must never load it"
-                )
-            runs[impl].append(unit.from_seconds(float(result["median"])))
-            if "first_item" in result:
-                first_items[impl].append(float(result["first_item"]))
-    return RowResult(
-        unit,
-        row,
-        iterations,
-        tuple(runs["procframe"]),
-        tuple(runs["stdlib"]),
-        procframe_first_items=tuple(first_items["procframe"]),
-        stdlib_first_items=tuple(first_items["stdlib"]),
-    )
+        for (row, iterations), row_runs, row_first_items in zip(
+            rows, runs, first_items, strict=True
+        ):
+            unit = table.unit_of(row)
+            for side, impl in zip(IMPLEMENTATIONS, ("procframe", row.versus), strict=True):
+                result = run(impl, row.case, row.backend, iterations)
+                if impl == "procframe" and result.get("multiprocessing_loaded"):
+                    raise BenchError(
+                        f"procframe's run of {row.case} on {row.backend} imported the standard "
+                        "library's multiprocessing: procframe must never load it"
+                    )
+                row_runs[side].append(unit.from_seconds(float(result["median"])))
+                if "first_item" in result:
+                    row_first_items[side].append(float(result["first_item"]))
+    return [
+        RowResult(
+            table.unit_of(row),
+            row,
+            iterations,
+            tuple(row_runs["procframe"]),
+            tuple(row_runs["stdlib"]),
+            procframe_first_items=tuple(row_first_items["procframe"]),
+            stdlib_first_items=tuple(row_first_items["stdlib"]),
+        )
+        for (row, iterations), row_runs, row_first_items in zip(
+            rows, runs, first_items, strict=True
+        )
+    ]
 
 
 def with_references(results: Sequence[RowResult]) -> tuple[RowResult, ...]:
@@ -293,20 +316,33 @@ def measure_table(
     quick: bool = False,
 ) -> TableResult:
     """Measure the rows of ``table`` whose backend is in ``backends`` (only those of
-    ``--quick`` if ``quick``); a row the machine cannot measure is skipped, with why."""
-    results = []
-    for row in table.rows:
+    ``--quick`` if ``quick``); a row the machine cannot measure is skipped, with why, and a row
+    that no implementation can run (:attr:`Row.cannot`) is never measured.
+
+    A table that ``interleaves_shares`` measures each reference row together with the rows
+    that are bounded by a share of it (:func:`measure_rows`).
+    """
+    results: dict[int, RowResult] = {}
+    batches: dict[tuple[str, str], list[tuple[int, Row, int]]] = {}
+    for index, row in enumerate(table.rows):
         if row.backend not in backends or (quick and not row.quick):
             continue
         count = iterations(row)
         what = f"{row.backend} {row.label}".rstrip()
-        reason = missing(row.requires)
+        reason = row.cannot or missing(row.requires)
         if reason:
             if progress is not None:
-                progress(f"{table.title}: {what}, skipped: {reason}")
-            results.append(RowResult(table.unit_of(row), row, count, (), (), skipped=reason))
+                kind = "cannot" if row.cannot else "skipped"
+                progress(f"{table.title}: {what}, {kind}: {reason}")
+            results[index] = RowResult(table.unit_of(row), row, count, (), (), skipped=reason)
             continue
-        if progress is not None:
-            progress(f"{table.title}: {what}, {repeats} x 2 runs of {count} iterations")
-        results.append(measure_row(table, row, repeats, count, run))
-    return TableResult(table, repeats, with_references(results))
+        together = table.interleaves_shares and (row.share_of or row.label)
+        batches.setdefault((row.backend, together or str(index)), []).append((index, row, count))
+    for batch in batches.values():
+        for _, row, count in batch:
+            if progress is not None:
+                what = f"{row.backend} {row.label}".rstrip()
+                progress(f"{table.title}: {what}, {repeats} x 2 runs of {count} iterations")
+        measured = measure_rows(table, [(row, count) for _, row, count in batch], repeats, run)
+        results.update(zip((index for index, _, _ in batch), measured, strict=True))
+    return TableResult(table, repeats, with_references([results[i] for i in sorted(results)]))

@@ -17,10 +17,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from procframe.bench.requirements import AVAILABLE_MEMORY, NUMPY, PSS, REQUIREMENTS
+from procframe.bench.requirements import (
+    AVAILABLE_MEMORY,
+    CLOUDPICKLE,
+    DILL,
+    LOKY,
+    MULTIPROCESS,
+    NUMPY,
+    PSS,
+    REQUIREMENTS,
+)
 
 STDLIB_METHODS = ("fork", "spawn", "forkserver")
 """The start methods of the standard library: the backends that can be compared."""
+
+STDLIB = "stdlib"
+PEERS = {STDLIB: "multiprocessing", MULTIPROCESS: "multiprocess", LOKY: "loky"}
+"""The implementations procframe is compared with (the harness's ``--impl``), and the names
+the tables print for them."""
 
 MEGABYTE = 1_000_000
 """Bytes of the megabyte of :attr:`Unit.MEGABYTES_PER_SECOND` (MB/s, as ``dd`` and the
@@ -94,6 +108,11 @@ class Row:
     requires: tuple[str, ...] = ()
     """What the machine needs for the row (:data:`procframe.bench.requirements.REQUIREMENTS`):
     without it, the row is skipped, and the report says why."""
+    versus: str = STDLIB
+    """The implementation procframe is compared with (the harness's ``--impl``): the standard
+    library, or a peer (:data:`PEERS`) where the standard library cannot run the row."""
+    cannot: str = ""
+    """Why neither side can run the row: it is shown, with that reason, and never measured."""
 
 
 @dataclass(frozen=True)
@@ -124,11 +143,23 @@ class Table:
     runs are long."""
     share_header: str = ""
     """The header of the column of shares (``min_share``), shown if a row has one."""
+    versus_header: str = PEERS[STDLIB]
+    """The header of the column of the values of the implementations procframe is compared
+    with (:attr:`Row.versus`)."""
+    interleaves_shares: bool = False
+    """Whether each reference row is measured run by run in turn with the rows bounded by a
+    share of it (``min_share``): a share of two figures taken minutes apart on a busy machine
+    would measure the machine."""
+    default_backend: str = ""
+    """The backend the table measures unless ``--backend`` names others, where it is available
+    (else the first of them); "" for the first ones, up to ``backend_limit``."""
 
     def __post_init__(self) -> None:
         if not self.unit.meets(1.0, self.loosest_target):
             raise ValueError(f"{self.key}: a loosest target stricter than 1.0 makes no sense")
         for row in self.rows:
+            if row.versus not in PEERS:
+                raise ValueError(f"{self.key}: {row.label} is compared with unknown {row.versus}")
             self._check_share(row)
             unknown = [name for name in row.requires if name not in REQUIREMENTS]
             if unknown:
@@ -531,6 +562,160 @@ library.  Skipped with a message where the machine has less than 8 GiB available
 """
 
 
+SERIALIZERS = ("pickle", "cloudpickle", "dill")
+"""procframe's built-in serializers, in the order of the serializers table's rows."""
+
+SERIALIZER_PACKAGES = {"pickle": (), "cloudpickle": (CLOUDPICKLE,), "dill": (DILL,)}
+"""What each serializer's rows require: its package (pickle comes with Python)."""
+
+PLAIN_CASES = ("queue", "simple_queue", "pipe", "pool_apply", "pool_imap", "pool_map")
+"""The rows of :data:`OBJECTS` and :data:`POOL_OPERATIONS` the serializers table repeats
+under each serializer, with their iterations and targets."""
+
+QUICK_PLAIN_CASES = ("queue", "pool_map")
+"""Those of :data:`PLAIN_CASES` a ``--quick`` run measures (pickle and cloudpickle only)."""
+
+QUICK_SERIALIZERS = ("pickle", "cloudpickle")
+
+LEAST_SHARE_OF_PICKLE = 0.95
+"""Issue 15: with a richer serializer chosen, plain data is passed at least 95% as fast as
+with pickle (procframe over its own pickle row, measured in the same run)."""
+
+LAMBDA_CASES = (
+    # label, harness case, operations per run (full, quick), peers besides multiprocess
+    ("Queue of (str, lambda)", "queue_lambda", 20_000, 5_000, ()),
+    ("Pool map of a lambda", "pool_map_lambda", 200_000, 50_000, (LOKY,)),
+)
+"""The rows of :data:`SERIALIZER_TABLE` that only a serializer that carries functions by value
+can run: ``(256-byte string, lambda)`` tuples from a child through a ``Queue``, and maps of
+10,000 items (a sample each, default chunksize) with a lambda on a ``Pool(2)``."""
+
+UNTARGETED_LAMBDA_ROWS = {("queue_lambda", "dill")}
+"""The lambda rows without a target, (case, serializer): procframe with dill passes
+``(str, lambda)`` items about half as fast as ``multiprocess``.  Both pay dill for each
+lambda, but procframe asks it to trace the globals the function uses (``recurse=True``:
+what lets a function of the interactive prompt or of a child's ``__main__`` cross), which
+doubles dill's cost, where ``multiprocess`` saves ``__main__``'s globals by reference."""
+
+CANNOT_PASS_LAMBDAS = (
+    "pickle saves functions by name: neither multiprocessing nor procframe with pickle "
+    "can pass a lambda"
+)
+
+
+def serializer_label(serializer: str, operation: str, versus: str) -> str:
+    """``cloudpickle: Queue vs multiprocessing``."""
+    return f"{serializer}: {operation} vs {PEERS[versus]}"
+
+
+def plain_data_rows(backend: str) -> tuple[Row, ...]:
+    """The rows of :data:`PLAIN_CASES` on ``backend``, each serializer's after the other, those
+    of a richer serializer bounded by :data:`LEAST_SHARE_OF_PICKLE` of pickle's."""
+    operations = [
+        *((label, case, full, quick, target) for label, case, full, quick, target in OBJECTS),
+        *(
+            (f"Pool {label}", case, full, quick, target)
+            for label, case, full, quick, target in POOL_OPERATIONS
+        ),
+    ]
+    rows = []
+    for label, case, full, quick, target in operations:
+        if case not in PLAIN_CASES:
+            continue
+        reference = serializer_label("pickle", label, STDLIB)
+        for serializer in SERIALIZERS:
+            rich = serializer != "pickle"
+            rows.append(
+                Row(
+                    backend,
+                    f"{case}[{serializer}]",
+                    full,
+                    quick,
+                    target,
+                    label=serializer_label(serializer, label, STDLIB),
+                    share_of=reference if rich else "",
+                    min_share=LEAST_SHARE_OF_PICKLE if rich else None,
+                    quick=case in QUICK_PLAIN_CASES and serializer in QUICK_SERIALIZERS,
+                    requires=SERIALIZER_PACKAGES[serializer],
+                )
+            )
+    return tuple(rows)
+
+
+def lambda_rows(backend: str) -> tuple[Row, ...]:
+    """The rows of :data:`LAMBDA_CASES` on ``backend``: the standard library's, which cannot
+    run, then each richer serializer's against each peer (``multiprocess``, loky)."""
+    rows = []
+    for label, case, full, quick, peers in LAMBDA_CASES:
+        rows.append(
+            Row(
+                backend,
+                case,
+                full,
+                quick,
+                None,
+                label=serializer_label("pickle", label, STDLIB),
+                quick=False,
+                cannot=CANNOT_PASS_LAMBDAS,
+            )
+        )
+        for serializer in SERIALIZERS[1:]:
+            for peer in (*(peers if serializer == "cloudpickle" else ()), MULTIPROCESS):
+                rows.append(
+                    Row(
+                        backend,
+                        f"{case}[{serializer}]",
+                        full,
+                        quick,
+                        None if (case, serializer) in UNTARGETED_LAMBDA_ROWS else 1.0,
+                        label=serializer_label(serializer, label, peer),
+                        quick=False,
+                        requires=(*SERIALIZER_PACKAGES[serializer], peer),
+                        versus=peer,
+                    )
+                )
+    return tuple(rows)
+
+
+SERIALIZER_TABLE = Table(
+    key="serializers",
+    title="Operations per second under each serializer",
+    note=(
+        "Queue, SimpleQueue, Pipe: 256-byte strings from a child; Pool(2), trivial function; "
+        "ratio = procframe / the library after vs; of pickle: procframe over its pickle row"
+    ),
+    unit=Unit.PER_SECOND,
+    label_header="serializer: operation vs library",
+    rows=tuple(
+        row
+        for backend in STDLIB_METHODS
+        for row in (*plain_data_rows(backend), *lambda_rows(backend))
+    ),
+    backend_limit=1,
+    default_backend="forkserver",
+    interleaves_shares=True,
+    max_repeats=3,
+    share_header="of pickle",
+    versus_header="versus",
+)
+"""Issue 15's table: procframe under each serializer, against the standard library with plain
+data and against the peers built for lambdas where the standard library cannot run.
+
+Each case runs with the row's serializer chosen (``set_serializer`` at the
+start of the harness's procframe run; the case's name says which, ``queue[dill]``);
+the other side runs its own code (the standard library, ``multiprocess``
+with dill, loky with cloudpickle).  Plain data goes through pickle whichever
+serializer is chosen, so a richer serializer's row of plain data must reach
+95% of the pickle row's figure (``of pickle``) besides the ratio target of
+its own table.  The lambda rows have a target of 1.0 against each peer.  The
+path does not depend on the start method once the workers run, so the table
+measures one backend, ``forkserver`` (procframe's default, where a lambda
+must travel to a child that did not inherit it) unless ``--backend`` names
+others; ``--quick`` measures only the ``Queue`` and ``Pool map`` rows of
+pickle and cloudpickle.  A row whose serializer or peer is not installed is
+skipped, naming the package.
+"""
+
 TABLES: dict[str, Table] = {
     table.key: table
     for table in (
@@ -543,6 +728,7 @@ TABLES: dict[str, Table] = {
         MANAGED_BY_SERVER,
         BIG,
         BIG_MEMORY,
+        SERIALIZER_TABLE,
     )
 }
 """Every table, in the order they are printed."""
