@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import _thread
 import io
+import re
 import sys
 from pickle import HIGHEST_PROTOCOL, PicklingError
 from pickle import Pickler as _Pickler
@@ -242,35 +243,40 @@ def main_names_by_value() -> frozenset[str] | None:
 
 
 def _guarded_names(path: str | None) -> frozenset[str] | None:
-    """Functions and classes defined in ``path``'s ``__main__`` block (None: no file)."""
-    import ast
+    """Functions and classes defined in ``path``'s ``__main__`` block (None: no file).
+
+    Read line by line rather than parsed (a main module can be big, and every child that
+    pickles reads it once): a ``def`` or ``class`` line indented under a top-level
+    ``if __name__ == "__main__":``.  One inside a string counts too: it only sends
+    that name by value, which is always right.
+    """
     import os
 
     if path is None or not os.path.isfile(path):
         return None
     try:
-        with open(path, "rb") as source:
-            tree = ast.parse(source.read(), path)
-    except (OSError, SyntaxError, ValueError):
+        with open(path, encoding="utf-8", errors="replace") as source:
+            lines = source.read().splitlines()
+    except OSError:
         return None
     names = set()
-    for node in tree.body:
-        if isinstance(node, ast.If) and _is_main_guard(node.test):
-            for inner in ast.walk(node):
-                if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    names.add(inner.name)
+    guarded = False
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            guarded = _GUARD.match(line) is not None
+        elif guarded:
+            found = _DEFINITION.match(line)
+            if found:
+                names.add(found.group(1))
     return frozenset(names)
 
 
-def _is_main_guard(test: Any) -> bool:
-    import ast
-
-    if not isinstance(test, ast.Compare) or len(test.comparators) != 1:
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = {side.id for side in sides if isinstance(side, ast.Name)}
-    constants = {side.value for side in sides if isinstance(side, ast.Constant)}
-    return names == {"__name__"} and constants == {"__main__"}
+_GUARD = re.compile(
+    r"""if\s+(?:__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__)\s*:"""
+)
+_DEFINITION = re.compile(r"\s+(?:async\s+def|def|class)\s+(\w+)")
 
 
 def explained(error: BaseException, obj: object, serializer: str) -> BaseException:
