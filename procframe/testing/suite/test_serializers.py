@@ -31,7 +31,14 @@ from procframe.testing.helpers.scripts import script_env
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen at once."""
 KEY = b"serializer tests, 32 bytes long."
-RICH_SERIALIZERS = [name for name in available_serializers() if name != PICKLE]
+_SESSION_SERIALIZER = os.environ.get(SERIALIZER_ENV, PICKLE)
+RICH_SERIALIZERS = (
+    [_SESSION_SERIALIZER]
+    if _SESSION_SERIALIZER != PICKLE
+    else [name for name in available_serializers() if name != PICKLE]
+)
+"""The serializers under test: the session's (``--procframe-serializer``), or every installed
+one that carries functions by value when the session runs under pickle."""
 
 
 @pytest.fixture(
@@ -330,7 +337,7 @@ if __name__ == "__main__":
         try:
             pool.map(square, [1, 2, 3], chunksize=1)
         except pickle.PicklingError as exc:
-            print("pickle", isinstance(exc, AttributeError), exc)
+            print("pickle", " | ".join([str(exc), *getattr(exc, "__notes__", ())]))
 """
 
 
@@ -355,10 +362,14 @@ def test_a_function_defined_under_the_main_guard_crosses_to_a_pool(
     assert run.returncode == 0, run.stderr
     rich_line, pickle_line = run.stdout.splitlines()
     assert rich_line == "rich [1, 4, 9]"
-    # Under pickle the worker, which re-imports the main module without running its main
-    # block, cannot find the function: the caller gets a PicklingError that says so.
+    # Under pickle a worker, which re-imports the main module without running its main
+    # block, could not find the function: the caller gets a PicklingError that says so,
+    # and which serializers would carry it.
     assert pickle_line.startswith("pickle "), run.stdout
-    assert "Can't get attribute 'square'" in pickle_line
+    assert "<function square" in pickle_line
+    assert "`if __name__ == '__main__':` block" in pickle_line
+    assert "the 'pickle' serializer cannot carry <function square" in pickle_line
+    assert repr(rich_serializer) in pickle_line.split(" | ", 1)[1]
 
 
 # -- errors stay clear ------------------------------------------------------------------
