@@ -12,7 +12,6 @@ procframe's cannot be (see ``tests/test_serializing.py``).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 PATIENCE = 60.0
@@ -72,15 +71,14 @@ def make_child_target() -> Any:
     return lambda *args: use_local_objects(*args)
 
 
-def worker_state() -> tuple[list[str], str, str | None, Any]:
-    """What a pool worker knows: the tokens its initializer kept, its serializer, the
-    environment's ``PROCFRAME_SERIALIZER``, and a lambda made here."""
+def worker_state() -> tuple[list[str], str, Any]:
+    """What a pool worker knows: the tokens its initializer kept, its serializer, and a
+    lambda made here."""
     from procframe import get_serializer
 
     return (
         list(_remembered),
         get_serializer(),
-        os.environ.get("PROCFRAME_SERIALIZER"),
         lambda x: f"worker lambda {x}",
     )
 
@@ -114,7 +112,6 @@ def use_local_objects(
             "args": (add(1), cls(2, 3).total(), instance.total(), function(4)),
             "received": (from_queue(5), from_simple(6), from_joinable(3, 4).total(), from_pipe(8)),
             "serializer": get_serializer(),
-            "environment": os.environ.get("PROCFRAME_SERIALIZER"),
             "reply": Reply("through the pipe"),
         }
     )
