@@ -89,19 +89,11 @@ def test_a_numpy_array_is_pickled_by_pickle(name: str) -> None:
 
 @rich
 def test_a_function_using_a_module_of_the_program_takes_the_module_by_name(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A program's own module (not under site-packages, as any module of a project, and
     # procframe itself when installed editable): a lambda that uses it must name it, as
     # pickle does, not carry the module's whole state along.
-    if name == "dill":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="dill (recurse=True) pickles a module outside site-packages by value, "
-                "with its whole __dict__; procframe's own modules cannot be pickled so",
-            )
-        )
     (tmp_path / "program_module.py").write_text(
         "BIG = bytes(1_000_000)\n\ndef helper(x):\n    return x + 1\n", encoding="utf-8"
     )

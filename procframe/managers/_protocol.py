@@ -14,6 +14,7 @@ import pickle
 from collections.abc import Callable
 
 from procframe._core import serializer_registry, serializing
+from procframe._core.errors import SerializerError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def resolve_serializer(serializer: str, ctx: Any = None) -> str:
         serializer_registry.resolve(serializer, "asked of a manager")  # installed?
         return serializer
     others = ", ".join(name for name in serializer_registry.serializers() if name != PICKLE)
-    raise ValueError(
+    raise SerializerError(
         f"unknown serializer {serializer!r}; procframe managers support 'pickle' and "
         f"'xmlrpclib', and the procframe serializers ({others})"
     )

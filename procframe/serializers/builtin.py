@@ -31,11 +31,46 @@ def _cloudpickle_loads(data: bytes) -> Any:
 
 
 def _dill_dumps(obj: object) -> bytes:
-    import dill
+    import io
 
+    stream = io.BytesIO()
     # recurse: a function's globals travel as the names it uses, not as the whole
     # __main__ of the sender (which a child's __main__ would replace).
-    return dill.dumps(obj, protocol=HIGHEST_PROTOCOL, recurse=True)  # type: ignore[no-any-return]
+    _dill_pickler()(stream, protocol=HIGHEST_PROTOCOL, recurse=True).dump(obj)
+    return stream.getvalue()
+
+
+_DillPickler: Any = None
+
+
+def _dill_pickler() -> Any:
+    """dill's Pickler, but a module the receiver can import is saved by name.
+
+    dill saves a module outside site-packages (any module of the program, procframe
+    installed editable) by value, its whole state along: megabytes, or a failure on
+    the first object of it that cannot be pickled.
+    """
+    global _DillPickler
+    if _DillPickler is None:
+        import importlib
+        import sys
+        from types import ModuleType
+
+        import dill
+
+        by_value = dill.Pickler.dispatch[ModuleType]
+
+        def save_module(pickler: Any, module: ModuleType) -> None:
+            name = module.__name__
+            if name != "__main__" and sys.modules.get(name) is module:
+                pickler.save_reduce(importlib.import_module, (name,), obj=module)
+            else:
+                by_value(pickler, module)
+
+        dispatch = type(dill.Pickler.dispatch)(dill.Pickler.dispatch)
+        dispatch[ModuleType] = save_module
+        _DillPickler = type("ModulesByName", (dill.Pickler,), {"dispatch": dispatch})
+    return _DillPickler
 
 
 def _dill_loads(data: bytes) -> Any:

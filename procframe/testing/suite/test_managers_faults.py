@@ -41,6 +41,7 @@ from procframe import managers
 from procframe.managers import _protocol as protocol
 from procframe.testing.helpers import managers as tkm
 from procframe.testing.helpers import pool as tk_pool
+from procframe.testing.helpers import refusals
 from procframe.testing.helpers.exchange import reap
 from procframe.testing.helpers.scripts import pid_running
 from procframe.testing.helpers.targets import read_report
@@ -276,11 +277,11 @@ def test_unpicklable_arguments_fail_in_the_caller(remote: Any) -> None:
     key = uuid.uuid4().hex
     unpicklable = (TypeError, AttributeError, pickle.PicklingError)
     with pytest.raises(unpicklable):
-        shared[key] = threading.Lock()
+        shared[key] = refusals.a_generator()  # no serializer carries one
     with pytest.raises(unpicklable):
         remote.get_queue().put(x for x in "generator")
     with pytest.raises(unpicklable):
-        shared.update({key: lambda: None})
+        shared.update({key: refusals.a_refused_function()})
     shared[key] = "fine"  # the connection is still in step
     assert shared[key] == "fine"
     del shared[key]
