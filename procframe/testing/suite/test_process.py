@@ -324,14 +324,17 @@ def test_unpicklable_target_fails_in_parent_naming_it(ctx: procframe.Context) ->
 
 
 @pytest.mark.requires("pickles_process")
-def test_unpicklable_argument_fails_in_parent_naming_it(ctx: procframe.Context) -> None:
-    bad = refusals.a_generator()
-    p = ctx.Process(target=targets.echo_args, args=("x", bad))
+def test_unpicklable_argument_fails_in_parent_naming_it(
+    ctx: procframe.Context, tmp_path: Path
+) -> None:
+    bad, out = refusals.a_generator(), str(tmp_path / "out")
+    p = ctx.Process(target=targets.echo_args, args=(out, bad))
     with pytest.raises(pickle.PicklingError, match=r"args\[1\].*generator"):
         p.start()
-    p = ctx.Process(target=targets.echo_args, args=("x",), kwargs={"bad": bad})
+    p = ctx.Process(target=targets.echo_args, args=(out,), kwargs={"bad": bad})
     with pytest.raises(TypeError, match=r"kwargs\['bad'\]"):
         p.start()
+    assert list(tmp_path.iterdir()) == []  # no child ran
 
 
 @pytest.mark.requires("inherits_parent_memory")
