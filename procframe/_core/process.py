@@ -685,6 +685,7 @@ def _become_child(process: BaseProcess) -> None:
     if _state.process is not None:  # forked by a thread that ran a process of its own
         _state.process = _state.parent = _state.children = _state.pid = None
         registry.adopt_in_thread(None)
+        serializer_registry.adopt_in_thread(None)
     _parent_process = _ParentProcess(process._parent_name, process._parent_pid)
     _current_process = process
     _children = set()

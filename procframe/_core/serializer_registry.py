@@ -94,6 +94,14 @@ class SerializerInfo:
 _lock = _thread.RLock()
 _chosen: str | None = None
 _adopted: str | None = None
+
+
+class _ThreadChoice(_thread._local):
+    name: str | None = None
+    """The serializer of the process a thread runs, if it runs one (:func:`adopt_in_thread`)."""
+
+
+_in_thread = _ThreadChoice()
 _declared: dict[str, SerializerInfo] | None = None
 
 
@@ -169,12 +177,12 @@ def resolve(name: str, source: str) -> SerializerInfo:
 
 def chosen() -> str | None:
     """The serializer chosen in code (or inherited from the launching parent), if any."""
-    return _chosen or _adopted
+    return _in_thread.name or _chosen or _adopted
 
 
 def default_name() -> str:
     """The default serializer's name: chosen > adopted > ``PROCFRAME_SERIALIZER`` > ``pickle``."""
-    name = _chosen or _adopted
+    name = _in_thread.name or _chosen or _adopted
     if name is not None:
         return name
     from_env = os.environ.get(SERIALIZER_ENV, "").strip()
@@ -219,6 +227,11 @@ def adopt(name: str) -> None:
     """
     global _adopted
     _adopted = name
+
+
+def adopt_in_thread(name: str | None) -> None:
+    """In a thread that runs a process: its serializer there (``None``: as the others)."""
+    _in_thread.name = name
 
 
 def forget() -> None:

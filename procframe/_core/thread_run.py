@@ -11,7 +11,7 @@ import _thread
 import os
 import threading
 
-from procframe._core import lognames, registry
+from procframe._core import lognames, registry, serializer_registry
 from procframe._core import process as process_module
 from procframe._core.process import BaseProcess, _ParentProcess, current_process
 
@@ -93,10 +93,12 @@ def run_in_thread(
     state.process, state.parent, state.children = process, parent, set()
     state.pid = _thread.get_native_id()
     registry.adopt_in_thread(backend)
+    serializer_registry.adopt_in_thread(process._serializer_name())
     lognames.name_records_by_process(current_process)  # its log records carry its name
     try:
         return process._run_here(notify_bootstrap, finish=process_module._stop_children)
     finally:
         process._drop_target()
         registry.adopt_in_thread(None)
+        serializer_registry.adopt_in_thread(None)
         state.process = state.parent = state.children = state.pid = None
