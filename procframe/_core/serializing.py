@@ -11,7 +11,8 @@ taken only if the one before cannot carry it:
    pickle refused the object, or the stream names something in ``__main__``
    that a child could not find there (the interactive prompt, a notebook, a
    function defined under ``if __name__ == "__main__":``).  Plain data costs
-   one search of the stream more than with ``pickle``.
+   a flag test more than with ``pickle``, and a search of the stream for
+   ``__main__`` where a child could miss something there.
 2. The standard pickle again, with a ``reducer_override`` that hands each
    function and class pickle cannot save by name (a lambda, a closure, a local
    class, one of those in ``__main__``) to the serializer, whose bytes travel
