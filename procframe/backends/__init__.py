@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         SEPARATE_MEMORY,
         TASK_TIMEOUTS,
     )
+    from procframe._core.process import spawning_payload
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "DescriptorLauncher",
     "Launcher",
     "ProcessBackend",
+    "spawning_payload",
 ]
 _IN_BASE = ("ChildLauncher", "DescriptorLauncher", "ProcessBackend")
 
@@ -57,6 +59,12 @@ def __getattr__(name: str) -> object:
         from procframe.backends import base
 
         return getattr(base, name)
+    if name == "spawning_payload":
+        # ``with spawning_payload(): pickle.dumps(process)``: a backend's own launcher may
+        # pickle a Process, authkey included, for the child it starts.
+        from procframe._core.process import spawning_payload
+
+        return spawning_payload
     if name in ("BackendInfo", "Launcher"):
         from procframe._core import backend
 

@@ -1,0 +1,38 @@
+"""procframe-dask: a procframe backend that runs multiprocessing programs on a Dask cluster.
+
+``PROCFRAME_BACKEND=dask`` (or ``procframe.get_context("dask")``) runs each
+Process as an OS process on a worker of the cluster (:mod:`procframe_dask.cluster`
+says which cluster).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procframe.backends import BackendInfo, ProcessBackend
+from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY
+
+__all__ = ["DaskBackend", "plugin"]
+
+
+class DaskBackend(ProcessBackend):
+    """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
+
+    name = "dask"
+    capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS})
+    description = "runs each Process on a worker of a Dask cluster"
+
+    def unavailable_reason(self) -> str:
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            return "the distributed package is not installed"
+        return ""
+
+    def launch(self, process: Any, backend: BackendInfo) -> Any:
+        from procframe_dask.launcher import DaskLauncher
+
+        return DaskLauncher(process)
+
+
+plugin = DaskBackend()

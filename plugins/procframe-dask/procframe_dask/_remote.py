@@ -1,0 +1,80 @@
+"""What runs on a Dask worker for one procframe Process: a real OS process, watched.
+
+:func:`run_process` is the task.  It starts ``python -m procframe_dask._child`` on
+the worker's machine, feeds it the pickled Process, forwards its stdout and
+stderr to the parent through a ``distributed.Queue``, delivers the signals the
+parent asks for (an ``Event`` says one is waiting, a ``Variable`` holds its
+number), and returns the exit code (``-signum`` for a process killed by one).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from typing import Any
+
+SIGNAL_POLL = 0.05
+"""Seconds between looks for a signal the parent asked for."""
+
+
+def names(key: str) -> dict[str, str]:
+    """The names of the cluster objects that belong to one process."""
+    return {
+        "output": f"{key}-output",
+        "signal": f"{key}-signal",
+        "signalled": f"{key}-signalled",
+        "pid": f"{key}-pid",
+    }
+
+
+def _forward(stream: Any, which: str, output: Any) -> None:
+    for line in iter(stream.readline, b""):
+        output.put((which, line.decode(errors="replace")))
+    stream.close()
+
+
+def run_process(payload: bytes, key: str) -> int:
+    """Run the Process pickled in ``payload`` as an OS process here; its exit code."""
+    from distributed import Event, Queue, Variable
+
+    named = names(key)
+    output = Queue(named["output"])
+    signalled = Event(named["signalled"])
+    from distributed import get_worker
+
+    env = dict(os.environ)
+    # The child reaches the cluster as this worker does (its objects live there).
+    env["PROCFRAME_DASK_ADDRESS"] = get_worker().scheduler.address
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "procframe_dask._child"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    Variable(named["pid"]).set(proc.pid)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    forwarders = [
+        threading.Thread(target=_forward, args=(proc.stdout, "stdout", output), daemon=True),
+        threading.Thread(target=_forward, args=(proc.stderr, "stderr", output), daemon=True),
+    ]
+    for forwarder in forwarders:
+        forwarder.start()
+    try:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    except BrokenPipeError:  # it died at once: its exit code says how
+        pass
+    while proc.poll() is None:
+        if signalled.wait(SIGNAL_POLL):
+            signalled.clear()
+            signum = Variable(named["signal"]).get()
+            if proc.poll() is None:
+                os.kill(proc.pid, int(signum))
+        proc.poll()
+    for forwarder in forwarders:
+        forwarder.join()
+    output.put(None)  # the end of its output
+    return int(proc.returncode)

@@ -1,0 +1,75 @@
+"""The Dask cluster the backend uses: named, configured, or started here on first use.
+
+``PROCFRAME_DASK_ADDRESS`` > Dask's own configuration (``DASK_SCHEDULER_ADDRESS``,
+``dask.config`` ``scheduler-address``) > a ``LocalCluster`` of this machine,
+started on first use and closed when the program exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any
+
+ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
+
+_lock = threading.Lock()
+_client: Any = None
+_local: Any = None
+
+
+def configured_address() -> str | None:
+    """The scheduler address the program names (``PROCFRAME_DASK_ADDRESS``, else Dask's
+    configuration), or ``None``: a LocalCluster then."""
+    address = os.environ.get(ADDRESS_ENV, "").strip()
+    if address:
+        return address
+    import dask.config
+
+    configured = dask.config.get("scheduler-address", None) or dask.config.get(
+        "scheduler_address", None
+    )
+    return str(configured) if configured else None
+
+
+def describe() -> str:
+    """Which cluster the backend would use, in words (for ``python -m procframe info``)."""
+    address = configured_address()
+    if address is None:
+        return "a LocalCluster of this machine, started on first use"
+    return f"the scheduler at {address}"
+
+
+def client() -> Any:
+    """The program's ``distributed.Client``: connected (or its LocalCluster started) once."""
+    global _client, _local
+    found = _client
+    if found is not None and found.status == "running":
+        return found
+    with _lock:
+        if _client is None or _client.status != "running":
+            from distributed import Client
+
+            address = configured_address()
+            if address is None:
+                from distributed import LocalCluster
+
+                _local = LocalCluster(processes=True, dashboard_address=None)
+                _client = Client(_local, set_as_default=False)
+            else:
+                _client = Client(address, set_as_default=False)
+            atexit.register(close)
+        return _client
+
+
+def close() -> None:
+    """Close the client, and the LocalCluster if this program started one."""
+    global _client, _local
+    with _lock:
+        client, _client = _client, None
+        local, _local = _local, None
+    if client is not None:
+        client.close()
+    if local is not None:
+        local.close()

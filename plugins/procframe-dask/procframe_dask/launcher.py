@@ -1,0 +1,81 @@
+"""The parent's side of a Process that runs on the cluster (:class:`DaskLauncher`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import uuid
+from typing import Any
+
+from procframe.backends import Launcher, spawning_payload
+
+from procframe_dask import _remote, cluster
+
+PID_TIMEOUT = 60.0
+"""Seconds ``start()`` waits for the worker to report the child's pid."""
+
+
+class DaskLauncher(Launcher):
+    """One Process running as an OS process on a Dask worker."""
+
+    def __init__(self, process: Any) -> None:
+        import cloudpickle
+        from distributed import Queue, Variable
+
+        client = cluster.client()
+        self._key = f"procframe-{uuid.uuid4().hex}"
+        self._names = _remote.names(self._key)
+        with spawning_payload():
+            payload = cloudpickle.dumps(process)
+        self._output = Queue(self._names["output"], client=client)
+        self._future = client.submit(
+            _remote.run_process, payload, self._key, pure=False, key=self._key
+        )
+        self.returncode: int | None = None
+        read_end, self._sentinel_write = os.pipe()
+        self.sentinel = read_end
+        self._forwarder = threading.Thread(
+            target=self._forward_output, name=f"{self._key}-output", daemon=True
+        )
+        self._forwarder.start()
+        self.pid = int(Variable(self._names["pid"], client=client).get(timeout=PID_TIMEOUT))
+
+    def _forward_output(self) -> None:
+        """Print the child's output here, as it comes; close the sentinel at its end."""
+        try:
+            while True:
+                item = self._output.get()
+                if item is None:
+                    break
+                which, text = item
+                stream = sys.stdout if which == "stdout" else sys.stderr
+                stream.write(text)
+                stream.flush()
+            self.returncode = int(self._future.result())
+        except Exception as exc:  # the cluster went away: the process is lost
+            sys.stderr.write(f"procframe-dask: lost the process {self._key}: {exc!r}\n")
+            self.returncode = 255
+        finally:
+            os.close(self._sentinel_write)
+
+    def poll(self) -> int | None:
+        return self.returncode if not self._forwarder.is_alive() else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._forwarder.join(timeout)
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        from distributed import Event, Variable
+
+        if self.poll() is not None:
+            return
+        client = cluster.client()
+        Variable(self._names["signal"], client=client).set(int(signum))
+        Event(self._names["signalled"], client=client).set()
+
+    def close(self) -> None:
+        if self.sentinel >= 0:
+            fd, self.sentinel = self.sentinel, -1
+            os.close(fd)
