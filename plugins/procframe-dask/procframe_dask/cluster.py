@@ -13,6 +13,13 @@ import threading
 from typing import Any
 
 ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
+CONNECT_TIMEOUT = 10.0
+"""Seconds to reach the scheduler before saying the cluster is gone."""
+
+
+class ClusterGoneError(ConnectionError):
+    """The Dask scheduler cannot be reached: never started, shut down, or its machine died."""
+
 
 _lock = threading.Lock()
 _client: Any = None
@@ -48,7 +55,12 @@ def client() -> Any:
     if found is not None and found.status == "running":
         return found
     with _lock:
-        if _client is None or _client.status != "running":
+        if _client is not None and _client.status != "running":
+            raise ClusterGoneError(
+                f"lost the Dask scheduler at {_client.scheduler.address} (the client is "
+                f"{_client.status}): the cluster is gone; its processes and objects with it"
+            )
+        if _client is None:
             from distributed import Client
 
             address = configured_address()
@@ -58,9 +70,27 @@ def client() -> Any:
                 _local = LocalCluster(processes=True, dashboard_address=None)
                 _client = Client(_local, set_as_default=False)
             else:
-                _client = Client(address, set_as_default=False)
+                try:
+                    _client = Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+                except (OSError, TimeoutError) as exc:
+                    raise ClusterGoneError(
+                        f"cannot reach the Dask scheduler at {address} ({_source()}): {exc}"
+                    ) from exc
             atexit.register(close)
         return _client
+
+
+def _source() -> str:
+    if os.environ.get(ADDRESS_ENV, "").strip():
+        return f"from {ADDRESS_ENV}"
+    return "from Dask's configuration"
+
+
+def check_alive() -> None:
+    """Raise :class:`ClusterGoneError` if the program's client lost its scheduler."""
+    found = _client
+    if found is not None and found.status not in ("running", "newly-created"):
+        raise ClusterGoneError(f"lost the Dask scheduler (the client is {found.status})")
 
 
 def close() -> None:
@@ -69,7 +99,10 @@ def close() -> None:
     with _lock:
         client, _client = _client, None
         local, _local = _local, None
-    if client is not None:
-        client.close()
-    if local is not None:
-        local.close()
+    try:
+        if client is not None:
+            client.close(timeout=CONNECT_TIMEOUT)
+        if local is not None:
+            local.close(timeout=CONNECT_TIMEOUT)
+    except Exception:  # a cluster that is gone has nothing left to close
+        pass

@@ -14,16 +14,27 @@ from procframe_dask import _remote, cluster
 
 PID_TIMEOUT = 60.0
 """Seconds ``start()`` waits for the worker to report the child's pid."""
+OUTPUT_POLL = 1.0
+"""Seconds between looks at the cluster while a child prints nothing."""
 
 
 class DaskLauncher(Launcher):
     """One Process running as an OS process on a Dask worker."""
 
     def __init__(self, process: Any) -> None:
+        client = cluster.client()
+        try:
+            self._start(process, client)
+        except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
+            raise cluster.ClusterGoneError(
+                f"lost the Dask scheduler while starting {process.name!r}: the cluster is "
+                f"gone ({exc})"
+            ) from exc
+
+    def _start(self, process: Any, client: Any) -> None:
         import cloudpickle
         from distributed import Queue, Variable
 
-        client = cluster.client()
         self._key = f"procframe-{uuid.uuid4().hex}"
         self._names = _remote.names(self._key)
         with spawning_payload():
@@ -42,19 +53,27 @@ class DaskLauncher(Launcher):
         self.pid = int(Variable(self._names["pid"], client=client).get(timeout=PID_TIMEOUT))
 
     def _forward_output(self) -> None:
-        """Print the child's output here, as it comes; close the sentinel at its end."""
+        """Print the child's output here, as it comes; close the sentinel at its end.
+
+        The child's exit code once its output has ended; 255, and a line on stderr, if
+        the cluster went away meanwhile (nothing waits for a cluster that is gone).
+        """
         try:
             while True:
-                item = self._output.get()
+                try:
+                    item = self._output.get(timeout=OUTPUT_POLL)
+                except TimeoutError:
+                    cluster.check_alive()
+                    continue
                 if item is None:
                     break
                 which, text = item
                 stream = sys.stdout if which == "stdout" else sys.stderr
                 stream.write(text)
                 stream.flush()
-            self.returncode = int(self._future.result())
-        except Exception as exc:  # the cluster went away: the process is lost
-            sys.stderr.write(f"procframe-dask: lost the process {self._key}: {exc!r}\n")
+            self.returncode = int(self._future.result(timeout=cluster.CONNECT_TIMEOUT))
+        except Exception as exc:
+            sys.stderr.write(f"procframe-dask: the process {self._key} is lost: {exc}\n")
             self.returncode = 255
         finally:
             os.close(self._sentinel_write)

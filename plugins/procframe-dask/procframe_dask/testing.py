@@ -56,8 +56,14 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         (root / "scheduler").mkdir()
         scheduler = _dask(
-            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-            cwd=root / "scheduler", log=root / "scheduler.log",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            cwd=root / "scheduler",
+            log=root / "scheduler.log",
         )
         started.append(scheduler)
         address = _wait_for_address(root / "scheduler.log", scheduler)
@@ -65,9 +71,15 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             (root / name).mkdir()
             started.append(
                 _dask(
-                    "worker", address, "--nthreads", "2", "--no-dashboard",
-                    "--local-directory", str(root / name),
-                    cwd=root / name, log=root / f"{name}.log",
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "2",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(root / name),
+                    cwd=root / name,
+                    log=root / f"{name}.log",
                 )
             )
         os.environ["PROCFRAME_DASK_ADDRESS"] = address
