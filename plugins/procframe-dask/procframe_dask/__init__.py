@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procframe.backends import BackendInfo, ProcessBackend
-from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY
+from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY, BackendInfo, ProcessBackend
 
 __all__ = ["DaskBackend", "plugin"]
 

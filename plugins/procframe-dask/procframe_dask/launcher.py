@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 from procframe.backends import Launcher, spawning_payload
-
 from procframe_dask import _remote, cluster
 
 PID_TIMEOUT = 60.0
