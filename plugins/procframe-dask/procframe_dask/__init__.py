@@ -21,6 +21,20 @@ class DaskBackend(ProcessBackend):
     capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS})
     description = "runs each Process on a worker of a Dask cluster"
 
+    def info(self) -> BackendInfo:
+        """The declaration, its description naming the cluster the backend would use."""
+        from procframe_dask.cluster import describe
+
+        declared = super().info()
+        return BackendInfo(
+            name=declared.name,
+            plugin=self,
+            capabilities=declared.capabilities,
+            available=declared.available,
+            reason=declared.reason,
+            description=f"{self.description}: {describe()}",
+        )
+
     def unavailable_reason(self) -> str:
         import importlib.util
 

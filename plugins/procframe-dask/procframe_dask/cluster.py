@@ -41,11 +41,19 @@ def configured_address() -> str | None:
 
 
 def describe() -> str:
-    """Which cluster the backend would use, in words (for ``python -m procframe info``)."""
-    address = configured_address()
-    if address is None:
-        return "a LocalCluster of this machine, started on first use"
-    return f"the scheduler at {address}"
+    """Which cluster the backend would use, in words (for ``python -m procframe info``).
+
+    Read from the environment only (``PROCFRAME_DASK_ADDRESS``, Dask's
+    ``DASK_SCHEDULER_ADDRESS``): importing ``dask.config`` to read its files would cost
+    every program that declares the backends.
+    """
+    address = os.environ.get(ADDRESS_ENV, "").strip()
+    if address:
+        return f"the scheduler at {address} (from {ADDRESS_ENV})"
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+    if address:
+        return f"the scheduler at {address} (from DASK_SCHEDULER_ADDRESS)"
+    return "a LocalCluster of this machine, started on first use (unless dask.config names one)"
 
 
 def client() -> Any:
