@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY, BackendInfo, ProcessBackend
+from procframe_dask.managers import DaskManagers
 
 __all__ = ["DaskBackend", "plugin"]
 
 
-class DaskBackend(ProcessBackend):
+class DaskBackend(DaskManagers, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"

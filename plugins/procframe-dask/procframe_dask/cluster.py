@@ -88,6 +88,14 @@ def client() -> Any:
         return _client
 
 
+def pick_worker() -> str:
+    """The address of a worker (the one with the fewest tasks), for what must stay on one."""
+    workers = client().scheduler_info(n_workers=-1)["workers"]
+    if not workers:
+        raise ClusterGoneError("the Dask cluster has no worker")
+    return min(workers, key=lambda address: workers[address]["metrics"].get("executing", 0))
+
+
 def _source() -> str:
     if os.environ.get(ADDRESS_ENV, "").strip():
         return f"from {ADDRESS_ENV}"

@@ -10,6 +10,7 @@ from typing import Any
 
 from procframe.backends import Launcher, spawning_payload
 from procframe_dask import _remote, cluster
+from procframe_dask.placement import pinned_worker
 
 PID_TIMEOUT = 60.0
 """Seconds ``start()`` waits for the worker to report the child's pid."""
@@ -39,8 +40,15 @@ class DaskLauncher(Launcher):
         with spawning_payload():
             payload = cloudpickle.dumps(process)
         self._output = Queue(self._names["output"], client=client)
+        worker = pinned_worker()
         self._future = client.submit(
-            _remote.run_process, payload, self._key, pure=False, key=self._key
+            _remote.run_process,
+            payload,
+            self._key,
+            pure=False,
+            key=self._key,
+            workers=None if worker is None else [worker],
+            allow_other_workers=False,
         )
         self.returncode: int | None = None
         read_end, self._sentinel_write = os.pipe()
