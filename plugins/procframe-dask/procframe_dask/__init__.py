@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY, BackendInfo, ProcessBackend
+from procframe.backends import (
+    PICKLES_PROCESS,
+    POSIX_SIGNALS,
+    SEPARATE_MEMORY,
+    BackendInfo,
+    ProcessBackend,
+)
 from procframe_dask.managers import DaskManagers
 
 __all__ = ["DaskBackend", "plugin"]
@@ -19,7 +25,7 @@ class DaskBackend(DaskManagers, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
-    capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS})
+    capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS, PICKLES_PROCESS})
     description = "runs each Process on a worker of a Dask cluster"
 
     def info(self) -> BackendInfo:

@@ -8,6 +8,7 @@ import threading
 import uuid
 from typing import Any
 
+from procframe import ProcessPicklingError
 from procframe.backends import Launcher, spawning_payload
 from procframe_dask import _remote, cluster
 from procframe_dask.placement import pinned_worker
@@ -16,6 +17,34 @@ PID_TIMEOUT = 60.0
 """Seconds ``start()`` waits for the worker to report the child's pid."""
 OUTPUT_POLL = 1.0
 """Seconds between looks at the cluster while a child prints nothing."""
+
+
+def _pickled(process: Any) -> bytes:
+    """``process`` pickled by cloudpickle (Dask's serializer), authkey included; a
+    ``ProcessPicklingError`` naming the part that cannot cross otherwise."""
+    import cloudpickle
+
+    try:
+        with spawning_payload():
+            return cloudpickle.dumps(process)  # type: ignore[no-any-return]
+    except Exception as exc:
+        parts = [("target", getattr(process, "_target", None))]
+        parts += [(f"args[{i}]", arg) for i, arg in enumerate(getattr(process, "_args", ()))]
+        parts += [(f"kwargs[{k!r}]", v) for k, v in getattr(process, "_kwargs", {}).items()]
+        culprit = "the process object"
+        for label, value in parts:
+            try:
+                with spawning_payload():
+                    cloudpickle.dumps(value)
+            except Exception:
+                culprit = f"its {label} ({value!r:.80})"
+                break
+        raise ProcessPicklingError(
+            f"process {process.name!r} cannot start on the dask backend: {culprit} cannot be "
+            f"pickled by cloudpickle ({type(exc).__name__}: {exc}); a process on a cluster "
+            "gets its target and arguments by pickle: pass the dask backend's objects "
+            "(its Queue, Lock, ...) and data cloudpickle carries"
+        ) from exc
 
 
 class DaskLauncher(Launcher):
@@ -32,13 +61,11 @@ class DaskLauncher(Launcher):
             ) from exc
 
     def _start(self, process: Any, client: Any) -> None:
-        import cloudpickle
         from distributed import Queue, Variable
 
         self._key = f"procframe-{uuid.uuid4().hex}"
         self._names = _remote.names(self._key)
-        with spawning_payload():
-            payload = cloudpickle.dumps(process)
+        payload = _pickled(process)
         self._output = Queue(self._names["output"], client=client)
         worker = pinned_worker()
         self._future = client.submit(
