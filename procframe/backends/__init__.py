@@ -29,6 +29,8 @@ if TYPE_CHECKING:
         SEPARATE_MEMORY,
         TASK_TIMEOUTS,
     )
+    from procframe._core.logsupport import inherit as inherit_logging
+    from procframe._core.logsupport import inherited_settings as logging_settings
     from procframe._core.process import spawning_payload
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
 
@@ -49,6 +51,8 @@ __all__ = [
     "DescriptorLauncher",
     "Launcher",
     "ProcessBackend",
+    "inherit_logging",
+    "logging_settings",
     "spawning_payload",
 ]
 _IN_BASE = ("ChildLauncher", "DescriptorLauncher", "ProcessBackend")
@@ -59,6 +63,13 @@ def __getattr__(name: str) -> object:
         from procframe.backends import base
 
         return getattr(base, name)
+    if name in ("logging_settings", "inherit_logging"):
+        # A backend that starts children its own way passes them the parent's logging:
+        # ``logging_settings()`` in the parent (None if unconfigured), then
+        # ``inherit_logging(settings)`` in the child, before it runs.
+        from procframe._core import logsupport
+
+        return logsupport.inherited_settings if name == "logging_settings" else logsupport.inherit
     if name == "spawning_payload":
         # ``with spawning_payload(): pickle.dumps(process)``: a backend's own launcher may
         # pickle a Process, authkey included, for the child it starts.

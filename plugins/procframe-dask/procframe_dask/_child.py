@@ -11,10 +11,13 @@ def main() -> None:
     os.close(0)
     import cloudpickle
 
-    from procframe._core import registry
+    import procframe
+    from procframe.backends import inherit_logging
 
-    registry.adopt("dask")
-    process = cloudpickle.loads(data)
+    procframe.set_backend("dask")  # its own children run on the cluster too
+    process, logging = cloudpickle.loads(data)
+    if logging is not None:
+        inherit_logging(logging)
     code = process._bootstrap()
     sys.stdout.flush()
     sys.stderr.flush()

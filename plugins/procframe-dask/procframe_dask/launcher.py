@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from procframe import ProcessPicklingError
-from procframe.backends import Launcher, spawning_payload
+from procframe.backends import Launcher, logging_settings, spawning_payload
 from procframe_dask import _remote, cluster
 from procframe_dask.placement import pinned_worker
 
@@ -26,7 +26,7 @@ def _pickled(process: Any) -> bytes:
 
     try:
         with spawning_payload():
-            return cloudpickle.dumps(process)  # type: ignore[no-any-return]
+            return cloudpickle.dumps((process, logging_settings()))  # type: ignore[no-any-return]
     except Exception as exc:
         parts = [("target", getattr(process, "_target", None))]
         parts += [(f"args[{i}]", arg) for i, arg in enumerate(getattr(process, "_args", ()))]
