@@ -72,8 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=list(TABLES),
         dest="tables",
-        help="tables to measure (default: those with rows on the backends measured; with "
-        + "--quick, all of those but "
+        help="tables to measure (default: those with rows on the backends measured, so "
+        + "not dask unless --backend names it; with --quick, all but "
         + ", ".join(key for key, table in TABLES.items() if not table.quick)
         + ")",
     )
