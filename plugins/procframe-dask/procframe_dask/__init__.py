@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from procframe.backends import BackendInfo, ProcessBackend
-from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY
+from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY, BackendInfo, ProcessBackend
+from procframe_dask.primitives import DaskPrimitives
 
 __all__ = ["DaskBackend", "plugin"]
 
 
-class DaskBackend(ProcessBackend):
+class DaskBackend(DaskPrimitives, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
