@@ -30,7 +30,7 @@ class _QuietTimeouts(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        message = str(record.msg)
+        message = record.getMessage()
         return not (isinstance(exc, TimeoutError) and "handling op queue_" in message)
 
 

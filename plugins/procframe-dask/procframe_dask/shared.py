@@ -12,6 +12,7 @@ available: copy out with ``[:]`` or keep large arrays in Dask (``client.scatter`
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,7 +36,7 @@ class _RawProxy:
 
     def __reduce__(self) -> tuple[Any, ...]:
         refuse_unless_spawning(self)
-        return type(self), (self._ctype, None, self._name)
+        return _attach, (type(self), _type_spec(self._ctype), self._name)
 
     def _load(self) -> Any:
         return self._ctype.from_buffer_copy(self._cell.load())
@@ -57,6 +58,23 @@ class _RawProxy:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._ctype.__name__} on the cluster: {self._load()!r}>"
+
+
+def _type_spec(ctype: type[Any]) -> Any:
+    """A picklable description of ``ctype`` (ctypes array types do not pickle)."""
+    if issubclass(ctype, ctypes.Array):
+        return ("array", _type_spec(ctype._type_), ctype._length_)
+    return ("type", ctype)
+
+
+def _from_spec(spec: Any) -> type[Any]:
+    if spec[0] == "array":
+        return _from_spec(spec[1]) * spec[2]  # type: ignore[no-any-return]
+    return spec[1]  # type: ignore[no-any-return]
+
+
+def _attach(cls: type[_RawProxy], spec: Any, name: str) -> _RawProxy:
+    return cls(_from_spec(spec), None, name)
 
 
 class DaskRawValue(_RawProxy):
