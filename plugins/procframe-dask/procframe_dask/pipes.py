@@ -138,7 +138,7 @@ class DaskConnection:
             raise EOFError
         data = self._pending[0]
         if len(data) > len(view) - offset:
-            from multiprocessing import BufferTooShort
+            from procframe import BufferTooShort
 
             self._pending.popleft()
             self._settle()

@@ -164,13 +164,17 @@ class DaskSynchronized:
         return f"<DaskSynchronized wrapper for {self._obj!r}>"
 
 
+class LockArgumentError(TypeError, AttributeError):
+    """A ``lock`` argument that is not a lock (an AttributeError in ``multiprocessing``)."""
+
+
 def _resolve_lock(ctx: Any, lock: Any) -> Any:
     if lock is False:
         return None
     if lock is True or lock is None:
         return ctx.RLock()
     if not (callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))):
-        raise TypeError(
+        raise LockArgumentError(
             f"lock must be True (a new RLock), False (no lock) or a lock object with acquire() "
             f"and release() methods, got {lock!r} of type {type(lock).__name__}"
         )
