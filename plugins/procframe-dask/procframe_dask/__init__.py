@@ -17,11 +17,12 @@ from procframe.backends import (
     ProcessBackend,
 )
 from procframe_dask.managers import DaskManagers
+from procframe_dask.primitives import DaskPrimitives
 
 __all__ = ["DaskBackend", "plugin"]
 
 
-class DaskBackend(DaskManagers, ProcessBackend):
+class DaskBackend(DaskPrimitives, DaskManagers, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
