@@ -42,8 +42,11 @@ def run_process(payload: bytes, key: str) -> int:
     named = names(key)
     output = Queue(named["output"])
     signalled = Event(named["signalled"])
-    from distributed import get_worker
+    from distributed import get_worker, secede
 
+    # Out of the worker's thread pool: a Process may live long, and the program may run
+    # more of them than the workers have threads.
+    secede()
     env = dict(os.environ)
     # The child reaches the cluster as this worker does (its objects live there).
     env["PROCFRAME_DASK_ADDRESS"] = get_worker().scheduler.address

@@ -129,7 +129,7 @@ EXAMPLES = {
 
 
 def _run(tmp_path: Path, name: str, address: str | None) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / f"{name}.py"
+    script = tmp_path / f"example_{name}.py"  # not queue.py: it would hide the stdlib queue
     script.write_text(textwrap.dedent(EXAMPLES[name][0]), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROCFRAME_", "DASK_"))}
     env["PROCFRAME_BACKEND"] = "dask"
