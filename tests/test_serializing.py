@@ -217,3 +217,37 @@ def test_a_declared_but_unavailable_serializer_says_how_to_install_it(
             assert "the ghost package is not installed" in message
             assert "python -m pip install ghost-pickle" in message
     assert "ghost" not in declared_serializers()
+
+
+MANAGER_IN_ANOTHER_ENVIRONMENT = """
+import procframe
+
+def append(shared):
+    shared.append(procframe.get_serializer())
+
+if __name__ == "__main__":
+    ctx = procframe.get_context("spawn", serializer="pickle")
+    with ctx.Manager() as manager:
+        shared = manager.list()
+        child = ctx.Process(target=append, args=(shared,))
+        child.start()
+        child.join(60)
+        print(child.exitcode, list(shared))
+"""
+
+
+def test_a_proxy_keeps_its_managers_serializer_in_a_child_of_another_environment(
+    tmp_path: Path,
+) -> None:
+    # The program's environment names cloudpickle; the context, pickle.  The child gets
+    # the proxy (resolved to pickle by its manager) before it adopts its serializer: the
+    # proxy must not take "pickle" for "the default" there and disagree with its server.
+    script = tmp_path / "program.py"
+    script.write_text(MANAGER_IN_ANOTHER_ENVIRONMENT, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROCFRAME_")}
+    env[SERIALIZER_ENV] = "cloudpickle"
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "0 ['pickle']\n", done.stderr

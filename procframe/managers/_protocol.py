@@ -82,6 +82,15 @@ class Token:
         return f"Token(typeid={self.typeid!r}, address={self.address!r}, id={self.id})"
 
 
+def known_serializer(serializer: str) -> str:
+    """``serializer`` itself, once checked: ``"xmlrpclib"`` or a declared serializer's name
+    (``"pickle"`` meaning pickle).  What a proxy rebuilt in another process is given: the
+    name its manager resolved, which the receiving process must not resolve again."""
+    if serializer in (XMLRPCLIB, PICKLE):
+        return serializer
+    return resolve_serializer(serializer)
+
+
 def resolve_serializer(serializer: str, ctx: Any = None) -> str:
     """The serializer a manager or proxy asked for ``serializer`` uses: ``"pickle"`` means
     ``ctx``'s (the program's default without one), which may be cloudpickle, dill or a

@@ -40,7 +40,7 @@ class BaseProxy:
         incref: bool = True,
         manager_owned: bool = False,
     ) -> None:
-        serializer = protocol.resolve_serializer(serializer)
+        serializer = protocol.known_serializer(serializer)
         self._token = token
         self._id = token.id
         self._serializer = serializer
