@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from procframe.backends import (
+    MANAGER_SERVER,
     PICKLES_PROCESS,
     POSIX_SIGNALS,
     SEPARATE_MEMORY,
@@ -26,7 +27,7 @@ class DaskBackend(DaskPrimitives, DaskManagers, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
-    capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS, PICKLES_PROCESS})
+    capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS, PICKLES_PROCESS, MANAGER_SERVER})
     description = "runs each Process on a worker of a Dask cluster"
 
     def info(self) -> BackendInfo:
