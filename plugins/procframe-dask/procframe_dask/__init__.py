@@ -11,11 +11,12 @@ from typing import Any
 
 from procframe.backends import BackendInfo, ProcessBackend
 from procframe.backends import POSIX_SIGNALS, SEPARATE_MEMORY
+from procframe_dask.pool import DaskPool
 
 __all__ = ["DaskBackend", "plugin"]
 
 
-class DaskBackend(ProcessBackend):
+class DaskBackend(ProcessBackend, DaskPool):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
