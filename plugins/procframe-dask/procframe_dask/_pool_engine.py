@@ -199,6 +199,8 @@ class Engine:
         if futures:
             try:
                 self.client.cancel(futures)
+                # Dask cannot cancel a task that runs: interrupt it in its thread.
+                self.client.run(task.stop, self._key, on_error="ignore")
             except Exception:  # the cluster is gone: nothing runs there any more
                 pass
         with self._idle:

@@ -28,6 +28,8 @@ ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
 _lock = threading.Lock()
 _initialized: dict[str, tuple[bytes | None, str, str] | None] = {}
 """Per pool (by key): ``None`` once its initializer ran here, or how it failed."""
+_running: dict[str, set[int]] = {}
+"""Per pool (by key): the threads running its tasks here (``stop`` interrupts them)."""
 
 
 class TaskExpired(BaseException):
@@ -47,8 +49,8 @@ def run(
     except BaseException as e:
         return BAD_TASK, _described(e, "the worker cannot unpickle the task")
     if timeout is None:
-        return _execute(kind, function, payload)
-    return _execute_within(timeout, kind, function, payload)
+        return _execute(kind, function, payload, pool_key)
+    return _execute_within(timeout, kind, function, payload, pool_key)
 
 
 def _initialize(pool_key: str, init: bytes | None) -> tuple[bytes | None, str, str] | None:
@@ -81,8 +83,19 @@ def _adopt_cluster() -> None:
         pass
 
 
-def _execute(kind: int, function: Any, payload: Any) -> tuple[int, Any]:
+def _execute(kind: int, function: Any, payload: Any, pool_key: str) -> tuple[int, Any]:
     _adopt_cluster()
+    me = threading.get_ident()
+    with _lock:
+        _running.setdefault(pool_key, set()).add(me)
+    try:
+        return _call(kind, function, payload)
+    finally:
+        with _lock:
+            _running.get(pool_key, set()).discard(me)
+
+
+def _call(kind: int, function: Any, payload: Any) -> tuple[int, Any]:
     try:
         if kind == APPLY:
             args, kwds = payload
@@ -131,7 +144,7 @@ def _safe_repr(value: object) -> str:
 
 
 def _execute_within(
-    timeout: float, kind: int, function: Any, payload: Any
+    timeout: float, kind: int, function: Any, payload: Any, pool_key: str
 ) -> tuple[int, Any]:
     """Run the task in a thread of its own, and give up on it after ``timeout`` seconds.
 
@@ -142,7 +155,7 @@ def _execute_within(
     """
     outcome: list[tuple[int, Any]] = []
     thread = threading.Thread(
-        target=lambda: outcome.append(_execute(kind, function, payload)),
+        target=lambda: outcome.append(_execute(kind, function, payload, pool_key)),
         name="procframe-dask-timed-task",
         daemon=True,
     )
@@ -150,8 +163,25 @@ def _execute_within(
     thread.join(timeout)
     if outcome:
         return outcome[0]
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(TaskExpired)
-        )
+    with _lock:
+        if thread.ident in _running.get(pool_key, ()):
+            _interrupt(thread.ident)
     return TIMED_OUT, None
+
+
+def stop(pool_key: str) -> int:
+    """Interrupt the tasks of pool ``pool_key`` running here (it was terminated); how many.
+
+    Run on every worker by ``client.run``.  Code in C runs to its end first.
+    """
+    with _lock:
+        threads = _running.pop(pool_key, set())
+        _initialized.pop(pool_key, None)
+        for ident in threads:
+            _interrupt(ident)
+    return len(threads)
+
+
+def _interrupt(ident: int) -> None:
+    """Raise :class:`TaskExpired` in thread ``ident`` (at its next Python instruction)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(TaskExpired))
