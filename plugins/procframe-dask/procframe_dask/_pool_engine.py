@@ -114,8 +114,9 @@ class Engine:
             self._feeders += 1
 
     def feeder_done(self) -> None:
-        with self._lock:
+        with self._idle:
             self._feeders -= 1
+            self._idle.notify_all()
         self._stop_when_idle()
 
     # -- delivering --------------------------------------------------------------------

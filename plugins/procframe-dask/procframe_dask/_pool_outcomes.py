@@ -33,10 +33,9 @@ def decode(code: int, data: Any, timeout: float | None) -> tuple[bool, Any]:
         error.__cause__ = RemoteTraceback(tb)
         return False, error
     if code == task.UNPICKLABLE:
-        exc, value, tb = data
-        error = encoding_error(None, exc, value)
-        error.__cause__ = RemoteTraceback(tb)
-        return False, error
+        exc, value, tb, pickled = data
+        cause = _load((pickled, exc, tb))  # what pickling raised in the worker
+        return False, encoding_error(cause, exc, value)
     if code == task.ABORTED:
         described, tb = data
         error = TaskAbortedError(f"the task raised {described}")

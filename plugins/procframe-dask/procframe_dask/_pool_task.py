@@ -111,9 +111,26 @@ def _call(kind: int, function: Any, payload: Any) -> tuple[int, Any]:
     except BaseException as e:
         return ABORTED, (repr(e), traceback.format_exc())
     try:
-        return OK, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return OK, _dumps(value)
     except Exception as e:
-        return UNPICKLABLE, (repr(e), _safe_repr(value), traceback.format_exc())
+        return UNPICKLABLE, (repr(e), _safe_repr(value), traceback.format_exc(), _pickled(e))
+
+
+def _dumps(value: object) -> bytes:
+    """``value`` pickled: by pickle (fast), else by cloudpickle (lambdas, closures...)."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        import cloudpickle
+
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pickled(error: BaseException) -> bytes | None:
+    try:
+        return pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None
 
 
 def _raised(code: int, error: Exception) -> tuple[int, Any]:
@@ -122,7 +139,7 @@ def _raised(code: int, error: Exception) -> tuple[int, Any]:
         pickled = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(pickled)  # an exception that cannot be rebuilt is refused here, named
     except Exception as e:
-        return UNPICKLABLE, (repr(e), _safe_repr(error), tb)
+        return UNPICKLABLE, (repr(e), _safe_repr(error), tb, _pickled(e))
     return code, (pickled, repr(error), tb)
 
 

@@ -38,7 +38,7 @@ PATIENCE = 60.0
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[LocalCluster]:
     """Two single-threaded worker processes; the backend reaches them by address."""
-    local = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    local = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
     before = os.environ.get(cluster.ADDRESS_ENV)
     os.environ[cluster.ADDRESS_ENV] = local.scheduler_address
     try:
