@@ -71,16 +71,32 @@ def _initialize(pool_key: str, init: bytes | None) -> tuple[bytes | None, str, s
         return failure
 
 
-def _adopt_cluster() -> None:
-    """Objects a task unpickles reach this worker's cluster (procframe_dask.cluster reads it)."""
-    if os.environ.get(ADDRESS_ENV):
-        return
-    try:
-        from distributed import get_worker
+_adopted = False
 
-        os.environ[ADDRESS_ENV] = get_worker().scheduler.address
-    except Exception:  # not on a worker (a test calling run() directly)
-        pass
+
+def _adopt_cluster() -> None:
+    """Once per worker process: procframe's default backend there is dask, and objects a
+    task unpickles reach this worker's cluster (procframe_dask.cluster reads the address)."""
+    global _adopted
+    if _adopted:
+        return
+    with _adopt_lock:
+        if _adopted:
+            return
+        try:
+            from distributed import get_worker
+
+            address = get_worker().scheduler.address
+        except Exception:  # not on a worker (a test calling run() directly)
+            return
+        os.environ.setdefault(ADDRESS_ENV, address)
+        import procframe
+
+        procframe.set_start_method("dask", force=True)
+        _adopted = True
+
+
+_adopt_lock = threading.Lock()
 
 
 def _execute(kind: int, function: Any, payload: Any, pool_key: str) -> tuple[int, Any]:

@@ -19,7 +19,6 @@ _cluster: Any = None
 def pytest_configure(config: pytest.Config) -> None:
     global _cluster
     from distributed import LocalCluster
-
     from procframe_dask import cluster
 
     # ":0": a free port for the scheduler's HTTP server (None still binds 8787, and warns

@@ -22,9 +22,8 @@ from procframe.futures import ProcessPoolExecutor
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster  # noqa: E402
-
-from procframe_dask import cluster  # noqa: E402
+from distributed import Client, LocalCluster
+from procframe_dask import cluster
 
 pytestmark = pytest.mark.timeout(180)
 
