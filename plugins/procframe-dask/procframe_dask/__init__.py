@@ -18,12 +18,13 @@ from procframe.backends import (
     ProcessBackend,
 )
 from procframe_dask.managers import DaskManagers
+from procframe_dask.pool import DaskPool
 from procframe_dask.primitives import DaskPrimitives
 
 __all__ = ["DaskBackend", "plugin"]
 
 
-class DaskBackend(DaskPrimitives, DaskManagers, ProcessBackend):
+class DaskBackend(DaskPrimitives, DaskManagers, DaskPool, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
