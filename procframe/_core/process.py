@@ -63,6 +63,12 @@ class spawning_payload:
         _spawning.active = False
 
 
+def spawning() -> bool:
+    """True within :class:`spawning_payload`: an object that only crosses to a child being
+    started (an authkey, a backend's Lock or Queue) may be pickled now."""
+    return bool(getattr(_spawning, "active", False))
+
+
 def _check_closed(method: Method) -> Method:
     def checked(self: BaseProcess, *args: Any, **kwargs: Any) -> Any:
         if self._closed:

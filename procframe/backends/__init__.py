@@ -29,9 +29,10 @@ if TYPE_CHECKING:
         SEPARATE_MEMORY,
         TASK_TIMEOUTS,
     )
+    from procframe._core.checks import wait_timeout
     from procframe._core.logsupport import inherit as inherit_logging
     from procframe._core.logsupport import inherited_settings as logging_settings
-    from procframe._core.process import spawning_payload
+    from procframe._core.process import spawning, spawning_payload
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
 
 __all__ = [
@@ -53,7 +54,9 @@ __all__ = [
     "ProcessBackend",
     "inherit_logging",
     "logging_settings",
+    "spawning",
     "spawning_payload",
+    "wait_timeout",
 ]
 _IN_BASE = ("ChildLauncher", "DescriptorLauncher", "ProcessBackend")
 
@@ -70,12 +73,18 @@ def __getattr__(name: str) -> object:
         from procframe._core import logsupport
 
         return logsupport.inherited_settings if name == "logging_settings" else logsupport.inherit
-    if name == "spawning_payload":
+    if name in ("spawning_payload", "spawning"):
         # ``with spawning_payload(): pickle.dumps(process)``: a backend's own launcher may
-        # pickle a Process, authkey included, for the child it starts.
-        from procframe._core.process import spawning_payload
+        # pickle a Process, authkey included, for the child it starts; its objects'
+        # ``__reduce__`` asks ``spawning()`` whether they are crossing to that child.
+        from procframe._core import process
 
-        return spawning_payload
+        return getattr(process, name)
+    if name == "wait_timeout":
+        # A backend's blocking calls check their ``timeout`` as procframe's do.
+        from procframe._core.checks import wait_timeout
+
+        return wait_timeout
     if name in ("BackendInfo", "Launcher"):
         from procframe._core import backend
 

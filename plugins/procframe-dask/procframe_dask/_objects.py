@@ -14,6 +14,7 @@ import pickle
 import uuid
 from typing import Any
 
+from procframe import backends
 from procframe_dask import cluster
 
 NOW = 0.001
@@ -74,26 +75,10 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def spawning() -> bool:
-    """True while a child's Process is being pickled (within ``spawning_payload()``).
-
-    procframe offers no public predicate for this (``assert_spawning`` asks whether
-    descriptors are being collected, which this backend's launcher does not do), so
-    it asks the authkey type, which pickles only then.
-    """
-    from procframe.process import AuthenticationString
-
-    try:
-        pickle.dumps(AuthenticationString(b""))
-    except TypeError:
-        return False
-    return True
-
-
 def refuse_unless_spawning(obj: object) -> None:
     """Refuse to pickle ``obj`` except as an argument of a Process being started
     (as ``multiprocessing`` refuses a Lock or a Queue sent through a queue or a pool)."""
-    if not spawning():
+    if not backends.spawning():
         raise RuntimeError(
             f"{type(obj).__name__} objects should only be shared between processes "
             "through inheritance (pass it to the Process as an argument; to send one "
@@ -101,10 +86,12 @@ def refuse_unless_spawning(obj: object) -> None:
         )
 
 
-def timeout_of(block: bool, timeout: float | None) -> float | None:
-    """The scheduler-side timeout of a call with ``block``/``timeout`` (``None``: forever)."""
+def timeout_of(block: bool, timeout: Any) -> float | None:
+    """The scheduler-side timeout of a call with ``block``/``timeout`` (``None``: forever);
+    a timeout that is NaN or not a number is refused, naming it, as procframe refuses it."""
     if not block:
         return NOW
-    if timeout is None:
+    seconds = backends.wait_timeout(timeout)
+    if seconds is None:
         return None
-    return max(float(timeout), NOW)
+    return max(seconds, NOW)
