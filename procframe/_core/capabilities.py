@@ -38,8 +38,16 @@ TASK_TIMEOUTS = "task_timeouts"
 MANAGER_SERVER = "manager_server"
 """``Manager()`` runs a server process; its objects are reached through proxies (``address``,
 ``connect()``, ``register()``, authentication)."""
+HOST_MEMORY = "host_memory"
+"""Every process of the program runs on this machine and can map the same memory:
+``RawValue``/``RawArray`` and the objects under ``Value``/``Array`` are ctypes objects in
+memory that every process maps, ``shared_memory.SharedMemory`` blocks are this machine's, and
+a big buffer may cross in shared memory without a copy.  (Without it, ``Value`` and ``Array``
+are the backend's objects with the same methods, and the names that need this machine's
+memory raise, saying why.)"""
 KNOWN_CAPABILITIES = frozenset(
     {
+        HOST_MEMORY,
         SEPARATE_MEMORY,
         LOCAL_PIDS,
         INHERITS_PARENT_MEMORY,

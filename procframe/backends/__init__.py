@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing is slow to import, and every spawned child impor
 if TYPE_CHECKING:
     from procframe._core.backend import BackendInfo, Launcher
     from procframe._core.capabilities import (
+        HOST_MEMORY,
         INHERITS_PARENT_MEMORY,
         KNOWN_CAPABILITIES,
         LOCAL_PIDS,
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
     from procframe._core.logsupport import inherited_settings as logging_settings
     from procframe._core.process import spawning, spawning_payload
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
+    from procframe.posix.sharedctypes import array_layout, ctype_of
 
 __all__ = [
+    "HOST_MEMORY",
     "INHERITS_PARENT_MEMORY",
     "KNOWN_CAPABILITIES",
     "LOCAL_PIDS",
@@ -52,6 +55,8 @@ __all__ = [
     "DescriptorLauncher",
     "Launcher",
     "ProcessBackend",
+    "array_layout",
+    "ctype_of",
     "inherit_logging",
     "logging_settings",
     "spawning",
@@ -85,6 +90,13 @@ def __getattr__(name: str) -> object:
         from procframe._core.checks import wait_timeout
 
         return wait_timeout
+    if name in ("ctype_of", "array_layout"):
+        # A backend's own Value/Array check their arguments as procframe's do:
+        # ``ctype_of(typecode_or_type)`` is the ctypes type (a clear error otherwise),
+        # ``array_layout(typecode_or_type, size_or_initializer)`` the array's type and items.
+        from procframe.posix import sharedctypes
+
+        return getattr(sharedctypes, name)
     if name in ("BackendInfo", "Launcher"):
         from procframe._core import backend
 

@@ -14,6 +14,7 @@ import os
 
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.capabilities import (
+    HOST_MEMORY,
     LOCAL_PIDS,
     MANAGER_SERVER,
     PARENT_DEATH,
@@ -35,6 +36,7 @@ OS_PROCESS_CAPABILITIES = frozenset(
         PASSES_DESCRIPTORS,
         TASK_TIMEOUTS,
         MANAGER_SERVER,
+        HOST_MEMORY,
     }
 )
 """What every built-in backend that starts OS processes on this machine declares."""

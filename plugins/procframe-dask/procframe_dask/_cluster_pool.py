@@ -324,4 +324,3 @@ def _read_chunk(items: Iterator[Any], size: int) -> tuple[list[Any], BaseExcepti
     except BaseException as e:  # the input's own error: the outcome at its place
         return chunk, e
     return chunk, None
-
