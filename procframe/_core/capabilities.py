@@ -14,7 +14,8 @@ an unpicklable object fails in the sender; ``os._exit(n)`` (or a signal it sends
 only the child, whose exitcode is then ``n``; its threads and at-exit handlers are its own."""
 LOCAL_PIDS = "local_pids"
 """``Process.pid`` is a process of this machine: ``os.kill`` reaches it, and the child's
-``os.getpid()`` equals it."""
+``os.getpid()`` equals it.  A pool's workers are children of this process too: a lost
+worker's pid and exit code are known."""
 INHERITS_PARENT_MEMORY = "inherits_parent_memory"
 """The child starts with (or shares) the parent's memory: unpicklable targets and lambdas work."""
 PICKLES_PROCESS = "pickles_process"

@@ -7,14 +7,17 @@ started on first use and closed when the program exits.
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from typing import Any
 
+from procframe.util import Finalize
+
 ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
 CONNECT_TIMEOUT = 10.0
 """Seconds to reach the scheduler before saying the cluster is gone."""
+CLOSE_PRIORITY = -1000
+"""The exit priority of closing the client: last of procframe's exit work."""
 
 
 class ClusterGoneError(ConnectionError):
@@ -84,7 +87,9 @@ def client() -> Any:
                     raise ClusterGoneError(
                         f"cannot reach the Dask scheduler at {address} ({_source()}): {exc}"
                     ) from exc
-            atexit.register(close)
+            # After procframe's exit work (children joined, pools and executors finished),
+            # which needs the cluster: a finalizer of negative priority runs then.
+            Finalize(None, close, exitpriority=CLOSE_PRIORITY)
         return _client
 
 

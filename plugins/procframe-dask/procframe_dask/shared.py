@@ -54,10 +54,19 @@ class _RawProxy:
         return getattr(self._load(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "value" and _is_scalar(self._ctype):
+            # the whole object: one write, atomic by itself, no read and no mutex
+            self._cell.save(bytes(self._ctype(value)))
+            return
         self._update(lambda obj: setattr(obj, name, value))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._ctype.__name__} on the cluster: {self._load()!r}>"
+
+
+def _is_scalar(ctype: type[Any]) -> bool:
+    """A simple ctypes type (c_int, c_double, ...): ``value`` is all of it."""
+    return issubclass(ctype, ctypes._SimpleCData)
 
 
 def _type_spec(ctype: type[Any]) -> Any:

@@ -349,7 +349,7 @@ def test_no_worker_starts_before_the_first_submit(ctx: procframe.Context) -> Non
 # -- failures ------------------------------------------------------------------------------
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "local_pids")  # the lost worker's exit code
 def test_a_dead_worker_fails_only_its_future(ctx: procframe.Context, gate: str) -> None:
     with ProcessPoolExecutor(2, mp_context=ctx) as executor:
         survivor = executor.submit(tk.wait_for_path, gate, "survivor")

@@ -108,7 +108,7 @@ def test_system_exit_or_keyboard_interrupt_aborts_only_the_task(ctx: procframe.C
 # -- a worker that dies ------------------------------------------------------------------
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "local_pids")  # the lost worker's pid and exit code
 @pytest.mark.parametrize("how", list(EXITS))
 def test_a_worker_dying_mid_task_fails_only_that_task(ctx: procframe.Context, how: str) -> None:
     before = tk.child_pids()
@@ -141,7 +141,7 @@ def test_a_worker_dying_mid_task_fails_only_that_task(ctx: procframe.Context, ho
         pool.join()
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "local_pids")
 def test_a_worker_dying_fails_its_map_not_the_pool(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     with ctx.Pool(2) as pool:
@@ -248,6 +248,7 @@ def start_marked(directory: Path, source: str, backend: str, mark: str) -> subpr
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.requires("local_pids")  # finds the script's processes on this machine
 def test_ctrl_c_in_map_raises_keyboardinterrupt_and_leaves_nothing(
     procframe_backend: str, tmp_path: Path
 ) -> None:
