@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from procframe._core.checks import wait_timeout
     from procframe._core.logsupport import inherit as inherit_logging
     from procframe._core.logsupport import inherited_settings as logging_settings
-    from procframe._core.process import spawning, spawning_payload
+    from procframe._core.process import (
+        exit_work_before_threads_stop,
+        spawning,
+        spawning_payload,
+    )
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
     from procframe.posix.sharedctypes import array_layout, ctype_of
 
@@ -57,6 +61,7 @@ __all__ = [
     "ProcessBackend",
     "array_layout",
     "ctype_of",
+    "exit_work_before_threads_stop",
     "inherit_logging",
     "logging_settings",
     "spawning",
@@ -78,10 +83,12 @@ def __getattr__(name: str) -> object:
         from procframe._core import logsupport
 
         return logsupport.inherited_settings if name == "logging_settings" else logsupport.inherit
-    if name in ("spawning_payload", "spawning"):
+    if name in ("spawning_payload", "spawning", "exit_work_before_threads_stop"):
         # ``with spawning_payload(): pickle.dumps(process)``: a backend's own launcher may
         # pickle a Process, authkey included, for the child it starts; its objects'
         # ``__reduce__`` asks ``spawning()`` whether they are crossing to that child.
+        # ``exit_work_before_threads_stop()``: for a backend that needs thread pools to
+        # join its children or finish its pools at exit.
         from procframe._core import process
 
         return getattr(process, name)

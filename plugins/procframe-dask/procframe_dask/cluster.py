@@ -11,6 +11,7 @@ import os
 import threading
 from typing import Any
 
+from procframe.backends import exit_work_before_threads_stop
 from procframe.util import Finalize
 
 ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
@@ -90,6 +91,8 @@ def client() -> Any:
             # After procframe's exit work (children joined, pools and executors finished),
             # which needs the cluster: a finalizer of negative priority runs then.
             Finalize(None, close, exitpriority=CLOSE_PRIORITY)
+            # The client hands work to a thread pool that refuses it once shutdown begins.
+            exit_work_before_threads_stop()
         return _client
 
 
