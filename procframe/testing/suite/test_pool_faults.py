@@ -205,14 +205,16 @@ def test_the_pool_task_timeout_applies_to_every_task(ctx: procframe.Context) -> 
 # -- how a pool's process ends ------------------------------------------------------------
 
 CTRL_C = """\
+import os
+from functools import partial
+
 from procframe import Pool
 from procframe.testing.helpers import pool as tk
-from procframe.testing.helpers import refusals
 
 if __name__ == '__main__':
     pool = Pool(processes=2)
     print('started', pool.apply(tk.square, (3,)), flush=True)
-    pool.map(tk.slow_marking, range(100))
+    pool.map(partial(tk.slow_marking, directory=os.getcwd()), range(100))
     print('map returned', flush=True)
 """
 """A Pool busy in ``map`` for a minute or more (each task marks ``started.<pid>``)."""
@@ -248,7 +250,6 @@ def start_marked(directory: Path, source: str, backend: str, mark: str) -> subpr
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.requires("local_pids")  # finds the script's processes on this machine
 def test_ctrl_c_in_map_raises_keyboardinterrupt_and_leaves_nothing(
     procframe_backend: str, tmp_path: Path
 ) -> None:
