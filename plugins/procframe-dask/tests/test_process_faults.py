@@ -154,6 +154,11 @@ def test_a_lock_whose_holder_was_killed_times_out_and_nothing_hangs(
         assert _bounded(lambda: _acquire_release(lock, PATIENCE)) is True
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Lock family's acquire (sync.py) waits in one scheduler-side get, which the "
+    "dead process leaves pending: it takes the next release (the report's diff fixes it)",
+)
 @pytest.mark.parametrize("kind", ["Lock", "RLock", "Semaphore"])
 def test_a_process_killed_waiting_for_a_lock_takes_nothing_with_it(
     dask_ctx: procframe.Context, tmp_path: Path, kind: str
