@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from procframe_dask import _sliced
+from procframe_dask import _liveness, _sliced
 
 SIGNAL_POLL = 0.05
 """Seconds between looks for a signal the parent asked for."""
@@ -38,6 +38,7 @@ def names(key: str) -> dict[str, str]:
         "signal": f"{key}-signal",
         "signalled": f"{key}-signalled",
         "pid": f"{key}-pid",
+        "ended": _liveness.ended_name(key),
     }
 
 
@@ -78,6 +79,7 @@ def run_process(payload: bytes, key: str) -> int:
     env = dict(os.environ)
     # The child reaches the cluster as this worker does (its objects live there).
     env["PROCFRAME_DASK_ADDRESS"] = worker.scheduler.address
+    env[_liveness.KEY_ENV] = key  # what it waits on names it (see _liveness)
     proc = subprocess.Popen(
         [sys.executable, "-m", "procframe_dask._child"],
         env=env,
@@ -108,6 +110,7 @@ def run_process(payload: bytes, key: str) -> int:
             if proc.poll() is None:
                 os.kill(proc.pid, int(signum))
         proc.poll()
+    Event(named["ended"]).set()
     if proc.returncode != 0:
         # It may have died waiting in a get, whose last slice still waits on the scheduler
         # and would take an item it cannot deliver: the parent's join() returns once that
