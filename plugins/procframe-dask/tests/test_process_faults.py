@@ -219,15 +219,13 @@ def test_notify_after_a_waiter_was_killed_wakes_a_live_one(
 def test_a_barrier_party_killed_in_wait_hangs_no_one(
     dask_ctx: procframe.Context, tmp_path: Path
 ) -> None:
-    import threading as _threading
-
     barrier = dask_ctx.Barrier(3)
     ready = tmp_path / "ready"
     with _started(dask_ctx, barrier_wait, barrier, str(ready)) as p:
         _kill_when_ready(p, ready)
     # The dead party had arrived: the others' wait ends (passed, as locally, or broken
     # after its timeout), never for ever.
-    with pytest.raises(_threading.BrokenBarrierError):
+    with pytest.raises(threading.BrokenBarrierError):
         _bounded(lambda: barrier.wait(timeout=SHORT))
     barrier.reset()
     assert barrier.n_waiting == 0 and not barrier.broken
