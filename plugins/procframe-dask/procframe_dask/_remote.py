@@ -5,6 +5,11 @@ the worker's machine, feeds it the pickled Process, forwards its stdout and
 stderr to the parent through a ``distributed.Queue``, delivers the signals the
 parent asks for (an ``Event`` says one is waiting, a ``Variable`` holds its
 number), and returns the exit code (``-signum`` for a process killed by one).
+
+A process whose parent went away ends: when the parent's client leaves the cluster
+(the parent exited, was killed, or lost its scheduler) the scheduler releases the
+task's key, the worker marks the running task cancelled, and :func:`run_process`
+terminates the process (SIGTERM, SIGKILL after :data:`ORPHAN_GRACE`).
 """
 
 from __future__ import annotations
@@ -13,10 +18,17 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
+
+from procframe_dask import _liveness, _sliced
 
 SIGNAL_POLL = 0.05
 """Seconds between looks for a signal the parent asked for."""
+ORPHAN_GRACE = 2.0
+"""Seconds an orphan gets between SIGTERM and SIGKILL."""
+GET_MARGIN = 0.1
+"""Seconds a get the process sent just before it died may take to reach the scheduler."""
 
 
 def names(key: str) -> dict[str, str]:
@@ -26,6 +38,7 @@ def names(key: str) -> dict[str, str]:
         "signal": f"{key}-signal",
         "signalled": f"{key}-signalled",
         "pid": f"{key}-pid",
+        "ended": _liveness.ended_name(key),
     }
 
 
@@ -33,6 +46,21 @@ def _forward(stream: Any, which: str, output: Any) -> None:
     for line in iter(stream.readline, b""):
         output.put((which, line.decode(errors="replace")))
     stream.close()
+
+
+def _abandoned(worker: Any, key: str) -> bool:
+    """True once nobody wants the task ``key`` any more (its parent's client is gone)."""
+    task = worker.state.tasks.get(key)
+    return task is None or task.state in ("cancelled", "released", "forgotten")
+
+
+def _end_orphan(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(ORPHAN_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_process(payload: bytes, key: str) -> int:
@@ -47,9 +75,11 @@ def run_process(payload: bytes, key: str) -> int:
     # Out of the worker's thread pool: a Process may live long, and the program may run
     # more of them than the workers have threads.
     secede()
+    worker = get_worker()
     env = dict(os.environ)
     # The child reaches the cluster as this worker does (its objects live there).
-    env["PROCFRAME_DASK_ADDRESS"] = get_worker().scheduler.address
+    env["PROCFRAME_DASK_ADDRESS"] = worker.scheduler.address
+    env[_liveness.KEY_ENV] = key  # what it waits on names it (see _liveness)
     proc = subprocess.Popen(
         [sys.executable, "-m", "procframe_dask._child"],
         env=env,
@@ -71,12 +101,21 @@ def run_process(payload: bytes, key: str) -> int:
     except BrokenPipeError:  # it died at once: its exit code says how
         pass
     while proc.poll() is None:
+        if _abandoned(worker, key):
+            _end_orphan(proc)
+            break
         if signalled.wait(SIGNAL_POLL):
             signalled.clear()
             signum = Variable(named["signal"]).get()
             if proc.poll() is None:
                 os.kill(proc.pid, int(signum))
         proc.poll()
+    Event(named["ended"]).set()
+    if proc.returncode != 0:
+        # It may have died waiting in a get, whose last slice still waits on the scheduler
+        # and would take an item it cannot deliver: the parent's join() returns once that
+        # slice is over, so what the parent puts after join() reaches a living process.
+        time.sleep(_sliced.GET_SLICE + GET_MARGIN)
     for forwarder in forwarders:
         forwarder.join()
     output.put(None)  # the end of its output

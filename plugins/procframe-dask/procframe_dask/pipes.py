@@ -17,6 +17,7 @@ import pickle
 import threading
 from typing import Any
 
+from procframe_dask import _sliced
 from procframe_dask._objects import NOW, dask_queue, dumps, new_name, refuse_unless_spawning
 
 EOF_MARK = b""
@@ -101,7 +102,7 @@ class DaskConnection:
             return bool(self._pending) or self._eof
         assert self._inbox is not None
         try:
-            data = self._inbox.get(timeout=timeout)
+            data = _sliced.get(self._inbox, timeout)
         except TimeoutError:
             return False
         self._take(data)

@@ -2,9 +2,11 @@
 
 Items cross as cloudpickle bytes made in the caller (so an unpicklable item fails in
 ``put``, and lambdas travel); the scheduler keeps them, bounded by ``maxsize``, and
-``put``/``get`` wait there, so ``queue.Full``/``queue.Empty`` come after the timeout
-wherever the processes run.  There is no feeder thread: ``put`` has returned once the
-item is on the cluster, which makes ``close``/``join_thread`` bookkeeping only.
+``put``/``get`` wait there (``get`` in slices, so that a process killed while it waits
+leaves no get behind to swallow the next item: :mod:`procframe_dask._sliced`), so
+``queue.Full``/``queue.Empty`` come after the timeout wherever the processes run.
+There is no feeder thread: ``put`` has returned once the item is on the cluster,
+which makes ``close``/``join_thread`` bookkeeping only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+from procframe_dask import _sliced
 from procframe_dask._objects import (
     dask_queue,
     dumps,
@@ -57,7 +60,7 @@ class DaskQueue:
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         self._check_open()
         try:
-            data = self._queue.get(timeout=timeout_of(block, timeout))
+            data = _sliced.get(self._queue, timeout_of(block, timeout))
         except TimeoutError:
             raise queue.Empty from None
         return loads(data)
