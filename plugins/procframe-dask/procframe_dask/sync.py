@@ -411,10 +411,11 @@ class DaskCondition:
                 return
             dead = dead_among(key for _, key in waiters)
             live = [waiter for waiter in waiters if waiter[1] not in dead]
+            gone = {inbox for inbox, key in waiters if key in dead}
             for inbox, _ in live[:n]:
                 queue_put(inbox, TOKEN)
             waiters[:] = live[n:]
-        for inbox in {inbox for inbox, key in waiters if key in dead}:
+        for inbox in gone:  # a dead process's inbox: no one else will close it
             _close_quietly(dask_queue(inbox))
 
     def notify_all(self) -> None:
