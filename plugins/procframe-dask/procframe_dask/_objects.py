@@ -50,28 +50,28 @@ def dask_queue(name: str, maxsize: int = 0) -> Any:
     """The ``distributed.Queue`` called ``name`` (created on the scheduler if it is new)."""
     from distributed import Queue
 
-    return Queue(name, client=cluster.client(), maxsize=maxsize)
+    return Queue(name, client=cluster.client(), maxsize=maxsize)  # type: ignore[no-untyped-call]
 
 
 def dask_variable(name: str) -> Any:
     """The ``distributed.Variable`` called ``name``."""
     from distributed import Variable
 
-    return Variable(name, client=cluster.client())
+    return Variable(name, client=cluster.client())  # type: ignore[no-untyped-call]
 
 
 def dask_event(name: str) -> Any:
     """The ``distributed.Event`` called ``name``."""
     from distributed import Event
 
-    return Event(name, client=cluster.client())
+    return Event(name, client=cluster.client())  # type: ignore[no-untyped-call]
 
 
 def dumps(obj: Any) -> bytes:
     """``obj`` as bytes for the cluster (cloudpickle: lambdas and closures too)."""
     import cloudpickle
 
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def loads(data: bytes) -> Any:

@@ -45,7 +45,7 @@ TOKEN = 1
 HOLD_TIMEOUT = 60.0
 """Seconds to wait for a Condition's or Barrier's state, held by another process only for
 the few round trips of a step: longer means its holder died holding it."""
-PARTY_CHECK = 0.5
+PARTY_CHECK = 1.0
 """Seconds between a waiting Barrier party's looks for parties that died inside."""
 
 
@@ -208,13 +208,13 @@ class DaskRLock:
 
     def _is_owned(self) -> bool:
         state = self._state()
-        return state[0] == threading.get_ident() and state[1] > 0
+        return bool(state[0] == threading.get_ident() and state[1] > 0)
 
     def _release_save(self) -> int:
         state = self._state()
         if state[0] != threading.get_ident():
             raise RuntimeError("cannot release un-acquired lock")
-        depth = state[1]
+        depth = int(state[1])
         state[0], state[1] = None, 0
         self._lock.release()
         return depth
@@ -383,7 +383,7 @@ class DaskCondition:
                         waiters.remove(me)
                         return False
                 # notified as it timed out: the token is there (put while notify held the state)
-                inbox.get(timeout=NOW)
+                inbox.get(timeout=HOLD_TIMEOUT)
                 return True
         finally:
             self._acquire_restore(saved)
@@ -457,10 +457,11 @@ class DaskEvent:
 
 
 FILLING, DRAINING, RESETTING, BROKEN = 0, 1, -1, -2
-"""A Barrier's states, as ``threading.Barrier``'s ``_state``.  This one only fills and
-breaks (its parties leave a crossing through the crossing's outcome, with no draining);
-a wait that finds it draining or resetting waits for that to end, and breaks it when its
-timeout passes, as ``threading``'s does."""
+"""A Barrier's states, as ``threading.Barrier``'s ``_state``.  Its parties leave a
+crossing through the crossing's outcome, with no draining: it drains only while the last
+party runs the action.  A wait that finds it draining or resetting waits for that to
+end, and breaks it when its timeout passes (as ``threading``'s does) or the party
+inside died."""
 _KEPT = 64
 """How many broken crossings a Barrier remembers (for a party that looks late)."""
 
@@ -514,7 +515,7 @@ class DaskBarrier:
         with self._cond as state:
             while state["state"] in (DRAINING, RESETTING):
                 remaining = _remaining(deadline)
-                if remaining == 0.0:
+                if remaining == 0.0 or dead_among(state["inside"]):
                     self._end(state, "broken")
                     raise threading.BrokenBarrierError
                 self._cond.__exit__()
@@ -525,25 +526,40 @@ class DaskBarrier:
             gen, index = state["gen"], state["count"]
             state["count"] = index + 1
             state["inside"].append(me)
-            if index + 1 == self._parties:
-                return self._release(state, index)
+            last = index + 1 == self._parties
+            if last:
+                if dead_among(state["inside"]):  # the dead do not count as arrived
+                    self._end(state, "broken")
+                    raise threading.BrokenBarrierError
+                if self._action is None:
+                    return self._cross(state, index)
+                state["state"] = DRAINING  # while the action runs, with the state given back
+        if last:
+            return self._act(gen, index)
         return self._await(gen, index, deadline)
 
-    def _release(self, state: dict[str, Any], index: int) -> int:
-        """The last party arrived (the state held): let everyone through, unless a party
-        inside died (the dead do not count as arrived) or the action raises."""
-        if dead_among(state["inside"]):
-            self._end(state, "broken")
-            raise threading.BrokenBarrierError
-        try:
-            if self._action is not None:
-                self._action()
-        except BaseException:
-            self._end(state, "broken")
-            raise
+    def _cross(self, state: dict[str, Any], index: int) -> int:
+        """Let the parties of the current crossing through (the state held)."""
+        state["state"] = FILLING
         self._end(state, "crossed")
         state.update(gen=state["gen"] + 1, count=0, inside=[])
         return index
+
+    def _act(self, gen: int, index: int) -> int:
+        """Run the action as the last party of crossing ``gen``, then let everyone through;
+        the state is not held meanwhile, so a long action keeps no one from it (two round
+        trips more, only for a Barrier with an action)."""
+        try:
+            self._action()  # type: ignore[misc]
+        except BaseException:
+            with self._cond as state:
+                if state["gen"] == gen and state["state"] != BROKEN:
+                    self._end(state, "broken")
+            raise
+        with self._cond as state:
+            if state["gen"] != gen or state["state"] != DRAINING:
+                raise threading.BrokenBarrierError  # reset, aborted or broken meanwhile
+            return self._cross(state, index)
 
     def _await(self, gen: int, index: int, deadline: float | None) -> int:
         """Wait for crossing ``gen`` to end; look for dead parties now and then."""

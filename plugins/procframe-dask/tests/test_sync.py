@@ -232,3 +232,24 @@ def test_the_dask_classes_stand_for_the_public_ones(ctx: procframe.Context) -> N
         assert isinstance(obj, getattr(procframe.synchronize, name)), name
     assert not isinstance(made["Lock"], procframe.synchronize.Semaphore)
     assert repr(made["Event"]) == f"<Event at {id(made['Event']):#x} unset>"
+
+
+def test_a_long_action_keeps_no_party_from_the_state(
+    ctx: procframe.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from procframe_dask import sync
+
+    monkeypatch.setattr(sync, "HOLD_TIMEOUT", 0.5)  # the action lasts longer than this
+    monkeypatch.setattr(sync, "PARTY_CHECK", 0.1)  # the waiter looks at the state meanwhile
+    barrier = ctx.Barrier(2, action=lambda: time.sleep(1.5))
+    indexes: list[Any] = []
+    thread = threading.Thread(target=lambda: indexes.append(barrier.wait(PATIENCE)))
+    thread.start()
+    deadline = time.monotonic() + PATIENCE
+    while barrier.n_waiting < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    indexes.append(barrier.wait(PATIENCE))
+    thread.join(PATIENCE)
+    assert sorted(indexes) == [0, 1]
+    assert not barrier.broken
