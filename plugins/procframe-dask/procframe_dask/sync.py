@@ -528,7 +528,8 @@ class DaskBarrier:
             state["inside"].append(me)
             last = index + 1 == self._parties
             if last:
-                if dead_among(state["inside"]):  # the dead do not count as arrived
+                others = [key for key in state["inside"] if key != me]  # none: no round trip
+                if dead_among(others):  # the dead do not count as arrived
                     self._end(state, "broken")
                     raise threading.BrokenBarrierError
                 if self._action is None:
