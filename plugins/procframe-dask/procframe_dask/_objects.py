@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from procframe import backends
@@ -32,7 +34,8 @@ class _QuietTimeouts(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
-        return not (isinstance(exc, TimeoutError) and "handling op queue_" in message)
+        quiet = "handling op queue_" in message or "handling op variable_" in message
+        return not (isinstance(exc, TimeoutError) and quiet)
 
 
 logging.getLogger("distributed.core").addFilter(_QuietTimeouts())
@@ -47,28 +50,28 @@ def dask_queue(name: str, maxsize: int = 0) -> Any:
     """The ``distributed.Queue`` called ``name`` (created on the scheduler if it is new)."""
     from distributed import Queue
 
-    return Queue(name, client=cluster.client(), maxsize=maxsize)
+    return Queue(name, client=cluster.client(), maxsize=maxsize)  # type: ignore[no-untyped-call]
 
 
 def dask_variable(name: str) -> Any:
     """The ``distributed.Variable`` called ``name``."""
     from distributed import Variable
 
-    return Variable(name, client=cluster.client())
+    return Variable(name, client=cluster.client())  # type: ignore[no-untyped-call]
 
 
 def dask_event(name: str) -> Any:
     """The ``distributed.Event`` called ``name``."""
     from distributed import Event
 
-    return Event(name, client=cluster.client())
+    return Event(name, client=cluster.client())  # type: ignore[no-untyped-call]
 
 
 def dumps(obj: Any) -> bytes:
     """``obj`` as bytes for the cluster (cloudpickle: lambdas and closures too)."""
     import cloudpickle
 
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def loads(data: bytes) -> Any:
@@ -95,3 +98,44 @@ def timeout_of(block: bool, timeout: Any) -> float | None:
     if seconds is None:
         return None
     return max(seconds, NOW)
+
+
+LIFE_START_TIMEOUT = 60.0
+"""Seconds a process's life token gets to reach the scheduler (once per process)."""
+
+_life_lock = threading.Lock()
+_life: Any = None
+
+
+def life_key() -> str:
+    """The key of this process's life token, which the scheduler forgets when the process dies.
+
+    The token is a trivial task's future, made once per process (one round trip) and
+    held for the life of its client; when the process dies, however (SIGKILL
+    included), the scheduler drops its client and forgets the keys only that client
+    wanted.  A waiter records this key; the others ask :func:`dead_among`.
+    """
+    global _life
+    client = cluster.client()
+    with _life_lock:
+        if _life is None or _life.client is not client:
+            future = client.submit(int, key=new_name("life"), pure=False)
+            future.result(timeout=LIFE_START_TIMEOUT)  # known to the scheduler before it is named
+            _life = future
+        return str(_life.key)
+
+
+def dead_among(keys: Iterable[str]) -> set[str]:
+    """Which of these life keys belong to processes that died (one round trip; none if empty)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return set()
+    client = cluster.client()
+    status = client.sync(client.scheduler.get_task_status, keys=wanted)
+    return {key for key in wanted if status.get(key) is None}
+
+
+def queue_put(name: str, data: Any) -> None:
+    """Put ``data`` on the existing cluster queue ``name`` (one round trip: no create)."""
+    client = cluster.client()
+    client.sync(client.scheduler.queue_put, name=name, data=data, timeout=None)
