@@ -16,8 +16,11 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from procframe import backends
+from procframe import backends, serializers
 from procframe_dask import cluster
+
+CLOUDPICKLE = "cloudpickle"
+"""Dask's serializer, which carries lambdas and closures."""
 
 NOW = 0.001
 """The timeout of a non-blocking call on the scheduler.  A zero timeout would give up
@@ -68,10 +71,10 @@ def dask_event(name: str) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """``obj`` as bytes for the cluster (cloudpickle: lambdas and closures too)."""
-    import cloudpickle
-
-    return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    """``obj`` as bytes for the cluster, as procframe pickles a message under cloudpickle:
+    plain data by the standard pickle (a ``memoryview`` stays one), lambdas and closures
+    by cloudpickle."""
+    return serializers.dumps(obj, CLOUDPICKLE)
 
 
 def loads(data: bytes) -> Any:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from procframe import LockNotOwnedError, backends
 from procframe import synchronize as public
-from procframe_dask import cluster
+from procframe_dask import _sliced, cluster
 from procframe_dask._objects import (
     NOW,
     dask_event,
@@ -74,7 +74,8 @@ class _Tokens:
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         try:
-            self._queue.get(timeout=timeout_of(block, timeout))
+            # in slices: a process killed while it waits must not take the next release
+            _sliced.get(self._queue, timeout_of(block, timeout))
         except TimeoutError:
             return False
         return True

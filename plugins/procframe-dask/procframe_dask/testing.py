@@ -4,8 +4,8 @@ real cluster, a scheduler and two workers, separate OS processes.
 Started once per session on 127.0.0.1, each in a working directory of its own
 (nothing is shared with the tests but the network), and named to the backend
 through ``PROCFRAME_DASK_ADDRESS`` (children and scripts inherit it).  The
-program's client is made before the first test, so its threads are not counted
-as a test's leak.
+program's client, and the threads Dask keeps for the program's life, are made before
+the first test, so they are not counted as a test's leak.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         client = cluster.client()
         client.wait_for_workers(2, timeout=START_TIMEOUT)
+        _start_dasks_threads(client)
         yield address
         cluster.close()
     finally:
@@ -99,3 +100,19 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(30)
+
+
+def _start_dasks_threads(client: object) -> None:
+    """Start the threads Dask keeps for the program's life (the one that runs futures'
+    callbacks, the one that (de)serializes big messages) before the first test, so
+    that they do not count as the leak of whichever test first needs them."""
+    import threading
+
+    from distributed.utils import offload
+
+    called = threading.Event()
+    future = client.submit(abs, -1, pure=False)  # type: ignore[attr-defined]
+    future.add_done_callback(lambda _: called.set())
+    future.result(timeout=START_TIMEOUT)
+    called.wait(START_TIMEOUT)
+    client.sync(offload, abs, -1)  # type: ignore[attr-defined]
