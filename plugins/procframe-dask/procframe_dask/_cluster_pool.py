@@ -175,7 +175,7 @@ class ClusterPool(procframe.pool.Pool):
         chunks = [(i, list(items[start : start + size])) for i, start in enumerate(starts)]
         kind = task.STARMAP if kind == _STARMAP else task.MAP
         if chunks:
-            self._engine.submit(result, kind, func, chunks, self._task_timeout)
+            self._engine.submit(result, kind, func, chunks, self._task_timeout, stream=False)
         return result
 
     def map_async(

@@ -14,6 +14,7 @@ import itertools
 import pickle
 import queue
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -22,6 +23,59 @@ from procframe_dask import _pool_outcomes as outcomes
 from procframe_dask import _pool_task as task
 
 RUNNING, CLOSED, TERMINATED = "RUN", "CLOSE", "TERMINATE"
+
+MAP_FETCH_FIRST = 64
+"""Results of a map fetched in its first batch; each next batch is as large as all before."""
+MAP_FETCH_DELAY = 0.2
+"""Seconds at most that the results of a map wait to be fetched with others.
+
+Each fetch (``client.gather``) costs the scheduler and the client a round trip:
+fetching a map's results in a few growing batches, as ``client.gather`` of the
+whole map does in one, rather than as each task ends, is most of what brings
+a map of small tasks to Dask's own speed.  A failure is delivered at once."""
+
+
+class _Entry:
+    """A submitted task: its job, its place there, its Dask future, its timeout, its map."""
+
+    __slots__ = ("future", "group", "index", "job", "timeout")
+
+    def __init__(self, job: Any, index: int, timeout: float | None, group: _Group | None):
+        self.job = job
+        self.index = index
+        self.timeout = timeout
+        self.group = group
+        self.future: Any = None
+
+
+class _Group:
+    """The tasks of one map: how many have not ended, those ended but not fetched."""
+
+    __slots__ = ("ended", "fetched", "left", "since")
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.fetched = 0
+        self.ended: list[Any] = []
+        self.since = 0.0
+
+    def hold(self, future: Any) -> None:
+        if not self.ended:
+            self.since = time.monotonic()
+        self.ended.append(future)
+
+    def due(self) -> bool:
+        """Whether the ended futures are to be fetched now."""
+        return (
+            self.left <= 0
+            or len(self.ended) >= max(MAP_FETCH_FIRST, self.fetched)
+            or time.monotonic() - self.since >= MAP_FETCH_DELAY
+        )
+
+    def take(self) -> list[Any]:
+        taken, self.ended = self.ended, []
+        self.fetched += len(taken)
+        return taken
 
 
 class Engine:
@@ -37,7 +91,7 @@ class Engine:
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._pending: dict[str, tuple[Any, int, Any, float | None]] = {}
+        self._pending: dict[str, _Entry] = {}
         self._feeders = 0
         self._broken: BaseException | None = None
         self._stopping = False
@@ -56,8 +110,16 @@ class Engine:
         func: Any,
         bodies: list[tuple[int, Any]],
         timeout: float | None,
+        *,
+        stream: bool = True,
     ) -> None:
-        """Run ``func`` on each ``(index, body)`` of ``job`` (args and kwds, or a chunk)."""
+        """Run ``func`` on each ``(index, body)`` of ``job`` (args and kwds, or a chunk).
+
+        The tasks go to the scheduler in one message (``client.map``).  With
+        ``stream`` their outcomes are delivered as they end (an apply, an
+        imap); without, those that succeed are fetched in growing batches (a
+        map, whose result is whole only at its end), and a failure at once.
+        """
         import cloudpickle
 
         refusal = self._refusal()
@@ -72,35 +134,69 @@ class Engine:
             for index, _ in bodies:
                 job._set(index, False, error)
             return
+        group = None if stream else _Group(len(bodies))
+        keys: list[str] = []
+        payloads: list[bytes] = []
+        entries: list[_Entry] = []
         for index, body in bodies:
             try:
-                pickled = cloudpickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
+                payloads.append(cloudpickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as e:
                 what = "its arguments" if kind == task.APPLY else "an item of its input"
+                if group is not None:
+                    group.left -= 1
                 job._set(index, False, _unpicklable(e, f"{what} (task of {_name(func)})"))
                 continue
-            key = f"{self._key}-{next(self._ids)}"
-            with self._lock:
-                self._pending[key] = (job, index, None, timeout)
-            future = self.client.submit(
-                task.run,
-                self._key,
-                self._init,
-                pickled_func,
-                pickled,
-                kind,
-                timeout,
-                key=key,
-                pure=False,
-            )
-            with self._lock:
-                kept = key in self._pending
-                if kept:
-                    self._pending[key] = (job, index, future, timeout)
-            if not kept:  # terminated meanwhile (its job has failed)
-                future.cancel()
-                continue
+            keys.append(f"{self._key}-{next(self._ids)}")
+            entries.append(_Entry(job, index, timeout, group))
+        if not keys:
+            return
+        with self._lock:
+            self._pending.update(zip(keys, entries, strict=True))
+        # Keyword names of task.run that client.map does not take for its own.
+        constants = {
+            "task_pool": self._key,
+            "task_init": self._init,
+            "task_func": pickled_func,
+            "task_kind": kind,
+            "task_timeout": timeout,
+        }
+        try:
+            if len(keys) == 1:
+                futures = [
+                    self.client.submit(task.run, payloads[0], key=keys[0], pure=False, **constants)
+                ]
+            else:
+                futures = self.client.map(task.run, payloads, key=keys, pure=False, **constants)
+        except Exception as e:  # the cluster is gone (or refused the tasks): they fail here
+            self._fail_unsent(keys, e)
+            return
+        with self._lock:
+            kept = []
+            for future in futures:
+                entry = self._pending.get(future.key)
+                if entry is not None:
+                    entry.future = future
+                    kept.append(future)
+        if len(kept) < len(futures):  # terminated meanwhile (their jobs have failed)
+            dropped = [f for f in futures if f.key not in self._pending]
+            try:
+                self.client.cancel(dropped)
+            except Exception:
+                pass
+        for future in kept:
             future.add_done_callback(self._ended.put)
+
+    def _fail_unsent(self, keys: list[str], error: BaseException) -> None:
+        with self._lock:
+            entries = [self._pending.pop(key, None) for key in keys]
+        failure = outcomes.broken(error)
+        for entry in entries:
+            if entry is not None:
+                entry.job._set(entry.index, False, failure)
+        with self._idle:
+            self._idle.notify_all()
+        self._stop_when_idle()
 
     def _refusal(self) -> BaseException | None:
         if self._broken is not None:
@@ -122,19 +218,45 @@ class Engine:
     # -- delivering --------------------------------------------------------------------
 
     def _deliver(self) -> None:
+        held: dict[int, _Group] = {}  # groups (maps) with ended futures not fetched yet
         while True:
-            batch = [self._ended.get()]
+            wait = None
+            if held:
+                oldest = min(group.since for group in held.values())
+                wait = max(0.0, oldest + MAP_FETCH_DELAY - time.monotonic())
+            try:
+                batch = [self._ended.get(timeout=wait)]
+            except queue.Empty:
+                batch = []
             while True:
                 try:
                     batch.append(self._ended.get_nowait())
                 except queue.Empty:
                     break
             stop = any(f is None for f in batch)
-            futures = [f for f in batch if f is not None]
-            if futures:
-                self._deliver_batch(futures)
+            now = [f for f in batch if f is not None and not self._hold(f, held)]
+            for group in list(held.values()):
+                if stop or group.due():
+                    now.extend(group.take())
+                    del held[id(group)]
+            if now:
+                self._deliver_batch(now)
             if stop:
                 return
+
+    def _hold(self, future: Any, held: dict[int, _Group]) -> bool:
+        """Keep ``future`` of a map for a later fetch (with more); False: deliver it now."""
+        with self._lock:
+            entry = self._pending.get(future.key)
+        group = entry.group if entry is not None else None
+        if group is None:
+            return False
+        group.left -= 1
+        if future.status != "finished":  # lost, cancelled: the map fails now
+            return False
+        group.hold(future)
+        held[id(group)] = group
+        return True
 
     def _deliver_batch(self, futures: list[Any]) -> None:
         finished = [f for f in futures if f.status == "finished"]
@@ -150,10 +272,9 @@ class Engine:
                 entry = self._pending.pop(future.key, None)
             if entry is None:  # terminated: its job has failed already
                 continue
-            job, index, _, timeout = entry
-            ok, value = self._outcome(future, values, timeout)
-            job._set(index, ok, value)
-            del job, value
+            ok, value = self._outcome(future, values, entry.timeout)
+            entry.job._set(entry.index, ok, value)
+            del entry, value
         with self._idle:
             self._idle.notify_all()
         self._stop_when_idle()
@@ -194,9 +315,9 @@ class Engine:
             self.state = TERMINATED
             pending, self._pending = self._pending, {}
         error = BrokenPoolError("the pool was terminated before this task ended")
-        futures = [future for _, _, future, _ in pending.values() if future is not None]
-        for job, index, _, _ in pending.values():
-            job._set(index, False, error)
+        futures = [entry.future for entry in pending.values() if entry.future is not None]
+        for entry in pending.values():
+            entry.job._set(entry.index, False, error)
         if futures:
             try:
                 self.client.cancel(futures)
