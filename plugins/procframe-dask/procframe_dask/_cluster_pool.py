@@ -129,7 +129,16 @@ class ClusterPool(procframe.pool.Pool):
         timeout: float | None = None,
     ) -> T:
         """``func(*args, **kwds)`` on a worker; its result, or its exception raised here."""
-        return self._wait(self.apply_async(func, args, kwds, timeout=timeout))
+        self._check_running()
+        timeout = self._check_timeout(timeout if timeout is not None else self._task_timeout)
+        result: ApplyResult[T] = ApplyResult()
+        body = (tuple(args), dict(kwds) if kwds else {})
+        try:  # this thread waits for the outcome: one hop fewer than apply_async().get()
+            self._engine.submit(result, task.APPLY, func, [(0, body)], timeout, here=True)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+        return self._wait(result)
 
     def apply_async(
         self,

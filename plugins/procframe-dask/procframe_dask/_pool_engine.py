@@ -112,6 +112,7 @@ class Engine:
         timeout: float | None,
         *,
         stream: bool = True,
+        here: bool = False,
     ) -> None:
         """Run ``func`` on each ``(index, body)`` of ``job`` (args and kwds, or a chunk).
 
@@ -119,6 +120,8 @@ class Engine:
         ``stream`` their outcomes are delivered as they end (an apply, an
         imap); without, those that succeed are fetched in growing batches (a
         map, whose result is whole only at its end), and a failure at once.
+        With ``here``, this thread waits for the outcomes and delivers them
+        (a blocking ``apply``: no hop through the pool's thread).
         """
         import cloudpickle
 
@@ -184,8 +187,21 @@ class Engine:
                 self.client.cancel(dropped)
             except Exception:
                 pass
+        if here:
+            self._deliver_here(kept)
+            return
         for future in kept:
             future.add_done_callback(self._ended.put)
+
+    def _deliver_here(self, futures: list[Any]) -> None:
+        """Wait for ``futures`` in this thread, as ``future.result()`` does, and deliver them."""
+        values: dict[str, Any] = {}
+        for future in futures:
+            try:
+                values[future.key] = future.result()
+            except Exception:  # lost, cancelled...: _outcome says how
+                pass
+        self._deliver_batch(futures, values)
 
     def _fail_unsent(self, keys: list[str], error: BaseException) -> None:
         with self._lock:
@@ -258,9 +274,10 @@ class Engine:
         held[id(group)] = group
         return True
 
-    def _deliver_batch(self, futures: list[Any]) -> None:
-        finished = [f for f in futures if f.status == "finished"]
-        values: dict[str, Any] = {}
+    def _deliver_batch(self, futures: list[Any], values: dict[str, Any] | None = None) -> None:
+        """Deliver the outcomes of ended ``futures`` (``values``: those fetched already)."""
+        finished = [] if values is not None else [f for f in futures if f.status == "finished"]
+        values = values or {}
         if finished:
             try:
                 gathered = self.client.gather(finished)
