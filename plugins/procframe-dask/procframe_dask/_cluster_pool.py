@@ -184,7 +184,9 @@ class ClusterPool(procframe.pool.Pool):
         chunks = [(i, list(items[start : start + size])) for i, start in enumerate(starts)]
         kind = task.STARMAP if kind == _STARMAP else task.MAP
         if chunks:
-            self._engine.submit(result, kind, func, chunks, self._task_timeout, stream=False)
+            self._engine.submit(
+                result, kind, func, chunks, self._task_timeout, stream=False, chunksize=size
+            )
         return result
 
     def map_async(
@@ -304,7 +306,9 @@ def _feed(
                     break
             if batch:
                 results._note_submitted(len(batch))
-                engine.submit(results, task.MAP, func, batch, engine.task_timeout)
+                engine.submit(
+                    results, task.MAP, func, batch, engine.task_timeout, chunksize=chunksize
+                )
                 index += len(batch)
             del results, batch
         results = results_ref()
@@ -333,4 +337,3 @@ def _read_chunk(items: Iterator[Any], size: int) -> tuple[list[Any], BaseExcepti
     except BaseException as e:  # the input's own error: the outcome at its place
         return chunk, e
     return chunk, None
-

@@ -113,6 +113,7 @@ class Engine:
         *,
         stream: bool = True,
         here: bool = False,
+        chunksize: int = 1,
     ) -> None:
         """Run ``func`` on each ``(index, body)`` of ``job`` (args and kwds, or a chunk).
 
@@ -121,7 +122,8 @@ class Engine:
         imap); without, those that succeed are fetched in growing batches (a
         map, whose result is whole only at its end), and a failure at once.
         With ``here``, this thread waits for the outcomes and delivers them
-        (a blocking ``apply``: no hop through the pool's thread).
+        (a blocking ``apply``: no hop through the pool's thread).  ``chunksize``:
+        the items of a map's chunk (an unpicklable item is named by its place).
         """
         import cloudpickle
 
@@ -133,7 +135,7 @@ class Engine:
         try:
             pickled_func = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:
-            error = _unpicklable(e, f"the function {_name(func)}")
+            error = _unpicklable(e, _task(kind, func), f"its function ({_repr(func)})")
             for index, _ in bodies:
                 job._set(index, False, error)
             return
@@ -145,10 +147,10 @@ class Engine:
             try:
                 payloads.append(cloudpickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as e:
-                what = "its arguments" if kind == task.APPLY else "an item of its input"
                 if group is not None:
                     group.left -= 1
-                job._set(index, False, _unpicklable(e, f"{what} (task of {_name(func)})"))
+                culprit = _culprit(kind, index * chunksize, body)
+                job._set(index, False, _unpicklable(e, _task(kind, func), culprit))
                 continue
             keys.append(f"{self._key}-{next(self._ids)}")
             entries.append(_Entry(job, index, timeout, group))
@@ -365,9 +367,40 @@ def _name(func: Any) -> str:
     return getattr(func, "__qualname__", None) or type(func).__name__
 
 
-def _unpicklable(error: Exception, what: str) -> BaseException:
+def _task(kind: int, func: Any) -> str:
+    name = _name(func)
+    return f"the task {name}(...)" if kind == task.APPLY else f"a task of the map of {name}"
+
+
+def _culprit(kind: int, first: int, body: Any) -> str:
+    """Which part of a task's ``body`` cloudpickle refuses: 'its args[1] (<repr>)'."""
+    import cloudpickle
+
+    if kind == task.APPLY:
+        args, kwds = body
+        parts = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
+        parts += [(f"kwds[{key!r}]", value) for key, value in kwds.items()]
+    else:
+        parts = [(f"input item {first + i}", item) for i, item in enumerate(body)]
+    for label, value in parts:
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return f"its {label} ({_repr(value)})"
+    return "its arguments"
+
+
+def _repr(value: object, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unpicklable(error: Exception, what: str, culprit: str) -> BaseException:
     return outcomes.pickling_error(
-        f"cannot send {what} to the cluster: it cannot be pickled "
+        f"cannot send {what} to the cluster: {culprit} cannot be pickled "
         f"({type(error).__name__}: {error})",
         error,
     )
