@@ -1,11 +1,18 @@
 """The engine of a pool on the cluster: tasks submitted to Dask, outcomes delivered as they end.
 
 Each task (an apply, or one chunk of a map) is one Dask task
-(:func:`procframe_dask._pool_task.run`).  A Dask done-callback hands each
-ended future to the pool's own thread, which gathers the results of every
-future that has ended since its last look in one ``client.gather`` and
-delivers them to their jobs with ``job._set(index, ok, value)`` (the
-protocol of :mod:`procframe.pool`'s result classes): callbacks run there.
+(:func:`procframe_dask._pool_task.run`); the tasks of one call go to the
+scheduler in one ``client.map``.  Outcomes reach their jobs through the
+pool's own thread, with ``job._set(index, ok, value)`` (the protocol of
+:mod:`procframe.pool`'s result classes): callbacks run there.
+
+* An ``apply_async`` or an ``imap``'s chunk: its result is fetched in the
+  client's event loop as soon as it ends (as ``future.result()`` does), and
+  handed to the pool's thread.
+* A map's chunks: a done-callback hands each ended future to the pool's
+  thread, which fetches their results in a few growing batches (one
+  ``client.gather`` each, as Dask's own ``client.gather`` of a whole map).
+* A blocking ``apply``: the calling thread waits and delivers (no hop).
 """
 
 from __future__ import annotations
@@ -96,6 +103,7 @@ class Engine:
         self._broken: BaseException | None = None
         self._stopping = False
         self._ended: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        """Ended futures (of maps), ``(future, value)`` (fetched already), None: stop."""
         self._thread = threading.Thread(
             target=self._deliver, name="procframe-pool-dask-results", daemon=True
         )
@@ -192,8 +200,26 @@ class Engine:
         if here:
             self._deliver_here(kept)
             return
-        for future in kept:
-            future.add_done_callback(self._ended.put)
+        if group is None:  # fetched in the client's loop as each ends: no hop, no round trip
+            self.client.loop.add_callback(self._fetch, kept)
+        else:
+            for future in kept:
+                future.add_done_callback(self._ended.put)
+
+    async def _fetch(self, futures: list[Any]) -> None:
+        """In the client's event loop: each future's outcome, fetched as soon as it ends (Dask
+        merges the fetches that overlap), handed to the pool's thread as ``(future, value)``."""
+        import asyncio
+
+        async def fetch(future: Any) -> None:
+            try:
+                value = await self.client.gather(future, asynchronous=True)
+            except BaseException:  # lost, cancelled...: the pool's thread asks it why
+                self._ended.put(future)
+            else:
+                self._ended.put((future, value))
+
+        await asyncio.gather(*(fetch(future) for future in futures))
 
     def _deliver_here(self, futures: list[Any]) -> None:
         """Wait for ``futures`` in this thread, as ``future.result()`` does, and deliver them."""
@@ -251,14 +277,18 @@ class Engine:
                     batch.append(self._ended.get_nowait())
                 except queue.Empty:
                     break
-            stop = any(f is None for f in batch)
-            now = [f for f in batch if f is not None and not self._hold(f, held)]
+            stop = any(item is None for item in batch)
+            fetched = {item[0].key: item[1] for item in batch if isinstance(item, tuple)}
+            ended = [
+                item[0] if isinstance(item, tuple) else item for item in batch if item is not None
+            ]
+            now = [future for future in ended if not self._hold(future, held)]
             for group in list(held.values()):
                 if stop or group.due():
                     now.extend(group.take())
                     del held[id(group)]
             if now:
-                self._deliver_batch(now)
+                self._deliver_batch(now, fetched)
             if stop:
                 return
 
@@ -278,14 +308,14 @@ class Engine:
 
     def _deliver_batch(self, futures: list[Any], values: dict[str, Any] | None = None) -> None:
         """Deliver the outcomes of ended ``futures`` (``values``: those fetched already)."""
-        finished = [] if values is not None else [f for f in futures if f.status == "finished"]
-        values = values or {}
+        values = dict(values or {})
+        finished = [f for f in futures if f.key not in values and f.status == "finished"]
         if finished:
             try:
                 gathered = self.client.gather(finished)
-                values = dict(zip([f.key for f in finished], gathered, strict=True))
+                values.update(zip([f.key for f in finished], gathered, strict=True))
             except Exception:  # one of them was lost meanwhile: one by one
-                values = {}
+                pass
         for future in futures:
             with self._lock:
                 entry = self._pending.pop(future.key, None)
