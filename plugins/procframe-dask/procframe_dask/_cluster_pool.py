@@ -129,7 +129,16 @@ class ClusterPool(procframe.pool.Pool):
         timeout: float | None = None,
     ) -> T:
         """``func(*args, **kwds)`` on a worker; its result, or its exception raised here."""
-        return self._wait(self.apply_async(func, args, kwds, timeout=timeout))
+        self._check_running()
+        timeout = self._check_timeout(timeout if timeout is not None else self._task_timeout)
+        result: ApplyResult[T] = ApplyResult()
+        body = (tuple(args), dict(kwds) if kwds else {})
+        try:  # this thread waits for the outcome: one hop fewer than apply_async().get()
+            self._engine.submit(result, task.APPLY, func, [(0, body)], timeout, here=True)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+        return self._wait(result)
 
     def apply_async(
         self,
@@ -175,7 +184,9 @@ class ClusterPool(procframe.pool.Pool):
         chunks = [(i, list(items[start : start + size])) for i, start in enumerate(starts)]
         kind = task.STARMAP if kind == _STARMAP else task.MAP
         if chunks:
-            self._engine.submit(result, kind, func, chunks, self._task_timeout)
+            self._engine.submit(
+                result, kind, func, chunks, self._task_timeout, stream=False, chunksize=size
+            )
         return result
 
     def map_async(
@@ -295,7 +306,9 @@ def _feed(
                     break
             if batch:
                 results._note_submitted(len(batch))
-                engine.submit(results, task.MAP, func, batch, engine.task_timeout)
+                engine.submit(
+                    results, task.MAP, func, batch, engine.task_timeout, chunksize=chunksize
+                )
                 index += len(batch)
             del results, batch
         results = results_ref()

@@ -1,11 +1,18 @@
 """The engine of a pool on the cluster: tasks submitted to Dask, outcomes delivered as they end.
 
 Each task (an apply, or one chunk of a map) is one Dask task
-(:func:`procframe_dask._pool_task.run`).  A Dask done-callback hands each
-ended future to the pool's own thread, which gathers the results of every
-future that has ended since its last look in one ``client.gather`` and
-delivers them to their jobs with ``job._set(index, ok, value)`` (the
-protocol of :mod:`procframe.pool`'s result classes): callbacks run there.
+(:func:`procframe_dask._pool_task.run`); the tasks of one call go to the
+scheduler in one ``client.map``.  Outcomes reach their jobs through the
+pool's own thread, with ``job._set(index, ok, value)`` (the protocol of
+:mod:`procframe.pool`'s result classes): callbacks run there.
+
+* An ``apply_async`` or an ``imap``'s chunk: its result is fetched in the
+  client's event loop as soon as it ends (as ``future.result()`` does), and
+  handed to the pool's thread.
+* A map's chunks: a done-callback hands each ended future to the pool's
+  thread, which fetches their results in a few growing batches (one
+  ``client.gather`` each, as Dask's own ``client.gather`` of a whole map).
+* A blocking ``apply``: the calling thread waits and delivers (no hop).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import itertools
 import pickle
 import queue
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -22,6 +30,59 @@ from procframe_dask import _pool_outcomes as outcomes
 from procframe_dask import _pool_task as task
 
 RUNNING, CLOSED, TERMINATED = "RUN", "CLOSE", "TERMINATE"
+
+MAP_FETCH_FIRST = 64
+"""Results of a map fetched in its first batch; each next batch is as large as all before."""
+MAP_FETCH_DELAY = 0.2
+"""Seconds at most that the results of a map wait to be fetched with others.
+
+Each fetch (``client.gather``) costs the scheduler and the client a round trip:
+fetching a map's results in a few growing batches, as ``client.gather`` of the
+whole map does in one, rather than as each task ends, is most of what brings
+a map of small tasks to Dask's own speed.  A failure is delivered at once."""
+
+
+class _Entry:
+    """A submitted task: its job, its place there, its Dask future, its timeout, its map."""
+
+    __slots__ = ("future", "group", "index", "job", "timeout")
+
+    def __init__(self, job: Any, index: int, timeout: float | None, group: _Group | None):
+        self.job = job
+        self.index = index
+        self.timeout = timeout
+        self.group = group
+        self.future: Any = None
+
+
+class _Group:
+    """The tasks of one map: how many have not ended, those ended but not fetched."""
+
+    __slots__ = ("ended", "fetched", "left", "since")
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.fetched = 0
+        self.ended: list[Any] = []
+        self.since = 0.0
+
+    def hold(self, future: Any) -> None:
+        if not self.ended:
+            self.since = time.monotonic()
+        self.ended.append(future)
+
+    def due(self) -> bool:
+        """Whether the ended futures are to be fetched now."""
+        return (
+            self.left <= 0
+            or len(self.ended) >= max(MAP_FETCH_FIRST, self.fetched)
+            or time.monotonic() - self.since >= MAP_FETCH_DELAY
+        )
+
+    def take(self) -> list[Any]:
+        taken, self.ended = self.ended, []
+        self.fetched += len(taken)
+        return taken
 
 
 class Engine:
@@ -37,11 +98,12 @@ class Engine:
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._pending: dict[str, tuple[Any, int, Any, float | None]] = {}
+        self._pending: dict[str, _Entry] = {}
         self._feeders = 0
         self._broken: BaseException | None = None
         self._stopping = False
         self._ended: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        """Ended futures (of maps), ``(future, value)`` (fetched already), None: stop."""
         self._thread = threading.Thread(
             target=self._deliver, name="procframe-pool-dask-results", daemon=True
         )
@@ -56,8 +118,21 @@ class Engine:
         func: Any,
         bodies: list[tuple[int, Any]],
         timeout: float | None,
+        *,
+        stream: bool = True,
+        here: bool = False,
+        chunksize: int = 1,
     ) -> None:
-        """Run ``func`` on each ``(index, body)`` of ``job`` (args and kwds, or a chunk)."""
+        """Run ``func`` on each ``(index, body)`` of ``job`` (args and kwds, or a chunk).
+
+        The tasks go to the scheduler in one message (``client.map``).  With
+        ``stream`` their outcomes are delivered as they end (an apply, an
+        imap); without, those that succeed are fetched in growing batches (a
+        map, whose result is whole only at its end), and a failure at once.
+        With ``here``, this thread waits for the outcomes and delivers them
+        (a blocking ``apply``: no hop through the pool's thread).  ``chunksize``:
+        the items of a map's chunk (an unpicklable item is named by its place).
+        """
         import cloudpickle
 
         refusal = self._refusal()
@@ -68,39 +143,104 @@ class Engine:
         try:
             pickled_func = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:
-            error = _unpicklable(e, f"the function {_name(func)}")
+            error = _unpicklable(e, _task(kind, func), f"its function ({_repr(func)})")
             for index, _ in bodies:
                 job._set(index, False, error)
             return
+        group = None if stream else _Group(len(bodies))
+        keys: list[str] = []
+        payloads: list[bytes] = []
+        entries: list[_Entry] = []
         for index, body in bodies:
             try:
-                pickled = cloudpickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
+                payloads.append(cloudpickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as e:
-                what = "its arguments" if kind == task.APPLY else "an item of its input"
-                job._set(index, False, _unpicklable(e, f"{what} (task of {_name(func)})"))
+                if group is not None:
+                    group.left -= 1
+                culprit = _culprit(kind, index * chunksize, body)
+                job._set(index, False, _unpicklable(e, _task(kind, func), culprit))
                 continue
-            key = f"{self._key}-{next(self._ids)}"
-            with self._lock:
-                self._pending[key] = (job, index, None, timeout)
-            future = self.client.submit(
-                task.run,
-                self._key,
-                self._init,
-                pickled_func,
-                pickled,
-                kind,
-                timeout,
-                key=key,
-                pure=False,
-            )
-            with self._lock:
-                kept = key in self._pending
-                if kept:
-                    self._pending[key] = (job, index, future, timeout)
-            if not kept:  # terminated meanwhile (its job has failed)
-                future.cancel()
-                continue
-            future.add_done_callback(self._ended.put)
+            keys.append(f"{self._key}-{next(self._ids)}")
+            entries.append(_Entry(job, index, timeout, group))
+        if not keys:
+            return
+        with self._lock:
+            self._pending.update(zip(keys, entries, strict=True))
+        # Keyword names of task.run that client.map does not take for its own.
+        constants = {
+            "task_pool": self._key,
+            "task_init": self._init,
+            "task_func": pickled_func,
+            "task_kind": kind,
+            "task_timeout": timeout,
+        }
+        try:
+            if len(keys) == 1:
+                futures = [
+                    self.client.submit(task.run, payloads[0], key=keys[0], pure=False, **constants)
+                ]
+            else:
+                futures = self.client.map(task.run, payloads, key=keys, pure=False, **constants)
+        except Exception as e:  # the cluster is gone (or refused the tasks): they fail here
+            self._fail_unsent(keys, e)
+            return
+        with self._lock:
+            kept = []
+            for future in futures:
+                entry = self._pending.get(future.key)
+                if entry is not None:
+                    entry.future = future
+                    kept.append(future)
+        if len(kept) < len(futures):  # terminated meanwhile (their jobs have failed)
+            dropped = [f for f in futures if f.key not in self._pending]
+            try:
+                self.client.cancel(dropped)
+            except Exception:
+                pass
+        if here:
+            self._deliver_here(kept)
+            return
+        if group is None:  # fetched in the client's loop as each ends: no hop, no round trip
+            self.client.loop.add_callback(self._fetch, kept)
+        else:
+            for future in kept:
+                future.add_done_callback(self._ended.put)
+
+    async def _fetch(self, futures: list[Any]) -> None:
+        """In the client's event loop: each future's outcome, fetched as soon as it ends (Dask
+        merges the fetches that overlap), handed to the pool's thread as ``(future, value)``."""
+        import asyncio
+
+        async def fetch(future: Any) -> None:
+            try:
+                value = await self.client.gather(future, asynchronous=True)
+            except BaseException:  # lost, cancelled...: the pool's thread asks it why
+                self._ended.put(future)
+            else:
+                self._ended.put((future, value))
+
+        await asyncio.gather(*(fetch(future) for future in futures))
+
+    def _deliver_here(self, futures: list[Any]) -> None:
+        """Wait for ``futures`` in this thread, as ``future.result()`` does, and deliver them."""
+        values: dict[str, Any] = {}
+        for future in futures:
+            try:
+                values[future.key] = future.result()
+            except Exception:  # lost, cancelled...: _outcome says how
+                pass
+        self._deliver_batch(futures, values)
+
+    def _fail_unsent(self, keys: list[str], error: BaseException) -> None:
+        with self._lock:
+            entries = [self._pending.pop(key, None) for key in keys]
+        failure = outcomes.broken(error)
+        for entry in entries:
+            if entry is not None:
+                entry.job._set(entry.index, False, failure)
+        with self._idle:
+            self._idle.notify_all()
+        self._stop_when_idle()
 
     def _refusal(self) -> BaseException | None:
         if self._broken is not None:
@@ -122,38 +262,68 @@ class Engine:
     # -- delivering --------------------------------------------------------------------
 
     def _deliver(self) -> None:
+        held: dict[int, _Group] = {}  # groups (maps) with ended futures not fetched yet
         while True:
-            batch = [self._ended.get()]
+            wait = None
+            if held:
+                oldest = min(group.since for group in held.values())
+                wait = max(0.0, oldest + MAP_FETCH_DELAY - time.monotonic())
+            try:
+                batch = [self._ended.get(timeout=wait)]
+            except queue.Empty:
+                batch = []
             while True:
                 try:
                     batch.append(self._ended.get_nowait())
                 except queue.Empty:
                     break
-            stop = any(f is None for f in batch)
-            futures = [f for f in batch if f is not None]
-            if futures:
-                self._deliver_batch(futures)
+            stop = any(item is None for item in batch)
+            fetched = {item[0].key: item[1] for item in batch if isinstance(item, tuple)}
+            ended = [
+                item[0] if isinstance(item, tuple) else item for item in batch if item is not None
+            ]
+            now = [future for future in ended if not self._hold(future, held)]
+            for group in list(held.values()):
+                if stop or group.due():
+                    now.extend(group.take())
+                    del held[id(group)]
+            if now:
+                self._deliver_batch(now, fetched)
             if stop:
                 return
 
-    def _deliver_batch(self, futures: list[Any]) -> None:
-        finished = [f for f in futures if f.status == "finished"]
-        values: dict[str, Any] = {}
+    def _hold(self, future: Any, held: dict[int, _Group]) -> bool:
+        """Keep ``future`` of a map for a later fetch (with more); False: deliver it now."""
+        with self._lock:
+            entry = self._pending.get(future.key)
+        group = entry.group if entry is not None else None
+        if group is None:
+            return False
+        group.left -= 1
+        if future.status != "finished":  # lost, cancelled: the map fails now
+            return False
+        group.hold(future)
+        held[id(group)] = group
+        return True
+
+    def _deliver_batch(self, futures: list[Any], values: dict[str, Any] | None = None) -> None:
+        """Deliver the outcomes of ended ``futures`` (``values``: those fetched already)."""
+        values = dict(values or {})
+        finished = [f for f in futures if f.key not in values and f.status == "finished"]
         if finished:
             try:
                 gathered = self.client.gather(finished)
-                values = dict(zip([f.key for f in finished], gathered, strict=True))
+                values.update(zip([f.key for f in finished], gathered, strict=True))
             except Exception:  # one of them was lost meanwhile: one by one
-                values = {}
+                pass
         for future in futures:
             with self._lock:
                 entry = self._pending.pop(future.key, None)
             if entry is None:  # terminated: its job has failed already
                 continue
-            job, index, _, timeout = entry
-            ok, value = self._outcome(future, values, timeout)
-            job._set(index, ok, value)
-            del job, value
+            ok, value = self._outcome(future, values, entry.timeout)
+            entry.job._set(entry.index, ok, value)
+            del entry, value
         with self._idle:
             self._idle.notify_all()
         self._stop_when_idle()
@@ -194,9 +364,9 @@ class Engine:
             self.state = TERMINATED
             pending, self._pending = self._pending, {}
         error = BrokenPoolError("the pool was terminated before this task ended")
-        futures = [future for _, _, future, _ in pending.values() if future is not None]
-        for job, index, _, _ in pending.values():
-            job._set(index, False, error)
+        futures = [entry.future for entry in pending.values() if entry.future is not None]
+        for entry in pending.values():
+            entry.job._set(entry.index, False, error)
         if futures:
             try:
                 self.client.cancel(futures)
@@ -227,9 +397,40 @@ def _name(func: Any) -> str:
     return getattr(func, "__qualname__", None) or type(func).__name__
 
 
-def _unpicklable(error: Exception, what: str) -> BaseException:
+def _task(kind: int, func: Any) -> str:
+    name = _name(func)
+    return f"the task {name}(...)" if kind == task.APPLY else f"a task of the map of {name}"
+
+
+def _culprit(kind: int, first: int, body: Any) -> str:
+    """Which part of a task's ``body`` cloudpickle refuses: 'its args[1] (<repr>)'."""
+    import cloudpickle
+
+    if kind == task.APPLY:
+        args, kwds = body
+        parts = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
+        parts += [(f"kwds[{key!r}]", value) for key, value in kwds.items()]
+    else:
+        parts = [(f"input item {first + i}", item) for i, item in enumerate(body)]
+    for label, value in parts:
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return f"its {label} ({_repr(value)})"
+    return "its arguments"
+
+
+def _repr(value: object, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unpicklable(error: Exception, what: str, culprit: str) -> BaseException:
     return outcomes.pickling_error(
-        f"cannot send {what} to the cluster: it cannot be pickled "
+        f"cannot send {what} to the cluster: {culprit} cannot be pickled "
         f"({type(error).__name__}: {error})",
         error,
     )

@@ -37,20 +37,30 @@ class TaskExpired(BaseException):
 
 
 def run(
-    pool_key: str, init: bytes | None, func: bytes, body: bytes, kind: int, timeout: float | None
+    body: bytes,
+    task_pool: str,
+    task_init: bytes | None,
+    task_func: bytes,
+    task_kind: int,
+    task_timeout: float | None,
 ) -> tuple[int, Any]:
-    """Run one task of pool ``pool_key``; its outcome ``(code, data)``."""
-    failed = _initialize(pool_key, init)
+    """Run one task of pool ``task_pool`` on ``body``; its outcome ``(code, data)``.
+
+    ``body`` varies from task to task (``client.map`` maps over it); the
+    others are the same for every task of a submission, passed by keyword
+    names that ``client.map`` does not take for its own.
+    """
+    failed = _initialize(task_pool, task_init)
     if failed is not None:
         return BROKEN, failed
     try:
-        function = pickle.loads(func)
+        function = pickle.loads(task_func)
         payload = pickle.loads(body)
     except BaseException as e:
         return BAD_TASK, _described(e, "the worker cannot unpickle the task")
-    if timeout is None:
-        return _execute(kind, function, payload, pool_key)
-    return _execute_within(timeout, kind, function, payload, pool_key)
+    if task_timeout is None:
+        return _execute(task_kind, function, payload, task_pool)
+    return _execute_within(task_timeout, task_kind, function, payload, task_pool)
 
 
 def _initialize(pool_key: str, init: bytes | None) -> tuple[bytes | None, str, str] | None:

@@ -302,6 +302,114 @@ def test_map_of_many_trivial_tasks_is_as_fast_as_client_map(
     assert ours <= dask_time, (ours, dask_time)
 
 
+# -- submitting in one batch -----------------------------------------------------------
+
+
+class CountingClient:
+    """The engine's client, counting the calls that send tasks to the scheduler."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.sent: list[tuple[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name not in ("map", "submit"):
+            return found
+
+        def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent.append((name, len(args[0]) if name == "map" else 1))
+            return found(func, *args, **kwargs)
+
+        return counted
+
+
+def counting(pool: Any) -> CountingClient:
+    spy = CountingClient(pool._engine.client)
+    pool._engine.client = spy
+    return spy
+
+
+def uneven(x: int) -> int:
+    time.sleep(0.002 * (x % 7))
+    return x * x
+
+
+def test_a_map_is_sent_in_one_message_and_delivered_in_order(ctx: procframe.Context) -> None:
+    with ctx.Pool(2) as pool:
+        spy = counting(pool)
+        assert pool.map(square, range(500), chunksize=1) == [x * x for x in range(500)]
+        assert spy.sent == [("map", 500)]
+        assert pool.starmap(pow, [(x, 2) for x in range(50)], 3) == [x * x for x in range(50)]
+        assert spy.sent[1:] == [("map", 17)]
+        assert pool.map(uneven, range(60), 1) == [x * x for x in range(60)]  # ends out of order
+        spy.sent.clear()
+        assert pool.apply(square, (7,)) == 49
+        assert spy.sent == [("submit", 1)]
+
+
+def test_callbacks_of_a_batched_map_run_once_with_everything(ctx: procframe.Context) -> None:
+    got: list[Any] = []
+    errors: list[BaseException] = []
+    with ctx.Pool(2) as pool:
+        done = pool.map_async(uneven, range(100), 1, callback=got.append)
+        assert done.get(timeout=PATIENCE) == [x * x for x in range(100)]
+        failed = pool.map_async(
+            fail, ["a", "b"], 1, callback=got.append, error_callback=errors.append
+        )
+        with pytest.raises(ValueError):
+            failed.get(timeout=PATIENCE)
+        applied = pool.apply_async(square, (3,), callback=got.append)
+        assert applied.get(timeout=PATIENCE) == 9
+    assert got == [[x * x for x in range(100)], 9]
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+
+
+def test_an_item_that_cannot_be_pickled_fails_only_its_own_task(ctx: procframe.Context) -> None:
+    with ctx.Pool(2) as pool:
+        spy = counting(pool)
+        bad = threading.Lock()
+        with pytest.raises(procframe.ProcessPicklingError, match=r"input item 3 "):
+            pool.map(square, [0, 1, 2, bad, 4], 1)
+        assert spy.sent == [("map", 4)]  # the others were sent, together
+        streamed = pool.imap(square, [1, bad, 3])
+        assert next(streamed) == 1
+        with pytest.raises(procframe.ProcessPicklingError, match=r"input item 1 "):
+            next(streamed)
+        assert next(streamed) == 9
+        results = [pool.apply_async(square, (x,)) for x in (2, bad, 4)]
+        assert results[0].get(timeout=PATIENCE) == 4
+        with pytest.raises(procframe.ProcessPicklingError, match=r"args\[0\]"):
+            results[1].get(timeout=PATIENCE)
+        assert results[2].get(timeout=PATIENCE) == 16
+        assert pool.map(square, range(3)) == [0, 1, 4]
+
+
+def test_a_failure_ends_a_map_before_its_slow_tasks(ctx: procframe.Context) -> None:
+    with ctx.Pool(2) as pool:
+        began = time.monotonic()
+        doomed = pool.map_async(time.sleep, [-1] + [5] * 4, 1)  # sleep(-1) raises ValueError
+        with pytest.raises(ValueError):
+            doomed.get(timeout=PATIENCE)
+        assert time.monotonic() - began < 4.5  # not after the 10 s the others take
+        pool.terminate()
+
+
+def test_terminate_ends_a_blocking_apply(ctx: procframe.Context) -> None:
+    pool = ctx.Pool(2)
+    timer = threading.Timer(0.5, pool.terminate)
+    timer.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(procframe.pool.BrokenPoolError):
+            pool.apply(spin, (30,))
+        assert time.monotonic() - began < PATIENCE / 2
+    finally:
+        timer.cancel()
+        pool.terminate()
+        pool.join()
+
+
 # -- concurrent.futures --------------------------------------------------------------
 
 
