@@ -442,7 +442,8 @@ def test_format_table_aligns_ratios_and_marks_misses() -> None:
 def test_report_ends_with_the_legend_and_json_has_the_same_numbers() -> None:
     tables = [TableResult(START_JOIN, 3, (result_of(START_JOIN.rows[0], [0.002], [0.001]),))]
     assert format_report(tables).endswith(
-        "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
+        "ratio = procframe / the peer its table names (multiprocessing unless it says otherwise); "
+        "MISS: the ratio is on the wrong side of its target; "
         "a second target bounds procframe's own value; target -: a reference row"
     )
     data = json.loads(json.dumps(report_json(tables)))
