@@ -47,8 +47,20 @@ def _pickled(process: Any) -> bytes:
         ) from exc
 
 
+def _working_directory() -> str | None:
+    """This process's working directory, for the child to start in where it exists."""
+    try:
+        return os.getcwd()
+    except OSError:  # removed under us: the child starts in its worker's own
+        return None
+
+
 class DaskLauncher(Launcher):
-    """One Process running as an OS process on a Dask worker."""
+    """One Process running as an OS process on a Dask worker.
+
+    The child starts in this process's working directory when that directory exists on
+    its worker's machine (as a local child inherits it), else in the worker's own.
+    """
 
     def __init__(self, process: Any) -> None:
         client = cluster.client()
@@ -72,6 +84,7 @@ class DaskLauncher(Launcher):
             _remote.run_process,
             payload,
             self._key,
+            _working_directory(),
             pure=False,
             key=self._key,
             workers=None if worker is None else [worker],
