@@ -76,3 +76,69 @@ def test_a_child_whose_parents_directory_is_not_on_its_worker_starts_in_the_work
     assert seen != missing and os.path.isdir(seen)
     assert os.path.exists(os.path.join(seen, "relative.json"))
     os.remove(os.path.join(seen, "relative.json"))
+
+
+# -- 3. a Connection crosses through a queue or a pipe, to a running child -------------------
+
+
+def answer_through_a_received_connection(carrier: Any) -> None:
+    conn = carrier.get(timeout=PATIENCE)
+    message = conn.recv()
+    conn.send(["pong", message])
+    conn.close()  # the last copy of that end: the parent sees EOF
+
+
+def test_a_connection_sent_to_a_running_child_works_after_its_sender_closed_it(
+    dask_ctx: procframe.Context,
+) -> None:
+    carrier = dask_ctx.Queue()
+    p = dask_ctx.Process(target=answer_through_a_received_connection, args=(carrier,))
+    p.start()
+    try:
+        sent, ours = dask_ctx.Pipe()
+        carrier.put(sent)
+        sent.close()  # the child's copy lives on
+        ours.send("ping")
+        assert ours.poll(PATIENCE) and ours.recv() == ["pong", "ping"]
+        assert ours.poll(PATIENCE)
+        with pytest.raises(EOFError):
+            ours.recv()
+        ours.close()
+        p.join(PATIENCE)
+    finally:
+        exchange.reap(p)
+    assert p.exitcode == 0
+
+
+def test_messages_read_ahead_travel_with_the_connection(dask_ctx: procframe.Context) -> None:
+    from procframe.connection import wait
+
+    a, b = dask_ctx.Pipe()
+    b.send("first")
+    assert wait([a], 10) == [a]  # read ahead into this process
+    reader, writer = dask_ctx.Pipe(duplex=False)
+    writer.send(a)
+    a.close()
+    assert reader.poll(10)
+    arrived = reader.recv()
+    assert arrived.poll(10) and arrived.recv() == "first"
+    for end in (arrived, b, reader, writer):
+        end.close()
+
+
+# -- 4. wait() sees at once what the peer sent -----------------------------------------------
+
+
+def test_wait_with_no_timeout_sees_a_message_sent_while_the_read_ahead_waited(
+    dask_ctx: procframe.Context,
+) -> None:
+    from procframe.connection import wait
+
+    a, b = dask_ctx.Pipe()
+    with a, b:
+        assert wait([a], 0.3) == []  # the read-ahead is waiting on the cluster now
+        for i in range(5):
+            b.send(i)
+            assert wait([a], 0) == [a]
+            assert a.recv() == i
+        assert wait([a], 0) == []
