@@ -26,8 +26,8 @@ import pickle
 import threading
 from typing import Any
 
-from procframe_dask import _sliced
-from procframe_dask._objects import NOW, dask_queue, dumps, new_name
+from procframe_dask import _sliced, _wire
+from procframe_dask._objects import NOW, dask_queue, new_name
 
 EOF_MARK = b""
 """What follows the last message of a direction (a message is never empty: it is tagged)."""
@@ -49,7 +49,10 @@ class DaskConnection:
         _count: bool = True,
         _pending: tuple[bytes, ...] = (),
         _eof: bool = False,
+        serializer: str | None = None,
     ) -> None:
+        """``serializer``: what pickles what ``send`` sends (see :mod:`procframe_dask._wire`)."""
+        self._serializer = serializer or _wire.default()
         self._inbox_name = inbox
         self._outbox_name = outbox
         self._inbox = dask_queue(inbox) if inbox else None
@@ -70,7 +73,13 @@ class DaskConnection:
             raise OSError("handle is closed")
         if self._writers is not None:
             self._writers.put(1)  # the copy: counted before this end may close
-        return _attach, (self._inbox_name, self._outbox_name, tuple(self._pending), self._eof)
+        return _attach, (
+            self._inbox_name,
+            self._outbox_name,
+            tuple(self._pending),
+            self._eof,
+            self._serializer,
+        )
 
     # -- state ----------------------------------------------------------------
 
@@ -109,7 +118,7 @@ class DaskConnection:
         self._outbox.put(b"m" + bytes(view[offset : offset + size]))
 
     def send(self, obj: Any) -> None:
-        self.send_bytes(dumps(obj))
+        self.send_bytes(_wire.dumps(obj, self._serializer))
 
     # -- receiving ---------------------------------------------------------------
 
@@ -288,15 +297,23 @@ class DaskConnection:
 
 
 def _attach(
-    inbox: str | None, outbox: str | None, pending: tuple[bytes, ...] = (), eof: bool = False
+    inbox: str | None,
+    outbox: str | None,
+    pending: tuple[bytes, ...] = (),
+    eof: bool = False,
+    serializer: str | None = None,
 ) -> DaskConnection:
-    return DaskConnection(inbox, outbox, _count=False, _pending=pending, _eof=eof)
+    return DaskConnection(
+        inbox, outbox, _count=False, _pending=pending, _eof=eof, serializer=serializer
+    )
 
 
-def make_pipe(duplex: bool) -> tuple[DaskConnection, DaskConnection]:
-    """Two connected ends; with ``duplex=False`` the first receives and the second sends."""
+def make_pipe(duplex: bool, serializer: str | None = None) -> tuple[DaskConnection, DaskConnection]:
+    """Two connected ends; with ``duplex=False`` the first receives and the second sends.
+    ``serializer``: what pickles what they send (see :mod:`procframe_dask._wire`)."""
     name = new_name("pipe")
+    s = serializer
     if duplex:
         a, b = f"{name}-ab", f"{name}-ba"
-        return DaskConnection(b, a), DaskConnection(a, b)
-    return DaskConnection(name, None), DaskConnection(None, name)
+        return DaskConnection(b, a, serializer=s), DaskConnection(a, b, serializer=s)
+    return DaskConnection(name, None, serializer=s), DaskConnection(None, name, serializer=s)

@@ -142,3 +142,57 @@ def test_wait_with_no_timeout_sees_a_message_sent_while_the_read_ahead_waited(
             assert wait([a], 0) == [a]
             assert a.recv() == i
         assert wait([a], 0) == []
+
+
+# -- 5. what crosses is pickled as procframe pickles a message -------------------------------
+
+
+class Refused:
+    def __reduce__(self) -> Any:
+        raise TypeError("refused by design")
+
+    def __repr__(self) -> str:
+        return "<Refused>"
+
+
+def test_a_memoryview_and_a_lambda_cross_queues_and_pipes(dask_ctx: procframe.Context) -> None:
+    q = dask_ctx.Queue()
+    a, b = dask_ctx.Pipe()
+    try:
+        for put, get in ((q.put, lambda: q.get(timeout=PATIENCE)), (a.send, b.recv)):
+            put(memoryview(b"abc"))
+            got = get()
+            assert isinstance(got, memoryview) and bytes(got) == b"abc"
+            put(lambda x: x + 1)
+            assert get()(1) == 2
+    finally:
+        q.close()
+        a.close()
+        b.close()
+
+
+def test_what_a_queue_or_pipe_refuses_fails_in_the_caller_with_procframes_note(
+    dask_ctx: procframe.Context,
+) -> None:
+    q = dask_ctx.Queue()
+    a, b = dask_ctx.Pipe()
+    try:
+        for put in (q.put, a.send):
+            with pytest.raises(TypeError, match="refused by design") as info:
+                put(Refused())
+            assert any("cannot carry <Refused>" in n for n in info.value.__notes__)
+        q.put("still usable")
+        assert q.get(timeout=PATIENCE) == "still usable"
+    finally:
+        q.close()
+        a.close()
+        b.close()
+
+
+def test_a_process_whose_argument_is_refused_names_it_and_keeps_the_note(
+    dask_ctx: procframe.Context,
+) -> None:
+    p = dask_ctx.Process(target=len, args=(Refused(),))
+    with pytest.raises(procframe.ProcessPicklingError, match=r"args\[0\] \(<Refused>\)") as info:
+        p.start()
+    assert any("serializer cannot carry <Refused>" in n for n in info.value.__notes__)
