@@ -46,8 +46,9 @@ def _pickled(process: Any) -> bytes:
             "target and arguments by pickle: pass the dask backend's objects (its Queue, "
             f"Lock, ...) and data the {SERIALIZER!r} serializer carries"
         )
-        for note in getattr(refusal, "__notes__", ()):
-            error.add_note(note)
+        notes = getattr(refusal, "__notes__", None)
+        if notes:  # procframe's note names the object and the serializers that carry it
+            error.__notes__ = list(notes)  # type: ignore[attr-defined]  # (3.11+)
         raise error from refusal
 
 
