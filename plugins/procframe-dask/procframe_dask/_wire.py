@@ -14,6 +14,8 @@ as they cross Dask.
 from __future__ import annotations
 
 import pickle
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from procframe import serializers
@@ -48,14 +50,49 @@ def dumps(obj: object, serializer: str | None = None) -> bytes:
     carries their functions and classes by value: a process of this backend does not
     run its parent's main module again (a spawn child does, so procframe's pickle-first
     step names what is defined there), and the workers cannot import those modules.
+    What objects inside ask for with :func:`once_pickled` runs once the bytes are made.
     """
-    serializer = serializer or default()
-    data = serializers.dumps(obj, serializer)
-    if serializer == DASK_SERIALIZER and _names_a_module_by_value(data):
-        import cloudpickle
-
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+    data, actions = _pickled(obj, serializer)
+    for action in actions:
+        action()
     return data
+
+
+def probe(obj: object, serializer: str | None = None) -> None:
+    """Raise what :func:`dumps` would raise for ``obj``; nothing it asks for is done."""
+    _pickled(obj, serializer)
+
+
+def once_pickled(key: object, action: Callable[[], None]) -> None:
+    """Run ``action`` once the message being pickled in this thread is made, once per
+    ``key`` however many times the serializer pickles it (at once outside a message).
+
+    For what an object must do on the cluster when a copy of it is made (a Pipe end
+    counts its copies): a pickle that fails, or is made again, does nothing twice."""
+    pending = getattr(_message, "pending", None)
+    if pending is None:
+        action()
+    else:
+        pending.setdefault(key, action)
+
+
+_message = threading.local()
+
+
+def _pickled(obj: object, serializer: str | None) -> tuple[bytes, list[Callable[[], None]]]:
+    serializer = serializer or default()
+    outer = getattr(_message, "pending", None)
+    pending: dict[object, Callable[[], None]] = {}
+    _message.pending = pending
+    try:
+        data = serializers.dumps(obj, serializer)
+        if serializer == DASK_SERIALIZER and _names_a_module_by_value(data):
+            import cloudpickle
+
+            data = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        _message.pending = outer
+    return data, list(pending.values())
 
 
 def _names_a_module_by_value(data: bytes) -> bool:

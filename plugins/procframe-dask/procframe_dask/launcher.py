@@ -36,7 +36,7 @@ def _pickled(process: Any) -> bytes:
         for label, value in parts:
             try:
                 with spawning_payload():
-                    _wire.dumps(value, SERIALIZER)
+                    _wire.probe(value, SERIALIZER)
             except Exception as part_exc:  # the serializer's note names this part
                 culprit, refusal = f"its {label} ({value!r:.80})", part_exc
                 break

@@ -14,8 +14,9 @@ A connection pickles by name, at any time (through a Pipe or a Queue too, as a
 ``multiprocessing`` Connection): the copy that arrives reads and writes the same
 queues, and counts as a writing end from the moment it was pickled, so the sender
 may close its own end at once.  Messages this end had read ahead travel with it.
-A pickle that is made and then dropped (never unpickled) leaves its count behind:
-its reader then waits rather than seeing EOF.
+A message pickled twice (the serializer's retries) counts it once; one that is made
+and then dropped (never unpickled) leaves its count behind: its reader then waits
+rather than seeing EOF.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class DaskConnection:
     def __reduce__(self) -> tuple[Any, ...]:
         if self._closed:
             raise OSError("handle is closed")
-        if self._writers is not None:
-            self._writers.put(1)  # the copy: counted before this end may close
+        writers = self._writers
+        if writers is not None:  # the copy: counted before this end may close
+            _wire.once_pickled(self, lambda: writers.put(1))
         return _attach, (
             self._inbox_name,
             self._outbox_name,

@@ -196,3 +196,29 @@ def test_a_process_whose_argument_is_refused_names_it_and_keeps_the_note(
     with pytest.raises(procframe.ProcessPicklingError, match=r"args\[0\] \(<Refused>\)") as info:
         p.start()
     assert any("serializer cannot carry <Refused>" in n for n in info.value.__notes__)
+
+
+def _local_function() -> str:
+    return "carried by value"
+
+
+def test_a_connection_pickled_twice_for_one_message_is_counted_once(
+    dask_ctx: procframe.Context,
+) -> None:
+    # This module is registered by value: the message is pickled again by cloudpickle.
+    sent, other = dask_ctx.Pipe()
+    q = dask_ctx.Queue()
+    try:
+        q.put((sent, _local_function))
+        sent.close()
+        received, function = q.get(timeout=PATIENCE)
+        assert function() == "carried by value"
+        received.send("hello")
+        assert other.poll(PATIENCE) and other.recv() == "hello"
+        received.close()  # the last copy: the peer sees the end
+        assert other.poll(PATIENCE)
+        with pytest.raises(EOFError):
+            other.recv()
+    finally:
+        other.close()
+        q.close()
