@@ -9,13 +9,13 @@ import sys
 def main() -> None:
     data = sys.stdin.buffer.read()
     os.close(0)
-    import cloudpickle
+    import pickle
 
     import procframe
     from procframe.backends import inherit_logging
 
     procframe.set_backend("dask")  # its own children run on the cluster too
-    process, logging = cloudpickle.loads(data)
+    process, logging = pickle.loads(data)  # what cloudpickle carried, it loads
     if logging is not None:
         inherit_logging(logging)
     code = process._bootstrap()

@@ -1,10 +1,11 @@
 """What runs on a Dask worker for one procframe Process: a real OS process, watched.
 
 :func:`run_process` is the task.  It starts ``python -m procframe_dask._child`` on
-the worker's machine, feeds it the pickled Process, forwards its stdout and
-stderr to the parent through a ``distributed.Queue``, delivers the signals the
-parent asks for (an ``Event`` says one is waiting, a ``Variable`` holds its
-number), and returns the exit code (``-signum`` for a process killed by one).
+the worker's machine (in its parent's working directory where that exists there, as a
+local child inherits it; else in the worker's), feeds it the pickled Process,
+forwards its stdout and stderr to the parent through a ``distributed.Queue``,
+delivers the signals the parent asks for (an ``Event`` says one is waiting, a
+``Variable`` holds its number), and returns the exit code (``-signum`` for a process killed by one).
 
 A process whose parent went away ends: when the parent's client leaves the cluster
 (the parent exited, was killed, or lost its scheduler) the scheduler releases the
@@ -63,8 +64,12 @@ def _end_orphan(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_process(payload: bytes, key: str) -> int:
-    """Run the Process pickled in ``payload`` as an OS process here; its exit code."""
+def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
+    """Run the Process pickled in ``payload`` as an OS process here; its exit code.
+
+    It starts in ``cwd`` (its parent's working directory) if that is a directory on this
+    machine, else in the worker's working directory.
+    """
     from distributed import Event, Queue, Variable
 
     named = names(key)
@@ -82,6 +87,7 @@ def run_process(payload: bytes, key: str) -> int:
     env[_liveness.KEY_ENV] = key  # what it waits on names it (see _liveness)
     proc = subprocess.Popen(
         [sys.executable, "-m", "procframe_dask._child"],
+        cwd=cwd if cwd and os.path.isdir(cwd) else None,
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

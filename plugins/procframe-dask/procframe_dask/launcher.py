@@ -10,7 +10,8 @@ from typing import Any
 
 from procframe import ProcessPicklingError
 from procframe.backends import Launcher, logging_settings, spawning_payload
-from procframe_dask import _remote, cluster
+from procframe_dask import _remote, _wire, cluster
+from procframe_dask._wire import DASK_SERIALIZER as SERIALIZER
 from procframe_dask.placement import pinned_worker
 
 PID_TIMEOUT = 60.0
@@ -20,35 +21,51 @@ OUTPUT_POLL = 1.0
 
 
 def _pickled(process: Any) -> bytes:
-    """``process`` pickled by cloudpickle (Dask's serializer), authkey included; a
-    ``ProcessPicklingError`` naming the part that cannot cross otherwise."""
-    import cloudpickle
-
+    """``process`` pickled as procframe pickles a message under :data:`SERIALIZER` (authkey
+    included): the standard pickle, cloudpickle only for what pickle cannot carry.  A
+    ``ProcessPicklingError`` naming the part that cannot cross otherwise, with the
+    serializer's own error (and procframe's note on it) as its cause."""
     try:
         with spawning_payload():
-            return cloudpickle.dumps((process, logging_settings()))  # type: ignore[no-any-return]
+            return _wire.dumps((process, logging_settings()), SERIALIZER)
     except Exception as exc:
         parts = [("target", getattr(process, "_target", None))]
         parts += [(f"args[{i}]", arg) for i, arg in enumerate(getattr(process, "_args", ()))]
         parts += [(f"kwargs[{k!r}]", v) for k, v in getattr(process, "_kwargs", {}).items()]
-        culprit = "the process object"
+        culprit, refusal = "the process object", exc
         for label, value in parts:
             try:
                 with spawning_payload():
-                    cloudpickle.dumps(value)
-            except Exception:
-                culprit = f"its {label} ({value!r:.80})"
+                    _wire.probe(value, SERIALIZER)
+            except Exception as part_exc:  # the serializer's note names this part
+                culprit, refusal = f"its {label} ({value!r:.80})", part_exc
                 break
-        raise ProcessPicklingError(
+        error = ProcessPicklingError(
             f"process {process.name!r} cannot start on the dask backend: {culprit} cannot be "
-            f"pickled by cloudpickle ({type(exc).__name__}: {exc}); a process on a cluster "
-            "gets its target and arguments by pickle: pass the dask backend's objects "
-            "(its Queue, Lock, ...) and data cloudpickle carries"
-        ) from exc
+            f"pickled ({type(refusal).__name__}: {refusal}); a process on a cluster gets its "
+            "target and arguments by pickle: pass the dask backend's objects (its Queue, "
+            f"Lock, ...) and data the {SERIALIZER!r} serializer carries"
+        )
+        notes = getattr(refusal, "__notes__", None)
+        if notes:  # procframe's note names the object and the serializers that carry it
+            error.__notes__ = list(notes)  # type: ignore[attr-defined]  # (3.11+)
+        raise error from refusal
+
+
+def _working_directory() -> str | None:
+    """This process's working directory, for the child to start in where it exists."""
+    try:
+        return os.getcwd()
+    except OSError:  # removed under us: the child starts in its worker's own
+        return None
 
 
 class DaskLauncher(Launcher):
-    """One Process running as an OS process on a Dask worker."""
+    """One Process running as an OS process on a Dask worker.
+
+    The child starts in this process's working directory when that directory exists on
+    its worker's machine (as a local child inherits it), else in the worker's own.
+    """
 
     def __init__(self, process: Any) -> None:
         client = cluster.client()
@@ -72,6 +89,7 @@ class DaskLauncher(Launcher):
             _remote.run_process,
             payload,
             self._key,
+            _working_directory(),
             pure=False,
             key=self._key,
             workers=None if worker is None else [worker],

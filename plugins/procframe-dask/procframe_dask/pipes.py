@@ -6,7 +6,17 @@ here, one more each time it is pickled for a child); when the last copy is close
 an end-of-file mark follows its messages.  A copy in a process that dies without
 closing it is never counted down, so its reader waits rather than seeing EOF.
 ``fileno()`` starts a thread that reads ahead into this process and keeps a local
-pipe readable while messages wait, so ``connection.wait`` and ``select`` work.
+pipe readable while messages wait, so ``connection.wait`` and ``select`` work; each
+call also looks at the cluster once (:meth:`DaskConnection.fileno`), so a message sent
+before it is seen at once.  ``send``/``recv`` never pay for that.
+
+A connection pickles by name, at any time (through a Pipe or a Queue too, as a
+``multiprocessing`` Connection): the copy that arrives reads and writes the same
+queues, and counts as a writing end from the moment it was pickled, so the sender
+may close its own end at once.  Messages this end had read ahead travel with it.
+A message pickled twice (the serializer's retries) counts it once; one that is made
+and then dropped (never unpickled) leaves its count behind: its reader then waits
+rather than seeing EOF.
 """
 
 from __future__ import annotations
@@ -17,19 +27,33 @@ import pickle
 import threading
 from typing import Any
 
-from procframe_dask import _sliced
-from procframe_dask._objects import NOW, dask_queue, dumps, new_name, refuse_unless_spawning
+from procframe_dask import _sliced, _wire
+from procframe_dask._objects import NOW, dask_queue, new_name
 
 EOF_MARK = b""
 """What follows the last message of a direction (a message is never empty: it is tagged)."""
 READ_AHEAD_POLL = 0.2
 """Seconds the read-ahead thread waits on the cluster before looking whether it should stop."""
+IN_FLIGHT_WAIT = 0.05
+"""Seconds ``fileno()`` waits for the read-ahead's pending get, which takes a message sent
+meanwhile before any new look could (the scheduler serves gets in order)."""
 
 
 class DaskConnection:
     """One end of a Pipe: ``multiprocessing.connection.Connection``'s API."""
 
-    def __init__(self, inbox: str | None, outbox: str | None, *, _count: bool = True) -> None:
+    def __init__(
+        self,
+        inbox: str | None,
+        outbox: str | None,
+        *,
+        _count: bool = True,
+        _pending: tuple[bytes, ...] = (),
+        _eof: bool = False,
+        serializer: str | None = None,
+    ) -> None:
+        """``serializer``: what pickles what ``send`` sends (see :mod:`procframe_dask._wire`)."""
+        self._serializer = serializer or _wire.default()
         self._inbox_name = inbox
         self._outbox_name = outbox
         self._inbox = dask_queue(inbox) if inbox else None
@@ -37,20 +61,27 @@ class DaskConnection:
         self._writers = dask_queue(f"{outbox}-writers") if outbox else None
         if self._writers is not None and _count:
             self._writers.put(1)
-        self._pending: collections.deque[bytes] = collections.deque()
-        self._eof = False
+        self._pending: collections.deque[bytes] = collections.deque(_pending)
+        self._eof = _eof
+        self._in_flight = False  # the read-ahead thread waits in a get
         self._closed = False
         self._reader: threading.Thread | None = None
         self._ready_r = self._ready_w = -1
         self._guard = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        refuse_unless_spawning(self)
         if self._closed:
             raise OSError("handle is closed")
-        if self._writers is not None:
-            self._writers.put(1)  # the child's copy: counted before the parent may close
-        return _attach, (self._inbox_name, self._outbox_name)
+        writers = self._writers
+        if writers is not None:  # the copy: counted before this end may close
+            _wire.once_pickled(self, lambda: writers.put(1))
+        return _attach, (
+            self._inbox_name,
+            self._outbox_name,
+            tuple(self._pending),
+            self._eof,
+            self._serializer,
+        )
 
     # -- state ----------------------------------------------------------------
 
@@ -89,7 +120,7 @@ class DaskConnection:
         self._outbox.put(b"m" + bytes(view[offset : offset + size]))
 
     def send(self, obj: Any) -> None:
-        self.send_bytes(dumps(obj))
+        self.send_bytes(_wire.dumps(obj, self._serializer))
 
     # -- receiving ---------------------------------------------------------------
 
@@ -98,7 +129,9 @@ class DaskConnection:
         if self._pending or self._eof:
             return True
         if self._reader is not None:
-            self._reader_has(timeout)
+            self._look()
+            if not (self._pending or self._eof):
+                self._reader_has(timeout)
             return bool(self._pending) or self._eof
         assert self._inbox is not None
         try:
@@ -161,32 +194,63 @@ class DaskConnection:
     # -- fileno: a read-ahead thread and a local pipe ------------------------------
 
     def fileno(self) -> int:
-        """A descriptor readable while a message (or EOF) waits here."""
+        """A descriptor readable while a message (or EOF) waits here.
+
+        Looks at the cluster once before it returns (``connection.wait`` calls it first):
+        a message sent before the call makes it readable at once.
+        """
         self._check(reading=False) if self._inbox is None else self._check(reading=True)
         with self._guard:
             if self._reader is None:
                 self._ready_r, self._ready_w = os.pipe()
                 os.set_blocking(self._ready_r, False)
                 self._cond = threading.Condition()
+                self._look()
+                self._settle()  # what a poll() fetched before counts too
                 self._reader = threading.Thread(
                     target=self._read_ahead, name=f"{self._inbox_name}-read-ahead", daemon=True
                 )
                 self._reader.start()
-                self._settle()
+                return self._ready_r
+        self._look()
         return self._ready_r
+
+    def _look(self) -> None:
+        """One look for a message on the cluster, without waiting for one to be sent."""
+        with self._cond:
+            if self._pending or self._eof or self._closed or self._inbox is None:
+                return
+            if self._in_flight:  # its get is first in line: what was sent goes to it
+                self._cond.wait_for(lambda: not self._in_flight, IN_FLIGHT_WAIT)
+                return
+            try:
+                data = self._inbox.get(timeout=NOW)
+            except TimeoutError:
+                return
+            except Exception:  # the cluster is gone: a recv will say so
+                return
+            self._take(data)
+            self._settle()
 
     def _read_ahead(self) -> None:
         assert self._inbox is not None
         while not self._closed and not self._eof:
+            with self._cond:
+                self._in_flight = True
             try:
                 data = self._inbox.get(timeout=READ_AHEAD_POLL)
             except TimeoutError:
-                continue
+                data = None
             except Exception:  # the cluster went away: nothing more will come
+                with self._cond:
+                    self._in_flight = False
+                    self._cond.notify_all()
                 break
             with self._cond:
-                self._take(data)
-                self._settle()
+                self._in_flight = False
+                if data is not None:
+                    self._take(data)
+                    self._settle()
                 self._cond.notify_all()
 
     def _reader_has(self, timeout: float | None) -> None:
@@ -234,14 +298,24 @@ class DaskConnection:
         return f"<DaskConnection in={self._inbox_name} out={self._outbox_name}>"
 
 
-def _attach(inbox: str | None, outbox: str | None) -> DaskConnection:
-    return DaskConnection(inbox, outbox, _count=False)
+def _attach(
+    inbox: str | None,
+    outbox: str | None,
+    pending: tuple[bytes, ...] = (),
+    eof: bool = False,
+    serializer: str | None = None,
+) -> DaskConnection:
+    return DaskConnection(
+        inbox, outbox, _count=False, _pending=pending, _eof=eof, serializer=serializer
+    )
 
 
-def make_pipe(duplex: bool) -> tuple[DaskConnection, DaskConnection]:
-    """Two connected ends; with ``duplex=False`` the first receives and the second sends."""
+def make_pipe(duplex: bool, serializer: str | None = None) -> tuple[DaskConnection, DaskConnection]:
+    """Two connected ends; with ``duplex=False`` the first receives and the second sends.
+    ``serializer``: what pickles what they send (see :mod:`procframe_dask._wire`)."""
     name = new_name("pipe")
+    s = serializer
     if duplex:
         a, b = f"{name}-ab", f"{name}-ba"
-        return DaskConnection(b, a), DaskConnection(a, b)
-    return DaskConnection(name, None), DaskConnection(None, name)
+        return DaskConnection(b, a, serializer=s), DaskConnection(a, b, serializer=s)
+    return DaskConnection(name, None, serializer=s), DaskConnection(None, name, serializer=s)

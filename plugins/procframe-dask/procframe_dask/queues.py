@@ -1,10 +1,11 @@
 """Queue, SimpleQueue and JoinableQueue on the cluster: a ``distributed.Queue`` each.
 
-Items cross as cloudpickle bytes made in the caller (so an unpicklable item fails in
-``put``, and lambdas travel); the scheduler keeps them, bounded by ``maxsize``, and
-``put``/``get`` wait there (``get`` in slices, so that a process killed while it waits
-leaves no get behind to swallow the next item: :mod:`procframe_dask._sliced`), so
-``queue.Full``/``queue.Empty`` come after the timeout wherever the processes run.
+Items cross as bytes made in the caller as procframe pickles a message
+(:mod:`procframe_dask._wire`: an item refused fails in ``put``, and lambdas travel);
+the scheduler keeps them, bounded by ``maxsize``, and ``put``/``get`` wait there
+(``get`` in slices, so that a process killed while it waits leaves no get behind to
+swallow the next item: :mod:`procframe_dask._sliced`), so ``queue.Full``/``queue.Empty``
+come after the timeout wherever the processes run.
 There is no feeder thread: ``put`` has returned once the item is on the cluster,
 which makes ``close``/``join_thread`` bookkeeping only.
 """
@@ -14,10 +15,9 @@ from __future__ import annotations
 import queue
 from typing import Any
 
-from procframe_dask import _sliced
+from procframe_dask import _sliced, _wire
 from procframe_dask._objects import (
     dask_queue,
-    dumps,
     loads,
     new_name,
     refuse_unless_spawning,
@@ -31,19 +31,23 @@ class DaskQueue:
 
     _kind = "queue"
 
-    def __init__(self, maxsize: int = 0, _name: str | None = None) -> None:
+    def __init__(
+        self, maxsize: int = 0, _name: str | None = None, *, serializer: str | None = None
+    ) -> None:
+        """``serializer``: what pickles the items (see :mod:`procframe_dask._wire`)."""
         self._maxsize = maxsize if maxsize > 0 else 0
         self._name = _name or new_name(self._kind)
+        self._serializer = serializer or _wire.default()
         self._queue = dask_queue(self._name, maxsize=self._maxsize)
         self._closed = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         refuse_unless_spawning(self)
-        return type(self)._attach, (self._maxsize, self._name)
+        return type(self)._attach, (self._maxsize, self._name, self._serializer)
 
     @classmethod
-    def _attach(cls, maxsize: int, name: str) -> Any:
-        return cls(maxsize, _name=name)
+    def _attach(cls, maxsize: int, name: str, serializer: str | None = None) -> Any:
+        return cls(maxsize, _name=name, serializer=serializer)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -51,7 +55,7 @@ class DaskQueue:
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         self._check_open()
-        data = dumps(obj)
+        data = _wire.dumps(obj, self._serializer)
         try:
             self._queue.put(data, timeout=timeout_of(block, timeout))
         except TimeoutError:
@@ -100,8 +104,10 @@ class DaskSimpleQueue(DaskQueue):
 
     _kind = "simplequeue"
 
-    def __init__(self, maxsize: int = 0, _name: str | None = None) -> None:
-        super().__init__(0, _name)
+    def __init__(
+        self, maxsize: int = 0, _name: str | None = None, *, serializer: str | None = None
+    ) -> None:
+        super().__init__(0, _name, serializer=serializer)
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(obj)
@@ -119,15 +125,17 @@ class DaskJoinableQueue(DaskQueue):
 
     _kind = "joinablequeue"
 
-    def __init__(self, maxsize: int = 0, _name: str | None = None) -> None:
+    def __init__(
+        self, maxsize: int = 0, _name: str | None = None, *, serializer: str | None = None
+    ) -> None:
         new = _name is None
-        super().__init__(maxsize, _name)
+        super().__init__(maxsize, _name, serializer=serializer)
         self._unfinished = _Guarded(f"{self._name}-unfinished", 0, new=new)
         self._all_done = DaskLock(_name=f"{self._name}-alldone", _new=new)
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         self._check_open()
-        data = dumps(obj)
+        data = _wire.dumps(obj, self._serializer)
         with self._unfinished.mutex:
             count = self._unfinished.load()
             if count == 0:
