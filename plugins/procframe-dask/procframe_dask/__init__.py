@@ -11,6 +11,7 @@ from typing import Any
 
 from procframe.backends import (
     MANAGER_SERVER,
+    PARENT_DEATH,
     PICKLES_PROCESS,
     POSIX_SIGNALS,
     SEPARATE_MEMORY,
@@ -28,7 +29,9 @@ class DaskBackend(DaskPrimitives, DaskManagers, DaskPool, ProcessBackend):
     """Each Process is an OS process on a Dask worker; its objects live on the cluster."""
 
     name = "dask"
-    capabilities = frozenset({SEPARATE_MEMORY, POSIX_SIGNALS, PICKLES_PROCESS, MANAGER_SERVER})
+    capabilities = frozenset(
+        {SEPARATE_MEMORY, POSIX_SIGNALS, PICKLES_PROCESS, MANAGER_SERVER, PARENT_DEATH}
+    )
     description = "runs each Process on a worker of a Dask cluster"
 
     def info(self) -> BackendInfo:

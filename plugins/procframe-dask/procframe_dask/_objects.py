@@ -16,11 +16,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from procframe import backends, serializers
+from procframe import backends
 from procframe_dask import cluster
-
-CLOUDPICKLE = "cloudpickle"
-"""Dask's serializer, which carries lambdas and closures."""
 
 NOW = 0.001
 """The timeout of a non-blocking call on the scheduler.  A zero timeout would give up
@@ -71,10 +68,11 @@ def dask_event(name: str) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """``obj`` as bytes for the cluster, as procframe pickles a message under cloudpickle:
-    plain data by the standard pickle (a ``memoryview`` stays one), lambdas and closures
-    by cloudpickle."""
-    return serializers.dumps(obj, CLOUDPICKLE)
+    """``obj`` as bytes for the cluster, as the backend's queues pickle their items
+    (:func:`procframe_dask._wire.dumps`: procframe's pickling, cloudpickle where needed)."""
+    from procframe_dask import _wire
+
+    return _wire.dumps(obj)
 
 
 def loads(data: bytes) -> Any:

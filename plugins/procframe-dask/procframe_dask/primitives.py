@@ -18,27 +18,31 @@ class DaskPrimitives:
 
     @hookimpl
     def procframe_make_queue(self, ctx: Any, maxsize: int) -> Any:
+        from procframe_dask import _wire
         from procframe_dask.queues import DaskQueue
 
-        return DaskQueue(maxsize)
+        return DaskQueue(maxsize, serializer=_wire.of(ctx))
 
     @hookimpl
     def procframe_make_simple_queue(self, ctx: Any) -> Any:
+        from procframe_dask import _wire
         from procframe_dask.queues import DaskSimpleQueue
 
-        return DaskSimpleQueue()
+        return DaskSimpleQueue(serializer=_wire.of(ctx))
 
     @hookimpl
     def procframe_make_joinable_queue(self, ctx: Any, maxsize: int) -> Any:
+        from procframe_dask import _wire
         from procframe_dask.queues import DaskJoinableQueue
 
-        return DaskJoinableQueue(maxsize)
+        return DaskJoinableQueue(maxsize, serializer=_wire.of(ctx))
 
     @hookimpl
     def procframe_make_pipe(self, ctx: Any, duplex: bool) -> Any:
+        from procframe_dask import _wire
         from procframe_dask.pipes import make_pipe
 
-        return make_pipe(duplex)
+        return make_pipe(duplex, _wire.of(ctx))
 
     @hookimpl
     def procframe_make_lock(self, ctx: Any) -> Any:

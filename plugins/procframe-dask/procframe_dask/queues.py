@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+import procframe.queues
 from procframe_dask import _sliced, _wire
 from procframe_dask._objects import (
     dask_queue,
@@ -163,3 +164,8 @@ class DaskJoinableQueue(DaskQueue):
         """Wait until every item put has been marked done."""
         self._all_done.acquire()
         self._all_done.release()
+
+
+procframe.queues.Queue.register(DaskQueue)
+procframe.queues.SimpleQueue.register(DaskSimpleQueue)
+procframe.queues.JoinableQueue.register(DaskJoinableQueue)

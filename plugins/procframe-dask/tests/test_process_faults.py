@@ -154,11 +154,6 @@ def test_a_lock_whose_holder_was_killed_times_out_and_nothing_hangs(
         assert _bounded(lambda: _acquire_release(lock, PATIENCE)) is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Lock family's acquire (sync.py) waits in one scheduler-side get, which the "
-    "dead process leaves pending: it takes the next release (the report's diff fixes it)",
-)
 @pytest.mark.parametrize("kind", ["Lock", "RLock", "Semaphore"])
 def test_a_process_killed_waiting_for_a_lock_takes_nothing_with_it(
     dask_ctx: procframe.Context, tmp_path: Path, kind: str
@@ -204,11 +199,6 @@ def test_a_condition_waiter_killed_in_wait_hangs_no_one(
     _live_waiter_woken_by(dask_ctx, cond, tmp_path, lambda c: c.notify_all())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a waiter killed in wait() stays on the Condition's list: notify(1) goes to it "
-    "and no live waiter wakes (sync.py; see the fault report)",
-)
 def test_notify_after_a_waiter_was_killed_wakes_a_live_one(
     dask_ctx: procframe.Context, tmp_path: Path
 ) -> None:

@@ -637,7 +637,7 @@ if __name__ == '__main__':
 """A script with a manager (whose server has a pool) that waits to be killed."""
 
 
-@pytest.mark.requires("parent_death")
+@pytest.mark.requires("parent_death", "local_pids")  # finds them here by their environment
 def test_a_manager_does_not_outlive_its_killed_owner(
     procframe_backend: str, tmp_path: Path
 ) -> None:

@@ -276,7 +276,7 @@ def test_ctrl_c_in_map_raises_keyboardinterrupt_and_leaves_nothing(
         tk.kill_marked(mark)
 
 
-@pytest.mark.requires("parent_death")
+@pytest.mark.requires("parent_death", "local_pids")  # finds them here by their environment
 def test_workers_do_not_outlive_a_killed_parent(procframe_backend: str, tmp_path: Path) -> None:
     mark = uuid.uuid4().hex
     script = start_marked(tmp_path, KILLED_PARENT, procframe_backend, mark)
