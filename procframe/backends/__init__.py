@@ -39,7 +39,6 @@ if TYPE_CHECKING:
         spawning_payload,
     )
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
-    from procframe.posix.sharedctypes import array_layout, ctype_of
 
 __all__ = [
     "HOST_MEMORY",
@@ -59,8 +58,6 @@ __all__ = [
     "DescriptorLauncher",
     "Launcher",
     "ProcessBackend",
-    "array_layout",
-    "ctype_of",
     "exit_work_before_threads_stop",
     "inherit_logging",
     "logging_settings",
@@ -97,13 +94,6 @@ def __getattr__(name: str) -> object:
         from procframe._core.checks import wait_timeout
 
         return wait_timeout
-    if name in ("ctype_of", "array_layout"):
-        # A backend's own Value/Array check their arguments as procframe's do:
-        # ``ctype_of(typecode_or_type)`` is the ctypes type (a clear error otherwise),
-        # ``array_layout(typecode_or_type, size_or_initializer)`` the array's type and items.
-        from procframe.posix import sharedctypes
-
-        return getattr(sharedctypes, name)
     if name in ("BackendInfo", "Launcher"):
         from procframe._core import backend
 

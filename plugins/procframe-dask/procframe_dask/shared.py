@@ -16,7 +16,7 @@ import ctypes
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from procframe.backends import array_layout, ctype_of
+from procframe.sharedctypes import array_layout, ctype_of
 from procframe_dask._objects import new_name, refuse_unless_spawning
 from procframe_dask.sync import _Guarded
 
