@@ -220,7 +220,9 @@ class Engine:
             else:
                 self._ended.put((future, value))
 
-        await asyncio.gather(*(fetch(future) for future in futures))
+        fetches = [fetch(future) for future in futures]
+        futures.clear()  # each future is let go once its outcome is fetched, not with the rest
+        await asyncio.gather(*fetches)
 
     def _deliver_here(self, futures: list[Any]) -> None:
         """Wait for ``futures`` in this thread, as ``future.result()`` does, and deliver them."""

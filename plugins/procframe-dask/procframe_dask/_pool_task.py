@@ -171,9 +171,26 @@ def dumps(value: object) -> bytes:
     return serializers.dumps(value, SERIALIZER)
 
 
+class _Plain:
+    """An exception pickled as the standard pickle pickles it, by its own ``__reduce__``.
+
+    Dask installs tblib's reducers for every exception class in its processes: they pickle
+    the traceback and the chain along (failing on what those hold) and rebuild an exception
+    without its ``__init__`` (a ``SystemExit`` loses its ``code``).  This process sends the
+    traceback as text instead."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        return self.error.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+
+
 def _pickled(error: BaseException) -> bytes | None:
     try:
-        return dumps(error)
+        return dumps(_Plain(error))
     except Exception:
         return None
 
@@ -181,7 +198,7 @@ def _pickled(error: BaseException) -> bytes | None:
 def _raised(code: int, error: Exception) -> tuple[int, Any]:
     tb = traceback.format_exc()
     try:
-        pickled = dumps(error)
+        pickled = dumps(_Plain(error))
         pickle.loads(pickled)  # an exception that cannot be rebuilt is refused here, named
     except Exception as e:
         return UNPICKLABLE, (repr(e), _safe_repr(error), tb, _pickled(e))
