@@ -16,7 +16,11 @@ business (its worker threads), as with ``client.map``.
   (:class:`procframe.pool.BrokenPoolError`).
 * A worker lost mid-task: Dask reruns the task on another worker, up to its
   ``distributed.scheduler.allowed-failures``; after that the task fails with
-  :class:`procframe.pool.WorkerLostError`.  The pool goes on.
+  :class:`procframe.pool.WorkerLostError`.  The pool goes on.  A task's result
+  stays in its worker's memory until the pool fetches it: a worker that dies
+  loses the results not fetched yet (and the tasks its other threads ran), and
+  Dask runs those calls again.  Calls run at least once, not exactly once,
+  where a worker dies.
 * ``task_timeout``: a task running longer fails with
   :class:`procframe.pool.TaskTimeoutError`.  Dask workers run tasks in
   threads, which cannot be killed: the task is abandoned (an exception is
