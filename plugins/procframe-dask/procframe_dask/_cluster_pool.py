@@ -6,7 +6,9 @@ cluster's worker threads when the pool is made) sizes a map's chunks and how
 far an ``imap`` reads ahead; how many tasks run at once is the cluster's
 business (its worker threads), as with ``client.map``.
 
-* Functions and arguments travel with cloudpickle: lambdas and closures work.
+* Functions, arguments, results and exceptions are pickled as procframe pickles a
+  message, by cloudpickle where pickle cannot (lambdas, closures, local classes,
+  functions of ``__main__``, which a worker cannot import); a memoryview stays one.
 * A task's exception is raised by ``get()`` with its type and message, the
   worker's traceback its ``__cause__`` (:class:`procframe.pool.RemoteTraceback`).
 * ``initializer(*initargs)`` runs once in each worker process, before the
@@ -14,7 +16,11 @@ business (its worker threads), as with ``client.map``.
   (:class:`procframe.pool.BrokenPoolError`).
 * A worker lost mid-task: Dask reruns the task on another worker, up to its
   ``distributed.scheduler.allowed-failures``; after that the task fails with
-  :class:`procframe.pool.WorkerLostError`.  The pool goes on.
+  :class:`procframe.pool.WorkerLostError`.  The pool goes on.  A task's result
+  stays in its worker's memory until the pool fetches it: a worker that dies
+  loses the results not fetched yet (and the tasks its other threads ran), and
+  Dask runs those calls again.  Calls run at least once, not exactly once,
+  where a worker dies.
 * ``task_timeout``: a task running longer fails with
   :class:`procframe.pool.TaskTimeoutError`.  Dask workers run tasks in
   threads, which cannot be killed: the task is abandoned (an exception is
@@ -25,7 +31,6 @@ business (its worker threads), as with ``client.map``.
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 import warnings
@@ -36,6 +41,7 @@ from typing import Any, TypeVar
 import procframe.pool
 from procframe import NotSupportedError
 from procframe.pool import ApplyResult, IMapIterator, MapResult
+from procframe.util import Finalize
 from procframe_dask import _pool_task as task
 from procframe_dask import cluster
 from procframe_dask._pool_engine import RUNNING, TERMINATED, Engine
@@ -54,6 +60,9 @@ IMAP_AHEAD = 64
 FEED_BATCH_WINDOW = 0.001
 """Seconds an ``imap`` goes on reading its input before it submits what it read."""
 
+
+EXIT_PRIORITY = 15
+"""The exit priority of terminating the pools left open (``multiprocessing.pool.Pool``'s)."""
 
 _live: weakref.WeakSet[Engine] = weakref.WeakSet()
 _exit_handler = False
@@ -94,9 +103,7 @@ class ClusterPool(procframe.pool.Pool):
         self._task_timeout = self._check_timeout(task_timeout)
         init = None
         if initializer is not None:
-            import cloudpickle
-
-            init = cloudpickle.dumps((initializer, tuple(initargs)))
+            init = task.dumps((initializer, tuple(initargs)))
         client = cluster.client()
         if processes is None:
             processes = max(1, sum(client.nthreads().values()))
@@ -106,8 +113,10 @@ class ClusterPool(procframe.pool.Pool):
         self._finalizer = weakref.finalize(self, _terminate_in_background, engine)
         self._finalizer.atexit = False
         _live.add(engine)
-        if not _exit_handler:  # after the cluster's own handler, so that it runs first
-            atexit.register(_terminate_all)
+        if not _exit_handler:
+            # At exit, while the cluster's client still works (it closes last, at -1000):
+            # after the executors have finished their work, before children are joined.
+            Finalize(None, _terminate_all, exitpriority=EXIT_PRIORITY)
             _exit_handler = True
 
     @property

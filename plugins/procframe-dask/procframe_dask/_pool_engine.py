@@ -18,13 +18,13 @@ pool's own thread, with ``job._set(index, ok, value)`` (the protocol of
 from __future__ import annotations
 
 import itertools
-import pickle
 import queue
 import threading
 import time
 import uuid
 from typing import Any
 
+import procframe
 from procframe.pool import BrokenPoolError
 from procframe_dask import _pool_outcomes as outcomes
 from procframe_dask import _pool_task as task
@@ -95,6 +95,7 @@ class Engine:
         self.task_timeout: float | None = None
         self._key = f"procframe-pool-{uuid.uuid4().hex}"
         self._init = init
+        self._authkey = bytes(procframe.current_process().authkey)
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -133,15 +134,13 @@ class Engine:
         (a blocking ``apply``: no hop through the pool's thread).  ``chunksize``:
         the items of a map's chunk (an unpicklable item is named by its place).
         """
-        import cloudpickle
-
         refusal = self._refusal()
         if refusal is not None:
             for index, _ in bodies:
                 job._set(index, False, refusal)
             return
         try:
-            pickled_func = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+            pickled_func = task.dumps(func)
         except Exception as e:
             error = _unpicklable(e, _task(kind, func), f"its function ({_repr(func)})")
             for index, _ in bodies:
@@ -153,12 +152,13 @@ class Engine:
         entries: list[_Entry] = []
         for index, body in bodies:
             try:
-                payloads.append(cloudpickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL))
+                payloads.append(task.dumps(body))
             except Exception as e:
                 if group is not None:
                     group.left -= 1
-                culprit = _culprit(kind, index * chunksize, body)
-                job._set(index, False, _unpicklable(e, _task(kind, func), culprit))
+                culprit, refusal = _culprit(kind, index * chunksize, body)
+                failure = _unpicklable(refusal or e, _task(kind, func), culprit)
+                job._set(index, False, failure)
                 continue
             keys.append(f"{self._key}-{next(self._ids)}")
             entries.append(_Entry(job, index, timeout, group))
@@ -173,6 +173,7 @@ class Engine:
             "task_func": pickled_func,
             "task_kind": kind,
             "task_timeout": timeout,
+            "task_authkey": self._authkey,
         }
         try:
             if len(keys) == 1:
@@ -219,7 +220,9 @@ class Engine:
             else:
                 self._ended.put((future, value))
 
-        await asyncio.gather(*(fetch(future) for future in futures))
+        fetches = [fetch(future) for future in futures]
+        futures.clear()  # each future is let go once its outcome is fetched, not with the rest
+        await asyncio.gather(*fetches)
 
     def _deliver_here(self, futures: list[Any]) -> None:
         """Wait for ``futures`` in this thread, as ``future.result()`` does, and deliver them."""
@@ -402,10 +405,9 @@ def _task(kind: int, func: Any) -> str:
     return f"the task {name}(...)" if kind == task.APPLY else f"a task of the map of {name}"
 
 
-def _culprit(kind: int, first: int, body: Any) -> str:
-    """Which part of a task's ``body`` cloudpickle refuses: 'its args[1] (<repr>)'."""
-    import cloudpickle
-
+def _culprit(kind: int, first: int, body: Any) -> tuple[str, Exception | None]:
+    """Which part of a task's ``body`` the serializer refuses ('its args[1] (<repr>)'), and
+    its refusal (which names that part), if one part alone is refused."""
     if kind == task.APPLY:
         args, kwds = body
         parts = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
@@ -414,10 +416,10 @@ def _culprit(kind: int, first: int, body: Any) -> str:
         parts = [(f"input item {first + i}", item) for i, item in enumerate(body)]
     for label, value in parts:
         try:
-            cloudpickle.dumps(value)
-        except Exception:
-            return f"its {label} ({_repr(value)})"
-    return "its arguments"
+            task.dumps(value)
+        except Exception as e:
+            return f"its {label} ({_repr(value)})", e
+    return "its arguments", None
 
 
 def _repr(value: object, limit: int = 80) -> str:

@@ -36,10 +36,9 @@ def decode(code: int, data: Any, timeout: float | None) -> tuple[bool, Any]:
         exc, value, tb, pickled = data
         cause = _load((pickled, exc, tb))  # what pickling raised in the worker
         return False, encoding_error(cause, exc, value)
-    if code == task.ABORTED:
-        described, tb = data
-        error = TaskAbortedError(f"the task raised {described}")
-        error.__cause__ = RemoteTraceback(tb)
+    if code == task.ABORTED:  # the BaseException itself is the cause (an executor raises it)
+        error = TaskAbortedError(f"the task raised {data[1]}")
+        error.__cause__ = _load(data)
         return False, error
     if code == task.BAD_TASK:
         original = _load(data)
@@ -106,21 +105,38 @@ _mixed: dict[type[BaseException], type[ProcessPicklingError]] = {}
 
 def pickling_error(message: str, original: BaseException) -> ProcessPicklingError:
     """A ``ProcessPicklingError`` that is also an instance of ``original``'s type, if it can be
-    (code written for ``multiprocessing`` catches what pickling raised there)."""
-    kind = type(original)
+    (code written for ``multiprocessing`` catches what pickling raised there).
+
+    The mixed type pickles as a call that makes it again (a manager's server sends it
+    back to its caller), not by its name, which is ``ProcessPicklingError``'s."""
     error: ProcessPicklingError
-    if isinstance(original, ProcessPicklingError) or not isinstance(original, Exception):
+    try:
+        error = _pickling_error_type(type(original))(message)
+    except Exception:  # a type that cannot be mixed in, or built from one message
         error = ProcessPicklingError(message)
-    else:
-        try:
-            mixed = _mixed.get(kind)
-            if mixed is None:
-                mixed = type("ProcessPicklingError", (ProcessPicklingError, kind), {})
-                mixed.__module__ = ProcessPicklingError.__module__
-                mixed.__str__ = BaseException.__str__  # type: ignore[method-assign]
-                _mixed[kind] = mixed
-            error = mixed(message)
-        except Exception:  # a type that cannot be mixed in
-            error = ProcessPicklingError(message)
     error.__cause__ = original
     return error
+
+
+def _pickling_error_type(kind: type[BaseException]) -> type[ProcessPicklingError]:
+    if issubclass(ProcessPicklingError, kind) or not issubclass(kind, Exception):
+        return ProcessPicklingError
+    mixed = _mixed.get(kind)
+    if mixed is None:
+        namespace = {
+            "__module__": ProcessPicklingError.__module__,
+            "__doc__": f"A ProcessPicklingError that is also a {kind.__qualname__}.",
+            "__reduce__": _reduce_mixed,
+            "__str__": BaseException.__str__,  # the message, whatever ``kind`` would print
+        }
+        mixed = type(ProcessPicklingError.__name__, (ProcessPicklingError, kind), namespace)
+        _mixed[kind] = mixed
+    return mixed
+
+
+def _reduce_mixed(error: ProcessPicklingError) -> tuple[object, ...]:
+    return _rebuild_pickling_error, (type(error).__bases__[1], str(error))
+
+
+def _rebuild_pickling_error(kind: type[BaseException], message: str) -> ProcessPicklingError:
+    return _pickling_error_type(kind)(message)

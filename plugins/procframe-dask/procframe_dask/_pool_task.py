@@ -24,6 +24,11 @@ BaseException that is not one; the worker could not unpickle it; the result or
 exception could not be pickled; the pool's initializer failed here; too long."""
 
 ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
+SERIALIZER = "cloudpickle"
+"""How a pool's functions, arguments, results and exceptions are pickled (as procframe
+pickles a message: plain data by pickle, a memoryview stays one, only what pickle cannot
+carry by cloudpickle): a worker cannot import the caller's ``__main__``, so functions
+defined there must travel by value."""
 
 _lock = threading.Lock()
 _initialized: dict[str, tuple[bytes | None, str, str] | None] = {}
@@ -43,6 +48,7 @@ def run(
     task_func: bytes,
     task_kind: int,
     task_timeout: float | None,
+    task_authkey: bytes | None = None,
 ) -> tuple[int, Any]:
     """Run one task of pool ``task_pool`` on ``body``; its outcome ``(code, data)``.
 
@@ -50,6 +56,9 @@ def run(
     others are the same for every task of a submission, passed by keyword
     names that ``client.map`` does not take for its own.
     """
+    _adopt_cluster()
+    if task_authkey is not None:
+        _adopt_authkey(task_authkey)
     failed = _initialize(task_pool, task_init)
     if failed is not None:
         return BROKEN, failed
@@ -109,6 +118,19 @@ def _adopt_cluster() -> None:
 _adopt_lock = threading.Lock()
 
 
+def _adopt_authkey(authkey: bytes) -> None:
+    """This worker process's authkey is the pool owner's, as a pool worker's is its parent's:
+    a manager's proxy that a task unpickles connects to its server with it.
+
+    A worker process has one authkey: programs with different authkeys sharing a cluster
+    would each set theirs (the last task's wins while it runs)."""
+    import procframe
+
+    process = procframe.current_process()
+    if bytes(process.authkey) != authkey:
+        process.authkey = authkey
+
+
 def _execute(kind: int, function: Any, payload: Any, pool_key: str) -> tuple[int, Any]:
     _adopt_cluster()
     me = threading.get_ident()
@@ -134,27 +156,71 @@ def _call(kind: int, function: Any, payload: Any) -> tuple[int, Any]:
         return TIMED_OUT, None
     except Exception as e:
         return _raised(RAISED, e)
-    except BaseException as e:
-        return ABORTED, (repr(e), traceback.format_exc())
+    except BaseException as e:  # SystemExit...: the caller gets it (executor) or its wrapper
+        return ABORTED, _described(e, "the task raised")
     try:
-        return OK, _dumps(value)
+        return OK, dumps(value)
     except Exception as e:
         return UNPICKLABLE, (repr(e), _safe_repr(value), traceback.format_exc(), _pickled(e))
 
 
-def _dumps(value: object) -> bytes:
-    """``value`` pickled: by pickle (fast), else by cloudpickle (lambdas, closures...)."""
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
+def dumps(value: object) -> bytes:
+    """``value`` pickled as procframe pickles a message, by :data:`SERIALIZER`.
+
+    That pickles by name whatever pickle can, a function of ``__main__`` too, which a
+    worker cannot import (it is not the caller's child): a pickle that names
+    ``__main__`` is made by cloudpickle instead, which carries ``__main__`` by value."""
+    from procframe import serializers
+
+    data = serializers.dumps(value, SERIALIZER)
+    if _MAIN in data and _names_main(data):
         import cloudpickle
 
-        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+        except Exception:  # what only procframe's reducers carry (a memoryview): as it is
+            pass
+    return data
+
+
+_MAIN = b"__main__"
+
+
+def _names_main(data: bytes) -> bool:
+    """Whether the pickle ``data`` refers to a global of ``__main__``."""
+    import pickletools
+
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL" and str(arg).startswith("__main__ "):
+                return True
+            if opcode.name.endswith("UNICODE") and arg == "__main__":
+                return True  # the module of a STACK_GLOBAL
+    except Exception:
+        return True
+    return False
+
+
+class _Plain:
+    """An exception pickled as the standard pickle pickles it, by its own ``__reduce__``.
+
+    Dask installs tblib's reducers for every exception class in its processes: they pickle
+    the traceback and the chain along (failing on what those hold) and rebuild an exception
+    without its ``__init__`` (a ``SystemExit`` loses its ``code``).  This process sends the
+    traceback as text instead."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        return self.error.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
 
 
 def _pickled(error: BaseException) -> bytes | None:
     try:
-        return pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps(_Plain(error))
     except Exception:
         return None
 
@@ -162,7 +228,7 @@ def _pickled(error: BaseException) -> bytes | None:
 def _raised(code: int, error: Exception) -> tuple[int, Any]:
     tb = traceback.format_exc()
     try:
-        pickled = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+        pickled = dumps(_Plain(error))
         pickle.loads(pickled)  # an exception that cannot be rebuilt is refused here, named
     except Exception as e:
         return UNPICKLABLE, (repr(e), _safe_repr(error), tb, _pickled(e))
@@ -172,11 +238,7 @@ def _raised(code: int, error: Exception) -> tuple[int, Any]:
 def _described(error: BaseException, what: str) -> tuple[bytes | None, str, str]:
     """``error`` pickled if it can be (else None), its repr, and the traceback."""
     tb = f"{what}:\n{traceback.format_exc()}"
-    try:
-        pickled: bytes | None = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pickled = None
-    return pickled, repr(error), tb
+    return _pickled(error), repr(error), tb
 
 
 def _safe_repr(value: object) -> str:
