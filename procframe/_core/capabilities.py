@@ -46,9 +46,15 @@ memory that every process maps, ``shared_memory.SharedMemory`` blocks are this m
 a big buffer may cross in shared memory without a copy.  (Without it, ``Value`` and ``Array``
 are the backend's objects with the same methods, and the names that need this machine's
 memory raise, saying why.)"""
+TASKS_RUN_ONCE = "tasks_run_once"
+"""A pool runs each call once: a worker that dies fails the call it was running
+(``WorkerLostError``) and repeats none that had ended.  (Without it a call whose worker died
+before its result was fetched may run again: at least once, as on a cluster that recomputes
+what a lost worker held.)"""
 KNOWN_CAPABILITIES = frozenset(
     {
         HOST_MEMORY,
+        TASKS_RUN_ONCE,
         SEPARATE_MEMORY,
         LOCAL_PIDS,
         INHERITS_PARENT_MEMORY,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         REIMPORTS_MAIN,
         SEPARATE_MEMORY,
         TASK_TIMEOUTS,
+        TASKS_RUN_ONCE,
     )
     from procframe._core.checks import wait_timeout
     from procframe._core.logsupport import inherit as inherit_logging
@@ -52,6 +53,7 @@ __all__ = [
     "POSIX_SIGNALS",
     "REIMPORTS_MAIN",
     "SEPARATE_MEMORY",
+    "TASKS_RUN_ONCE",
     "TASK_TIMEOUTS",
     "BackendInfo",
     "ChildLauncher",

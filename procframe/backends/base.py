@@ -22,6 +22,7 @@ from procframe._core.capabilities import (
     POSIX_SIGNALS,
     SEPARATE_MEMORY,
     TASK_TIMEOUTS,
+    TASKS_RUN_ONCE,
 )
 from procframe._core.fdwait import wait_readable
 from procframe._core.hookspecs import hookimpl
@@ -37,6 +38,7 @@ OS_PROCESS_CAPABILITIES = frozenset(
         TASK_TIMEOUTS,
         MANAGER_SERVER,
         HOST_MEMORY,
+        TASKS_RUN_ONCE,
     }
 )
 """What every built-in backend that starts OS processes on this machine declares."""
