@@ -165,40 +165,12 @@ def _call(kind: int, function: Any, payload: Any) -> tuple[int, Any]:
 
 
 def dumps(value: object) -> bytes:
-    """``value`` pickled as procframe pickles a message, by :data:`SERIALIZER`.
+    """``value`` pickled as the backend's queues pickle their items, by :data:`SERIALIZER`
+    (:func:`procframe_dask._wire.dumps`: what names ``__main__`` or a module pickled by
+    value goes by cloudpickle whole, as a worker cannot import it)."""
+    from procframe_dask import _wire
 
-    That pickles by name whatever pickle can, a function of ``__main__`` too, which a
-    worker cannot import (it is not the caller's child): a pickle that names
-    ``__main__`` is made by cloudpickle instead, which carries ``__main__`` by value."""
-    from procframe import serializers
-
-    data = serializers.dumps(value, SERIALIZER)
-    if _MAIN in data and _names_main(data):
-        import cloudpickle
-
-        try:
-            return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
-        except Exception:  # what only procframe's reducers carry (a memoryview): as it is
-            pass
-    return data
-
-
-_MAIN = b"__main__"
-
-
-def _names_main(data: bytes) -> bool:
-    """Whether the pickle ``data`` refers to a global of ``__main__``."""
-    import pickletools
-
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name == "GLOBAL" and str(arg).startswith("__main__ "):
-                return True
-            if opcode.name.endswith("UNICODE") and arg == "__main__":
-                return True  # the module of a STACK_GLOBAL
-    except Exception:
-        return True
-    return False
+    return _wire.dumps(value, SERIALIZER)
 
 
 class _Plain:

@@ -89,7 +89,10 @@ def _pickled(obj: object, serializer: str | None) -> tuple[bytes, list[Callable[
         if serializer == DASK_SERIALIZER and _names_a_module_by_value(data):
             import cloudpickle
 
-            data = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                data = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # what only procframe's reducers carry (a memoryview): as it is
+                pass
     finally:
         _message.pending = outer
     return data, list(pending.values())

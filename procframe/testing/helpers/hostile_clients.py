@@ -189,34 +189,33 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 
 def open_descriptors() -> int:
-    """How many descriptors this process has open (Linux and macOS), TCP sockets left out:
-    the tests' listeners are Unix sockets, and a backend's own client (a cluster's) may
-    open TCP connections whenever it needs one more."""
+    """How many Unix sockets this process has open (the listeners under test are Unix
+    sockets; what a backend's runtime opens meanwhile, TCP connections to a cluster or files
+    of ``/proc``, is not theirs).  Elsewhere than Linux: every descriptor."""
+    unix = _unix_socket_links()
+    if unix is not None:
+        return sum(1 for fd in os.listdir("/proc/self/fd") if _link(fd) in unix)
     for directory in ("/proc/self/fd", "/dev/fd"):
         if os.path.isdir(directory):
-            tcp = _tcp_socket_links()
-            return sum(1 for fd in os.listdir(directory) if _link(directory, fd) not in tcp)
+            return len(os.listdir(directory))
     raise OSError("no directory lists this process's descriptors")
 
 
-def _link(directory: str, fd: str) -> str:
+def _link(fd: str) -> str:
     try:
-        return os.readlink(os.path.join(directory, fd))
-    except OSError:  # closed meanwhile, or not a link (macOS)
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # closed meanwhile
         return ""
 
 
-def _tcp_socket_links() -> set[str]:
-    """``socket:[inode]`` of every TCP socket of this machine (Linux; empty elsewhere)."""
-    links = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as rows:
-                next(rows, None)
-                links.update(f"socket:[{row.split()[9]}]" for row in rows if row.strip())
-        except OSError:
-            continue
-    return links
+def _unix_socket_links() -> set[str] | None:
+    """``socket:[inode]`` of every Unix socket of this machine; None without ``/proc``."""
+    try:
+        with open("/proc/net/unix") as rows:
+            next(rows, None)
+            return {f"socket:[{row.split()[6]}]" for row in rows if len(row.split()) > 6}
+    except OSError:
+        return None
 
 
 class EchoServer:
