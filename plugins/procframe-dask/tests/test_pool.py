@@ -285,23 +285,6 @@ def test_a_worker_killed_mid_map_fails_or_reruns_only_its_tasks(
         pool.join()
 
 
-# -- speed -----------------------------------------------------------------------------
-
-
-def test_map_of_many_trivial_tasks_is_as_fast_as_client_map(
-    ctx: procframe.Context, client: Client
-) -> None:
-    items = range(10_000)
-    began = time.perf_counter()
-    assert client.gather(client.map(abs, items, pure=False)) == list(items)
-    dask_time = time.perf_counter() - began
-    with ctx.Pool() as pool:
-        began = time.perf_counter()
-        assert pool.map(abs, items) == list(items)
-        ours = time.perf_counter() - began
-    assert ours <= dask_time, (ours, dask_time)
-
-
 # -- submitting in one batch -----------------------------------------------------------
 
 
