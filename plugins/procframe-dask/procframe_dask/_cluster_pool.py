@@ -231,7 +231,7 @@ class ClusterPool(procframe.pool.Pool):
         if chunksize < 1:
             raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
         results = kind(IMAP_AHEAD * self._processes)
-        results._chunksize = chunksize
+        results.chunksize = chunksize
         engine = self._engine
         engine.feeder_started()
         threading.Thread(
@@ -301,7 +301,7 @@ def _feed(
             results = results_ref()
             if results is None or engine.state == TERMINATED:
                 return
-            room = results._room(0.1)
+            room = results.room(0.1)
             batch: list[tuple[int, Any]] = []
             started = time.monotonic()
             while len(batch) < room:
@@ -314,7 +314,7 @@ def _feed(
                 if time.monotonic() - started > FEED_BATCH_WINDOW:
                     break
             if batch:
-                results._note_submitted(len(batch))
+                results.note_submitted(len(batch))
                 engine.submit(
                     results, task.MAP, func, batch, engine.task_timeout, chunksize=chunksize
                 )
@@ -324,13 +324,13 @@ def _feed(
         if results is None:
             return
         if failure is None:
-            results._set_length(index)
+            results.set_length(index)
         else:
-            results._set_input_error(index, failure)
+            results.deliver_input_error(index, failure)
     except BaseException as e:  # a bug here: fail the iterator rather than leave it waiting
         results = results_ref()
         if results is not None:
-            results._set_input_error(index, e)
+            results.deliver_input_error(index, e)
     finally:
         engine.feeder_done()
 

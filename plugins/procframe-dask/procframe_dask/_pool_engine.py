@@ -3,7 +3,7 @@
 Each task (an apply, or one chunk of a map) is one Dask task
 (:func:`procframe_dask._pool_task.run`); the tasks of one call go to the
 scheduler in one ``client.map``.  Outcomes reach their jobs through the
-pool's own thread, with ``job._set(index, ok, value)`` (the protocol of
+pool's own thread, with ``job.deliver(index, ok, value)`` (the protocol of
 :mod:`procframe.pool`'s result classes): callbacks run there.
 
 * An ``apply_async`` or an ``imap``'s chunk: its result is fetched in the
@@ -137,14 +137,14 @@ class Engine:
         refusal = self._refusal()
         if refusal is not None:
             for index, _ in bodies:
-                job._set(index, False, refusal)
+                job.deliver(index, False, refusal)
             return
         try:
             pickled_func = task.dumps(func)
         except Exception as e:
             error = _unpicklable(e, _task(kind, func), f"its function ({_repr(func)})")
             for index, _ in bodies:
-                job._set(index, False, error)
+                job.deliver(index, False, error)
             return
         group = None if stream else _Group(len(bodies))
         keys: list[str] = []
@@ -158,7 +158,7 @@ class Engine:
                     group.left -= 1
                 culprit, refusal = _culprit(kind, index * chunksize, body)
                 failure = _unpicklable(refusal or e, _task(kind, func), culprit)
-                job._set(index, False, failure)
+                job.deliver(index, False, failure)
                 continue
             keys.append(f"{self._key}-{next(self._ids)}")
             entries.append(_Entry(job, index, timeout, group))
@@ -240,7 +240,7 @@ class Engine:
         failure = outcomes.broken(error)
         for entry in entries:
             if entry is not None:
-                entry.job._set(entry.index, False, failure)
+                entry.job.deliver(entry.index, False, failure)
         with self._idle:
             self._idle.notify_all()
         self._stop_when_idle()
@@ -325,7 +325,7 @@ class Engine:
             if entry is None:  # terminated: its job has failed already
                 continue
             ok, value = self._outcome(future, values, entry.timeout)
-            entry.job._set(entry.index, ok, value)
+            entry.job.deliver(entry.index, ok, value)
             del entry, value
         with self._idle:
             self._idle.notify_all()
@@ -369,7 +369,7 @@ class Engine:
         error = BrokenPoolError("the pool was terminated before this task ended")
         futures = [entry.future for entry in pending.values() if entry.future is not None]
         for entry in pending.values():
-            entry.job._set(entry.index, False, error)
+            entry.job.deliver(entry.index, False, error)
         if futures:
             try:
                 self.client.cancel(futures)
