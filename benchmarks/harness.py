@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
     Case = Callable[[ModuleType, str, int], list[float]]
 
-IMPLEMENTATIONS = ("procframe", "stdlib", "multiprocess", "loky")
+IMPLEMENTATIONS = ("procframe", "stdlib", "multiprocess", "loky", "dask")
 """What ``--impl`` runs: procframe, the standard library, or a peer that replaces pickle
-(``multiprocess``, with dill; loky, with cloudpickle: its executor runs only the pool cases)."""
+(``multiprocess``, with dill; loky, with cloudpickle: its executor runs only the pool cases),
+or Dask's own API (the dask cases only, on the cluster of ``PROCFRAME_DASK_ADDRESS``)."""
 
 
 def noop() -> None:
@@ -1276,6 +1277,191 @@ def peak_memory_queue(mp: ModuleType, method: str, count: int) -> list[float]:
     return [float(peak_memory_once(ctx, MEMORY_ITEM_BYTES)) for _ in range(count)]
 
 
+DASK_ADDRESS_ENV = "PROCFRAME_DASK_ADDRESS"
+"""The scheduler both sides of a dask case use: ``python -m procframe bench`` starts one
+``LocalCluster`` per table and sets it."""
+
+
+def dask_address() -> str:
+    """The scheduler of the dask cases; a clear error if none was named."""
+    import os
+
+    address = os.environ.get(DASK_ADDRESS_ENV, "").strip()
+    if not address:
+        raise RuntimeError(
+            f"the dask cases run on a cluster named by {DASK_ADDRESS_ENV} (python -m procframe "
+            "bench --backend dask starts one): neither side may start a cluster of its own"
+        )
+    return address
+
+
+class DaskTask:
+    """A task in the place of a ``Process`` for Dask's side of :func:`pass_between_processes`:
+    ``start`` submits ``target(*args)`` to a worker, ``join`` waits for its end."""
+
+    def __init__(self, client: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.client = client
+        self.target = target
+        self.args = args
+        self.future: Any = None
+        self.exitcode: int | None = None
+
+    def start(self) -> None:
+        self.future = self.client.submit(self.target, *self.args, pure=False)
+
+    def join(self) -> None:
+        self.future.result(timeout=POOL_DEADLINE)
+        self.exitcode = 0
+
+
+class DaskClientPool:
+    """Dask's own API with the calls of a ``Pool`` that the cases make: ``map`` is
+    ``client.gather(client.map(...))`` (a task per item, whatever the chunksize), ``apply`` is
+    ``client.submit(...).result()``; every task runs anew (``pure=False``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def map(self, function: Callable[[Any], Any], items: Any, chunksize: int = 0) -> list[Any]:
+        futures = self.client.map(function, list(items), pure=False)
+        return list(self.client.gather(futures))
+
+    def apply(self, function: Callable[..., Any], args: tuple[Any, ...] = ()) -> Any:
+        return self.client.submit(function, *args, pure=False).result(timeout=POOL_DEADLINE)
+
+    def terminate(self) -> None:
+        """Nothing: the cluster's workers outlive the pool, as procframe's dask Pool's do."""
+
+    def join(self) -> None:
+        """Nothing: see :meth:`terminate`."""
+
+
+class DaskContext:
+    """What ``get_context("dask")`` gives for Dask's side: a ``Pool`` of the cluster, its
+    ``Queue`` (``distributed.Queue``), a task for a ``Process``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def Pool(self, processes: int) -> DaskClientPool:
+        return DaskClientPool(self.client)
+
+    def Queue(self) -> Any:
+        from distributed import Queue
+
+        return Queue(client=self.client)
+
+    def Process(self, target: Callable[..., Any], args: tuple[Any, ...] = ()) -> DaskTask:
+        return DaskTask(self.client, target, args)
+
+
+class Dask:
+    """Dask's own API in the place of ``mp`` for the dask cases: ``--impl dask``.  Its client
+    connects to the cluster of :func:`dask_address` on first use."""
+
+    __name__ = "dask"
+
+    def __init__(self) -> None:
+        self.client: Any = None
+
+    def get_context(self, method: str) -> DaskContext:
+        if self.client is None:
+            from distributed import Client
+
+            self.client = Client(dask_address(), set_as_default=False, timeout=30)
+        return DaskContext(self.client)
+
+    def active_children(self) -> list[Any]:
+        """None: the cluster's processes belong to the process that hosts it."""
+        return []
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close(timeout=30)
+            self.client = None
+
+
+def on_dask(case: Case) -> Case:
+    """``case`` on the dask backend's cluster: procframe's side imports the backend's packages
+    before the clock (noting, as :func:`load_serializer` does, that ``distributed`` loads the
+    standard library's ``multiprocessing``: no doing of procframe's); Dask's side closes its
+    client after the case."""
+
+    def run(mp: ModuleType, method: str, iterations: int) -> list[float]:
+        dask_address()
+        if mp.__name__ not in ("procframe", "dask"):
+            raise RuntimeError(f"the dask cases run procframe or Dask, not {mp.__name__}")
+        if mp.__name__ == "procframe":
+            loaded = "multiprocessing" in sys.modules
+            import distributed  # noqa: F401
+            import procframe_dask  # noqa: F401
+
+            if not loaded and "multiprocessing" in sys.modules:
+                LOADED_MULTIPROCESSING.append("distributed")
+            return case(mp, method, iterations)
+        try:
+            return case(mp, method, iterations)
+        finally:
+            mp.close()
+
+    return run
+
+
+def map_items_chunksize_1(pool: Any, count: int) -> None:
+    """``pool.map(square, range(count), chunksize=1)``, checked: a task per item."""
+    results = pool.map(square, range(count), chunksize=1)
+    if len(results) != count or results[-1] != (count - 1) ** 2:
+        raise RuntimeError(f"pool.map of {count} items gave wrong results")
+
+
+DASK_WARM_ITEMS = 200
+"""Items of each map of the warm-up of the dask map cases."""
+
+
+def dask_pool_map(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of one ``pool.map(square, range(iterations), chunksize=1)`` on a
+    ``Pool(2)`` of the cluster: a Dask task per item, as ``client.map``'s."""
+    sizes = [iterations]
+    return measure_pool(mp, method, map_items_chunksize_1, sizes, DASK_WARM_ITEMS)
+
+
+def dask_pool_map_chunked(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per item of one ``pool.map(square, range(iterations))``, default chunksize
+    (Dask's side: ``client.map``, a task per item)."""
+    return measure_pool(mp, method, map_items, [iterations], DASK_WARM_ITEMS)
+
+
+def dask_apply(mp: ModuleType, method: str, iterations: int) -> list[float]:
+    """Seconds per ``pool.apply(square, (x,))`` round trip on the cluster (Dask's side:
+    ``client.submit(square, x).result()``), one sample per chunk."""
+    return measure_pool(mp, method, apply_round_trips, chunk_sizes(iterations), 5)
+
+
+def dask_queue(mp: ModuleType, method: str, count: int) -> list[float]:
+    """Seconds per 256-byte string passed through a ``Queue()`` of the cluster from a producer
+    on a worker (procframe: a ``Process``; Dask: a task putting on a ``distributed.Queue``)
+    to this process: see :func:`pass_between_processes`."""
+    return pass_between_processes(mp, method, count, "Queue")
+
+
+def serve_dask_cluster(workers: int) -> int:
+    """``--dask-cluster N``: start a ``LocalCluster`` of ``N`` worker processes of one thread,
+    print its scheduler's address as a JSON line once they all run, and close it when stdin
+    closes (``python -m procframe bench`` hosts the dask table's cluster this way)."""
+    import json
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        with Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=POOL_DEADLINE)
+        print(json.dumps({"address": cluster.scheduler_address}), flush=True)
+        sys.stdin.read()
+    return 0
+
+
 CASES: dict[str, Case] = {
     "start_join": start_join,
     "thread_queue": thread_queue,
@@ -1309,6 +1495,10 @@ CASES: dict[str, Case] = {
     "big_memory_queue": peak_memory_queue,
     "queue_lambda": queue_lambda,
     "pool_map_lambda": pool_map_lambda,
+    "dask_pool_map": on_dask(dask_pool_map),
+    "dask_pool_map_chunked": on_dask(dask_pool_map_chunked),
+    "dask_apply": on_dask(dask_apply),
+    "dask_queue": on_dask(dask_queue),
 }
 
 SERIALIZERS = ("pickle", "cloudpickle", "dill")
@@ -1379,6 +1569,8 @@ def import_implementation(impl: str) -> Any:
         return multiprocess
     if impl == "loky":
         return Loky()
+    if impl == "dask":
+        return Dask()
     import procframe
 
     return procframe
@@ -1421,6 +1613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["--sample-pss"]:  # the memory sampler of PssSampler
         print(sample_pss([int(pid) for pid in arguments[1:]]), flush=True)
         return 0
+    if arguments[:1] == ["--dask-cluster"]:  # the dask table's cluster, hosted for the bench
+        return serve_dask_cluster(int(arguments[1]))
     parser = argparse.ArgumentParser(prog="python benchmarks/harness.py")
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
     parser.add_argument("--case", choices=sorted([*CASES, *FIRST_USES]), required=True)

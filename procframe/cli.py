@@ -101,6 +101,12 @@ def format_info(records: Sequence[dict[str, Any]]) -> str:
             )
         )
     table = align(lines, "<<<<<", gap="  ")
+    described = [
+        r for r in records if r["description"] and plugin_origin(r["plugin"]) != "procframe"
+    ]
+    if described:  # a third party's backend: what it says of itself (its cluster, ...)
+        table.append("")
+        table.extend(f"   {r['name']}: {r['description']}" for r in described)
     default = next((record["name"] for record in records if record["default"]), None)
     if default is not None:
         table.append(f"\n* default backend: {default} ({default_source()})")

@@ -43,7 +43,6 @@ does.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import threading
@@ -53,6 +52,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from procframe._core import process
 
 if TYPE_CHECKING:
     from typing import ParamSpec
@@ -133,7 +134,7 @@ class _Dispatcher:
             self._workers, self._initializer, self._initargs, self._max_tasks
         )
         _live.add(self)
-        _wait_at_exit()  # after the pool's own exit handler, so that it runs first
+        _wait_at_exit()  # registered after the pool's exit step, so that it runs first
         return pool
 
     def _pump(self) -> None:
@@ -251,7 +252,7 @@ def _wait_at_exit() -> None:
     global _exit_handler_installed
     with _exit_lock:
         if not _exit_handler_installed:
-            atexit.register(_finish_all_at_exit)
+            process.run_first_at_exit(_finish_all_at_exit)
             _exit_handler_installed = True
 
 

@@ -1,8 +1,10 @@
 """ctypes objects in shared memory: ``RawValue``, ``RawArray``, ``Value``, ``Array``.
 
 The API of ``multiprocessing.sharedctypes``; the code lives in
-:mod:`procframe.posix.sharedctypes`.  Where ``ctx`` is ``None``, the lock
-comes from the default context.
+:mod:`procframe.posix.sharedctypes`.  A backend's own ``Value``/``Array`` check their
+arguments as procframe's do with :func:`ctype_of` (the ctypes type of a typecode or
+type, or a clear error) and :func:`array_layout` (an array's type and initial items).
+Where ``ctx`` is ``None``, the lock comes from the default context.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from procframe.posix.sharedctypes import SynchronizedArray as SynchronizedArray
 from procframe.posix.sharedctypes import SynchronizedBase as SynchronizedBase
 from procframe.posix.sharedctypes import SynchronizedString as SynchronizedString
 from procframe.posix.sharedctypes import SynchronizedWideString as SynchronizedWideString
+from procframe.posix.sharedctypes import array_layout as array_layout
 from procframe.posix.sharedctypes import copy as copy
+from procframe.posix.sharedctypes import ctype_of as ctype_of
 from procframe.posix.sharedctypes import typecode_to_type as typecode_to_type
 
 TYPE_CHECKING = False

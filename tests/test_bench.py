@@ -47,6 +47,7 @@ from procframe.bench.tables import (
     BIG,
     BIG_MEMORY,
     CONDITION_WAITS,
+    DASK_TABLE,
     GIB,
     LOCK_PAIRS,
     MEGABYTE,
@@ -415,8 +416,10 @@ def test_a_loosest_target_may_not_be_stricter_than_one(unit: Unit, loosest: floa
 
 
 def test_only_the_lock_table_allows_procframe_to_be_slower() -> None:
+    """... than the standard library: the dask table (issue 16) compares procframe with
+    Dask, and allows its layer 10%."""
     loosest = {key: table.loosest_target for key, table in TABLES.items()}
-    assert loosest == {key: 0.9 if key == "locks" else 1.0 for key in TABLES}
+    assert loosest == {key: 0.9 if key in ("locks", "dask") else 1.0 for key in TABLES}
     assert LOCK_PAIRS.loosest_target == 0.9
 
 
@@ -439,7 +442,8 @@ def test_format_table_aligns_ratios_and_marks_misses() -> None:
 def test_report_ends_with_the_legend_and_json_has_the_same_numbers() -> None:
     tables = [TableResult(START_JOIN, 3, (result_of(START_JOIN.rows[0], [0.002], [0.001]),))]
     assert format_report(tables).endswith(
-        "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
+        "ratio = procframe / the peer its table names (multiprocessing unless it says otherwise); "
+        "MISS: the ratio is on the wrong side of its target; "
         "a second target bounds procframe's own value; target -: a reference row"
     )
     data = json.loads(json.dumps(report_json(tables)))
@@ -671,6 +675,8 @@ def test_select_backends() -> None:
 
 def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     for table in TABLES.values():
+        if table.cluster:  # the dask table: procframe's dask backend against Dask
+            continue
         assert {row.backend for row in table.rows} == {"fork", "spawn", "forkserver"}
         assert all(0 < row.quick_iterations <= row.iterations for row in table.rows)
         assert len({(row.backend, row.label) for row in table.rows}) == len(table.rows)
@@ -694,8 +700,9 @@ def test_every_table_has_rows_per_stdlib_method_with_targets() -> None:
     }
     units = {LOCK_PAIRS.unit, CONDITION_WAITS.unit, SEQUENCE_READS.unit}
     assert units == {Unit.PER_SECOND}
-    assert list(TABLES)[-7:] == [
-        *("conditions", "sequences", "pool", "managed", "big", "big_memory", "serializers")
+    assert list(TABLES)[-8:] == [
+        *("conditions", "sequences", "pool", "managed", "big", "big_memory", "serializers"),
+        "dask",
     ]
 
 
@@ -807,9 +814,12 @@ def test_bench_prints_the_pool_table() -> None:
 
 
 def test_bench_json() -> None:
-    """Every table but the big ones (test_bench_prints_the_big_table runs those) and the
-    serializers table (test_bench_prints_the_serializers_table)."""
-    keys = [key for key in TABLES if not key.startswith("big") and key != "serializers"]
+    """Every table but the big ones (test_bench_prints_the_big_table runs those), the
+    serializers table (test_bench_prints_the_serializers_table) and the dask table
+    (test_bench_prints_the_dask_table)."""
+    keys = [
+        key for key in TABLES if not key.startswith("big") and key not in ("serializers", "dask")
+    ]
     args = ("--backend", "fork", "--iterations", "2", "--repeat", "1", "--json", "--table")
     done = run_bench(*args, *keys)
     assert done.returncode == 0, done.stderr
@@ -1583,3 +1593,394 @@ def test_bench_prints_the_serializers_table() -> None:
             done.stdout,
             re.M,
         )
+
+
+# -- issue 16: the dask table ----------------------------------------------------------
+
+DASK_CASES = ("dask_pool_map", "dask_pool_map_chunked", "dask_apply", "dask_queue")
+
+
+def test_the_dask_table_has_the_issues_rows_and_targets() -> None:
+    rows = {row.case: row for row in DASK_TABLE.rows}
+    assert list(rows) == list(DASK_CASES)
+    assert {row.backend for row in DASK_TABLE.rows} == {"dask"}
+    assert {row.versus for row in DASK_TABLE.rows} == {"dask"}
+    assert {row.requires for row in DASK_TABLE.rows} == {("distributed", "procframe_dask")}
+    assert (DASK_TABLE.cluster, DASK_TABLE.versus_header, DASK_TABLE.max_repeats) == (
+        "dask",
+        "Dask",
+        3,
+    )
+    # the issue's 10,000 trivial tasks; its targets: >= 0.9 on rates, <= 1.1 on the latency
+    assert rows["dask_pool_map"].iterations == 10_000
+    assert rows["dask_pool_map"].label == "Pool.map, chunksize 1 vs client.map + gather"
+    for case in ("dask_pool_map", "dask_pool_map_chunked", "dask_queue"):
+        assert (DASK_TABLE.unit_of(rows[case]), rows[case].target) == (Unit.PER_SECOND, 0.9)
+    assert (DASK_TABLE.unit_of(rows["dask_apply"]), rows["dask_apply"].target) == (
+        Unit.SECONDS,
+        1.1,
+    )
+    assert [row.case for row in DASK_TABLE.rows if row.quick] == [
+        *("dask_pool_map", "dask_apply", "dask_queue")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("unit", "target", "allowed"),
+    [
+        (Unit.PER_SECOND, 0.9, True),
+        (Unit.PER_SECOND, 0.89, False),
+        (Unit.SECONDS, 1.11, True),  # 1 / 0.9: the same slack, the other way
+        (Unit.SECONDS, 1.12, False),
+    ],
+)
+def test_a_row_of_another_unit_gets_the_same_slack_the_other_way(
+    unit: Unit, target: float, allowed: bool
+) -> None:
+    row = Row("dask", "dask_apply", 1, 1, target, "apply", unit=unit)
+
+    def table() -> Table:
+        return Table("t", "T", Unit.PER_SECOND, (row,), loosest_target=0.9)
+
+    if allowed:
+        assert table().loosest_of(unit) == pytest.approx(
+            0.9 if unit is Unit.PER_SECOND else 1 / 0.9
+        )
+    else:
+        with pytest.raises(ValueError, match="loosest target"):
+            table()
+
+
+def test_the_dask_table_is_measured_only_when_asked() -> None:
+    stdlib = ["fork", "spawn", "forkserver"]
+    assert "dask" not in chosen_tables(None, quick=False, backends=stdlib)
+    assert "dask" not in chosen_tables(None, quick=True, backends=stdlib)
+    assert chosen_tables(None, quick=True, backends=["dask"]) == ["dask"]
+    assert chosen_tables(None, quick=False, backends=["dask"]) == ["dask"]
+    assert chosen_tables(None, quick=False, backends=["fork", "dask"]) == list(TABLES)
+    assert chosen_tables(["dask"], quick=True, backends=stdlib) == ["dask"]
+    # --backend dask is always a name the bench knows (its rows say what is missing)
+    assert select_backends(None, stdlib) == stdlib
+    assert select_backends(["dask", "fork"], stdlib) == ["dask", "fork"]
+    with pytest.raises(ValueError, match="fork, spawn, forkserver, dask"):
+        select_backends(["ray"], stdlib)
+    # --table dask alone measures the table on its own backend
+    assert table_backends(DASK_TABLE, stdlib, asked=False) == ["dask"]
+    assert table_backends(DASK_TABLE, ["dask"], asked=True) == ["dask"]
+    assert table_backends(POOL, stdlib, asked=False) == stdlib
+    assert "dask" in TABLES and TABLES["dask"] is DASK_TABLE
+
+
+def installed_for_dask(monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...] = ()) -> None:
+    """Make the dask rows' requirements met, whatever this environment holds, but ``missing``
+    (its rows are not run: a fake harness answers)."""
+    import procframe.bench.requirements as requirements
+
+    for name in ("distributed", "procframe_dask"):
+        if name not in missing:
+            monkeypatch.setitem(requirements.REQUIREMENTS, name, lambda: "")
+
+
+def fake_dask_run(calls: list[tuple[str, str, str]], slower: float) -> Any:
+    """A harness: Dask does 1,000 operations per second (an apply takes 10 ms); procframe
+    ``slower`` times as long."""
+
+    def run(impl: str, case: str, method: str, iterations: int) -> dict[str, Any]:
+        calls.append((impl, case, method))
+        seconds = 0.01 if case == "dask_apply" else 0.001
+        return {
+            "median": seconds * (slower if impl == "procframe" else 1.0),
+            "multiprocessing_loaded": impl != "procframe",
+        }
+
+    return run
+
+
+@pytest.mark.parametrize(("slower", "verdict"), [(1.1, "ok"), (1.12, "MISS")])
+def test_the_dask_table_compares_procframe_with_dask_on_the_dask_backend(
+    monkeypatch: pytest.MonkeyPatch, slower: float, verdict: str
+) -> None:
+    installed_for_dask(monkeypatch)
+    calls: list[tuple[str, str, str]] = []
+    result = measure_table(DASK_TABLE, ["dask"], 2, lambda row: 3, fake_dask_run(calls, slower))
+    # each row alternates procframe with Dask, on the dask backend
+    assert (
+        calls[:4]
+        == [
+            ("procframe", "dask_pool_map", "dask"),
+            ("dask", "dask_pool_map", "dask"),
+        ]
+        * 2
+    )
+    assert {impl for impl, _, _ in calls} == {"procframe", "dask"}
+    assert {method for _, _, method in calls} == {"dask"}
+    rows = {row.row.case: row for row in result.rows}
+    assert rows["dask_pool_map"].ratio == pytest.approx(1 / slower)
+    assert rows["dask_apply"].ratio == pytest.approx(slower)
+    assert rows["dask_apply"].procframe == pytest.approx(0.01 * slower)
+    for row in result.rows:  # 1/1.1 = 0.909 shows as 0.91 (ok), 1/1.12 as 0.89 (MISS)
+        assert row.ok is (verdict == "ok"), row.row.label
+    text = format_table(result)
+    lines = text.splitlines()
+    assert lines[0].startswith("procframe's dask backend against Dask's own API, on one ")
+    assert lines[0].endswith(
+        "ratio = procframe / Dask; median of 2 runs; higher is better for rates, lower for "
+        "durations)"
+    )
+    assert lines[1].split() == [
+        *("backend", "operation", "vs", "Dask's", "API", "procframe", "Dask", "ratio", "target")
+    ]
+    (apply,) = (line for line in lines if "apply latency" in line)
+    assert apply.split()[-4:] == [f"{slower:.2f}", "<=", "1.10", verdict]
+    assert re.search(r"\s10\.0 ms\s", apply)
+    (queue,) = (line for line in lines if "Queue vs distributed.Queue" in line)
+    assert queue.split()[-4:] == [f"{1 / slower:.2f}", ">=", "0.90", verdict]
+    (data,) = (r for r in report_json([result])["tables"][0]["rows"] if r["case"] == "dask_queue")
+    assert (data["versus"], data["multiprocessing"]) == ("dask", pytest.approx(1000))
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        (
+            "distributed",
+            "distributed is not installed: pip install distributed (or the dask backend, "
+            "python -m pip install ./plugins/procframe-dask, which depends on it)",
+        ),
+        (
+            "procframe_dask",
+            "procframe_dask (procframe's dask backend) is not installed: "
+            "python -m pip install ./plugins/procframe-dask, from a checkout of procframe",
+        ),
+    ],
+)
+def test_without_distributed_or_the_plugin_the_dask_rows_are_skipped_naming_it(
+    monkeypatch: pytest.MonkeyPatch, missing: str, message: str
+) -> None:
+    import importlib.util
+
+    installed_for_dask(monkeypatch, missing=(missing,))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name)
+    )
+    calls: list[tuple[str, str, str]] = []
+    messages: list[str] = []
+    result = measure_table(
+        DASK_TABLE, ["dask"], 1, lambda row: 2, fake_dask_run(calls, 1.0), messages.append
+    )
+    assert calls == []
+    assert {row.skipped for row in result.rows} == {message}
+    assert f"\nskipped: {message}" in format_table(result)
+    assert any(m.endswith(f"skipped: {message}") for m in messages)
+
+
+class FakeCluster:
+    """A :class:`~procframe.bench.cluster.HostedCluster` that records its life."""
+
+    started: list[FakeCluster] = []
+
+    def __init__(self, env: Any, progress: Any) -> None:
+        self.events: list[str] = []
+        self.env = env
+
+    def __enter__(self) -> FakeCluster:
+        FakeCluster.started.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.events.append("closed")
+
+    def address(self) -> str:
+        if "started" not in self.events:
+            self.events.append("started")
+        return "tcp://127.0.0.1:8786"
+
+
+def test_the_runs_of_a_dask_table_share_one_cluster_started_by_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from procframe.bench.cluster import on_cluster
+
+    FakeCluster.started.clear()
+    runs: list[tuple[str, dict[str, str], float]] = []
+
+    def run(impl: str, case: str, method: str, iterations: int, **options: Any) -> dict[str, Any]:
+        runs.append((impl, dict(options["env"]), options["timeout"]))
+        return {"median": 0.001, "multiprocessing_loaded": impl != "procframe"}
+
+    env = {"PYTHONPYCACHEPREFIX": "cache", "PROCFRAME_DASK_ADDRESS": "tcp://elsewhere:1"}
+    with on_cluster("dask", env, 30.0, run=run, cluster=FakeCluster) as harness:
+        (cluster,) = FakeCluster.started
+        assert cluster.events == []  # not started before a run needs it
+        installed_for_dask(monkeypatch)
+        measure_table(DASK_TABLE, ["dask"], 2, lambda row: 2, harness)
+        assert cluster.events == ["started"]
+    assert cluster.events == ["started", "closed"]
+    assert len(runs) == 2 * 2 * len(DASK_TABLE.rows)
+    for _, run_env, timeout in runs:
+        assert run_env == {
+            "PYTHONPYCACHEPREFIX": "cache",
+            "PROCFRAME_DASK_ADDRESS": cluster.address(),
+        }
+        assert timeout == 30.0
+    # a table without a cluster runs with the environment as it is; a cluster never started
+    # is still closed (a table whose rows were all skipped)
+    with on_cluster("", env, 30.0, run=run, cluster=FakeCluster) as harness:
+        harness("procframe", "queue", "fork", 2)
+    assert runs[-1][1] == env and len(FakeCluster.started) == 1
+    with on_cluster("dask", env, 30.0, run=run, cluster=FakeCluster):
+        pass
+    assert FakeCluster.started[-1].events == ["closed"]
+    with pytest.raises(ValueError, match="unknown cluster 'ray'"), on_cluster("ray", env, 1.0):
+        pass
+
+
+def bench_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[list[str], str]:
+    """Run the command in this process, each table "measured" by a fake that records it;
+    the keys of the tables measured and what the command wrote on stderr."""
+    import argparse
+
+    import procframe.bench.command as command
+
+    measured: list[str] = []
+
+    def fake_measure(table: Table, backends: Any, *rest: Any, **options: Any) -> TableResult:
+        measured.append(table.key)
+        return TableResult(table, 1, ())
+
+    monkeypatch.setattr(command, "measure_table", fake_measure)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(list(args))) == 0
+    return measured, capsys.readouterr().err
+
+
+def test_the_command_measures_the_dask_table_when_asked_and_says_how(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    measured, err = bench_in_process(monkeypatch, capsys, "--quick")
+    assert "dask" not in measured and "start_join" in measured
+    assert f"{DASK_TABLE.title}: not measured (--backend dask asks)" in err
+    assert bench_in_process(monkeypatch, capsys, "--quick", "--backend", "dask") == (["dask"], "")
+    assert bench_in_process(monkeypatch, capsys, "--table", "dask")[0] == ["dask"]
+    measured, _ = bench_in_process(monkeypatch, capsys, "--backend", "fork", "dask")
+    assert measured == list(TABLES)
+
+
+def test_bench_help_names_the_dask_backend() -> None:
+    help_text = " ".join(run_bench("--help").stdout.split())
+    assert "dask: procframe's dask backend against Dask's own API on one local cluster" in help_text
+
+
+def test_bench_skips_the_dask_rows_without_starting_a_cluster_when_the_plugin_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    import procframe.bench.cluster as cluster
+    import procframe.bench.command as command
+    import procframe.bench.requirements as requirements
+
+    monkeypatch.setitem(requirements.REQUIREMENTS, "procframe_dask", lambda: "no plugin here")
+
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("a cluster was started for rows that are all skipped")
+
+    monkeypatch.setattr(cluster.HostedCluster, "_start", refuse)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(["--backend", "dask", "--json"])) == 0
+    (table,) = json.loads(capsys.readouterr().out)["tables"]
+    assert table["key"] == "dask"
+    assert {row["skipped"] for row in table["rows"]} == {"no plugin here"}
+
+
+# -- the dask table for real: a LocalCluster hosted by the harness --------------------------
+
+
+def dask_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        pytest.skip("distributed is not installed")
+
+
+def dask_backend_has_pool_and_queue() -> None:
+    """Skip unless the dask backend makes its own Pool and Queue (the issue16-pool and
+    issue16-prims parts): procframe's default ones cannot cross to a cluster."""
+    dask_installed()
+    from procframe.bench.requirements import dask_backend_missing
+
+    if dask_backend_missing():
+        pytest.skip(dask_backend_missing())
+    from procframe_dask import plugin
+
+    if not (hasattr(plugin, "procframe_make_pool") and hasattr(plugin, "procframe_make_queue")):
+        pytest.skip("the dask backend does not make its own Pool and Queue yet")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster() -> Any:
+    """One hosted LocalCluster for this module's real dask runs, closed after them."""
+    dask_installed()
+    from procframe.bench.cluster import HostedCluster
+
+    with HostedCluster(clean_env(), start_timeout=90) as hosted:
+        hosted.address()
+        yield hosted
+    assert hosted.process is None
+
+
+def test_the_hosted_cluster_starts_once_and_is_gone_after_close() -> None:
+    dask_installed()
+    from procframe.bench.cluster import HostedCluster
+
+    with HostedCluster(clean_env(), start_timeout=90) as hosted:
+        address = hosted.address()
+        assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+", address)
+        assert hosted.address() == address
+        process = hosted.process
+        assert process is not None and process.poll() is None
+    assert process.poll() is not None
+    assert gone(process.pid)
+
+
+@pytest.mark.parametrize("case", DASK_CASES)
+def test_harness_runs_the_dask_cases_with_dasks_own_api(dask_cluster: Any, case: str) -> None:
+    env = {**clean_env(), "PROCFRAME_DASK_ADDRESS": dask_cluster.address()}
+    result = run_harness("dask", case, "dask", 12, timeout=90, env=env)
+    assert (result["impl"], result["case"], result["iterations"]) == ("dask", case, 12)
+    assert 0 < result["min"] <= result["median"]
+
+
+@pytest.mark.parametrize("case", DASK_CASES)
+def test_harness_runs_the_dask_cases_on_procframes_dask_backend(
+    dask_cluster: Any, case: str
+) -> None:
+    dask_backend_has_pool_and_queue()
+    env = {**clean_env(), "PROCFRAME_DASK_ADDRESS": dask_cluster.address()}
+    result = run_harness("procframe", case, "dask", 12, timeout=90, env=env)
+    assert (result["impl"], result["case"], result["iterations"]) == ("procframe", case, 12)
+    assert 0 < result["min"] <= result["median"]
+    # distributed loads the standard library's multiprocessing: no doing of procframe's
+    assert result["multiprocessing_loaded"] is False
+    assert result["multiprocessing_loaded_by"] == "distributed"
+
+
+def test_the_dask_cases_refuse_to_run_without_a_cluster() -> None:
+    dask_installed()
+    with pytest.raises(BenchError, match="PROCFRAME_DASK_ADDRESS"):
+        run_harness("dask", "dask_apply", "dask", 2, timeout=60, env=clean_env())
+
+
+def test_bench_prints_the_dask_table() -> None:
+    dask_backend_has_pool_and_queue()
+    done = run_bench("--quick", "--backend", "dask", "--iterations", "10", "--repeat", "1")
+    assert done.returncode == 0, done.stderr
+    assert "procframe's dask backend against Dask's own API, on one LocalCluster" in done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.startswith("dask ")]
+    assert len(lines) == 3
+    assert all(re.search(r"\s\d+\.\d\d\s+(>= 0\.90|<= 1\.10)\s+(ok|MISS)$", x) for x in lines)

@@ -22,7 +22,7 @@ import procframe.connection
 import procframe.plugins
 from procframe import NotSupportedError, threads
 from procframe._core import registry
-from procframe._core.capabilities import INHERITS_PARENT_MEMORY
+from procframe._core.capabilities import HOST_MEMORY, INHERITS_PARENT_MEMORY, TASKS_RUN_ONCE
 from procframe.futures import ProcessPoolExecutor
 from procframe.managers import BaseManager, ManagerGoneError, Namespace
 from procframe.testing.helpers.scripts import HELLO_BOB, run_script
@@ -64,7 +64,7 @@ def test_declared_as_a_builtin_with_honest_capabilities() -> None:
     info = registry.backends()["threads"]
     assert info.plugin is threads.plugin
     assert info.available
-    assert info.capabilities == {INHERITS_PARENT_MEMORY}
+    assert info.capabilities == {INHERITS_PARENT_MEMORY, HOST_MEMORY, TASKS_RUN_ONCE}
     assert "threads" in procframe.get_all_start_methods()
 
 

@@ -14,7 +14,8 @@ an unpicklable object fails in the sender; ``os._exit(n)`` (or a signal it sends
 only the child, whose exitcode is then ``n``; its threads and at-exit handlers are its own."""
 LOCAL_PIDS = "local_pids"
 """``Process.pid`` is a process of this machine: ``os.kill`` reaches it, and the child's
-``os.getpid()`` equals it."""
+``os.getpid()`` equals it.  A pool's workers are children of this process too: a lost
+worker's pid and exit code are known."""
 INHERITS_PARENT_MEMORY = "inherits_parent_memory"
 """The child starts with (or shares) the parent's memory: unpicklable targets and lambdas work."""
 PICKLES_PROCESS = "pickles_process"
@@ -38,8 +39,22 @@ TASK_TIMEOUTS = "task_timeouts"
 MANAGER_SERVER = "manager_server"
 """``Manager()`` runs a server process; its objects are reached through proxies (``address``,
 ``connect()``, ``register()``, authentication)."""
+HOST_MEMORY = "host_memory"
+"""Every process of the program runs on this machine and can map the same memory:
+``RawValue``/``RawArray`` and the objects under ``Value``/``Array`` are ctypes objects in
+memory that every process maps, ``shared_memory.SharedMemory`` blocks are this machine's, and
+a big buffer may cross in shared memory without a copy.  (Without it, ``Value`` and ``Array``
+are the backend's objects with the same methods, and the names that need this machine's
+memory raise, saying why.)"""
+TASKS_RUN_ONCE = "tasks_run_once"
+"""A pool runs each call once: a worker that dies fails the call it was running
+(``WorkerLostError``) and repeats none that had ended.  (Without it a call whose worker died
+before its result was fetched may run again: at least once, as on a cluster that recomputes
+what a lost worker held.)"""
 KNOWN_CAPABILITIES = frozenset(
     {
+        HOST_MEMORY,
+        TASKS_RUN_ONCE,
         SEPARATE_MEMORY,
         LOCAL_PIDS,
         INHERITS_PARENT_MEMORY,

@@ -63,6 +63,12 @@ class spawning_payload:
         _spawning.active = False
 
 
+def spawning() -> bool:
+    """True within :class:`spawning_payload`: an object that only crosses to a child being
+    started (an authkey, a backend's Lock or Queue) may be pickled now."""
+    return bool(getattr(_spawning, "active", False))
+
+
 def _check_closed(method: Method) -> Method:
     def checked(self: BaseProcess, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
@@ -653,6 +659,32 @@ def install_exit_handler() -> None:
 
 
 _exit_work_done = False
+_first_at_exit: list[Callable[[], None]] = []
+_early_exit_requested = False
+
+
+def run_first_at_exit(step: Callable[[], None]) -> None:
+    """Call ``step()`` at exit before the rest of procframe's exit work (finalizers, the
+    children joined); steps registered later run first.  Pools and executors finish here."""
+    if step not in _first_at_exit:
+        _first_at_exit.append(step)
+    _install_exit_handler()
+
+
+def exit_work_before_threads_stop() -> None:
+    """Run procframe's exit work as soon as the interpreter starts to shut down (the main
+    thread has ended), before the standard library stops its thread pools, rather than
+    among the ``atexit`` handlers.
+
+    For a backend whose objects need such a pool to work (an asyncio client hands work to
+    a ``concurrent.futures`` executor, which refuses new work once shutdown has begun).
+    """
+    global _early_exit_requested
+    if not _early_exit_requested:
+        _early_exit_requested = True
+        import threading
+
+        threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
 
 
 def _at_exit() -> None:
@@ -662,6 +694,8 @@ def _at_exit() -> None:
     _exit_work_done = True
     finalizers = _finalizer_runner
     try:
+        for step in reversed(_first_at_exit):
+            step()
         _info("process shutting down")
         if finalizers is not None:
             finalizers(0)

@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing is slow to import, and every spawned child impor
 if TYPE_CHECKING:
     from procframe._core.backend import BackendInfo, Launcher
     from procframe._core.capabilities import (
+        HOST_MEMORY,
         INHERITS_PARENT_MEMORY,
         KNOWN_CAPABILITIES,
         LOCAL_PIDS,
@@ -28,10 +29,20 @@ if TYPE_CHECKING:
         REIMPORTS_MAIN,
         SEPARATE_MEMORY,
         TASK_TIMEOUTS,
+        TASKS_RUN_ONCE,
+    )
+    from procframe._core.checks import wait_timeout
+    from procframe._core.logsupport import inherit as inherit_logging
+    from procframe._core.logsupport import inherited_settings as logging_settings
+    from procframe._core.process import (
+        exit_work_before_threads_stop,
+        spawning,
+        spawning_payload,
     )
     from procframe.backends.base import ChildLauncher, DescriptorLauncher, ProcessBackend
 
 __all__ = [
+    "HOST_MEMORY",
     "INHERITS_PARENT_MEMORY",
     "KNOWN_CAPABILITIES",
     "LOCAL_PIDS",
@@ -42,12 +53,19 @@ __all__ = [
     "POSIX_SIGNALS",
     "REIMPORTS_MAIN",
     "SEPARATE_MEMORY",
+    "TASKS_RUN_ONCE",
     "TASK_TIMEOUTS",
     "BackendInfo",
     "ChildLauncher",
     "DescriptorLauncher",
     "Launcher",
     "ProcessBackend",
+    "exit_work_before_threads_stop",
+    "inherit_logging",
+    "logging_settings",
+    "spawning",
+    "spawning_payload",
+    "wait_timeout",
 ]
 _IN_BASE = ("ChildLauncher", "DescriptorLauncher", "ProcessBackend")
 
@@ -57,6 +75,27 @@ def __getattr__(name: str) -> object:
         from procframe.backends import base
 
         return getattr(base, name)
+    if name in ("logging_settings", "inherit_logging"):
+        # A backend that starts children its own way passes them the parent's logging:
+        # ``logging_settings()`` in the parent (None if unconfigured), then
+        # ``inherit_logging(settings)`` in the child, before it runs.
+        from procframe._core import logsupport
+
+        return logsupport.inherited_settings if name == "logging_settings" else logsupport.inherit
+    if name in ("spawning_payload", "spawning", "exit_work_before_threads_stop"):
+        # ``with spawning_payload(): pickle.dumps(process)``: a backend's own launcher may
+        # pickle a Process, authkey included, for the child it starts; its objects'
+        # ``__reduce__`` asks ``spawning()`` whether they are crossing to that child.
+        # ``exit_work_before_threads_stop()``: for a backend that needs thread pools to
+        # join its children or finish its pools at exit.
+        from procframe._core import process
+
+        return getattr(process, name)
+    if name == "wait_timeout":
+        # A backend's blocking calls check their ``timeout`` as procframe's do.
+        from procframe._core.checks import wait_timeout
+
+        return wait_timeout
     if name in ("BackendInfo", "Launcher"):
         from procframe._core import backend
 

@@ -14,6 +14,7 @@ import os
 
 from procframe._core.backend import BackendInfo, Launcher
 from procframe._core.capabilities import (
+    HOST_MEMORY,
     LOCAL_PIDS,
     MANAGER_SERVER,
     PARENT_DEATH,
@@ -21,6 +22,7 @@ from procframe._core.capabilities import (
     POSIX_SIGNALS,
     SEPARATE_MEMORY,
     TASK_TIMEOUTS,
+    TASKS_RUN_ONCE,
 )
 from procframe._core.fdwait import wait_readable
 from procframe._core.hookspecs import hookimpl
@@ -35,6 +37,8 @@ OS_PROCESS_CAPABILITIES = frozenset(
         PASSES_DESCRIPTORS,
         TASK_TIMEOUTS,
         MANAGER_SERVER,
+        HOST_MEMORY,
+        TASKS_RUN_ONCE,
     }
 )
 """What every built-in backend that starts OS processes on this machine declares."""

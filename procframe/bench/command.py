@@ -7,18 +7,17 @@ import json
 import sys
 import tempfile
 from collections.abc import Sequence
-from functools import partial
 
 from procframe.bench import report
+from procframe.bench.cluster import on_cluster
 from procframe.bench.runner import (
     DEFAULT_TIMEOUT,
     BenchError,
     TableResult,
     harness_environment,
     measure_table,
-    run_harness,
 )
-from procframe.bench.tables import STDLIB_METHODS, TABLES, Row, Table
+from procframe.bench.tables import CLUSTER_BACKENDS, PEERS, STDLIB_METHODS, TABLES, Row, Table
 
 REPEATS = 5
 QUICK_REPEATS = 3
@@ -59,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             for key, table in TABLES.items()
             if table.backend_limit is not None
         )
+        + "; "
+        + "; ".join(
+            f"{name}: procframe's {name} backend against {PEERS[name]}'s own API on one local "
+            f"cluster, the {name} table only, measured only when named here or by --table"
+            for name in CLUSTER_BACKENDS
+        )
         + ")",
     )
     parser.add_argument(
@@ -67,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=list(TABLES),
         dest="tables",
-        help="tables to measure (default: all; with --quick, all but "
+        help="tables to measure (default: those with rows on the backends measured, so "
+        + "not dask unless --backend names it; with --quick, all but "
         + ", ".join(key for key, table in TABLES.items() if not table.quick)
         + ")",
     )
@@ -89,31 +95,54 @@ def comparable_backends() -> list[str]:
     return [name for name in STDLIB_METHODS if name in available]
 
 
-def select_backends(asked: Sequence[str] | None, comparable: Sequence[str]) -> list[str]:
-    """The backends to measure; raise ``ValueError`` for one that cannot be compared."""
+def select_backends(
+    asked: Sequence[str] | None,
+    comparable: Sequence[str],
+    on_request: Sequence[str] = CLUSTER_BACKENDS,
+) -> list[str]:
+    """The backends to measure: those ``asked`` for, else the ``comparable`` ones; raise
+    ``ValueError`` for one that cannot be compared.  A backend ``on_request`` (a cluster's,
+    compared with the cluster's own API) is measured only when asked for: its rows say what
+    it lacks, if anything."""
     if not asked:
         return list(comparable)
+    known = [*comparable, *(name for name in on_request if name not in comparable)]
     for name in asked:
-        if name not in comparable:
+        if name not in known:
             raise ValueError(
                 f"backend {name!r} cannot be compared with the standard library here; "
-                f"choose from: {', '.join(comparable) or 'none'}"
+                f"choose from: {', '.join(known) or 'none'}"
             )
     return list(dict.fromkeys(asked))
 
 
-def chosen_tables(asked: Sequence[str] | None, quick: bool) -> list[str]:
+def row_backends(table: Table) -> list[str]:
+    """The backends ``table`` has rows on, in the order of its rows."""
+    return list(dict.fromkeys(row.backend for row in table.rows))
+
+
+def chosen_tables(
+    asked: Sequence[str] | None, quick: bool, backends: Sequence[str] | None = None
+) -> list[str]:
     """The keys of the tables to measure: those ``asked`` for, or else every table (but,
-    in a quick run, those that are not quick)."""
+    in a quick run, those that are not quick) with rows on one of ``backends``, if given."""
     if asked:
         return list(dict.fromkeys(asked))
-    return [key for key, table in TABLES.items() if table.quick or not quick]
+    return [
+        key
+        for key, table in TABLES.items()
+        if (table.quick or not quick)
+        and (backends is None or any(name in backends for name in row_backends(table)))
+    ]
 
 
 def table_backends(table: Table, backends: list[str], asked: bool) -> list[str]:
     """The backends ``table`` is measured on: all of ``backends`` if they were ``asked``
     for (``--backend``), else its ``default_backend`` first (if it is one of them), then the
-    others, up to its ``backend_limit``."""
+    others, up to its ``backend_limit``.  A table named by ``--table`` that has rows on none
+    of the default ``backends`` (the dask table) is measured on its own."""
+    if not asked and not any(name in backends for name in row_backends(table)):
+        return row_backends(table)
     if asked or table.backend_limit is None:
         return backends
     preferred = [name for name in backends if name == table.default_backend]
@@ -154,24 +183,32 @@ def run(args: argparse.Namespace) -> int:
     results: list[TableResult] = []
     try:
         with tempfile.TemporaryDirectory(prefix="procframe-bench-") as cache:
-            harness = partial(run_harness, timeout=args.timeout, env=harness_environment(cache))
-            keys = chosen_tables(args.tables, args.quick)
+            env = harness_environment(cache)
+            keys = chosen_tables(args.tables, args.quick, backends)
             for key in TABLES:
-                if key not in keys and args.quick and not args.tables:
-                    progress(f"{TABLES[key].title}: not in a --quick run (--table {key} asks)")
+                if key in keys or args.tables:
+                    continue
+                table = TABLES[key]
+                if not any(name in backends for name in row_backends(table)):
+                    if table.cluster:
+                        names = " ".join(row_backends(table))
+                        progress(f"{table.title}: not measured (--backend {names} asks)")
+                elif args.quick:
+                    progress(f"{table.title}: not in a --quick run (--table {key} asks)")
             for key in keys:
                 table = TABLES[key]
-                results.append(
-                    measure_table(
-                        table,
-                        table_backends(table, backends, bool(args.backends)),
-                        table_repeats(table, args.repeat, args.quick),
-                        iterations,
-                        harness,
-                        progress,
-                        quick=args.quick,
+                with on_cluster(table.cluster, env, args.timeout, progress) as run_table:
+                    results.append(
+                        measure_table(
+                            table,
+                            table_backends(table, backends, bool(args.backends)),
+                            table_repeats(table, args.repeat, args.quick),
+                            iterations,
+                            run_table,
+                            progress,
+                            quick=args.quick,
+                        )
                     )
-                )
     except BenchError as exc:
         print(f"procframe bench: error: {exc}", file=sys.stderr)
         return 1

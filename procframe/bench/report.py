@@ -12,7 +12,8 @@ from procframe.bench.tables import Table, Unit
 from procframe.bench.text import align
 
 LEGEND = (
-    "ratio = procframe / multiprocessing; MISS: the ratio is on the wrong side of its target; "
+    "ratio = procframe / the peer its table names (multiprocessing unless it says otherwise); "
+    "MISS: the ratio is on the wrong side of its target; "
     "a second target bounds procframe's own value; target -: a reference row"
 )
 

@@ -25,6 +25,14 @@ run a row: ``multiprocess`` (the standard library's code with dill), loky (cloud
 PACKAGES = (NUMPY, CLOUDPICKLE, DILL, MULTIPROCESS, LOKY)
 """The requirements that are a package importable by the harness: all in the bench extra."""
 
+DISTRIBUTED = "distributed"
+PROCFRAME_DASK = "procframe_dask"
+"""The packages of the dask table: Dask's ``distributed`` (the peer, and what the backend runs
+on) and the plugin that registers procframe's ``dask`` backend (``plugins/procframe-dask``)."""
+
+PLUGIN_DIRECTORY = "./plugins/procframe-dask"
+"""Where the dask backend's distribution is, in a checkout of procframe."""
+
 AVAILABLE_MEMORY = "available memory"
 """At least :data:`MEMORY_NEEDED` bytes of available memory (``MemAvailable``)."""
 
@@ -48,6 +56,32 @@ def package_missing(name: str) -> str:
     return (
         f"{name} is not installed: pip install {name} "
         "(or the bench extra, pip install -e '.[bench]')"
+    )
+
+
+def distributed_missing() -> str:
+    """Why Dask's ``distributed`` cannot be imported here, or ``""``."""
+    from importlib.util import find_spec
+
+    if find_spec(DISTRIBUTED) is not None:
+        return ""
+    return (
+        f"{DISTRIBUTED} is not installed: pip install {DISTRIBUTED} (or the dask backend, "
+        f"python -m pip install {PLUGIN_DIRECTORY}, which depends on it)"
+    )
+
+
+def dask_backend_missing() -> str:
+    """Why procframe's ``dask`` backend (the ``procframe_dask`` plugin, registered in the
+    ``procframe`` entry-point group) is not installed here, or ``""``."""
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    if find_spec(PROCFRAME_DASK) is not None and entry_points(group="procframe", name="dask"):
+        return ""
+    return (
+        f"{PROCFRAME_DASK} (procframe's dask backend) is not installed: "
+        f"python -m pip install {PLUGIN_DIRECTORY}, from a checkout of procframe"
     )
 
 
@@ -97,6 +131,8 @@ def pss_missing(smaps_rollup: str = SMAPS_ROLLUP) -> str:
 REQUIREMENTS: dict[str, Callable[[], str]] = {
     NUMPY: numpy_missing,
     **{name: partial(package_missing, name) for name in PACKAGES if name != NUMPY},
+    DISTRIBUTED: distributed_missing,
+    PROCFRAME_DASK: dask_backend_missing,
     AVAILABLE_MEMORY: memory_missing,
     PSS: pss_missing,
 }

@@ -21,9 +21,11 @@ from procframe.bench.requirements import (
     AVAILABLE_MEMORY,
     CLOUDPICKLE,
     DILL,
+    DISTRIBUTED,
     LOKY,
     MULTIPROCESS,
     NUMPY,
+    PROCFRAME_DASK,
     PSS,
     REQUIREMENTS,
 )
@@ -31,8 +33,16 @@ from procframe.bench.requirements import (
 STDLIB_METHODS = ("fork", "spawn", "forkserver")
 """The start methods of the standard library: the backends that can be compared."""
 
+DASK = "dask"
+"""procframe's dask backend (``plugins/procframe-dask``), and the peer its table compares it
+with: Dask's own API on the same cluster."""
+
+CLUSTER_BACKENDS = (DASK,)
+"""The backends of a cluster, measured against the cluster's own API (not the standard
+library's): only when ``--backend`` or ``--table`` names them."""
+
 STDLIB = "stdlib"
-PEERS = {STDLIB: "multiprocessing", MULTIPROCESS: "multiprocess", LOKY: "loky"}
+PEERS = {STDLIB: "multiprocessing", MULTIPROCESS: "multiprocess", LOKY: "loky", DASK: "Dask"}
 """The implementations procframe is compared with (the harness's ``--impl``), and the names
 the tables print for them."""
 
@@ -153,6 +163,10 @@ class Table:
     default_backend: str = ""
     """The backend the table measures unless ``--backend`` names others, where it is available
     (else the first of them); "" for the first ones, up to ``backend_limit``."""
+    cluster: str = ""
+    """The cluster that every harness run of the table shares: :data:`DASK` for one Dask
+    ``LocalCluster``, started for the table and closed after it
+    (:mod:`procframe.bench.cluster`); "" for none."""
 
     def __post_init__(self) -> None:
         if not self.unit.meets(1.0, self.loosest_target):
@@ -165,13 +179,21 @@ class Table:
             if unknown:
                 raise ValueError(f"{self.key}: {row.label} requires unknown {unknown}")
         for row in self.rows:
-            loosest = self.loosest_target if self.unit_of(row) is self.unit else 1.0
+            loosest = self.loosest_of(self.unit_of(row))
             if row.target is not None and not self.unit_of(row).meets(row.target, loosest):
                 raise ValueError(
                     f"{self.key}: the target of {row.backend} {row.label} allows procframe "
                     "to be slower than the standard library beyond the table's loosest target, "
                     f"{self.loosest_target:.2f}"
                 )
+
+    def loosest_of(self, unit: Unit) -> float:
+        """The loosest target of a row in ``unit``: the table's, for a unit that is better
+        the same way as the table's; its reciprocal, the same slack, for the other way (a
+        rate's 0.9 is a duration's 1/0.9)."""
+        if unit.higher_is_better == self.unit.higher_is_better:
+            return self.loosest_target
+        return 1.0 / self.loosest_target
 
     def _check_share(self, row: Row) -> None:
         """A row's ``min_share`` needs a reference row, of its backend, measured with it."""
@@ -716,6 +738,87 @@ pickle and cloudpickle.  A row whose serializer or peer is not installed is
 skipped, naming the package.
 """
 
+DASK_OPERATIONS = (
+    # label, harness case, operations per run (full, quick), unit, target, in --quick
+    (
+        "Pool.map, chunksize 1 vs client.map + gather",
+        "dask_pool_map",
+        10_000,
+        2_000,
+        None,
+        0.9,
+        True,
+    ),
+    (
+        "Pool.map, default chunksize vs client.map + gather",
+        "dask_pool_map_chunked",
+        10_000,
+        2_000,
+        None,
+        0.9,
+        False,
+    ),
+    (
+        "apply latency vs client.submit().result(), s",
+        "dask_apply",
+        300,
+        100,
+        Unit.SECONDS,
+        1.1,
+        True,
+    ),
+    ("Queue vs distributed.Queue", "dask_queue", 2_000, 500, None, 0.9, True),
+)
+"""The rows of :data:`DASK_TABLE`.
+
+``Pool.map`` of 10,000 trivial tasks (``square``) on ``get_context("dask").Pool(2)``
+against ``client.gather(client.map(square, items, pure=False))``: with chunksize 1 each
+item is a Dask task on both sides, so the ratio is what procframe's layer costs; with
+the default chunksize procframe sends eight chunks, which is what a program that calls
+``map`` gets.  ``apply`` is one ``pool.apply(square, (x,))`` round trip against
+``client.submit(square, x, pure=False).result()``, a latency.  ``Queue`` passes 256-byte
+strings as :data:`OBJECTS_PASSED` does, from a producer on a worker (procframe: a
+``Process``; Dask: a task) to the harness, against a ``distributed.Queue``.
+"""
+
+DASK_TABLE = Table(
+    key="dask",
+    title="procframe's dask backend against Dask's own API, on one LocalCluster",
+    note=(
+        "2 worker processes of 1 thread, started once for the table; trivial function; "
+        "256-byte strings; ratio = procframe / Dask"
+    ),
+    unit=Unit.PER_SECOND,
+    label_header="operation vs Dask's API",
+    loosest_target=0.9,
+    rows=tuple(
+        Row(
+            DASK,
+            case,
+            full,
+            quick,
+            target,
+            label=label,
+            unit=unit,
+            quick=in_quick,
+            requires=(DISTRIBUTED, PROCFRAME_DASK),
+            versus=DASK,
+        )
+        for label, case, full, quick, unit, target, in_quick in DASK_OPERATIONS
+    ),
+    max_repeats=3,
+    versus_header=PEERS[DASK],
+    cluster=DASK,
+)
+"""Issue 16's table: procframe's layer over Dask costs at most 10% (ratio >= 0.9 on rates,
+<= 1.1 on the latency).  Both sides run on the same ``LocalCluster(n_workers=2,
+threads_per_worker=1, processes=True)``, started before the table's first run (its start
+is not measured) and closed after its last; each harness run reaches it through
+``PROCFRAME_DASK_ADDRESS``.  The table is measured only when ``--backend dask`` or
+``--table dask`` asks (it needs ``distributed`` and the ``procframe_dask`` plugin: without
+them its rows are skipped, naming the package).
+"""
+
 TABLES: dict[str, Table] = {
     table.key: table
     for table in (
@@ -729,6 +832,7 @@ TABLES: dict[str, Table] = {
         BIG,
         BIG_MEMORY,
         SERIALIZER_TABLE,
+        DASK_TABLE,
     )
 }
 """Every table, in the order they are printed."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from procframe._core import checks
+from procframe._core import checks, process
 from procframe._core.capabilities import PASSES_DESCRIPTORS, POSIX_SIGNALS
 from procframe._core.errors import NotSupportedError
 from procframe.pool import _frames
@@ -386,8 +385,8 @@ class Pool(_BasePool):
         core.task_timeout = self._task_timeout
         self._start(core)
         _live_cores.add(core)
-        if not _exit_handler_installed:  # after procframe's own, so it runs first
-            atexit.register(_terminate_all_at_exit)
+        if not _exit_handler_installed:  # first of procframe's exit work
+            process.run_first_at_exit(_terminate_all_at_exit)
             _exit_handler_installed = True
 
 

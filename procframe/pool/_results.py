@@ -3,7 +3,10 @@
 A pool delivers each task's outcome with ``job._set(index, ok, value)``
 (``value`` is the exception when ``ok`` is false), from its own thread.
 Callbacks run there, as in ``multiprocessing``; one that raises is reported
-on stderr and does not stop the pool.
+on stderr and does not stop the pool.  A backend's own pool uses the public
+names of the same protocol: :meth:`ApplyResult.deliver`, and for the
+iterators :meth:`IMapIterator.deliver`, ``room``, ``note_submitted``,
+``deliver_input_error``, ``set_length`` and ``chunksize``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ class ApplyResult(Generic[T]):
         if callback is not None:
             _run_callback(callback, value)
         self._event.set()
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        """Deliver the outcome of task ``index`` (a chunk's list of results, or the
+        exception when ``ok`` is false); callbacks run in the caller's thread."""
+        self._set(index, ok, value)
 
     def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
         for index, ok, value in outcomes:
@@ -226,6 +234,38 @@ class IMapIterator(Iterator[T]):
         with self._cond:
             self._chunks = chunks
             self._cond.notify()
+
+    # -- the same protocol, for a backend's own pool ---------------------------------------
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        """Deliver the outcome of chunk ``index`` (its list of results, or the exception when
+        ``ok`` is false)."""
+        self._set(index, ok, value)
+
+    def room(self, timeout: float) -> int:
+        """How many more chunks the pool may submit now (0 if none after ``timeout``)."""
+        return self._room(timeout)
+
+    def note_submitted(self, chunks: int) -> None:
+        """``chunks`` more chunks were submitted."""
+        self._note_submitted(chunks)
+
+    def deliver_input_error(self, index: int, error: BaseException) -> None:
+        """Reading the input raised ``error`` after ``index`` chunks (the last outcome)."""
+        self._set_input_error(index, error)
+
+    def set_length(self, chunks: int) -> None:
+        """The input is exhausted: there are ``chunks`` chunks in all."""
+        self._set_length(chunks)
+
+    @property
+    def chunksize(self) -> int:
+        """Items per chunk (for the messages of errors that name an item)."""
+        return self._chunksize
+
+    @chunksize.setter
+    def chunksize(self, value: int) -> None:
+        self._chunksize = value
 
 
 class IMapUnorderedIterator(IMapIterator[T]):

@@ -31,6 +31,7 @@ __all__ = [
     "SerializerInfo",
     "available_serializers",
     "declared_serializers",
+    "dumps",
     "get_serializer",
     "set_serializer",
 ]
@@ -39,3 +40,15 @@ __all__ = [
 def declared_serializers() -> dict[str, SerializerInfo]:
     """Every declared serializer, available or not, by name."""
     return dict(serializer_registry.serializers())
+
+
+def dumps(obj: object, serializer: str | None = None) -> bytes:
+    """``obj`` pickled as procframe pickles a message under ``serializer`` (the default one
+    when ``None``): one stream that ``pickle.loads`` reads, plain data by the standard pickle
+    with procframe's reducers (a ``memoryview`` stays one), only what pickle cannot carry by
+    the serializer.  For a backend that moves objects its own way; an unknown name is a
+    :class:`SerializerError`, what the serializer refuses raises its own error, explained."""
+    from procframe._core import messages, serializing
+
+    del messages  # imported for its reducers (memoryview, big buffers)
+    return serializing.of(serializer).dumps(obj)  # type: ignore[no-any-return]

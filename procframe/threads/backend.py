@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from procframe._core.backend import BackendInfo, Launcher
-from procframe._core.capabilities import INHERITS_PARENT_MEMORY
+from procframe._core.capabilities import HOST_MEMORY, INHERITS_PARENT_MEMORY, TASKS_RUN_ONCE
 from procframe._core.hookspecs import hookimpl
 from procframe._core.process import BaseProcess
 
@@ -27,7 +27,7 @@ class ThreadsBackend:
     Python and quick tests of multiprocessing code."""
 
     name = "threads"
-    capabilities = frozenset({INHERITS_PARENT_MEMORY})
+    capabilities = frozenset({INHERITS_PARENT_MEMORY, HOST_MEMORY, TASKS_RUN_ONCE})
     description = "threads of this process, objects shared in memory (as multiprocessing.dummy)"
 
     @hookimpl

@@ -79,9 +79,9 @@ def slower_first(x: int) -> int:
     return x * x
 
 
-def slow_marking(x: int) -> int:
-    """Mark ``started.<pid>`` in the working directory, sleep a second, return ``x``."""
-    Path(f"started.{os.getpid()}").touch()
+def slow_marking(x: int, directory: str = ".") -> int:
+    """Mark ``started.<pid>`` in ``directory``, sleep a second, return ``x``."""
+    (Path(directory) / f"started.{os.getpid()}").touch()
     time.sleep(1.0)
     return x
 

@@ -484,7 +484,7 @@ def test_received_arrays_outlive_their_sender_and_the_channel(
 # -- backed by shared memory (where items are pickled) --------------------------------------
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("host_memory", "separate_memory")
 @pytest.mark.parametrize(
     "path",
     [
@@ -517,6 +517,7 @@ def test_a_big_received_array_lies_in_shared_memory_freed_with_its_last_referenc
 # -- killed in flight ------------------------------------------------------------------------
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.stress
 @pytest.mark.requires("posix_signals", "separate_memory", "passes_descriptors")
 @pytest.mark.parametrize("path", ["Queue", "Pipe"])
@@ -586,7 +587,7 @@ def _kill_a_sender(ctx: procframe.Context, path: str, delay: float) -> None:
         p.close()
 
 
-@pytest.mark.requires("posix_signals", "separate_memory")
+@pytest.mark.requires("host_memory", "posix_signals", "separate_memory")
 def test_a_receiver_killed_before_taking_an_item_leaves_no_slab(
     ctx: procframe.Context, tmp_path: Path
 ) -> None:

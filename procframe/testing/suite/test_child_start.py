@@ -201,6 +201,8 @@ LATE_LOGGING = """\
 """
 
 
+# A child started on this machine by procframe itself; a cluster's runtime imports logging.
+@pytest.mark.requires("local_pids")
 def test_log_records_carry_the_name_when_the_child_imports_logging_late(
     procframe_backend: str, tmp_path: Path
 ) -> None:

@@ -51,7 +51,7 @@ def _local_function() -> Callable[[], None]:
 # -- a lost worker, a broken pool ----------------------------------------------------------
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "local_pids")  # the lost worker's pid and exit code
 def test_a_lost_workers_future_raises_broken_process_pool(ctx: procframe.Context) -> None:
     with ProcessPoolExecutor(1, mp_context=ctx) as executor:
         worker = executor.submit(dk.pid).result(timeout=PATIENCE)

@@ -63,7 +63,7 @@ def test_starting_and_shutting_down_managers_leaves_nothing(ctx: procframe.Conte
     _probe("start-stop", ctx.name, rounds=rounds, fds_before=before, fds_after=after, **left)
     assert alive == [], f"{len(alive)} server Process objects outlive their shutdown"
     assert after <= before, f"{after - before} descriptors leaked in {rounds} rounds"
-    assert left == registered
+    assert _no_more(left, registered), (left, registered)
 
 
 def test_a_manager_whose_server_died_leaves_nothing(ctx: procframe.Context) -> None:
@@ -76,7 +76,7 @@ def test_a_manager_whose_server_died_leaves_nothing(ctx: procframe.Context) -> N
     alive = load.survivors(refs)
     assert alive == [], f"kept alive after the shutdown: {[type(obj).__name__ for obj in alive]}"
     assert load.descriptors() <= before
-    assert load.registries() == registered
+    assert _no_more(load.registries(), registered), (load.registries(), registered)
 
 
 # -- idle clients -----------------------------------------------------------------------
@@ -242,3 +242,9 @@ def test_a_registered_threading_rlock_belongs_to_its_client(ctx: procframe.Conte
         assert others == [False] * 20
         lock.release()
         lock.release()
+
+
+def _no_more(left: dict[str, int], registered: dict[str, int]) -> bool:
+    """No registry holds more than it did (one may hold less: what an earlier round left for
+    the garbage collector, a backend's runtime objects among them, may be gone since)."""
+    return all(left[name] <= count for name, count in registered.items())

@@ -108,7 +108,7 @@ def test_system_exit_or_keyboard_interrupt_aborts_only_the_task(ctx: procframe.C
 # -- a worker that dies ------------------------------------------------------------------
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "local_pids")  # the lost worker's pid and exit code
 @pytest.mark.parametrize("how", list(EXITS))
 def test_a_worker_dying_mid_task_fails_only_that_task(ctx: procframe.Context, how: str) -> None:
     before = tk.child_pids()
@@ -141,7 +141,7 @@ def test_a_worker_dying_mid_task_fails_only_that_task(ctx: procframe.Context, ho
         pool.join()
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "local_pids")
 def test_a_worker_dying_fails_its_map_not_the_pool(ctx: procframe.Context) -> None:
     before = tk.child_pids()
     with ctx.Pool(2) as pool:
@@ -205,14 +205,16 @@ def test_the_pool_task_timeout_applies_to_every_task(ctx: procframe.Context) -> 
 # -- how a pool's process ends ------------------------------------------------------------
 
 CTRL_C = """\
+import os
+from functools import partial
+
 from procframe import Pool
 from procframe.testing.helpers import pool as tk
-from procframe.testing.helpers import refusals
 
 if __name__ == '__main__':
     pool = Pool(processes=2)
     print('started', pool.apply(tk.square, (3,)), flush=True)
-    pool.map(tk.slow_marking, range(100))
+    pool.map(partial(tk.slow_marking, directory=os.getcwd()), range(100))
     print('map returned', flush=True)
 """
 """A Pool busy in ``map`` for a minute or more (each task marks ``started.<pid>``)."""
@@ -274,7 +276,7 @@ def test_ctrl_c_in_map_raises_keyboardinterrupt_and_leaves_nothing(
         tk.kill_marked(mark)
 
 
-@pytest.mark.requires("parent_death")
+@pytest.mark.requires("parent_death", "local_pids")  # finds them here by their environment
 def test_workers_do_not_outlive_a_killed_parent(procframe_backend: str, tmp_path: Path) -> None:
     mark = uuid.uuid4().hex
     script = start_marked(tmp_path, KILLED_PARENT, procframe_backend, mark)

@@ -55,7 +55,7 @@ def test_imap_unordered_yields_every_other_result_while_one_task_blocks(
         assert results.next(timeout=PATIENCE) == 0
 
 
-@pytest.mark.requires("separate_memory")
+@pytest.mark.requires("separate_memory", "tasks_run_once")
 @pytest.mark.parametrize("round_", range(3))
 def test_a_long_task_a_dead_worker_and_taken_back_tasks_lose_repeat_or_reorder_nothing(
     ctx: procframe.Context, tmp_path: Path, round_: int

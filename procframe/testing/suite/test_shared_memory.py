@@ -32,7 +32,7 @@ from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import script_env
 from procframe.testing.helpers.targets import read_report, report
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.requires("host_memory")]
 
 """Tests that hand a block to a child as a Process argument."""
 MEMFD = pytest.mark.skipif(

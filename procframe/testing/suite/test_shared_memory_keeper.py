@@ -36,7 +36,7 @@ from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.scripts import pid_running, script_env, write_script
 from procframe.testing.helpers.targets import read_report, report
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.requires("host_memory")]
 
 PATIENCE = 60.0
 MEMFD = pytest.mark.skipif(

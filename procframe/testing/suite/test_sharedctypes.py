@@ -88,6 +88,7 @@ def _join(*procs: Any) -> None:
 # -- in one process: values --------------------------------------------------------
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 @pytest.mark.parametrize("code", list(SAMPLES))
 def test_raw_value_of_every_typecode(ctx: procframe.Context, code: str) -> None:
@@ -111,6 +112,7 @@ def test_value_of_every_typecode(ctx: procframe.Context, code: str) -> None:
     assert v.get_obj().value == ZERO.get(code, 0)
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_ctypes_types_work_like_their_typecodes(ctx: procframe.Context) -> None:
     v = ctx.Value(ctypes.c_int, 5)
@@ -125,6 +127,7 @@ def test_ctypes_types_work_like_their_typecodes(ctx: procframe.Context) -> None:
     assert ctx.RawValue(ctypes.c_int16).value == 0
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_a_structure(ctx: procframe.Context) -> None:
     raw = ctx.RawValue(shared.Point, 3, 4.5)
@@ -156,6 +159,7 @@ def test_a_union(ctx: procframe.Context) -> None:
 # -- in one process: arrays --------------------------------------------------------
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_raw_array_from_a_size_and_from_an_initializer(ctx: procframe.Context) -> None:
     zeros = ctx.RawArray("i", 10)
@@ -172,6 +176,7 @@ def test_raw_array_from_a_size_and_from_an_initializer(ctx: procframe.Context) -
     assert len(ctx.RawArray("b", [])) == 0
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_an_array_of_structures(ctx: procframe.Context) -> None:
     points = ctx.RawArray(shared.Point, [(1, 1.5), (2, 2.5)])
@@ -269,6 +274,7 @@ def test_a_big_array(ctx: procframe.Context) -> None:
 # -- locks, wrappers, copy ---------------------------------------------------------
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_lock_true_wraps_with_a_new_rlock(ctx: procframe.Context) -> None:
     v = ctx.Value("i", 1)
@@ -288,6 +294,7 @@ def test_lock_true_wraps_with_a_new_rlock(ctx: procframe.Context) -> None:
     assert not v.get_lock()._is_owned()
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_lock_false_gives_the_raw_object(ctx: procframe.Context) -> None:
     v = ctx.Value("i", 5, lock=False)
@@ -327,6 +334,7 @@ def test_get_obj_shares_the_memory(ctx: procframe.Context) -> None:
     assert a[:] == [0, 9, 0]
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_wrappers_repr(ctx: procframe.Context) -> None:
     assert repr(ctx.Value("i", 5)) == "<Synchronized wrapper for c_int(5)>"
@@ -334,6 +342,7 @@ def test_wrappers_repr(ctx: procframe.Context) -> None:
     assert "SynchronizedArray wrapper for" in repr(ctx.Array("i", 2))
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_copy(ctx: procframe.Context) -> None:
     a = ctx.RawArray("i", [1, 2, 3])
@@ -351,6 +360,7 @@ def test_copy(ctx: procframe.Context) -> None:
         sharedctypes.copy([1, 2])
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_synchronized(ctx: procframe.Context) -> None:
     raw = ctx.RawValue("i", 3)
@@ -371,6 +381,7 @@ def test_synchronized(ctx: procframe.Context) -> None:
         sharedctypes.synchronized(wrapped)
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.in_one_process
 def test_the_sharedctypes_module(ctx: procframe.Context) -> None:
     assert set(sharedctypes.__all__) == {
@@ -468,6 +479,7 @@ def test_the_documented_shared_memory_example_prints_what_the_children_wrote(
     assert result.stdout == "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
 
 
+@pytest.mark.requires("host_memory")
 @pytest.mark.core
 def test_a_child_sees_and_changes_every_kind(ctx: procframe.Context, tmp_path: Path) -> None:
     objs = shared.every_kind(ctx)
