@@ -1884,6 +1884,8 @@ def test_bench_skips_the_dask_rows_without_starting_a_cluster_when_the_plugin_is
     import procframe.bench.command as command
     import procframe.bench.requirements as requirements
 
+    # Dask installed (whether or not it is here), the plugin not:
+    monkeypatch.setitem(requirements.REQUIREMENTS, requirements.DISTRIBUTED, lambda: "")
     monkeypatch.setitem(requirements.REQUIREMENTS, "procframe_dask", lambda: "no plugin here")
 
     def refuse(*args: Any) -> Any:
