@@ -695,7 +695,12 @@ def _at_exit() -> None:
     finalizers = _finalizer_runner
     try:
         for step in reversed(_first_at_exit):
-            step()
+            try:
+                step()
+            except BaseException:  # as atexit does: report it, and go on with the rest
+                import traceback
+
+                traceback.print_exc()
         _info("process shutting down")
         if finalizers is not None:
             finalizers(0)
