@@ -16,7 +16,6 @@ skipped by ``notify`` and breaks a Barrier, as a dead party does locally.
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 
 from procframe import LockNotOwnedError, backends
 from procframe import synchronize as public
+from procframe.util import Finalize
 from procframe_dask import _sliced, cluster
 from procframe_dask._objects import (
     NOW,
@@ -307,7 +307,8 @@ def _inbox() -> tuple[str, Any]:
         name = new_name("inbox")
         found = (client, name, dask_queue(name))
         _inboxes.found = found
-        atexit.register(_close_quietly, found[2])
+        # closed in procframe's exit work, while the client still works (it closes last)
+        Finalize(None, _close_quietly, args=(found[2],), exitpriority=0)
     return found[1], found[2]
 
 
