@@ -51,6 +51,8 @@ PRELOADED = (
 """What the server imports once, so that its children need not."""
 START_TIMEOUT = 30.0
 """Seconds the worker waits for the server to fork a child and report its pid."""
+WORKER_CHECK = 1.0
+"""Seconds between the server's looks at whether its worker still runs."""
 
 
 # -- the worker's side ---------------------------------------------------------------
@@ -252,11 +254,14 @@ def serve(control_fd: int) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's Ctrl-C is the worker's
     reporting: dict[int, socket.socket] = {}
+    worker = os.getppid()
     while True:
         try:
-            ready, _, _ = select.select([control, wake_r], [], [])
+            ready, _, _ = select.select([control, wake_r], [], [], WORKER_CHECK)
         except InterruptedError:
             continue
+        if os.getppid() != worker:
+            return  # the worker ended (whoever else holds the control socket)
         if wake_r in ready:
             try:
                 while os.read(wake_r, 512):
