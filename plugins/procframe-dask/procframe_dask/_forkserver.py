@@ -9,8 +9,8 @@ The worker asks for a child over a Unix socket: one message (the working directo
 and the environment to add) with the child's descriptors (stdin, stdout, stderr, and
 the socket on which the server reports the child's pid, then its exit code).  The
 server has no thread, so it may fork; it reaps its children as SIGCHLD says they
-ended.  It exits when the worker closes the control socket (the worker ended); the
-children it started run on, as children of a worker that ended do.
+ended.  It exits when its worker has ended, and its children with it (SIGKILL): a
+Process lives on its worker, as a local child dies with its machine.
 
 :class:`ForkedChild` is what the worker holds: the part of ``subprocess.Popen``'s
 API that :func:`procframe_dask._remote.run_process` uses.
@@ -212,7 +212,12 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _run_child(fds: list[int], cwd: str | None, env: dict[str, str]) -> None:
-    """In the forked child: take the descriptors as 0, 1, 2, then run the Process."""
+    """In the forked child: die with the server (so with its worker), take the
+    descriptors as 0, 1, 2, then run the Process."""
+    from procframe.backends import arm_parent_death
+
+    # The server was forked from nothing but its main thread: the kernel may signal.
+    arm_parent_death(int(signal.SIGKILL), os.getppid(), True)
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     for fd in fds[:3]:

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from procframe_dask import _agent, _forkserver, _liveness, _sliced
+from procframe_dask._objects import NOW
 from procframe_dask.cluster import ADDRESS_ENV
 
 SIGNAL_POLL = 0.05
@@ -33,6 +34,8 @@ ORPHAN_GRACE = 2.0
 """Seconds an orphan gets between SIGTERM and SIGKILL."""
 GET_MARGIN = 0.1
 """Seconds a get the process sent just before it died may take to reach the scheduler."""
+LOST = 255
+"""The exit code of a Process whose worker died under it (as of one whose cluster went)."""
 AGENT_GRACE = 10.0
 """Seconds the process's agent gets to give back what the process held when it ended."""
 
@@ -85,6 +88,24 @@ def _queues(worker: Any) -> Any:
     return queue_of
 
 
+def _started_before(pid: Any) -> bool:
+    """True if this task ran before: its worker died, and Dask runs it again elsewhere."""
+    try:
+        pid.get(timeout=NOW)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _lost(key: str, output: Any, ended: Any) -> int:
+    """End a Process whose worker died under it: it is not run a second time (it may have
+    done half its work); the parent sees :data:`LOST` and why, as when a cluster goes."""
+    output.put(("stderr", f"procframe-dask: the process {key} is lost: its worker died\n"))
+    output.put(None)
+    ended.set()
+    return LOST
+
+
 def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
     """Run the Process pickled in ``payload`` as an OS process here; its exit code.
 
@@ -95,6 +116,8 @@ def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
 
     named = names(key)
     output = Queue(named["output"])
+    if _started_before(Variable(named["pid"])):
+        return _lost(key, output, Event(named["ended"]))
     signalled = Event(named["signalled"])
     from distributed import get_worker, secede
 
