@@ -84,15 +84,30 @@ class Agent:
         """The item of cluster queue ``queue_name``, taken by the agent; ``None`` if none
         came within ``timeout`` seconds."""
         sock = self._connection()
-        _send(sock, ("take", queue_name, timeout))
-        reply = _recv(sock)
+        try:
+            _send(sock, ("take", queue_name, timeout))
+            reply = _recv(sock)
+        except BaseException:
+            self._drop(sock)  # cut short (Ctrl-C...): the agent gives back what it took
+            raise
         if reply is None:
+            self._drop(sock)
             raise ConnectionError("lost this process's agent on its worker")
         return reply[1]  # type: ignore[no-any-return]
 
     def give(self, queue_name: str, data: bytes) -> None:
         """Hand ``data`` back: the agent puts it on ``queue_name`` (this returns at once)."""
-        _send(self._connection(), ("give", queue_name, data))
+        sock = self._connection()
+        try:
+            _send(sock, ("give", queue_name, data))
+        except BaseException:
+            self._drop(sock)  # a message cut short: the agent gives back what it took
+            raise
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Close this thread's connection; the next call makes a new one."""
+        self._local.sock = None
+        sock.close()
 
 
 _agent: Agent | None = None
@@ -166,8 +181,8 @@ def _serve_connection(sock: socket.socket, queue_of: Any) -> None:
                 break
             if message[0] == "give":
                 _, name, data = message
-                held.pop(name, None)
                 queue_of(name).put(data)
+                held.pop(name, None)
                 continue
             _, name, timeout = message
             data = _take(sock, queue_of(name), timeout)
@@ -179,9 +194,12 @@ def _serve_connection(sock: socket.socket, queue_of: Any) -> None:
     except OSError:
         pass
     finally:
-        for name, data in held.items():  # the step it was in never happened
-            queue_of(name).put(data)
         sock.close()
+        for name, data in held.items():  # the step it was in never happened
+            try:
+                queue_of(name).put(data)
+            except Exception:  # the cluster is gone: nobody waits for it
+                pass
 
 
 def _take(sock: socket.socket, queue: Any, timeout: float) -> bytes | None:

@@ -189,7 +189,7 @@ def start_child(
             pass
     return subprocess.Popen(
         [sys.executable, "-m", "procframe_dask._child"],
-        cwd=cwd,
+        cwd=cwd if cwd and os.path.isdir(cwd) else None,
         env={**server_env, **env, **{name: str(fd) for name, fd in fds.items()}},
         pass_fds=tuple(fds.values()),
         stdin=subprocess.PIPE,
@@ -211,13 +211,13 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 # -- the server ----------------------------------------------------------------------
 
 
-def _run_child(fds: list[int], cwd: str | None, env: dict[str, str]) -> None:
+def _run_child(fds: list[int], cwd: str | None, env: dict[str, str], server_pid: int) -> None:
     """In the forked child: die with the server (so with its worker), take the
     descriptors as 0, 1, 2, then run the Process."""
     from procframe.backends import arm_parent_death
 
     # The server was forked from nothing but its main thread: the kernel may signal.
-    arm_parent_death(int(signal.SIGKILL), os.getppid(), True)
+    arm_parent_death(int(signal.SIGKILL), server_pid, True)
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     for fd in fds[:3]:
@@ -226,13 +226,15 @@ def _run_child(fds: list[int], cwd: str | None, env: dict[str, str]) -> None:
     os.environ.update(env)
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
+    if sys.path and not sys.flags.safe_path:
+        sys.path[0] = os.getcwd()  # as ``python -m`` started here would have it
     from procframe_dask import _child
 
     code = 1
     try:
         _child.main()  # ends with os._exit
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         import traceback
 
@@ -282,27 +284,47 @@ def serve(control_fd: int) -> None:
             message, fds = b"", []
         if not message:
             return  # the worker ended
-        cwd, env, named = pickle.loads(message)
-        env.update(zip(named, map(str, fds[_CHILD_FDS:]), strict=True))
-        status = socket.socket(fileno=fds[3])
-        pid = os.fork()
-        if pid == 0:
+        try:
+            _fork_one(message, fds, reporting, (control, wake_r, wake_w))
+        except Exception:  # this request fails (the worker falls back); the others go on
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        _reap(reporting)
+
+
+def _fork_one(
+    message: bytes, fds: list[int], reporting: dict[int, socket.socket], server: tuple[Any, ...]
+) -> None:
+    """Fork the child of one request; report its pid on its status socket."""
+    control, wake_r, wake_w = server
+    cwd, env, named = pickle.loads(message)
+    env.update(zip(named, map(str, fds[_CHILD_FDS:]), strict=True))
+    server_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            for sock in (control, status, *reporting.values()):
+            for sock in (control, *reporting.values()):
                 sock.close()
             os.close(wake_r)
             os.close(wake_w)
-            _run_child(fds, cwd, env)
-        for fd in (*fds[:3], *fds[_CHILD_FDS:]):
-            os.close(fd)
-        try:
-            status.sendall(_CODE.pack(pid))
-        except OSError:
-            pass
-        reporting[pid] = status
-        _reap(reporting)
+            os.close(fds[3])
+            _run_child(fds, cwd, env, server_pid)
+        finally:
+            os._exit(1)  # never back into the server's loop
+    status = socket.socket(fileno=fds[3])
+    for fd in (*fds[:3], *fds[_CHILD_FDS:]):
+        os.close(fd)
+    reporting[pid] = status
+    try:
+        status.sendall(_CODE.pack(pid))
+    except OSError:
+        pass
 
 
 def _reap(reporting: dict[int, socket.socket]) -> None:
