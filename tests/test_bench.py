@@ -62,6 +62,8 @@ from procframe.bench.tables import (
     Unit,
 )
 
+pytestmark = pytest.mark.one_python  # see pyproject.toml
+
 HARNESS_KEYS = {"impl", "case", "method", "iterations", "samples", "median", "mean", "min"}
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from procframe.testing.helpers.scripts import HELLO_BOB
 
+pytestmark = pytest.mark.one_python  # see pyproject.toml
+
 TOY_SOURCE = Path(__file__).parent / "toy_backend" / "toy_backend.py"
 MARKER_ENV = "TOY_BACKEND_MARKER"
 BUILTIN = ("fork", "spawn", "forkserver")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from procframe._core.checks import wait_timeout
     from procframe._core.logsupport import inherit as inherit_logging
     from procframe._core.logsupport import inherited_settings as logging_settings
+    from procframe._core.osutil import arm_parent_death
     from procframe._core.process import (
         exit_work_before_threads_stop,
         spawning,
@@ -60,6 +61,7 @@ __all__ = [
     "DescriptorLauncher",
     "Launcher",
     "ProcessBackend",
+    "arm_parent_death",
     "exit_work_before_threads_stop",
     "inherit_logging",
     "logging_settings",
@@ -91,6 +93,12 @@ def __getattr__(name: str) -> object:
         from procframe._core import process
 
         return getattr(process, name)
+    if name == "arm_parent_death":
+        # ``arm_parent_death(signum, parent_pid, kernel_may_signal)`` in a child a backend
+        # started its own way: ``signum`` once its parent dies (SIGKILL after a grace).
+        from procframe._core import osutil
+
+        return osutil.arm_parent_death
     if name == "wait_timeout":
         # A backend's blocking calls check their ``timeout`` as procframe's do.
         from procframe._core.checks import wait_timeout

@@ -25,6 +25,32 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+_CTRL_C_SLICE = 0.25
+"""Longest wait of the main thread between two looks for a pending Ctrl-C."""
+
+
+def _wait_for(event: threading.Event, timeout: float | None) -> bool:
+    """``event.wait(timeout)``; in the main thread, in slices, so that Ctrl-C is never missed.
+
+    A SIGINT that lands just before the main thread blocks, or on another thread
+    (a pool's own), does not interrupt the wait: it would take effect only when
+    the result came.  Waking up now and then lets it raise ``KeyboardInterrupt``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return event.wait(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is None:
+            if event.wait(_CTRL_C_SLICE):
+                return True
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return event.is_set()
+        if event.wait(min(left, _CTRL_C_SLICE)):
+            return True
+
+
 def _run_callback(callback: Callable[[Any], object], value: Any) -> None:
     try:
         callback(value)
@@ -61,11 +87,11 @@ class ApplyResult(Generic[T]):
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the task has ended, or ``timeout`` seconds."""
-        self._event.wait(timeout)
+        _wait_for(self._event, timeout)
 
     def get(self, timeout: float | None = None) -> T:
         """The task's result; re-raises its exception; ``TimeoutError`` after ``timeout``."""
-        if not self._event.wait(timeout):
+        if not _wait_for(self._event, timeout):
             raise TimeoutError(f"the result was not ready within {timeout} seconds")
         if self._success:
             return self._value  # type: ignore[no-any-return]

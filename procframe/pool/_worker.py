@@ -205,8 +205,11 @@ def main(
                 _frames.close_slab(kind, payload)
                 continue  # taken back: it runs elsewhere
             ticket = 0
-            started[at] = task_id
+            # The time before the id: the pool reads the id, then the time, and must
+            # never pair this task's id with the start of an earlier one (it would
+            # stop this task as overdue at once).
             started[at + 1] = start = clock()
+            started[at] = task_id
             code, result = outcome(kind, payload)
             micros = (clock() - start) // 1000
             try:

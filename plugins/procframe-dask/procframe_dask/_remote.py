@@ -1,8 +1,10 @@
 """What runs on a Dask worker for one procframe Process: a real OS process, watched.
 
-:func:`run_process` is the task.  It starts ``python -m procframe_dask._child`` on
-the worker's machine (in its parent's working directory where that exists there, as a
-local child inherits it; else in the worker's), feeds it the pickled Process,
+:func:`run_process` is the task.  It has the worker's fork server
+(:mod:`procframe_dask._forkserver`) start the process on the worker's machine (in its
+parent's working directory where that exists there, as a local child inherits it;
+else in the worker's), serves as its agent (:mod:`procframe_dask._agent`), feeds it
+the pickled Process,
 forwards its stdout and stderr to the parent through a ``distributed.Queue``,
 delivers the signals the parent asks for (an ``Event`` says one is waiting, a
 ``Variable`` holds its number), and returns the exit code (``-signum`` for a process killed by one).
@@ -16,13 +18,15 @@ terminates the process (SIGTERM, SIGKILL after :data:`ORPHAN_GRACE`).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
-from procframe_dask import _liveness, _sliced
+from procframe_dask import _agent, _forkserver, _liveness, _sliced
+from procframe_dask._objects import NOW
+from procframe_dask.cluster import ADDRESS_ENV
 
 SIGNAL_POLL = 0.05
 """Seconds between looks for a signal the parent asked for."""
@@ -30,6 +34,10 @@ ORPHAN_GRACE = 2.0
 """Seconds an orphan gets between SIGTERM and SIGKILL."""
 GET_MARGIN = 0.1
 """Seconds a get the process sent just before it died may take to reach the scheduler."""
+LOST = 255
+"""The exit code of a Process whose worker died under it (as of one whose cluster went)."""
+AGENT_GRACE = 10.0
+"""Seconds the process's agent gets to give back what the process held when it ended."""
 
 
 def names(key: str) -> dict[str, str]:
@@ -64,6 +72,40 @@ def _end_orphan(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _queues(worker: Any) -> Any:
+    """``queue_of(name)``: the cluster queue ``name``, made once per name (by the agent)."""
+    from distributed import Queue
+
+    made: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def queue_of(name: str) -> Any:
+        with lock:
+            if name not in made:
+                made[name] = Queue(name, client=worker.client)
+            return made[name]
+
+    return queue_of
+
+
+def _started_before(pid: Any) -> bool:
+    """True if this task ran before: its worker died, and Dask runs it again elsewhere."""
+    try:
+        pid.get(timeout=NOW)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _lost(key: str, output: Any, ended: Any) -> int:
+    """End a Process whose worker died under it: it is not run a second time (it may have
+    done half its work); the parent sees :data:`LOST` and why, as when a cluster goes."""
+    output.put(("stderr", f"procframe-dask: the process {key} is lost: its worker died\n"))
+    output.put(None)
+    ended.set()
+    return LOST
+
+
 def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
     """Run the Process pickled in ``payload`` as an OS process here; its exit code.
 
@@ -74,6 +116,8 @@ def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
 
     named = names(key)
     output = Queue(named["output"])
+    if _started_before(Variable(named["pid"])):
+        return _lost(key, output, Event(named["ended"]))
     signalled = Event(named["signalled"])
     from distributed import get_worker, secede
 
@@ -81,18 +125,16 @@ def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
     # more of them than the workers have threads.
     secede()
     worker = get_worker()
-    env = dict(os.environ)
     # The child reaches the cluster as this worker does (its objects live there).
-    env["PROCFRAME_DASK_ADDRESS"] = worker.scheduler.address
-    env[_liveness.KEY_ENV] = key  # what it waits on names it (see _liveness)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "procframe_dask._child"],
-        cwd=cwd if cwd and os.path.isdir(cwd) else None,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    env = {ADDRESS_ENV: worker.scheduler.address, _liveness.KEY_ENV: key}
+    agent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = _forkserver.start_child(
+            cwd, env, {_agent.FD_ENV: child_end.fileno()}, dict(os.environ)
+        )
+    finally:
+        child_end.close()
+    agent = _agent.serve(agent_end, _queues(worker))
     Variable(named["pid"]).set(proc.pid)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     forwarders = [
@@ -116,6 +158,7 @@ def run_process(payload: bytes, key: str, cwd: str | None = None) -> int:
             if proc.poll() is None:
                 os.kill(proc.pid, int(signum))
         proc.poll()
+    agent.join(AGENT_GRACE)  # what the process held is given back before it counts as ended
     Event(named["ended"]).set()
     if proc.returncode != 0:
         # It may have died waiting in a get, whose last slice still waits on the scheduler

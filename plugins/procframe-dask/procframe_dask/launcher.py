@@ -116,6 +116,8 @@ class DaskLauncher(Launcher):
                     item = self._output.get(timeout=OUTPUT_POLL)
                 except TimeoutError:
                     cluster.check_alive()
+                    if self._future.done():  # it ended without its last word (a worker
+                        break  # lost under a pinned task...): its outcome says how
                     continue
                 if item is None:
                     break

@@ -24,7 +24,7 @@ from procframe_dask._objects import (
     refuse_unless_spawning,
     timeout_of,
 )
-from procframe_dask.sync import DaskLock, _Guarded
+from procframe_dask.sync import DaskLock, _Cell
 
 
 class DaskQueue:
@@ -121,8 +121,10 @@ class DaskSimpleQueue(DaskQueue):
 
 
 class DaskJoinableQueue(DaskQueue):
-    """A Queue with ``task_done()`` and ``join()``: unfinished items counted on the cluster;
-    ``join`` waits for a Lock that is held while any item is unfinished."""
+    """A Queue with ``task_done()`` and ``join()``: unfinished items counted on the cluster
+    (in a state cell: one round trip to take the count, one to give it back, as a
+    Condition's state); ``join`` waits for a Lock that is held while any item is
+    unfinished."""
 
     _kind = "joinablequeue"
 
@@ -131,17 +133,16 @@ class DaskJoinableQueue(DaskQueue):
     ) -> None:
         new = _name is None
         super().__init__(maxsize, _name, serializer=serializer)
-        self._unfinished = _Guarded(f"{self._name}-unfinished", 0, new=new)
+        self._unfinished = _Cell(f"{self._name}-unfinished", {"count": 0}, new=new)
         self._all_done = DaskLock(_name=f"{self._name}-alldone", _new=new)
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         self._check_open()
         data = _wire.dumps(obj, self._serializer)
-        with self._unfinished.mutex:
-            count = self._unfinished.load()
-            if count == 0:
+        with self._unfinished as unfinished:
+            if unfinished["count"] == 0:
                 self._all_done.acquire()  # free while nothing is unfinished
-            self._unfinished.save(count + 1)
+            unfinished["count"] += 1
         try:
             self._queue.put(data, timeout=timeout_of(block, timeout))
         except TimeoutError:
@@ -149,12 +150,11 @@ class DaskJoinableQueue(DaskQueue):
             raise queue.Full from None
 
     def _finish_one(self) -> None:
-        with self._unfinished.mutex:
-            count = self._unfinished.load()
-            if count <= 0:
+        with self._unfinished as unfinished:
+            if unfinished["count"] <= 0:
                 raise ValueError("task_done() called too many times")
-            self._unfinished.save(count - 1)
-            if count == 1:
+            unfinished["count"] -= 1
+            if unfinished["count"] == 0:
                 self._all_done.release()
 
     def task_done(self) -> None:

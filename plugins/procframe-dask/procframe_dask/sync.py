@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from procframe import LockNotOwnedError, backends
 from procframe import synchronize as public
 from procframe.util import Finalize
-from procframe_dask import _sliced, cluster
+from procframe_dask import _agent, _sliced, cluster
 from procframe_dask._objects import (
     NOW,
     dask_event,
@@ -256,7 +256,9 @@ class _Guarded:
 class _Cell:
     """A value that one thread of one process holds at a time: the one item of a cluster
     queue of size 1.  ``with cell as value:`` takes it (one round trip), lets the body
-    change it in place, and puts it back (one round trip): a mutex and its state in one."""
+    change it in place, and puts it back (one round trip): a mutex and its state in one.
+    A Process on the cluster takes and puts through its agent, which gives the value
+    back as it was taken if the process dies holding it (:mod:`procframe_dask._agent`)."""
 
     def __init__(self, name: str, initial: Any = None, *, new: bool) -> None:
         self.name = name
@@ -271,19 +273,31 @@ class _Cell:
         return getattr(self._local, "value", None)
 
     def __enter__(self) -> Any:
+        agent = _agent.agent()  # a Process on the cluster: its agent takes it (see _agent)
         try:
-            value = loads(self._queue.get(timeout=HOLD_TIMEOUT))
+            if agent is not None:
+                data = agent.take(self._queue.name, HOLD_TIMEOUT)
+                if data is None:
+                    raise TimeoutError
+            else:
+                data = self._queue.get(timeout=HOLD_TIMEOUT)
         except TimeoutError:
             raise RuntimeError(
                 f"the state of {self.name} was not given back within {HOLD_TIMEOUT:g} s: "
-                "a process died while it changed it (make a new object)"
+                "the main program died while it changed it, or the cluster is overloaded"
             ) from None
+        value = loads(data)
         self._local.value = value
         return value
 
     def __exit__(self, *exc: object) -> None:
         value, self._local.value = self.held, None
-        if value is not None:  # None: given back already (a step that let go of it failed)
+        if value is None:  # given back already (a step that let go of it failed)
+            return
+        agent = _agent.agent()
+        if agent is not None:
+            agent.give(self._queue.name, dumps(value))
+        else:
             self._queue.put(dumps(value))
 
     def read(self) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ import pytest
 
 START_TIMEOUT = 60.0
 """Seconds the scheduler and the workers get to start."""
+STOP_GRACE = 3.0
+"""Seconds the scheduler and the workers get to stop before they are killed."""
 _ADDRESS = re.compile(r"Scheduler at:\s+(tcp://[0-9.]+:[0-9]+)")
 
 
@@ -82,6 +85,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     log=root / f"{name}.log",
                 )
             )
+        started.append(_watchdog([process.pid for process in started]))
         os.environ["PROCFRAME_DASK_ADDRESS"] = address
         from procframe_dask import cluster
 
@@ -92,14 +96,48 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cluster.close()
     finally:
         os.environ.pop("PROCFRAME_DASK_ADDRESS", None)
-        for process in reversed(started):
-            process.terminate()
-        for process in started:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
+        _stop(started)
+
+
+def _stop(started: list[subprocess.Popen[bytes]]) -> None:
+    """End the cluster's processes and all they started (each heads a process group:
+    its nanny, worker, fork server and the Processes it forked), SIGKILL after
+    :data:`STOP_GRACE` seconds."""
+    for process in started:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for process in started:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in started:
+        _signal_group(process, signal.SIGKILL)  # what is left of its group
+        process.wait(30)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _watchdog(groups: list[int]) -> subprocess.Popen[bytes]:
+    """A process that kills these process groups if this one dies first (a test session
+    killed would otherwise leave its cluster, and what runs there, behind)."""
+    code = (
+        "import os, signal, sys, time\n"
+        "parent = os.getppid()\n"
+        "while os.getppid() == parent:\n"
+        "    time.sleep(1)\n"
+        "for group in map(int, sys.argv[1:]):\n"
+        "    try:\n"
+        "        os.killpg(group, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, groups)], start_new_session=True)
 
 
 def _start_dasks_threads(client: object) -> None:

@@ -1,4 +1,4 @@
-"""ctx.Pool() and ProcessPoolExecutor on the dask backend, against a LocalCluster of two workers."""
+"""ctx.Pool() and ProcessPoolExecutor on the dask backend, on the session's cluster."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -22,8 +21,7 @@ from procframe.futures import ProcessPoolExecutor
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster
-from procframe_dask import cluster
+from distributed import Client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,34 +30,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen soon."""
-
-
-@pytest.fixture(scope="module")
-def dask_cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded worker processes; the backend reaches them by address."""
-    local = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
-    before = os.environ.get(cluster.ADDRESS_ENV)
-    os.environ[cluster.ADDRESS_ENV] = local.scheduler_address
-    try:
-        yield local
-    finally:
-        cluster.close()
-        local.close()
-        if before is None:
-            os.environ.pop(cluster.ADDRESS_ENV, None)
-        else:
-            os.environ[cluster.ADDRESS_ENV] = before
-
-
-@pytest.fixture
-def ctx(dask_cluster: LocalCluster) -> procframe.Context:
-    return procframe.get_context("dask")
-
-
-@pytest.fixture
-def client(dask_cluster: LocalCluster) -> Iterator[Client]:
-    with Client(dask_cluster, set_as_default=False) as own:
-        yield own
 
 
 # -- tasks (they run on the workers) ---------------------------------------------------
@@ -283,6 +253,7 @@ def test_a_worker_killed_mid_map_fails_or_reruns_only_its_tasks(
         assert pool.apply(os.getpid) != victim
         pool.close()
         pool.join()
+    client.wait_for_workers(2, timeout=PATIENCE)  # its nanny restarts it for the next tests
 
 
 # -- submitting in one batch -----------------------------------------------------------

@@ -12,7 +12,6 @@ import pickle
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
@@ -24,7 +23,6 @@ from procframe.futures import ProcessPoolExecutor
 
 pytest.importorskip("distributed")
 
-from distributed import LocalCluster
 from procframe_dask import _pool_outcomes, cluster
 
 pytestmark = pytest.mark.timeout(180)
@@ -33,28 +31,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 PATIENCE = 60.0
 """Seconds to wait for anything that should happen soon."""
-
-
-@pytest.fixture(scope="module")
-def dask_cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded worker processes; the backend reaches them by address."""
-    local = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
-    before = os.environ.get(cluster.ADDRESS_ENV)
-    os.environ[cluster.ADDRESS_ENV] = local.scheduler_address
-    try:
-        yield local
-    finally:
-        cluster.close()
-        local.close()
-        if before is None:
-            os.environ.pop(cluster.ADDRESS_ENV, None)
-        else:
-            os.environ[cluster.ADDRESS_ENV] = before
-
-
-@pytest.fixture
-def ctx(dask_cluster: LocalCluster) -> procframe.Context:
-    return procframe.get_context("dask")
 
 
 # -- tasks (they run on the workers) ---------------------------------------------------
@@ -175,11 +151,11 @@ AT_EXIT = """
 
 
 def test_at_exit_an_executor_finishes_and_an_open_pool_ends(
-    dask_cluster: LocalCluster, tmp_path: Path
+    dask_cluster: str, tmp_path: Path
 ) -> None:
     script = tmp_path / "at_exit.py"
     script.write_text(textwrap.dedent(AT_EXIT), encoding="utf-8")
-    env = {**os.environ, cluster.ADDRESS_ENV: dask_cluster.scheduler_address}
+    env = {**os.environ, cluster.ADDRESS_ENV: dask_cluster}
     run = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,

@@ -7,12 +7,10 @@ scheduler, so the children the workers start reach the same objects.
 from __future__ import annotations
 
 import ctypes
-import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,24 +22,6 @@ pytestmark = pytest.mark.timeout(120)
 cloudpickle = pytest.importorskip("cloudpickle")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 PATIENCE = 60.0
-
-
-@pytest.fixture(scope="session")
-def ctx() -> Iterator[procframe.Context]:
-    from distributed import LocalCluster
-    from procframe_dask import cluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as local:
-        before = os.environ.get(cluster.ADDRESS_ENV)
-        os.environ[cluster.ADDRESS_ENV] = local.scheduler_address
-        try:
-            yield procframe.get_context("dask")
-        finally:
-            cluster.close()
-            if before is None:
-                os.environ.pop(cluster.ADDRESS_ENV, None)
-            else:
-                os.environ[cluster.ADDRESS_ENV] = before
 
 
 def run(ctx: procframe.Context, target: Any, *args: Any) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 import procframe
 from procframe.testing.helpers import exchange, sync
+from procframe.testing.helpers.polling import eventually
 from procframe.testing.helpers.targets import read_report, report
 
 pytestmark = pytest.mark.timeout(180)
@@ -331,3 +332,44 @@ def test_a_process_whose_parent_died_ends_on_its_worker(
     finally:
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# -- the worker dies ----------------------------------------------------------------------
+
+
+def _note_start_and_sleep(path: str, out: Any) -> None:
+    with open(path, "a", encoding="utf-8") as starts:
+        starts.write(f"{os.getpid()}\n")
+    out.put(os.getpid())
+    time.sleep(120)
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_process_whose_worker_died_ends_with_it_and_is_not_run_again(
+    dask_ctx: procframe.Context, client: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    starts = tmp_path / "starts"
+    out = dask_ctx.Queue()
+    p = dask_ctx.Process(target=_note_start_and_sleep, args=(str(starts), out))
+    p.start()
+    child = out.get(timeout=PATIENCE)
+    try:
+        for worker_pid in client.run(os.getpid).values():
+            os.kill(worker_pid, signal.SIGKILL)  # its nanny starts it again
+        p.join(PATIENCE)
+        assert p.exitcode == 255
+        assert eventually(lambda: not _pid_running(child), ORPHAN_DEADLINE)
+        assert "is lost: its worker died" in capfd.readouterr().err
+        time.sleep(SETTLE)
+        assert starts.read_text(encoding="utf-8").split() == [str(child)]  # run once only
+    finally:
+        client.wait_for_workers(2, timeout=PATIENCE)
+        if _pid_running(child):
+            os.kill(child, signal.SIGKILL)

@@ -2,18 +2,16 @@
 
 Life keys (a killed process is known dead), the round trips of a Barrier crossing,
 timeouts refused before the cluster is asked, the state cell's clear error when its
-holder never gives it back, and lock ownership per thread and per process.  A session
-LocalCluster of two workers serves every test.
+holder never gives it back, and lock ownership per thread and per process.  The
+session's cluster (``procframe_dask.testing``) serves every test.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,24 +22,6 @@ pytestmark = pytest.mark.timeout(120)
 cloudpickle = pytest.importorskip("cloudpickle")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import it
 PATIENCE = 60.0
-
-
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[procframe.Context]:
-    from distributed import LocalCluster
-    from procframe_dask import cluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as local:
-        before = os.environ.get(cluster.ADDRESS_ENV)
-        os.environ[cluster.ADDRESS_ENV] = local.scheduler_address
-        try:
-            yield procframe.get_context("dask")
-        finally:
-            cluster.close()
-            if before is None:
-                os.environ.pop(cluster.ADDRESS_ENV, None)
-            else:
-                os.environ[cluster.ADDRESS_ENV] = before
 
 
 def _report_life_and_sleep(out: Any) -> None:
@@ -172,8 +152,47 @@ def test_a_state_never_given_back_is_a_clear_error_not_a_hang(
     monkeypatch.setattr(sync, "HOLD_TIMEOUT", 0.3)
     barrier = ctx.Barrier(2)
     barrier._cond._queue.get(timeout=PATIENCE)  # what a holder killed in a step leaves
-    with pytest.raises(RuntimeError, match="died while it changed it"):
+    with pytest.raises(RuntimeError, match=r"was not given back within 0\.3 s"):
         barrier.abort()
+
+
+def _hold_the_state_and_sleep(barrier: Any, out: Any) -> None:
+    with barrier._cond as state:
+        state["count"] = 99  # a step half done
+        out.put("holding")
+        time.sleep(120)
+
+
+def test_a_process_killed_holding_the_state_gives_it_back_as_it_was(
+    ctx: procframe.Context,
+) -> None:
+    barrier = ctx.Barrier(2)
+    out = ctx.Queue()
+    p = ctx.Process(target=_hold_the_state_and_sleep, args=(barrier, out))
+    p.start()
+    assert out.get(timeout=PATIENCE) == "holding"
+    p.kill()
+    p.join(PATIENCE)
+    assert p.exitcode == -signal.SIGKILL
+    assert barrier.n_waiting == 0  # the half-done step never happened
+    barrier.abort()
+    assert barrier.broken
+
+
+def test_a_process_killed_waiting_for_the_state_takes_nothing_with_it(
+    ctx: procframe.Context,
+) -> None:
+    barrier = ctx.Barrier(3)
+    with barrier._cond:  # held here: the party waits for it
+        p = ctx.Process(target=barrier.wait)
+        p.start()
+        time.sleep(1.0)  # the party's agent is waiting on the scheduler
+        p.kill()
+        p.join(PATIENCE)
+    assert p.exitcode == -signal.SIGKILL
+    assert barrier.n_waiting == 0  # the state is there: the killed party never took it
+    barrier.abort()
+    assert barrier.broken
 
 
 def _owns(cond: Any, out: Any) -> None:

@@ -70,7 +70,9 @@ def wait_for_interrupt(ready_path: str, stderr_path: str) -> None:
     sys.stderr = open(stderr_path, "w", encoding="utf-8")  # noqa: SIM115 - the child's stderr
     report(ready_path, os.getpid())
     while True:
-        time.sleep(60)
+        # Short sleeps: a SIGINT that lands after the report and just before a
+        # sleep begins does not interrupt it; it takes effect when the sleep ends.
+        time.sleep(0.1)
 
 
 def ignore_sigterm_and_sleep(ready_path: str) -> None:

@@ -620,7 +620,8 @@ def test_a_killed_creator_leaves_its_block_until_unlinked(
         assert shmkeeper.unattachable(made["name"])
         if shared_memory._USE_MEMFD:  # its memory is freed, not just unnamed
             assert eventually(lambda t=made["token"]: shmkeeper.holders(t) == [])
-        assert procframe_names(made["name"]) - before == set()
+        # Its own name only: a test of another xdist worker may hold a block meanwhile.
+        assert made["name"] not in procframe_names(made["name"]) - before
 
 
 @pytest.mark.requires("posix_signals")
@@ -649,7 +650,8 @@ def test_a_survivor_keeps_the_memory_of_a_killed_creator(
         shm.close()
         if shared_memory._USE_MEMFD:  # the last mapping gone, so is the memory
             assert eventually(lambda t=made["token"]: shmkeeper.holders(t) == [])
-        assert procframe_names(made["name"]) - before == set()
+        # Its own name only: a test of another xdist worker may hold a block meanwhile.
+        assert made["name"] not in procframe_names(made["name"]) - before
 
 
 def test_a_name_outlives_its_creator_until_unlinked(
