@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+import procframe
+
 
 @pytest.fixture
 def client() -> Any:
@@ -14,3 +16,11 @@ def client() -> Any:
     from procframe_dask import cluster
 
     return cluster.client()
+
+
+@pytest.fixture
+def dask_ctx(ctx: procframe.Context) -> procframe.Context:
+    """The kit's context, for the tests of the dask backend's own design (skipped on others)."""
+    if ctx.get_start_method() != "dask":
+        pytest.skip("a test of the dask backend's own design")
+    return ctx

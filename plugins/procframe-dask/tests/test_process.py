@@ -26,13 +26,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 PATIENCE = 60.0
 
 
-@pytest.fixture
-def dask_ctx(ctx: procframe.Context) -> procframe.Context:
-    if ctx.get_start_method() != "dask":
-        pytest.skip("the dask backend's own Process tests")
-    return ctx
-
-
 def _run(ctx: procframe.Context, target: Any, *args: Any) -> int | None:
     p = ctx.Process(target=target, args=args)
     p.start()

@@ -42,13 +42,6 @@ ORPHAN_DEADLINE = 15.0
 """Seconds within which a process whose parent died must be gone from its worker."""
 
 
-@pytest.fixture
-def dask_ctx(ctx: procframe.Context) -> procframe.Context:
-    if ctx.get_start_method() != "dask":
-        pytest.skip("the dask backend's own fault tests")
-    return ctx
-
-
 def _bounded(call: Callable[[], Any], timeout: float = PATIENCE) -> Any:
     """``call()`` in a thread; fail (not hang) if it does not return within ``timeout``."""
     out: list[Any] = []
