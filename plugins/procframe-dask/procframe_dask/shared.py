@@ -1,10 +1,11 @@
 """Value, Array, RawValue and RawArray on the cluster: the ctypes object's bytes in a
-``distributed.Variable``.
+state cell (:class:`procframe_dask.sync._Cell`).
 
 Memory that several processes map cannot span machines, so a "raw" object here is a
 proxy with the ctypes object's API (``value``, fields, ``len``, indexing, slices,
-``raw``): each read fetches the bytes, each write changes them under a mutex of the
-object's own (so single reads and writes are atomic, as a word of shared memory is);
+``raw``): each read and each write takes the bytes and gives them back (so single reads
+and writes are atomic, as a word of shared memory is, and a process killed in a write
+changes nothing);
 ``with v.get_lock(): v.value += 1`` is atomic as with ``multiprocessing``.  What needs
 the memory itself (``ctypes.addressof``, ``memoryview``, ``numpy.frombuffer``) is not
 available: copy out with ``[:]`` or keep large arrays in Dask (``client.scatter``).
@@ -18,7 +19,7 @@ from typing import Any
 
 from procframe.sharedctypes import array_layout, ctype_of
 from procframe_dask._objects import new_name, refuse_unless_spawning
-from procframe_dask.sync import _Guarded
+from procframe_dask.sync import _Cell
 
 
 class _RawProxy:
@@ -31,7 +32,7 @@ class _RawProxy:
         object.__setattr__(
             self,
             "_cell",
-            _Guarded(self._name, None if initial is None else bytes(initial), new=new),
+            _Cell(self._name, {"raw": None if initial is None else bytes(initial)}, new=new),
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -39,13 +40,13 @@ class _RawProxy:
         return _attach, (type(self), _type_spec(self._ctype), self._name)
 
     def _load(self) -> Any:
-        return self._ctype.from_buffer_copy(self._cell.load())
+        return self._ctype.from_buffer_copy(self._cell.read()["raw"])
 
     def _update(self, change: Callable[[Any], Any]) -> Any:
-        with self._cell.mutex:
-            obj = self._load()
+        with self._cell as state:  # a process killed in here changes nothing (see _Cell)
+            obj = self._ctype.from_buffer_copy(state["raw"])
             result = change(obj)
-            self._cell.save(bytes(obj))
+            state["raw"] = bytes(obj)
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -55,8 +56,9 @@ class _RawProxy:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "value" and _is_scalar(self._ctype):
-            # the whole object: one write, atomic by itself, no read and no mutex
-            self._cell.save(bytes(self._ctype(value)))
+            # the whole object: no read of the old bytes needed
+            with self._cell as state:
+                state["raw"] = bytes(self._ctype(value))
             return
         self._update(lambda obj: setattr(obj, name, value))
 
